@@ -1,0 +1,115 @@
+"""`feature-platform`: the command line. It only calls the FeaturePlatform facade."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+
+from feature_platform.errors import FeaturePlatformError
+from feature_platform.platform import FeaturePlatform, print_progress
+
+DEMO_DAYS = 30
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore")  # library deprecation chatter is not for CLI users
+    parser = argparse.ArgumentParser(
+        prog="feature-platform",
+        description="Feature views declared once, materialized by Dagster, served by Feast. "
+        "Configuration comes from FEATURE_PLATFORM_* environment variables (see README).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="generate demo data, materialize the last 30 days, show one user's features")
+    demo.add_argument("--days", type=int, default=DEMO_DAYS, help="daily partitions to materialize (default 30)")
+    demo.add_argument("--view", default="user_activity", help="feature view to materialize (default user_activity)")
+
+    mat = sub.add_parser("materialize", help="materialize partitions of a feature view through Dagster")
+    mat.add_argument("--view", required=True, help="feature view name, e.g. user_activity")
+    mat.add_argument("--start", required=True, help="first partition day, YYYY-MM-DD")
+    mat.add_argument("--end", help="last partition day, YYYY-MM-DD (inclusive; default: --start)")
+    mat.add_argument("--with-sources", action="store_true", help="also materialize the raw source partitions")
+
+    online = sub.add_parser("online", help="read one entity's online feature vector")
+    online.add_argument("--view", required=True, help="feature view name")
+    online.add_argument("--entity", required=True, help="entity key value, e.g. a user_id")
+    online.add_argument("--features", help="comma-separated feature names (default: all of the view)")
+
+    args = parser.parse_args(argv)
+    try:
+        platform = FeaturePlatform.from_env()
+        return {"demo": _demo, "materialize": _materialize, "online": _online}[args.command](platform, args)
+    except FeaturePlatformError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _demo(platform: FeaturePlatform, args) -> int:
+    spec = platform.view(args.view)
+    end = datetime.now(timezone.utc).date() - timedelta(days=1)
+    start = end - timedelta(days=args.days - 1)
+    lookback = spec.aggregation.window.days
+    print(f"{platform!r}\nsessions: {platform.settings.sessions_path}")
+    print(f"materializing {spec.name} for {start} .. {end} ({args.days} daily partitions) through Dagster")
+    began = time.perf_counter()
+    platform.materialize_sources(spec.name, start - timedelta(days=lookback), start - timedelta(days=1),
+                                 progress=print_progress)
+    platform.materialize(spec.name, start, end, with_sources=True, progress=print_progress)
+    elapsed = time.perf_counter() - began
+
+    table = platform.offline_table(spec.name, start, end)
+    latest = table[table["event_timestamp"] == table["event_timestamp"].max()]
+    active = latest.sort_values(spec.feature_names[0], ascending=False)
+    entity = int(active[spec.entity.join_key].iloc[0]) if len(active) else 1
+    print(f"\nonline vector of {spec.entity.join_key}={entity}:")
+    _print_vector(platform, spec.name, entity, spec.feature_names)
+    per_day = table.groupby("event_timestamp").size()
+    print(
+        f"\nsummary: {len(per_day)} partitions, {len(table):,} offline rows "
+        f"({per_day.min():,}-{per_day.max():,} per day), "
+        f"{int((table[spec.feature_names[0]] == 0).sum()):,} closing rows, {elapsed:.1f}s"
+    )
+    print(f"offline: {platform.runtime.offline.kind} · online: {platform.settings.profile} profile · "
+          f"state in {platform.settings.home}")
+    print("next: `dagster dev` to browse the asset graph; `feature-platform online --view "
+          f"{spec.name} --entity {entity}` to read it again")
+    return 0
+
+
+def _materialize(platform: FeaturePlatform, args) -> int:
+    days = platform.materialize(args.view, args.start, args.end, with_sources=args.with_sources,
+                                progress=print_progress)
+    print(f"materialized {args.view}: {len(days)} partition(s) {days[0]} .. {days[-1]}")
+    return 0
+
+
+def _online(platform: FeaturePlatform, args) -> int:
+    spec = platform.view(args.view)
+    features = args.features.split(",") if args.features else spec.feature_names
+    entity = int(args.entity) if spec.entity.dtype == "int64" else args.entity
+    _print_vector(platform, spec.name, entity, features)
+    return 0
+
+
+def _print_vector(platform: FeaturePlatform, view: str, entity, features: list[str]) -> None:
+    spec = platform.view(view)
+    refs = [f"{view}:{f}" for f in features]
+    row = platform.online_features(refs, [{spec.entity.join_key: entity}], with_metadata=True).iloc[0]
+    width = max(len(f) for f in features)
+    for feature, ref in zip(features, refs):
+        stamp = row[f"{ref}__event_timestamp"]
+        stamp_text = "" if pd.isna(stamp) else f"  (as of {stamp:%Y-%m-%d %H:%M} UTC)"
+        value = row[ref]
+        print(f"  {feature:<{width}}  {('—' if pd.isna(value) else value)!s:<14} {row[f'{ref}__status']}{stamp_text}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["main"]

@@ -1,0 +1,184 @@
+"""Profiles chosen by environment: the one place that knows about `embedded` versus `services`.
+
+Every setting has a documented environment variable and a default that works on a laptop
+(embedded) or against the local services on 127.0.0.1 (services). Secrets are redacted in repr.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+Profile = Literal["embedded", "services"]
+
+# name -> (default, description); the README's configuration table is generated from this.
+ENV_VARS: dict[str, tuple[str, str]] = {
+    "FEATURE_PLATFORM_PROFILE": ("embedded", "`embedded` (SQLite/Parquet, no server) or `services` (PostgreSQL + Redis)"),
+    "FEATURE_PLATFORM_HOME": (".feature_platform", "Directory for all local state: raw demo data, Parquet tables, Feast registry, quarantine, Dagster storage"),
+    "FEATURE_PLATFORM_SESSIONS_PATH": ("$FEATURE_PLATFORM_HOME/raw/sessions", "Parquet file or directory of the raw sessions log; when set, the demo generator is not used"),
+    "FEATURE_PLATFORM_PARTITIONS_START": ("2025-01-01", "First daily partition of every feature view"),
+    "FEATURE_PLATFORM_DEMO_USERS": ("2000", "Users in the generated demo sessions log"),
+    "FEATURE_PLATFORM_DEMO_SEED": ("7", "Seed of the demo generator"),
+    "FEATURE_PLATFORM_PG_HOST": ("127.0.0.1", "PostgreSQL host (services profile)"),
+    "FEATURE_PLATFORM_PG_PORT": ("5432", "PostgreSQL port"),
+    "FEATURE_PLATFORM_PG_USER": ("postgres", "PostgreSQL user"),
+    "FEATURE_PLATFORM_PG_PASSWORD": ("", "PostgreSQL password (empty for trust auth)"),
+    "FEATURE_PLATFORM_PG_DB": ("feature_platform", "Database for offline tables and the Feast SQL registry (created if missing)"),
+    "FEATURE_PLATFORM_DAGSTER_PG_DB": ("dagster", "Database for Dagster run/event/schedule storage (created if missing)"),
+    "FEATURE_PLATFORM_REDIS_HOST": ("127.0.0.1", "Redis host of the online store (services profile)"),
+    "FEATURE_PLATFORM_REDIS_PORT": ("6379", "Redis port"),
+    "FEATURE_PLATFORM_REDIS_DB": ("0", "Redis database number"),
+    "FEATURE_PLATFORM_REDIS_PASSWORD": ("", "Redis password (empty for none)"),
+}
+
+OFFLINE_SCHEMA = "offline"  # PostgreSQL schema holding one table per feature view
+FEAST_PROJECT = "feature_platform"
+
+
+def _env(name: str, environ: dict[str, str]) -> str:
+    return environ.get(name, ENV_VARS[name][0])
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration of one deployment."""
+
+    profile: Profile
+    home: Path
+    sessions_path: Path
+    partitions_start: date
+    demo_users: int
+    demo_seed: int
+    pg_host: str
+    pg_port: int
+    pg_user: str
+    pg_password: str = field(repr=False)
+    pg_db: str
+    dagster_pg_db: str
+    redis_host: str
+    redis_port: int
+    redis_db: int
+    redis_password: str = field(repr=False)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        profile = _env("FEATURE_PLATFORM_PROFILE", env)
+        if profile not in ("embedded", "services"):
+            raise ValueError(f"FEATURE_PLATFORM_PROFILE must be 'embedded' or 'services', not {profile!r}")
+        home = Path(_env("FEATURE_PLATFORM_HOME", env)).expanduser().absolute()
+        sessions = env.get("FEATURE_PLATFORM_SESSIONS_PATH")
+        return cls(
+            profile=profile,  # type: ignore[arg-type]
+            home=home,
+            sessions_path=Path(sessions).expanduser().absolute() if sessions else home / "raw" / "sessions",
+            partitions_start=date.fromisoformat(_env("FEATURE_PLATFORM_PARTITIONS_START", env)),
+            demo_users=int(_env("FEATURE_PLATFORM_DEMO_USERS", env)),
+            demo_seed=int(_env("FEATURE_PLATFORM_DEMO_SEED", env)),
+            pg_host=_env("FEATURE_PLATFORM_PG_HOST", env),
+            pg_port=int(_env("FEATURE_PLATFORM_PG_PORT", env)),
+            pg_user=_env("FEATURE_PLATFORM_PG_USER", env),
+            pg_password=_env("FEATURE_PLATFORM_PG_PASSWORD", env),
+            pg_db=_env("FEATURE_PLATFORM_PG_DB", env),
+            dagster_pg_db=_env("FEATURE_PLATFORM_DAGSTER_PG_DB", env),
+            redis_host=_env("FEATURE_PLATFORM_REDIS_HOST", env),
+            redis_port=int(_env("FEATURE_PLATFORM_REDIS_PORT", env)),
+            redis_db=int(_env("FEATURE_PLATFORM_REDIS_DB", env)),
+            redis_password=_env("FEATURE_PLATFORM_REDIS_PASSWORD", env),
+        )
+
+    def with_(self, **changes) -> Settings:
+        return replace(self, **changes)
+
+    @property
+    def uses_generated_sessions(self) -> bool:
+        return self.sessions_path == self.home / "raw" / "sessions"
+
+    # --- derived locations -------------------------------------------------------------------
+    @property
+    def offline_dir(self) -> Path:
+        return self.home / "offline"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.home / "feast"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    def pg_conninfo(self, db: str | None = None) -> str:
+        """libpq connection string (psycopg); password included only when set."""
+        parts = [f"host={self.pg_host}", f"port={self.pg_port}", f"user={self.pg_user}", f"dbname={db or self.pg_db}"]
+        if self.pg_password:
+            parts.append(f"password={self.pg_password}")
+        return " ".join(parts) + " connect_timeout=5"
+
+    def pg_sqlalchemy_url(self) -> str:
+        from urllib.parse import quote
+
+        auth = quote(self.pg_user) + (f":{quote(self.pg_password)}" if self.pg_password else "")
+        return f"postgresql+psycopg://{auth}@{self.pg_host}:{self.pg_port}/{self.pg_db}"
+
+    def as_env(self) -> dict[str, str]:
+        """The settings as environment variables (for subprocesses such as `dagster dev`)."""
+        values = {
+            "FEATURE_PLATFORM_PROFILE": self.profile,
+            "FEATURE_PLATFORM_HOME": str(self.home),
+            "FEATURE_PLATFORM_PARTITIONS_START": self.partitions_start.isoformat(),
+            "FEATURE_PLATFORM_DEMO_USERS": str(self.demo_users),
+            "FEATURE_PLATFORM_DEMO_SEED": str(self.demo_seed),
+            "FEATURE_PLATFORM_PG_HOST": self.pg_host,
+            "FEATURE_PLATFORM_PG_PORT": str(self.pg_port),
+            "FEATURE_PLATFORM_PG_USER": self.pg_user,
+            "FEATURE_PLATFORM_PG_PASSWORD": self.pg_password,
+            "FEATURE_PLATFORM_PG_DB": self.pg_db,
+            "FEATURE_PLATFORM_DAGSTER_PG_DB": self.dagster_pg_db,
+            "FEATURE_PLATFORM_REDIS_HOST": self.redis_host,
+            "FEATURE_PLATFORM_REDIS_PORT": str(self.redis_port),
+            "FEATURE_PLATFORM_REDIS_DB": str(self.redis_db),
+            "FEATURE_PLATFORM_REDIS_PASSWORD": self.redis_password,
+        }
+        if not self.uses_generated_sessions:
+            values["FEATURE_PLATFORM_SESSIONS_PATH"] = str(self.sessions_path)
+        assert set(values) <= set(ENV_VARS), "every exported variable must be documented"
+        return values
+
+
+def dagster_instance_config(settings: Settings) -> dict:
+    """The dagster.yaml of a profile. The repo's dagster.yaml files are checked against this."""
+    common = {
+        "run_coordinator": {
+            "module": "dagster.core.run_coordinator",
+            "class": "QueuedRunCoordinator",
+            "config": {"max_concurrent_runs": 2},
+        },
+        "telemetry": {"enabled": False},
+        "freshness": {"enabled": True},
+    }
+    if settings.profile == "embedded":
+        return {"storage": {"sqlite": {"base_dir": str(settings.dagster_home / "storage")}}, **common}
+    return {
+        "storage": {
+            "postgres": {
+                "postgres_db": {
+                    "hostname": {"env": "FEATURE_PLATFORM_PG_HOST"},
+                    "port": {"env": "FEATURE_PLATFORM_PG_PORT"},
+                    "username": {"env": "FEATURE_PLATFORM_PG_USER"},
+                    "password": {"env": "FEATURE_PLATFORM_PG_PASSWORD"},
+                    "db_name": {"env": "FEATURE_PLATFORM_DAGSTER_PG_DB"},
+                }
+            }
+        },
+        **common,
+    }
+
+
+__all__ = ["ENV_VARS", "Settings", "dagster_instance_config"]

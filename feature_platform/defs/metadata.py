@@ -1,0 +1,47 @@
+"""Dagster metadata derived from specs and partition results."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from feature_platform.derive.pandera_schema import constraint_text
+from feature_platform.pipeline import PartitionResult
+from feature_platform.spec import FeatureViewSpec
+
+
+def column_schema(spec: FeatureViewSpec) -> dg.TableSchema:
+    key = spec.entity.join_key
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(key, spec.entity.dtype, description=f"entity {spec.entity.name}",
+                           constraints=dg.TableColumnConstraints(nullable=False)),
+            *(
+                dg.TableColumn(
+                    f.name, f.dtype, description=f.description,
+                    constraints=dg.TableColumnConstraints(nullable=f.nullable, other=[c for c in [constraint_text(f)] if c]),
+                )
+                for f in spec.fields
+            ),
+            dg.TableColumn("event_timestamp", "timestamp", description="feature timestamp: end of the partition day (UTC)"),
+            dg.TableColumn("created_timestamp", "timestamp", description="when the row was computed"),
+        ]
+    )
+
+
+def materialization_metadata(spec: FeatureViewSpec, result: PartitionResult) -> dict:
+    metadata: dict = {
+        "dagster/row_count": result.rows,
+        "dagster/column_schema": column_schema(spec),
+        "closing_rows": result.closing_rows,
+        "rows_written_online": result.rows_online,
+        "rows_skipped_online_newer": result.rows - result.rows_online,
+        "duration_sec": round(result.duration_sec, 3),
+        "null_counts": dg.MetadataValue.json(result.stats["null_counts"]),
+    }
+    for feature, values in result.stats.items():
+        if feature == "null_counts":
+            continue
+        for stat, value in values.items():
+            if value is not None:
+                metadata[f"{feature}.{stat}"] = float(value)
+    return metadata

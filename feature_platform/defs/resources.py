@@ -1,0 +1,65 @@
+"""The one resource assets need: the platform's stores, configured from the environment."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from feature_platform.config import Settings
+from feature_platform.runtime import Runtime
+
+_runtimes: dict[Settings, Runtime] = {}
+
+
+class FeaturePlatformResource(dg.ConfigurableResource):
+    """Offline/online stores and the raw source of one deployment (embedded or services profile)."""
+
+    profile: str = "embedded"
+    home: str = ".feature_platform"
+    sessions_path: str | None = None
+    partitions_start: str = "2025-01-01"
+    demo_users: int = 2000
+    demo_seed: int = 7
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 5432
+    pg_user: str = "postgres"
+    pg_password: str = ""
+    pg_db: str = "feature_platform"
+    dagster_pg_db: str = "dagster"
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+    redis_db: int = 0
+    redis_password: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides) -> FeaturePlatformResource:
+        env = settings.as_env()
+        values = {name: _field_value(name, env) for name in cls.model_fields}
+        return cls(**{k: v for k, v in values.items() if v is not None} | overrides)
+
+    def settings(self) -> Settings:
+        env = {f"FEATURE_PLATFORM_{name.upper()}": str(value) for name, value in self.model_dump().items()
+               if value is not None}
+        return Settings.from_env(env)
+
+    def runtime(self) -> Runtime:
+        """Stores are cached per configuration, so one process opens each connection once."""
+        settings = self.settings()
+        if settings not in _runtimes:
+            _runtimes[settings] = Runtime(settings)
+        return _runtimes[settings]
+
+
+def _field_value(name: str, env: dict[str, str]):
+    value = env.get(f"FEATURE_PLATFORM_{name.upper()}")
+    if value is not None and FeaturePlatformResource.model_fields[name].annotation is int:
+        return int(value)
+    return value
+
+
+def platform_resource_from_env() -> FeaturePlatformResource:
+    """The resource for this environment; secrets stay references to env vars (shown as such in the UI)."""
+    secrets = {name: dg.EnvVar(f"FEATURE_PLATFORM_{name.upper()}") for name in ("pg_password", "redis_password")
+               if os.environ.get(f"FEATURE_PLATFORM_{name.upper()}")}
+    return FeaturePlatformResource.from_settings(Settings.from_env(), **secrets)

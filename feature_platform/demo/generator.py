@@ -1,0 +1,69 @@
+"""A seeded generator of the raw sessions log, at any size.
+
+Each day is generated independently from `(seed, day)`, so any partition can be regenerated alone
+and always gives the same rows. Users have a stable activity level and favourite model, and some
+go quiet for stretches of days, which exercises closing rows.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from feature_platform.sources.sessions import SCHEMA
+
+MODELS = np.array(["claude-haiku", "claude-opus", "claude-sonnet", "gpt-4o", "llama-3"])
+_QUIET_PERIOD_DAYS = 20
+
+
+def _user_traits(n_users: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng([seed, 0])
+    activity = rng.gamma(shape=0.6, scale=0.8, size=n_users)  # expected sessions per active day
+    favourite = rng.integers(0, len(MODELS), size=n_users)
+    return activity, favourite
+
+
+def generate_day(day: date, n_users: int, seed: int = 7) -> pd.DataFrame:
+    """All sessions that ended on `day` (UTC), in the sessions schema, sorted by event time."""
+    activity, favourite = _user_traits(n_users, seed)
+    rng = np.random.default_rng([seed, day.toordinal()])
+    # A user is quiet on a day when their phase in a 20-day cycle falls in a 9-day gap, so windows
+    # empty out and refill regularly.
+    phase = (np.arange(n_users) * 7919 + day.toordinal()) % _QUIET_PERIOD_DAYS
+    quiet = (np.arange(n_users) % 4 == 0) & (phase < 9)
+    counts = rng.poisson(np.where(quiet, 0.0, activity))
+    users = np.repeat(np.arange(1, n_users + 1, dtype=np.int64), counts)
+    n = len(users)
+    midnight = pd.Timestamp(datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
+    offsets_us = np.sort(rng.integers(0, 86_400_000_000, size=n))
+    messages = rng.poisson(6, size=n) + 1
+    model_idx = np.where(rng.random(n) < 0.7, favourite[users - 1], rng.integers(0, len(MODELS), size=n))
+    frame = pd.DataFrame(
+        {
+            "user_id": users[np.argsort(rng.random(n))] if n else users,
+            "session_id": [f"s-{day:%Y%m%d}-{i:07d}" for i in range(n)],
+            "event_timestamp": midnight + pd.to_timedelta(offsets_us, unit="us"),
+            "duration_sec": np.round(rng.exponential(420.0, size=n), 3),
+            "message_count": messages.astype(np.int64),
+            "tool_invocations": rng.poisson(1.5, size=n).astype(np.int64),
+            "model": MODELS[model_idx],
+            "tokens": (messages * rng.integers(80, 900, size=n)).astype(np.int64),
+        }
+    )
+    return frame
+
+
+def write_day(directory: Path, day: date, n_users: int, seed: int = 7) -> Path:
+    """Generate `day` and write it atomically as `<directory>/<day>.parquet`; returns the path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{day.isoformat()}.parquet"
+    tmp = path.with_suffix(".parquet.tmp")
+    table = pa.Table.from_pandas(generate_day(day, n_users, seed), schema=SCHEMA, preserve_index=False)
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,54 @@
+"""Spec -> Feast objects (Entity, source, FeatureView), for the profile's offline store."""
+
+from __future__ import annotations
+
+from feast import Entity, FeatureView, FileSource, ValueType
+from feast import Field as FeastField
+from feast.data_source import DataSource
+from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
+from feast.types import Bool, Float32, Float64, Int64, String
+
+from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP
+from feature_platform.config import OFFLINE_SCHEMA, Settings
+from feature_platform.spec import FeatureViewSpec
+
+_FEAST_TYPE = {"int64": Int64, "float32": Float32, "float64": Float64, "string": String, "bool": Bool}
+_VALUE_TYPE = {"int64": ValueType.INT64, "string": ValueType.STRING}
+
+
+def feast_entity(spec: FeatureViewSpec) -> Entity:
+    e = spec.entity
+    return Entity(name=e.name, join_keys=[e.join_key], value_type=_VALUE_TYPE[e.dtype], description=e.description)
+
+
+def feast_source(spec: FeatureViewSpec, settings: Settings) -> DataSource:
+    """The view's offline table as a Feast batch source: a Parquet directory or a PostgreSQL table."""
+    common = dict(
+        name=f"{spec.name}_offline",
+        timestamp_field=EVENT_TIMESTAMP,
+        created_timestamp_column=CREATED_TIMESTAMP,
+        description=f"Offline table of feature view {spec.name}",
+    )
+    if settings.profile == "services":
+        return PostgreSQLSource(table=f"{OFFLINE_SCHEMA}.{spec.name}", **common)
+    return FileSource(path=str(settings.offline_dir / spec.name), **common)
+
+
+def feast_feature_view(spec: FeatureViewSpec, settings: Settings) -> FeatureView:
+    return FeatureView(
+        name=spec.name,
+        entities=[feast_entity(spec)],
+        ttl=spec.ttl,
+        schema=[FeastField(name=f.name, dtype=_FEAST_TYPE[f.dtype], description=f.description) for f in spec.fields],
+        source=feast_source(spec, settings),
+        online=True,
+        description=spec.description,
+        tags=spec.all_tags,
+        owner=f"team:{spec.owner}",
+    )
+
+
+def feast_objects(specs, settings: Settings) -> list:
+    """Everything to `FeatureStore.apply` for these specs (entities deduplicated by name)."""
+    entities = {s.entity.name: feast_entity(s) for s in specs}
+    return [*entities.values(), *(feast_feature_view(s, settings) for s in specs)]

@@ -1,0 +1,46 @@
+"""The package's own exception types: every user-facing failure is one of these."""
+
+
+class FeaturePlatformError(Exception):
+    """Base class of all feature_platform errors."""
+
+
+class UnknownFeatureViewError(FeaturePlatformError, KeyError):
+    """A feature view name that no spec declares."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class UnknownFeatureError(FeaturePlatformError, KeyError):
+    """A `view:feature` reference whose feature the view does not have."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class InvalidDateError(FeaturePlatformError, ValueError):
+    """A partition date that is malformed, reversed or outside the partitions."""
+
+
+class SourceDataError(FeaturePlatformError, ValueError):
+    """Raw source data that does not match its declared schema."""
+
+
+class ValidationFailedError(FeaturePlatformError):
+    """Computed features failed their Pandera schema; nothing was written."""
+
+    def __init__(self, message: str, *, view: str, partition: str, failures, quarantine_path: str | None):
+        super().__init__(message)
+        self.view = view
+        self.partition = partition
+        self.failures = failures
+        self.quarantine_path = quarantine_path
+
+
+class StoreUnavailableError(FeaturePlatformError, ConnectionError):
+    """An offline or online store that cannot be reached."""
+
+
+class MaterializationError(FeaturePlatformError):
+    """A Dagster run that materializes feature views failed."""

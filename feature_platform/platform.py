@@ -1,0 +1,238 @@
+"""`FeaturePlatform`: the stable Python entry point. Thin: materialization runs through Dagster,
+reads go to the stores."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+
+import pandas as pd
+import yaml
+
+from feature_platform.config import Settings, dagster_instance_config
+from feature_platform.errors import (
+    InvalidDateError,
+    MaterializationError,
+    UnknownFeatureError,
+    ValidationFailedError,
+)
+from feature_platform.runtime import Runtime
+from feature_platform.spec import FeatureViewSpec
+from feature_platform.specs import all_specs, get_spec
+
+# Runs log to the Dagster event log (the UI); the console logger only repeats warnings.
+_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+Progress = Callable[[int, int, str, str], None]  # (done, total, asset, partition)
+
+
+class FeaturePlatform:
+    """Feature views declared once, materialized by Dagster, served offline and online."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.runtime = Runtime(settings)
+        self._instance = None
+
+    @classmethod
+    def from_env(cls) -> FeaturePlatform:
+        """The profile and stores named by the FEATURE_PLATFORM_* environment (embedded by default)."""
+        return cls(Settings.from_env())
+
+    def __repr__(self) -> str:
+        return f"FeaturePlatform(profile={self.settings.profile!r}, home={str(self.settings.home)!r})"
+
+    # --- catalogue --------------------------------------------------------------------------
+    @property
+    def views(self) -> dict[str, FeatureViewSpec]:
+        return dict(all_specs())
+
+    def view(self, name: str) -> FeatureViewSpec:
+        return get_spec(name)
+
+    def apply(self) -> None:
+        """Register every view's Feast objects in the registry."""
+        self.runtime.apply()
+
+    # --- materialization ----------------------------------------------------------------------
+    def materialize(
+        self, view: str, start: str | date, end: str | date | None = None, *,
+        with_sources: bool = False, progress: Progress | None = None,
+    ) -> list[str]:
+        """Materialize partitions `start..end` (inclusive days) of `view` through Dagster.
+
+        One Dagster run per partition, in day order, so memory is bounded by one partition's
+        window however long the range. With `with_sources`, each run also materializes the raw
+        source partition of that day (the demo). Raises `ValidationFailedError` or
+        `MaterializationError` on the first failing partition; returns the partition keys.
+        """
+        spec = get_spec(view)
+        first, last = self._day_range(start, end)
+        days = [d.isoformat() for d in pd.date_range(first, last, freq="D").date]
+        import dagster as dg
+
+        from feature_platform.definitions import build_definitions
+        from feature_platform.defs.raw_sessions import raw_source_key
+        from feature_platform.defs.resources import FeaturePlatformResource
+
+        defs = build_definitions(self.settings)
+        assets = [a for a in defs.assets]
+        selection = [dg.AssetKey(spec.name)]
+        if with_sources and spec.aggregation is not None:
+            selection.insert(0, raw_source_key(spec.aggregation.source))
+        resources = {"platform": FeaturePlatformResource.from_settings(self.settings)}
+        for i, key in enumerate(days, 1):
+            result = dg.materialize(
+                assets, selection=selection, partition_key=key, instance=self.instance(),
+                resources=resources, raise_on_error=False, run_config=_QUIET,
+            )
+            if not result.success:
+                raise self._run_error(view, key, result)
+            if progress:
+                progress(i, len(days), view, key)
+        return days
+
+    def materialize_sources(self, view: str, start: str | date, end: str | date | None = None,
+                            progress: Progress | None = None) -> list[str]:
+        """Materialize the raw source partitions `start..end` that `view` reads (demo data)."""
+        import dagster as dg
+
+        from feature_platform.definitions import build_definitions
+        from feature_platform.defs.raw_sessions import raw_source_key
+        from feature_platform.defs.resources import FeaturePlatformResource
+
+        spec = get_spec(view)
+        first, last = self._day_range(start, end, clamp=False)
+        defs = build_definitions(self.settings)
+        key = raw_source_key(spec.aggregation.source)
+        days = [d.isoformat() for d in pd.date_range(first, last, freq="D").date]
+        resources = {"platform": FeaturePlatformResource.from_settings(self.settings)}
+        for i, day in enumerate(days, 1):
+            result = dg.materialize(list(defs.assets), selection=[key], partition_key=day, instance=self.instance(),
+                                    resources=resources, raise_on_error=False, run_config=_QUIET)
+            if not result.success:
+                raise self._run_error(key.to_user_string(), day, result)
+            if progress:
+                progress(i, len(days), key.to_user_string(), day)
+        return days
+
+    def instance(self):
+        """The Dagster instance of this profile (DAGSTER_HOME when set, else under FEATURE_PLATFORM_HOME)."""
+        if self._instance is None:
+            from dagster import DagsterInstance
+
+            if os.environ.get("DAGSTER_HOME"):
+                self._instance = DagsterInstance.get()
+            else:
+                home = self.settings.dagster_home
+                home.mkdir(parents=True, exist_ok=True)
+                (home / "dagster.yaml").write_text(yaml.safe_dump(dagster_instance_config(self.settings)))
+                if self.settings.profile == "services":
+                    from feature_platform.stores.postgres import ensure_database
+
+                    ensure_database(self.settings, self.settings.dagster_pg_db)
+                    for name, value in self.settings.as_env().items():
+                        os.environ.setdefault(name, value)  # dagster.yaml reads connection settings from env
+                self._instance = DagsterInstance.from_config(str(home))
+        return self._instance
+
+    # --- reads --------------------------------------------------------------------------------
+    def offline_table(self, view: str, start: str | date | None = None, end: str | date | None = None) -> pd.DataFrame:
+        """The offline rows of partitions `start..end` (inclusive; default: all)."""
+        spec = get_spec(view)
+        first = _parse_day(start, "start") if start is not None else date.min
+        last = _parse_day(end, "end") if end is not None else date.max
+        if first > last:
+            raise InvalidDateError(f"start {first} is after end {last}")
+        return self.runtime.offline.read(spec, first, last)
+
+    def online_features(
+        self, features: Sequence[str], entity_rows: Sequence[dict], *, with_metadata: bool = False,
+        now: datetime | None = None,
+    ) -> pd.DataFrame:
+        """Online feature vectors, one row per entity row.
+
+        `features` are `view:feature` references. Values older than their view's TTL are returned
+        as missing; with `with_metadata`, each feature also gets `<ref>__status` (present / missing
+        / expired) and `<ref>__event_timestamp` columns.
+        """
+        specs = self._resolve_refs(features)
+        rows = [dict(r) for r in entity_rows]
+        for spec in specs.values():
+            key = spec.entity.join_key
+            for i, row in enumerate(rows):
+                if key not in row:
+                    raise UnknownFeatureError(f"entity row {i} lacks join key {key!r} of view {spec.name!r}: {row}")
+        frame = self.runtime.online.read(specs, list(features), rows, now=now)
+        if not with_metadata:
+            frame = frame[[c for c in frame.columns if "__" not in c]]
+        return frame
+
+    # --- helpers ------------------------------------------------------------------------------
+    def _resolve_refs(self, features: Sequence[str]) -> dict[str, FeatureViewSpec]:
+        if isinstance(features, str) or not features:
+            raise UnknownFeatureError("features must be a non-empty list of 'view:feature' references")
+        specs: dict[str, FeatureViewSpec] = {}
+        for ref in features:
+            view, sep, feature = ref.partition(":")
+            if not sep:
+                raise UnknownFeatureError(f"feature reference {ref!r} must look like 'view:feature'")
+            spec = get_spec(view)
+            if feature not in spec.feature_names:
+                raise UnknownFeatureError(
+                    f"feature view {view!r} has no feature {feature!r}; it has {', '.join(spec.feature_names)}"
+                )
+            specs[view] = spec
+        return specs
+
+    def _day_range(self, start, end, clamp: bool = True) -> tuple[date, date]:
+        first = _parse_day(start, "start")
+        last = _parse_day(end, "end") if end is not None else first
+        if first > last:
+            raise InvalidDateError(f"start {first} is after end {last}")
+        if clamp and first < self.settings.partitions_start:
+            raise InvalidDateError(
+                f"start {first} is before the first partition {self.settings.partitions_start} "
+                "(FEATURE_PLATFORM_PARTITIONS_START)"
+            )
+        if clamp and last >= date.today():
+            raise InvalidDateError(f"end {last} is not a complete UTC day yet (the last partition is yesterday)")
+        return first, last
+
+    def _run_error(self, view: str, key: str, result) -> Exception:
+        for event in result.all_events:
+            if event.event_type_value == "STEP_FAILURE":
+                error = event.step_failure_data.error
+                cause = error.cause if error and error.cause else None
+                message = (error.message if error else "step failed").strip()
+                if cause and "ValidationFailedError" in (cause.cls_name or ""):
+                    return ValidationFailedError(cause.message.split(": ", 1)[-1].strip(), view=view, partition=key,
+                                                 failures=None, quarantine_path=None)
+                return MaterializationError(f"materializing {view!r} partition {key} failed: {message}")
+        return MaterializationError(f"materializing {view!r} partition {key} failed (run {result.run_id})")
+
+
+def _parse_day(value, name: str) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidDateError(f"{name} date {value!r} is not an ISO day like 2026-01-31") from None
+
+
+def print_progress(done: int, total: int, asset: str, partition: str, _start=[None]) -> None:  # noqa: B006
+    """A one-line progress bar on stderr."""
+    if _start[0] is None or done == 1:
+        _start[0] = time.perf_counter()
+    width = 30
+    filled = int(width * done / total)
+    elapsed = time.perf_counter() - _start[0]
+    sys.stderr.write(f"\r{asset:<16} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {partition} {elapsed:5.1f}s")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()

@@ -1,0 +1,58 @@
+"""The platform's stores for one deployment, built once from Settings; what assets and the facade share."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date
+from functools import cached_property
+
+import pandas as pd
+from feast import FeatureStore
+
+from feature_platform.compute.window_aggregate import aggregate_days, raw_range_for
+from feature_platform.config import Settings
+from feature_platform.derive.feast_objects import feast_objects
+from feature_platform.sources.sessions import read_sessions
+from feature_platform.spec import FeatureViewSpec
+from feature_platform.specs import all_specs
+from feature_platform.stores.feast_repo import feature_store
+from feature_platform.stores.offline import OfflineStore, offline_store
+from feature_platform.stores.online import OnlineStore
+
+_apply_lock = threading.Lock()
+
+
+class Runtime:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._applied = False
+
+    @cached_property
+    def offline(self) -> OfflineStore:
+        return offline_store(self.settings)
+
+    @cached_property
+    def feast(self) -> FeatureStore:
+        return feature_store(self.settings)
+
+    @cached_property
+    def online(self) -> OnlineStore:
+        self.apply()
+        return OnlineStore(self.feast)
+
+    def apply(self) -> None:
+        """Register every spec's Feast objects (idempotent; once per process)."""
+        with _apply_lock:
+            if not self._applied:
+                self.feast.apply(feast_objects(all_specs().values(), self.settings))
+                self._applied = True
+
+    def read_raw(self, spec: FeatureViewSpec, first: date, last: date) -> pd.DataFrame:
+        """Raw events needed to compute partitions `first..last` of `spec`, and nothing more."""
+        start, end = raw_range_for(spec, first, last)
+        return read_sessions(self.settings.sessions_path, start, end)
+
+    def compute(self, spec: FeatureViewSpec, first: date, last: date):
+        """Yield `(day, features)` for each partition day in `first..last` (raw data read once)."""
+        days = list(pd.date_range(first, last, freq="D").date)
+        yield from aggregate_days(spec, self.read_raw(spec, first, last), days)

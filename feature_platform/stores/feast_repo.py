@@ -1,0 +1,64 @@
+"""The Feast FeatureStore of a profile, configured in code from Settings (no feature_store.yaml needed)."""
+
+from __future__ import annotations
+
+import yaml
+from feast import FeatureStore, RepoConfig
+from feast.infra.offline_stores.contrib.postgres_offline_store.postgres import PostgreSQLOfflineStoreConfig
+from feast.infra.offline_stores.dask import DaskOfflineStoreConfig
+from feast.infra.online_stores.redis import RedisOnlineStoreConfig
+from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
+from feast.infra.registry.sql import SqlRegistryConfig
+from feast.repo_config import RegistryConfig
+
+from feature_platform.config import FEAST_PROJECT, OFFLINE_SCHEMA, Settings
+
+
+def repo_config(settings: Settings) -> RepoConfig:
+    if settings.profile == "services":
+        password = f",password={settings.redis_password}" if settings.redis_password else ""
+        return RepoConfig(
+            project=FEAST_PROJECT,
+            provider="local",
+            registry=SqlRegistryConfig(path=settings.pg_sqlalchemy_url(), cache_ttl_seconds=60),
+            online_store=RedisOnlineStoreConfig(
+                connection_string=f"{settings.redis_host}:{settings.redis_port},db={settings.redis_db}{password}",
+                # Newest-wins is enforced by the platform (ties rewrite, so a re-run replaces a partition).
+                skip_dedup=True,
+            ),
+            offline_store=PostgreSQLOfflineStoreConfig(
+                host=settings.pg_host, port=settings.pg_port, database=settings.pg_db, db_schema=OFFLINE_SCHEMA,
+                user=settings.pg_user, password=settings.pg_password, sslmode="disable",
+            ),
+            entity_key_serialization_version=3,
+        )
+    settings.feast_dir.mkdir(parents=True, exist_ok=True)
+    return RepoConfig(
+        project=FEAST_PROJECT,
+        provider="local",
+        registry=RegistryConfig(registry_type="file", path=str(settings.feast_dir / "registry.db"), cache_ttl_seconds=60),
+        online_store=SqliteOnlineStoreConfig(path=str(settings.feast_dir / "online.db")),
+        offline_store=DaskOfflineStoreConfig(),
+        entity_key_serialization_version=3,
+        repo_path=str(settings.feast_dir),
+    )
+
+
+def feature_store(settings: Settings) -> FeatureStore:
+    return FeatureStore(config=repo_config(settings))
+
+
+def feature_store_yaml(settings: Settings) -> str:
+    """The same configuration as a feature_store.yaml, for the `feast` CLI (secrets from env)."""
+    cfg = repo_config(settings)
+    data = {
+        "project": cfg.project,
+        "provider": cfg.provider,
+        "registry": {"registry_type": cfg.registry.registry_type, "path": cfg.registry.path},
+        "online_store": cfg.online_store.model_dump(exclude_defaults=True) | {"type": cfg.online_store.type},
+        "offline_store": cfg.offline_store.model_dump(exclude_defaults=True) | {"type": cfg.offline_store.type},
+        "entity_key_serialization_version": 3,
+    }
+    if "password" in data["offline_store"]:
+        data["offline_store"]["password"] = "${FEATURE_PLATFORM_PG_PASSWORD}"
+    return yaml.safe_dump(data, sort_keys=False)

@@ -1,0 +1,51 @@
+"""Offline tables: one row per (entity, feature timestamp), written a whole partition at a time.
+
+A partition write replaces exactly that partition, atomically: a reader sees the old partition
+or the new one, never a mix and never duplicates.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import date
+
+import pandas as pd
+
+from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
+from feature_platform.config import Settings
+from feature_platform.spec import FeatureViewSpec
+
+
+class OfflineStore(ABC):
+    """Where a feature view's history lives: the input of training sets."""
+
+    kind: str
+
+    @abstractmethod
+    def write_partition(self, spec: FeatureViewSpec, day: date, rows: pd.DataFrame) -> None:
+        """Replace partition `day` of `spec` with `rows` (join key, features, event/created timestamps)."""
+
+    @abstractmethod
+    def read(self, spec: FeatureViewSpec, start: date, end: date) -> pd.DataFrame:
+        """Rows of partitions `start..end` (inclusive), sorted by event timestamp then join key."""
+
+    @abstractmethod
+    def partitions(self, spec: FeatureViewSpec) -> list[date]:
+        """Partition days present in the table, ascending."""
+
+    def columns(self, spec: FeatureViewSpec) -> list[str]:
+        return [spec.entity.join_key, *spec.feature_names, EVENT_TIMESTAMP, CREATED_TIMESTAMP]
+
+    @staticmethod
+    def partition_timestamp(day: date) -> pd.Timestamp:
+        return pd.Timestamp(day_end(day))
+
+
+def offline_store(settings: Settings) -> OfflineStore:
+    if settings.profile == "services":
+        from feature_platform.stores.offline_postgres import PostgresOfflineStore
+
+        return PostgresOfflineStore(settings)
+    from feature_platform.stores.offline_parquet import ParquetOfflineStore
+
+    return ParquetOfflineStore(settings.offline_dir)

@@ -1,0 +1,79 @@
+"""Shared fixtures: an embedded platform in a temp dir, and the real services (PostgreSQL + Redis)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import pytest
+import redis
+
+from feature_platform.config import Settings
+
+warnings.filterwarnings("ignore", message=".*(beta|preview|superseded|deprecated).*")
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TEST_REDIS_DB = 13  # a database index of its own, flushed by the tests
+
+
+def sessions_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Sessions from (user_id, session_id, iso_timestamp, duration, messages, tools, model, tokens)."""
+    df = pd.DataFrame(rows, columns=["user_id", "session_id", "event_timestamp", "duration_sec", "message_count",
+                                     "tool_invocations", "model", "tokens"])
+    df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True, format="ISO8601")
+    return df.astype({"user_id": "int64", "duration_sec": "float64", "message_count": "int64",
+                      "tool_invocations": "int64", "tokens": "int64"})
+
+
+def write_sessions(directory: Path, df: pd.DataFrame) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(directory / "sessions.parquet", index=False)
+    return directory
+
+
+@pytest.fixture
+def embedded_settings(tmp_path: Path) -> Settings:
+    return Settings.from_env({
+        "FEATURE_PLATFORM_HOME": str(tmp_path / "home"),
+        "FEATURE_PLATFORM_SESSIONS_PATH": str(tmp_path / "sessions"),
+        "FEATURE_PLATFORM_PARTITIONS_START": "2026-01-01",
+    })
+
+
+def _require(service: str, probe) -> None:
+    try:
+        probe()
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the service
+        message = f"{service} is not reachable: {exc}"
+        if IN_CI:
+            pytest.fail(message + " (CI=true: services tests never skip)")
+        pytest.skip(message)
+
+
+@pytest.fixture
+def services_settings(tmp_path: Path):
+    """The services profile on a fresh PostgreSQL database and a flushed Redis database; dropped afterwards."""
+    base = Settings.from_env({"FEATURE_PLATFORM_PROFILE": "services"})
+    _require("PostgreSQL", lambda: psycopg.connect(base.pg_conninfo("postgres")).close())
+    _require("Redis", lambda: redis.Redis(host=base.redis_host, port=base.redis_port, socket_timeout=3).ping())
+    name = f"fp_test_{uuid.uuid4().hex[:10]}"
+    settings = Settings.from_env({
+        "FEATURE_PLATFORM_PROFILE": "services",
+        "FEATURE_PLATFORM_HOME": str(tmp_path / "home"),
+        "FEATURE_PLATFORM_SESSIONS_PATH": str(tmp_path / "sessions"),
+        "FEATURE_PLATFORM_PARTITIONS_START": "2026-01-01",
+        "FEATURE_PLATFORM_PG_DB": name,
+        "FEATURE_PLATFORM_DAGSTER_PG_DB": name + "_dagster",
+        "FEATURE_PLATFORM_REDIS_DB": str(TEST_REDIS_DB),
+    })
+    client = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=TEST_REDIS_DB)
+    client.flushdb()
+    yield settings
+    client.flushdb()
+    with psycopg.connect(base.pg_conninfo("postgres"), autocommit=True) as conn:
+        for db in (name, name + "_dagster"):
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
