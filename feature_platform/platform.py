@@ -142,9 +142,9 @@ class FeaturePlatform:
     def offline_table(self, view: str, start: str | date | None = None, end: str | date | None = None) -> pd.DataFrame:
         """The offline rows of partitions `start..end` (inclusive; default: all)."""
         spec = get_spec(view)
-        first = _parse_day(start, "start") if start is not None else date.min
-        last = _parse_day(end, "end") if end is not None else date.max
-        if first > last:
+        first = _parse_day(start, "start") if start is not None else None
+        last = _parse_day(end, "end") if end is not None else None
+        if first and last and first > last:
             raise InvalidDateError(f"start {first} is after end {last}")
         return self.runtime.offline.read(spec, first, last)
 

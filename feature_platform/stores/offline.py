@@ -26,8 +26,8 @@ class OfflineStore(ABC):
         """Replace partition `day` of `spec` with `rows` (join key, features, event/created timestamps)."""
 
     @abstractmethod
-    def read(self, spec: FeatureViewSpec, start: date, end: date) -> pd.DataFrame:
-        """Rows of partitions `start..end` (inclusive), sorted by event timestamp then join key."""
+    def read(self, spec: FeatureViewSpec, start: date | None = None, end: date | None = None) -> pd.DataFrame:
+        """Rows of partitions `start..end` (inclusive; None = unbounded), sorted by event timestamp then key."""
 
     @abstractmethod
     def partitions(self, spec: FeatureViewSpec) -> list[date]:

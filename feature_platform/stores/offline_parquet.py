@@ -44,8 +44,8 @@ class ParquetOfflineStore(OfflineStore):
         finally:
             tmp.unlink(missing_ok=True)
 
-    def read(self, spec: FeatureViewSpec, start: date, end: date) -> pd.DataFrame:
-        days = [d for d in self.partitions(spec) if start <= d <= end]
+    def read(self, spec: FeatureViewSpec, start: date | None = None, end: date | None = None) -> pd.DataFrame:
+        days = [d for d in self.partitions(spec) if (start is None or start <= d) and (end is None or d <= end)]
         schema = arrow_schema(spec)
         tables = [pq.read_table(self._dir(spec) / f"{d.isoformat()}.parquet", schema=schema) for d in days]
         table = pa.concat_tables(tables) if tables else schema.empty_table()

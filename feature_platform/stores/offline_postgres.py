@@ -63,9 +63,12 @@ class PostgresOfflineStore(OfflineStore):
                 with conn.cursor().copy(copy_sql) as copy:
                     copy.write(buf.getvalue())
 
-    def read(self, spec: FeatureViewSpec, start: date, end: date) -> pd.DataFrame:
+    def read(self, spec: FeatureViewSpec, start: date | None = None, end: date | None = None) -> pd.DataFrame:
         columns = self.columns(spec)
-        query = sql.SQL("SELECT {} FROM {} WHERE {ts} >= %s AND {ts} <= %s ORDER BY {ts}, {key}").format(
+        query = sql.SQL(
+            "SELECT {} FROM {} WHERE ({ts} >= %(lo)s OR %(lo)s IS NULL) AND ({ts} <= %(hi)s OR %(hi)s IS NULL) "
+            "ORDER BY {ts}, {key}"
+        ).format(
             sql.SQL(", ").join(map(sql.Identifier, columns)),
             self._table(spec),
             ts=sql.Identifier(EVENT_TIMESTAMP),
@@ -73,11 +76,14 @@ class PostgresOfflineStore(OfflineStore):
         )
         with connect(self.settings) as conn:
             self._ensure(conn, spec)
-            bounds = (self.partition_timestamp(start).to_pydatetime(), self.partition_timestamp(end).to_pydatetime())
+            bounds = {"lo": self._bound(start), "hi": self._bound(end)}
             records = conn.execute(query, bounds).fetchall()
         frame = pd.DataFrame.from_records(records, columns=columns)
 
         return pa.Table.from_pandas(frame, schema=arrow_schema(spec), preserve_index=False).to_pandas()
+
+    def _bound(self, day: date | None):
+        return None if day is None else self.partition_timestamp(day).to_pydatetime()
 
     def partitions(self, spec: FeatureViewSpec) -> list[date]:
         query = sql.SQL("SELECT DISTINCT {ts} FROM {} ORDER BY 1").format(

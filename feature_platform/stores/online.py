@@ -81,7 +81,9 @@ class OnlineStore:
             column = f"{view}__{feature}"
             result = proto.results[by_name[column]]
             stamps = pd.to_datetime([ts.seconds + ts.nanos / 1e9 for ts in result.event_timestamps], unit="s", utc=True)
-            found = [s in (FieldStatus.PRESENT, FieldStatus.NULL_VALUE) for s in result.statuses]
+            # Feast's Redis store reports an absent entity as NULL_VALUE at epoch 0, not NOT_FOUND.
+            found = [s in (FieldStatus.PRESENT, FieldStatus.NULL_VALUE) and ts.seconds > 0
+                     for s, ts in zip(result.statuses, result.event_timestamps)]
             expired = [f and (pd.Timestamp(now) - t) > spec_by_view[view].ttl for f, t in zip(found, stamps)]
             dtype = _NULLABLE_DTYPE[spec_by_view[view].field(feature).dtype]
             out[ref] = pd.Series([None if (not f or e) else v for v, f, e in zip(values[column], found, expired)],
