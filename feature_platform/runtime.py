@@ -18,6 +18,7 @@ from feature_platform.specs import all_specs
 from feature_platform.stores.feast_repo import feature_store
 from feature_platform.stores.offline import OfflineStore, offline_store
 from feature_platform.stores.online import OnlineStore
+from feature_platform.stores.postgres import ensure_database, store_errors
 
 _apply_lock = threading.Lock()
 
@@ -33,16 +34,18 @@ class Runtime:
 
     @cached_property
     def feast(self) -> FeatureStore:
+        if self.settings.profile == "services":
+            ensure_database(self.settings, self.settings.pg_db)  # the SQL registry lives there
         return feature_store(self.settings)
 
     @cached_property
     def online(self) -> OnlineStore:
         self.apply()
-        return OnlineStore(self.feast)
+        return OnlineStore(self.feast, self.settings)
 
     def apply(self) -> None:
         """Register every spec's Feast objects (idempotent; once per process)."""
-        with _apply_lock:
+        with _apply_lock, store_errors(self.settings, "applying the Feast registry"):
             if not self._applied:
                 self.feast.apply(feast_objects(all_specs().values(), self.settings))
                 self._applied = True

@@ -43,7 +43,10 @@ def read_sessions(path: str | Path, start: datetime, end: datetime) -> pd.DataFr
     """
     path = Path(path)
     if not path.exists():
-        return SCHEMA.empty_table().to_pandas()
+        raise SourceDataError(
+            f"sessions source {path} does not exist: set FEATURE_PLATFORM_SESSIONS_PATH to your Parquet "
+            "file or directory, or materialize the raw_sessions asset to generate demo data"
+        )
     dataset = ds.dataset(str(path), format="parquet")
     _check_columns(dataset.schema, path)
     ts_type = dataset.schema.field(TIMESTAMP).type

@@ -18,7 +18,9 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
+from feature_platform.config import Settings
 from feature_platform.spec import FeatureViewSpec
+from feature_platform.stores.postgres import store_errors
 
 PRESENT, MISSING, EXPIRED = "present", "missing", "expired"
 _NULLABLE_DTYPE = {"int64": "Int64", "float32": "Float32", "float64": "Float64", "string": "object", "bool": "boolean"}
@@ -35,21 +37,22 @@ def _entity_keys(spec: FeatureViewSpec, values: Sequence) -> list[EntityKeyProto
 
 
 class OnlineStore:
-    def __init__(self, store: FeatureStore):
+    def __init__(self, store: FeatureStore, settings: Settings):
         self.store = store
+        self.settings = settings
 
     def current_timestamps(self, spec: FeatureViewSpec, keys: Sequence) -> pd.Series:
         """The stored feature timestamp per entity key (NaT where the entity has no value)."""
         fv = self.store.get_feature_view(spec.name)
         provider = self.store._get_provider()  # Feast has no public bulk timestamp read
         stamps: list = []
-        for i in range(0, len(keys), _READ_BATCH):
-            chunk = keys[i : i + _READ_BATCH]
-            rows = provider.online_read(
-                config=self.store.config, table=fv, entity_keys=_entity_keys(spec, chunk),
-                requested_features=spec.feature_names[:1],
-            )
-            stamps.extend(ts for ts, _ in rows)
+        with store_errors(self.settings, f"reading online timestamps of {spec.name!r}"):
+            for i in range(0, len(keys), _READ_BATCH):
+                rows = provider.online_read(
+                    config=self.store.config, table=fv, entity_keys=_entity_keys(spec, keys[i : i + _READ_BATCH]),
+                    requested_features=spec.feature_names[:1],
+                )
+                stamps.extend(ts for ts, _ in rows)
         return pd.Series(pd.to_datetime(stamps, utc=True), index=pd.Index(keys), dtype="datetime64[ns, UTC]")
 
     def write(self, spec: FeatureViewSpec, rows: pd.DataFrame) -> int:
@@ -62,7 +65,8 @@ class OnlineStore:
         keep = current.isna().to_numpy() | (incoming.to_numpy() >= current.to_numpy())
         fresh = rows.loc[keep]
         if not fresh.empty:
-            self.store.write_to_online_store(spec.name, fresh, allow_registry_cache=True)
+            with store_errors(self.settings, f"writing {spec.name!r} online"):
+                self.store.write_to_online_store(spec.name, fresh, allow_registry_cache=True)
         return int(len(fresh))
 
     def read(
@@ -71,7 +75,8 @@ class OnlineStore:
     ) -> pd.DataFrame:
         """One row per entity row: entity columns, each feature, and `<ref>__status` / `<ref>__event_timestamp`."""
         now = now or datetime.now(timezone.utc)
-        response = self.store.get_online_features(features=refs, entity_rows=entity_rows, full_feature_names=True)
+        with store_errors(self.settings, "reading online features"):
+            response = self.store.get_online_features(features=refs, entity_rows=entity_rows, full_feature_names=True)
         values = response.to_dict()
         proto = response.proto
         out = pd.DataFrame(entity_rows)
