@@ -174,6 +174,8 @@ def dagster_instance_config(settings: Settings) -> dict:
                     "username": {"env": "FEATURE_PLATFORM_PG_USER"},
                     "password": {"env": "FEATURE_PLATFORM_PG_PASSWORD"},
                     "db_name": {"env": "FEATURE_PLATFORM_DAGSTER_PG_DB"},
+                    # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; dagster-postgres needs psycopg2.
+                    "scheme": "postgresql+psycopg2",
                 }
             }
         },
