@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 
 from feature_platform.errors import FeaturePlatformError
-from feature_platform.platform import FeaturePlatform, print_progress
+from feature_platform.platform import FeaturePlatform
 
 DEMO_DAYS = 30
 
@@ -49,6 +49,25 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+class ProgressBar:
+    """A one-line progress display on stderr, restarted for each asset."""
+
+    def __init__(self, width: int = 30):
+        self.width = width
+        self.started = time.perf_counter()
+
+    def __call__(self, done: int, total: int, asset: str, partition: str) -> None:
+        if done == 1:
+            self.started = time.perf_counter()
+        filled = int(self.width * done / total)
+        bar = "#" * filled + "." * (self.width - filled)
+        elapsed = time.perf_counter() - self.started
+        sys.stderr.write(f"\r{asset:<16} [{bar}] {done}/{total} {partition} {elapsed:5.1f}s")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
 def _demo(platform: FeaturePlatform, args) -> int:
     spec = platform.view(args.view)
     end = datetime.now(timezone.utc).date() - timedelta(days=1)
@@ -58,8 +77,8 @@ def _demo(platform: FeaturePlatform, args) -> int:
     print(f"materializing {spec.name} for {start} .. {end} ({args.days} daily partitions) through Dagster")
     began = time.perf_counter()
     platform.materialize_sources(spec.name, start - timedelta(days=lookback), start - timedelta(days=1),
-                                 progress=print_progress)
-    platform.materialize(spec.name, start, end, with_sources=True, progress=print_progress)
+                                 progress=ProgressBar())
+    platform.materialize(spec.name, start, end, with_sources=True, progress=ProgressBar())
     elapsed = time.perf_counter() - began
 
     table = platform.offline_table(spec.name, start, end)
@@ -83,7 +102,7 @@ def _demo(platform: FeaturePlatform, args) -> int:
 
 def _materialize(platform: FeaturePlatform, args) -> int:
     days = platform.materialize(args.view, args.start, args.end, with_sources=args.with_sources,
-                                progress=print_progress)
+                                progress=ProgressBar())
     print(f"materialized {args.view}: {len(days)} partition(s) {days[0]} .. {days[-1]}")
     return 0
 

@@ -4,8 +4,6 @@ reads go to the stores."""
 from __future__ import annotations
 
 import os
-import sys
-import time
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 
@@ -224,15 +222,3 @@ def _parse_day(value, name: str) -> date:
     except ValueError:
         raise InvalidDateError(f"{name} date {value!r} is not an ISO day like 2026-01-31") from None
 
-
-def print_progress(done: int, total: int, asset: str, partition: str, _start=[None]) -> None:  # noqa: B006
-    """A one-line progress bar on stderr."""
-    if _start[0] is None or done == 1:
-        _start[0] = time.perf_counter()
-    width = 30
-    filled = int(width * done / total)
-    elapsed = time.perf_counter() - _start[0]
-    sys.stderr.write(f"\r{asset:<16} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {partition} {elapsed:5.1f}s")
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()

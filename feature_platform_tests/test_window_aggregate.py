@@ -93,3 +93,8 @@ def test_empty_source_gives_empty_typed_frame():
     out = aggregate_day(SPEC, RAW.iloc[0:0], D)
     assert out.empty
     assert list(out.columns) == ["user_id", *SPEC.feature_names, "event_timestamp"]
+
+
+def test_user_whose_models_are_all_null_prefers_unknown():
+    raw = sessions_frame([(9, "x1", "2026-03-09T01:00:00Z", 1.0, 1, 0, None, 1)])
+    assert aggregate_day(SPEC, raw, D)["preferred_model"].tolist() == ["unknown"]

@@ -74,7 +74,7 @@ def _aggregate(events: pd.DataFrame, key: str, aggs: Sequence[Agg]) -> pd.DataFr
     grouped = events.groupby(key, sort=True)
     for a in aggs:
         if a.fn == "mode":
-            values = _mode(events, key, a.column)
+            values = _mode(events, key, a.column).reindex(keys).fillna(a.empty_value)
         elif a.fn == "count_distinct":
             values = grouped[a.column].nunique()
         elif a.fn == "count":
