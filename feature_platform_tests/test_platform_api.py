@@ -103,3 +103,20 @@ def test_materialize_window_covers_lookback_days(platform):
     row = platform.offline_table("user_activity")
     assert row["event_timestamp"].unique().tolist() == [pd.Timestamp("2026-01-11", tz="UTC")]
     assert timedelta(days=7) == platform.view("user_activity").ttl
+
+
+def test_long_ranges_read_only_each_partitions_window(platform, monkeypatch):
+    """Bounded memory: each partition run reads its own 8 raw days, never the whole range."""
+    from feature_platform import runtime
+
+    ranges = []
+    real = runtime.read_sessions
+
+    def recording(path, start, end):
+        ranges.append((start, end))
+        return real(path, start, end)
+
+    monkeypatch.setattr(runtime, "read_sessions", recording)
+    platform.materialize("user_activity", "2026-01-05", "2026-01-11")
+    assert len(ranges) == 7
+    assert all(end - start == timedelta(days=8) for start, end in ranges)
