@@ -117,15 +117,14 @@ def _online(platform: FeaturePlatform, args) -> int:
 
 def _print_vector(platform: FeaturePlatform, view: str, entity, features: list[str]) -> None:
     spec = platform.view(view)
-    refs = [f"{view}:{f}" for f in features]
-    row = platform.online_features(refs, [{spec.entity.join_key: entity}], with_metadata=True).iloc[0]
+    row = platform.online_features([f"{view}:{f}" for f in features], [{spec.entity.join_key: entity}],
+                                   with_metadata=True).iloc[0]
     width = max(len(f) for f in features)
-    for feature, ref in zip(features, refs):
-        stamp = row[f"{ref}__event_timestamp"]
+    for feature in features:
+        stamp = row[f"{feature}__event_timestamp"]
         stamp_text = "" if pd.isna(stamp) else f"  (as of {stamp:%Y-%m-%d %H:%M} UTC)"
-        value = row[ref]
-        print(f"  {feature:<{width}}  {('—' if pd.isna(value) else value)!s:<14} {row[f'{ref}__status']}{stamp_text}")
-
+        value = "—" if pd.isna(row[feature]) else row[feature]
+        print(f"  {feature:<{width}}  {value!s:<14} {row[f'{feature}__status']}{stamp_text}")
 
 if __name__ == "__main__":
     sys.exit(main())

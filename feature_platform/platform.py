@@ -4,6 +4,7 @@ reads go to the stores."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 
@@ -17,7 +18,9 @@ from feature_platform.errors import (
     UnknownFeatureError,
     ValidationFailedError,
 )
+from feature_platform import training
 from feature_platform.runtime import Runtime
+from feature_platform.training import resolve_features
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.specs import all_specs, get_spec
 
@@ -147,44 +150,54 @@ class FeaturePlatform:
         return self.runtime.offline.read(spec, first, last)
 
     def online_features(
-        self, features: Sequence[str], entity_rows: Sequence[dict], *, with_metadata: bool = False,
-        now: datetime | None = None,
+        self, features, entity_rows: Sequence[dict], *, with_metadata: bool = False,
+        full_feature_names: bool = False, now: datetime | None = None,
     ) -> pd.DataFrame:
-        """Online feature vectors, one row per entity row.
+        """Online feature vectors, one row per entity row, with the same columns and dtypes as `training_set`.
 
-        `features` are `view:feature` references. Values older than their view's TTL are returned
-        as missing; with `with_metadata`, each feature also gets `<ref>__status` (present / missing
-        / expired) and `<ref>__event_timestamp` columns.
+        `features` is a list of `view:feature` references or a feature service name. Values older
+        than their view's TTL are returned as missing; with `with_metadata`, each feature column
+        also gets `<column>__status` (present / missing / expired) and `<column>__event_timestamp`.
         """
-        specs = self._resolve_refs(features)
+        columns = resolve_features(features, full_feature_names)
+        specs = {c.view: get_spec(c.view) for c in columns}
         rows = [dict(r) for r in entity_rows]
         for spec in specs.values():
-            key = spec.entity.join_key
             for i, row in enumerate(rows):
-                if key not in row:
-                    raise UnknownFeatureError(f"entity row {i} lacks join key {key!r} of view {spec.name!r}: {row}")
-        frame = self.runtime.online.read(specs, list(features), rows, now=now)
+                if spec.entity.join_key not in row:
+                    raise UnknownFeatureError(
+                        f"entity row {i} lacks join key {spec.entity.join_key!r} of view {spec.name!r}: {row}")
+        frame = self.runtime.online.read(specs, columns, rows, now=now)
         if not with_metadata:
-            frame = frame[[c for c in frame.columns if "__" not in c]]
+            frame = frame.drop(columns=[c for c in frame.columns if c.endswith(("__status", "__event_timestamp"))])
+        return frame
+
+    def training_set(
+        self, entity_df: pd.DataFrame, features, *, full_feature_names: bool = False,
+        output: str = "pandas", path: str | os.PathLike | None = None, engine: str = "duckdb",
+    ):
+        """Point-in-time correct features for `entity_df` (keys + tz-aware `event_timestamp` + labels).
+
+        For each row and view: the latest feature value whose feature timestamp lies in
+        `[event_timestamp - ttl, event_timestamp]`, else null. Rows, order and extra columns of
+        `entity_df` are kept. `features`: `view:feature` references or a feature service name.
+        `output`: "pandas" (default) or "arrow"; with `path`, the set is written there as Parquet
+        and the path returned. `engine="feast"` uses Feast's get_historical_features (the reference).
+        """
+        frame = training.training_set(self.runtime, entity_df, features,
+                                      full_feature_names=full_feature_names, engine=engine)
+        if path is not None:
+            frame.to_parquet(path, index=False)
+            return Path(path)
+        if output == "arrow":
+            import pyarrow as pa
+
+            return pa.Table.from_pandas(frame, preserve_index=False)
+        if output != "pandas":
+            raise ValueError(f"output must be 'pandas' or 'arrow', not {output!r}")
         return frame
 
     # --- helpers ------------------------------------------------------------------------------
-    def _resolve_refs(self, features: Sequence[str]) -> dict[str, FeatureViewSpec]:
-        if isinstance(features, str) or not features:
-            raise UnknownFeatureError("features must be a non-empty list of 'view:feature' references")
-        specs: dict[str, FeatureViewSpec] = {}
-        for ref in features:
-            view, sep, feature = ref.partition(":")
-            if not sep:
-                raise UnknownFeatureError(f"feature reference {ref!r} must look like 'view:feature'")
-            spec = get_spec(view)
-            if feature not in spec.feature_names:
-                raise UnknownFeatureError(
-                    f"feature view {view!r} has no feature {feature!r}; it has {', '.join(spec.feature_names)}"
-                )
-            specs[view] = spec
-        return specs
-
     def _day_range(self, start, end, clamp: bool = True) -> tuple[date, date]:
         first = _parse_day(start, "start")
         last = _parse_day(end, "end") if end is not None else first

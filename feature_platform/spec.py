@@ -150,3 +150,21 @@ def _problems(spec: FeatureViewSpec):
         for a in spec.aggregation.aggs:
             if a.fn == "mode" and a.empty == "__default__":
                 yield f"aggregation of {a.feature!r}: mode needs an explicit empty value"
+
+
+@dataclass(frozen=True)
+class FeatureServiceSpec:
+    """A named, versioned list of `view:feature` references: one name, the same columns offline and online."""
+
+    name: str
+    features: tuple[str, ...]
+    version: int = 1
+    description: str = ""
+    owner: str = "platform"
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise SpecError(f"feature service {self.name!r}: name must be snake_case")
+        bad = [f for f in self.features if f.count(":") != 1]
+        if not self.features or bad:
+            raise SpecError(f"feature service {self.name!r}: features must be 'view:feature' references, got {bad or 'none'}")

@@ -35,12 +35,12 @@ def test_materialize_a_range_then_read_offline_and_online(platform):
     latest = table[table["event_timestamp"] == table["event_timestamp"].max()].head(5)
     vec = platform.online_features(["user_activity:sessions_7d"], [{"user_id": int(u)} for u in latest["user_id"]],
                                    now=pd.Timestamp("2026-01-11T12:00:00Z").to_pydatetime())
-    assert list(vec.columns) == ["user_id", "user_activity:sessions_7d"]
-    assert vec["user_activity:sessions_7d"].tolist() == latest["sessions_7d"].tolist()
+    assert list(vec.columns) == ["user_id", "sessions_7d"]
+    assert vec["sessions_7d"].tolist() == latest["sessions_7d"].tolist()
     # Read today, the January values are far older than the 7-day TTL: expired, not served.
     today = platform.online_features(["user_activity:sessions_7d"], [{"user_id": int(latest["user_id"].iloc[0])}],
                                      with_metadata=True)
-    assert today["user_activity:sessions_7d__status"].item() == "expired"
+    assert today["sessions_7d__status"].item() == "expired"
 
 
 def test_dagster_runs_are_recorded_in_the_profile_instance(platform):
@@ -63,7 +63,8 @@ def test_dagster_runs_are_recorded_in_the_profile_instance(platform):
         (lambda p: p.offline_table("nope"), fp.UnknownFeatureViewError, "known views: user_activity"),
         (lambda p: p.online_features(["user_activity:nope"], [{"user_id": 1}]), fp.UnknownFeatureError, "has no feature 'nope'"),
         (lambda p: p.online_features(["sessions_7d"], [{"user_id": 1}]), fp.UnknownFeatureError, "view:feature"),
-        (lambda p: p.online_features("user_activity:sessions_7d", [{"user_id": 1}]), fp.UnknownFeatureError, "non-empty list"),
+        (lambda p: p.online_features("user_activity:sessions_7d", [{"user_id": 1}]), fp.UnknownFeatureError, "not a feature service"),
+        (lambda p: p.online_features([], [{"user_id": 1}]), fp.UnknownFeatureError, "non-empty list"),
         (lambda p: p.online_features(["user_activity:sessions_7d"], [{"id": 1}]), fp.UnknownFeatureError, "lacks join key 'user_id'"),
     ],
 )

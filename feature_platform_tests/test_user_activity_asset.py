@@ -84,10 +84,9 @@ def test_partition_writes_offline_online_metadata_and_check(settings):
 
     vec = online(settings, want["user_id"].head(50), now=datetime(2026, 2, 13, 12, tzinfo=timezone.utc))
     for feature in SPEC.feature_names:
-        ref = f"user_activity:{feature}"
-        assert (vec[f"{ref}__status"] == "present").all()
+        assert (vec[f"{feature}__status"] == "present").all()
         pd.testing.assert_series_equal(
-            vec[ref].astype(object).reset_index(drop=True),
+            vec[feature].astype(object).reset_index(drop=True),
             want[feature].head(50).astype(object).where(want[feature].head(50).notna(), None).reset_index(drop=True),
             check_names=False, check_exact=False, rtol=1e-6,
         )
@@ -133,24 +132,24 @@ def test_backfilling_older_partitions_never_overwrites_newer_online_values(setti
 
     users = sorted(set(older["user_id"]) | set(newest["user_id"]))
     vec = online(settings, users, now=datetime(2026, 2, 16, 1, tzinfo=timezone.utc)).set_index("user_id")
-    stamps = vec["user_activity:sessions_7d__event_timestamp"]
+    stamps = vec["sessions_7d__event_timestamp"]
     newest_users = set(newest["user_id"])
     for user in users:
         want_ts = pd.Timestamp("2026-02-16T00:00:00Z") if user in newest_users else pd.Timestamp("2026-02-10T00:00:00Z")
         assert stamps[user] == want_ts, user
     top = newest.set_index("user_id")["sessions_7d"]
-    assert (vec.loc[list(top.index), "user_activity:sessions_7d"].astype(int) == top).all()
+    assert (vec.loc[list(top.index), "sessions_7d"].astype(int) == top).all()
 
 
 def test_online_values_older_than_ttl_are_expired(settings):
     assert run(settings, "2026-02-12").success
     user = int(expected(settings, date(2026, 2, 12))["user_id"].iloc[0])
     fresh = online(settings, [user], now=datetime(2026, 2, 20, 0, tzinfo=timezone.utc))  # exactly TTL: still valid
-    assert fresh["user_activity:sessions_7d__status"].item() == "present"
+    assert fresh["sessions_7d__status"].item() == "present"
     stale = online(settings, [user], now=datetime(2026, 2, 20, 0, 0, 1, tzinfo=timezone.utc))
-    assert stale["user_activity:sessions_7d__status"].item() == "expired"
-    assert pd.isna(stale["user_activity:sessions_7d"].item())
-    assert stale["user_activity:sessions_7d__event_timestamp"].item() == pd.Timestamp("2026-02-13T00:00:00Z")
+    assert stale["sessions_7d__status"].item() == "expired"
+    assert pd.isna(stale["sessions_7d"].item())
+    assert stale["sessions_7d__event_timestamp"].item() == pd.Timestamp("2026-02-13T00:00:00Z")
 
 
 def test_validation_failure_writes_nothing_and_quarantines(settings):
@@ -172,7 +171,7 @@ def test_validation_failure_writes_nothing_and_quarantines(settings):
     assert offline(settings).empty
     want = expected(settings, date(2026, 2, 12))
     vec = online(settings, want["user_id"].head(20), now=datetime(2026, 2, 13, tzinfo=timezone.utc))
-    assert (vec["user_activity:sessions_7d__status"] == "missing").all()
+    assert (vec["sessions_7d__status"] == "missing").all()
 
     (qdir,) = list((settings.quarantine_dir / "user_activity" / "2026-02-12").iterdir())
     bad = pd.read_parquet(qdir / "rows.parquet")

@@ -1,4 +1,5 @@
-"""Feature-view specs: one module per view, each exposing `SPEC`. Adding a view = adding a module."""
+"""Declarations: one module per feature view (a `FeatureViewSpec`), plus feature services and
+training sets. Every instance found at module level is registered; adding a view = adding a module."""
 
 from __future__ import annotations
 
@@ -7,20 +8,29 @@ import pkgutil
 from functools import cache
 
 from feature_platform.errors import UnknownFeatureViewError
-from feature_platform.spec import FeatureViewSpec
+from feature_platform.spec import FeatureServiceSpec, FeatureViewSpec
 
 
 @cache
-def all_specs() -> dict[str, FeatureViewSpec]:
-    """Every spec in this package, by view name, discovered by module scan."""
-    specs: dict[str, FeatureViewSpec] = {}
+def _declared(kind: type) -> dict[str, object]:
+    found: dict[str, object] = {}
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-        spec = getattr(importlib.import_module(f"{__name__}.{info.name}"), "SPEC", None)
-        if isinstance(spec, FeatureViewSpec):
-            if spec.name in specs:
-                raise ValueError(f"feature view {spec.name!r} is declared twice (module {info.name})")
-            specs[spec.name] = spec
-    return specs
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for value in vars(module).values():
+            if isinstance(value, kind):
+                if value.name in found and found[value.name] is not value:
+                    raise ValueError(f"{kind.__name__} {value.name!r} is declared twice (module {info.name})")
+                found[value.name] = value
+    return dict(sorted(found.items()))
+
+
+def all_specs() -> dict[str, FeatureViewSpec]:
+    """Every feature view, by name."""
+    return _declared(FeatureViewSpec)  # type: ignore[return-value]
+
+
+def all_feature_services() -> dict[str, FeatureServiceSpec]:
+    return _declared(FeatureServiceSpec)  # type: ignore[return-value]
 
 
 def get_spec(name: str) -> FeatureViewSpec:

@@ -30,6 +30,10 @@ class OfflineStore(ABC):
         """Rows of partitions `start..end` (inclusive; None = unbounded), sorted by event timestamp then key."""
 
     @abstractmethod
+    def register_duckdb(self, con, spec: FeatureViewSpec, name: str, lo: pd.Timestamp, hi: pd.Timestamp) -> None:
+        """Expose rows with `lo <= event_timestamp <= hi` to DuckDB connection `con` as relation `name`."""
+
+    @abstractmethod
     def partitions(self, spec: FeatureViewSpec) -> list[date]:
         """Partition days present in the table, ascending."""
 

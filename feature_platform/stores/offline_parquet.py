@@ -52,6 +52,18 @@ class ParquetOfflineStore(OfflineStore):
         df = table.to_pandas()
         return df.sort_values([EVENT_TIMESTAMP, spec.entity.join_key], kind="stable").reset_index(drop=True)
 
+    def register_duckdb(self, con, spec: FeatureViewSpec, name: str, lo: pd.Timestamp, hi: pd.Timestamp) -> None:
+        files = [str(self._dir(spec) / f"{d.isoformat()}.parquet") for d in self.partitions(spec)]
+        if not files:
+            con.register(name, arrow_schema(spec).empty_table())
+            return
+        # DuckDB reads the files itself (streaming, row groups pruned by the timestamp filter).
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet($files) "
+            f"WHERE {EVENT_TIMESTAMP} BETWEEN TIMESTAMPTZ '{lo.isoformat()}' AND TIMESTAMPTZ '{hi.isoformat()}'"
+            .replace("$files", "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]")
+        )
+
     def partitions(self, spec: FeatureViewSpec) -> list[date]:
         directory = self._dir(spec)
         if not directory.exists():

@@ -64,6 +64,14 @@ class PostgresOfflineStore(OfflineStore):
                     copy.write(buf.getvalue())
 
     def read(self, spec: FeatureViewSpec, start: date | None = None, end: date | None = None) -> pd.DataFrame:
+        return self._read_between(spec, self._bound(start), self._bound(end))
+
+    def register_duckdb(self, con, spec: FeatureViewSpec, name: str, lo: pd.Timestamp, hi: pd.Timestamp) -> None:
+        table = pa.Table.from_pandas(self._read_between(spec, lo.to_pydatetime(), hi.to_pydatetime()),
+                                     schema=arrow_schema(spec), preserve_index=False)
+        con.register(name, table)
+
+    def _read_between(self, spec: FeatureViewSpec, lo, hi) -> pd.DataFrame:
         columns = self.columns(spec)
         query = sql.SQL(
             "SELECT {} FROM {} WHERE ({ts} >= %(lo)s OR %(lo)s IS NULL) AND ({ts} <= %(hi)s OR %(hi)s IS NULL) "
@@ -76,8 +84,7 @@ class PostgresOfflineStore(OfflineStore):
         )
         with connect(self.settings) as conn:
             self._ensure(conn, spec)
-            bounds = {"lo": self._bound(start), "hi": self._bound(end)}
-            records = conn.execute(query, bounds).fetchall()
+            records = conn.execute(query, {"lo": lo, "hi": hi}).fetchall()
         frame = pd.DataFrame.from_records(records, columns=columns)
 
         return pa.Table.from_pandas(frame, schema=arrow_schema(spec), preserve_index=False).to_pandas()

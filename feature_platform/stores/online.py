@@ -21,9 +21,9 @@ from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
 from feature_platform.config import Settings
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.postgres import store_errors
+from feature_platform.stores.schema import SERVING_DTYPE
 
 PRESENT, MISSING, EXPIRED = "present", "missing", "expired"
-_NULLABLE_DTYPE = {"int64": "Int64", "float32": "Float32", "float64": "Float64", "string": "object", "bool": "boolean"}
 _READ_BATCH = 10_000  # below SQLite's bound-parameter limit
 
 
@@ -69,30 +69,27 @@ class OnlineStore:
                 self.store.write_to_online_store(spec.name, fresh, allow_registry_cache=True)
         return int(len(fresh))
 
-    def read(
-        self, spec_by_view: dict[str, FeatureViewSpec], refs: list[str], entity_rows: list[dict],
-        now: datetime | None = None,
-    ) -> pd.DataFrame:
-        """One row per entity row: entity columns, each feature, and `<ref>__status` / `<ref>__event_timestamp`."""
-        now = now or datetime.now(timezone.utc)
+    def read(self, spec_by_view: dict[str, FeatureViewSpec], columns, entity_rows: list[dict],
+             now: datetime | None = None) -> pd.DataFrame:
+        """One row per entity row: the entity columns, then for each `FeatureColumn` its value,
+        `<column>__status` (present / missing / expired) and `<column>__event_timestamp`."""
+        now = pd.Timestamp(now or datetime.now(timezone.utc))
+        refs = [f"{c.view}:{c.feature}" for c in columns]
         with store_errors(self.settings, "reading online features"):
             response = self.store.get_online_features(features=refs, entity_rows=entity_rows, full_feature_names=True)
         values = response.to_dict()
-        proto = response.proto
+        by_name = {name: i for i, name in enumerate(response.proto.metadata.feature_names.val)}
         out = pd.DataFrame(entity_rows)
-        by_name = {name: i for i, name in enumerate(proto.metadata.feature_names.val)}
-        for ref in refs:
-            view, feature = ref.split(":")
-            column = f"{view}__{feature}"
-            result = proto.results[by_name[column]]
-            stamps = pd.to_datetime([ts.seconds + ts.nanos / 1e9 for ts in result.event_timestamps], unit="s", utc=True)
+        for c in columns:
+            spec = spec_by_view[c.view]
+            result = response.proto.results[by_name[f"{c.view}__{c.feature}"]]
+            stamps = pd.to_datetime([t.seconds + t.nanos / 1e9 for t in result.event_timestamps], unit="s", utc=True)
             # Feast's Redis store reports an absent entity as NULL_VALUE at epoch 0, not NOT_FOUND.
-            found = [s in (FieldStatus.PRESENT, FieldStatus.NULL_VALUE) and ts.seconds > 0
-                     for s, ts in zip(result.statuses, result.event_timestamps)]
-            expired = [f and (pd.Timestamp(now) - t) > spec_by_view[view].ttl for f, t in zip(found, stamps)]
-            dtype = _NULLABLE_DTYPE[spec_by_view[view].field(feature).dtype]
-            out[ref] = pd.Series([None if (not f or e) else v for v, f, e in zip(values[column], found, expired)],
-                                 dtype=dtype, index=out.index)
-            out[f"{ref}__status"] = [EXPIRED if e else PRESENT if f else MISSING for f, e in zip(found, expired)]
-            out[f"{ref}__event_timestamp"] = [t if f else pd.NaT for t, f in zip(stamps, found)]
+            found = [s in (FieldStatus.PRESENT, FieldStatus.NULL_VALUE) and t.seconds > 0
+                     for s, t in zip(result.statuses, result.event_timestamps)]
+            expired = [f and (now - t) > spec.ttl for f, t in zip(found, stamps)]
+            served = [None if (not f or e) else v for v, f, e in zip(values[f"{c.view}__{c.feature}"], found, expired)]
+            out[c.column] = pd.Series(served, dtype=SERVING_DTYPE[spec.field(c.feature).dtype], index=out.index)
+            out[f"{c.column}__status"] = [EXPIRED if e else PRESENT if f else MISSING for f, e in zip(found, expired)]
+            out[f"{c.column}__event_timestamp"] = [t if f else pd.NaT for t, f in zip(stamps, found)]
         return out

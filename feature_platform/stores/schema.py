@@ -30,3 +30,7 @@ def sql_columns(spec: FeatureViewSpec) -> list[tuple[str, str]]:
         (EVENT_TIMESTAMP, "TIMESTAMPTZ NOT NULL"),
         (CREATED_TIMESTAMP, "TIMESTAMPTZ NOT NULL"),
     ]
+
+# Dtypes of feature columns handed to users (training sets and online reads alike): nullable, so a
+# missing value never turns an int column into floats.
+SERVING_DTYPE = {"int64": "Int64", "float32": "float32", "float64": "float64", "string": "object", "bool": "boolean"}

@@ -1,0 +1,144 @@
+"""Training sets: point-in-time correct features for an entity frame of keys, timestamps and labels.
+
+Input checks run before any heavy work. The join itself is `compute.point_in_time` over the
+offline tables (DuckDB), or Feast's `get_historical_features` when asked (`engine="feast"`), the
+reference the fast path is tested against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+from feature_platform.compute.point_in_time import ViewJoin, point_in_time_join
+from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
+from feature_platform.errors import FeaturePlatformError, UnknownFeatureError
+from feature_platform.runtime import Runtime
+from feature_platform.spec import FeatureViewSpec
+from feature_platform.specs import all_feature_services, get_spec
+from feature_platform.stores.schema import SERVING_DTYPE
+
+
+class EntityFrameError(FeaturePlatformError, ValueError):
+    """An entity frame that cannot be joined (missing/naive timestamps, bad keys)."""
+
+
+@dataclass(frozen=True)
+class FeatureColumn:
+    view: str
+    feature: str
+    column: str  # output column name
+
+
+def resolve_features(features: str | Sequence[str], full_feature_names: bool = False) -> list[FeatureColumn]:
+    """`view:feature` references, or a feature service name, as output columns (checked)."""
+    if isinstance(features, str):
+        services = all_feature_services()
+        if features not in services:
+            raise UnknownFeatureError(
+                f"{features!r} is not a feature service (known: {', '.join(services) or 'none'}); "
+                "pass a list of 'view:feature' references or a service name"
+            )
+        features = services[features].features
+    if not features:
+        raise UnknownFeatureError("features must be a non-empty list of 'view:feature' references")
+    columns: list[FeatureColumn] = []
+    for ref in features:
+        view, sep, feature = ref.partition(":")
+        if not sep:
+            raise UnknownFeatureError(f"feature reference {ref!r} must look like 'view:feature'")
+        spec = get_spec(view)
+        if feature not in spec.feature_names:
+            raise UnknownFeatureError(
+                f"feature view {view!r} has no feature {feature!r}; it has {', '.join(spec.feature_names)}"
+            )
+        columns.append(FeatureColumn(view, feature, f"{view}__{feature}" if full_feature_names else feature))
+    names = [c.column for c in columns]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise UnknownFeatureError(
+            f"feature name(s) {clashes} appear more than once; pass full_feature_names=True to prefix view names"
+        )
+    return columns
+
+
+def check_entity_frame(entity_df: pd.DataFrame, specs: Sequence[FeatureViewSpec]) -> None:
+    if not isinstance(entity_df, pd.DataFrame):
+        raise EntityFrameError(f"entity_df must be a pandas DataFrame, not {type(entity_df).__name__}")
+    if EVENT_TIMESTAMP not in entity_df.columns:
+        raise EntityFrameError(f"entity_df has no {EVENT_TIMESTAMP!r} column (columns: {list(entity_df.columns)})")
+    ts = entity_df[EVENT_TIMESTAMP]
+    if not isinstance(ts.dtype, pd.DatetimeTZDtype):
+        kind = "timezone-naive" if pd.api.types.is_datetime64_dtype(ts.dtype) else f"of dtype {ts.dtype}"
+        raise EntityFrameError(
+            f"entity_df[{EVENT_TIMESTAMP!r}] is {kind}; it must be timezone-aware (e.g. pd.to_datetime(..., utc=True))"
+        )
+    if ts.isna().any():
+        raise EntityFrameError(f"entity_df[{EVENT_TIMESTAMP!r}] has nulls at rows {list(ts[ts.isna()].index[:5])}")
+    for spec in specs:
+        key = spec.entity.join_key
+        if key not in entity_df.columns:
+            raise EntityFrameError(f"entity_df lacks join key {key!r} of feature view {spec.name!r}")
+        column = entity_df[key]
+        want_int = spec.entity.dtype == "int64"
+        ok = pd.api.types.is_integer_dtype(column.dtype) if want_int else (
+            pd.api.types.is_string_dtype(column.dtype) or column.dtype == object)
+        if not ok:
+            raise EntityFrameError(
+                f"entity_df[{key!r}] has dtype {column.dtype}, but feature view {spec.name!r} keys are {spec.entity.dtype}"
+            )
+        if column.isna().any():
+            raise EntityFrameError(f"entity_df[{key!r}] has nulls at rows {list(column[column.isna()].index[:5])}")
+
+
+def training_set(runtime: Runtime, entity_df: pd.DataFrame, features, *, full_feature_names: bool = False,
+                 engine: str = "duckdb") -> pd.DataFrame:
+    """`entity_df` (unchanged, same rows and order) with one column per requested feature."""
+    columns = resolve_features(features, full_feature_names)
+    specs = {c.view: get_spec(c.view) for c in columns}
+    check_entity_frame(entity_df, list(specs.values()))
+    if engine == "feast":
+        values = _feast_join(runtime, entity_df, columns)
+    elif engine == "duckdb":
+        values = _duckdb_join(runtime, entity_df, columns, specs)
+    else:
+        raise ValueError(f"engine must be 'duckdb' or 'feast', not {engine!r}")
+    out = entity_df.copy()
+    for c in columns:
+        out[c.column] = pd.Series(values[c.column].to_numpy(), index=out.index).astype(
+            SERVING_DTYPE[specs[c.view].field(c.feature).dtype])
+    return out
+
+
+def _duckdb_join(runtime: Runtime, entity_df: pd.DataFrame, columns, specs) -> pd.DataFrame:
+    if entity_df.empty:
+        return pd.DataFrame({c.column: pd.Series([], dtype=object) for c in columns})
+    ts = entity_df[EVENT_TIMESTAMP].dt.tz_convert("UTC")
+    con = duckdb.connect()
+    try:
+        joins = []
+        for i, (view, spec) in enumerate(specs.items()):
+            name = f"__fp_view_{i}"
+            runtime.offline.register_duckdb(con, spec, name, ts.min() - pd.Timedelta(spec.ttl), ts.max())
+            mine = [c for c in columns if c.view == view]
+            joins.append(ViewJoin(table=name, join_key=spec.entity.join_key, ttl=spec.ttl,
+                                  features=tuple(c.feature for c in mine), outputs=tuple(c.column for c in mine)))
+        frame = entity_df.assign(**{EVENT_TIMESTAMP: ts})
+        return point_in_time_join(con, frame, joins)
+    finally:
+        con.close()
+
+
+def _feast_join(runtime: Runtime, entity_df: pd.DataFrame, columns) -> pd.DataFrame:
+    """Feast's get_historical_features, re-aligned to the entity rows (Feast may drop and reorder rows)."""
+    runtime.apply()
+    keys = sorted({get_spec(c.view).entity.join_key for c in columns})
+    frame = entity_df[[*keys, EVENT_TIMESTAMP]].copy()
+    frame["__fp_row"] = range(len(frame))
+    refs = [f"{c.view}:{c.feature}" for c in columns]
+    result = runtime.feast.get_historical_features(entity_df=frame, features=refs, full_feature_names=True).to_df()
+    result = result.set_index("__fp_row").reindex(range(len(frame)))
+    return pd.DataFrame({c.column: result[f"{c.view}__{c.feature}"].to_numpy() for c in columns})
