@@ -16,6 +16,7 @@ from feature_platform.errors import (
     InvalidDateError,
     MaterializationError,
     UnknownFeatureError,
+    UnknownFeatureViewError,
     ValidationFailedError,
 )
 from feature_platform import training
@@ -36,6 +37,7 @@ class FeaturePlatform:
         self.settings = settings
         self.runtime = Runtime(settings)
         self._instance = None
+        self._assets = None
 
     @classmethod
     def from_env(cls) -> FeaturePlatform:
@@ -69,28 +71,19 @@ class FeaturePlatform:
         source partition of that day (the demo). Raises `ValidationFailedError` or
         `MaterializationError` on the first failing partition; returns the partition keys.
         """
+        import dagster as dg
+
+        from feature_platform.defs.raw_sessions import raw_source_key
+
         spec = get_spec(view)
         first, last = self._day_range(start, end)
         days = [d.isoformat() for d in pd.date_range(first, last, freq="D").date]
-        import dagster as dg
 
-        from feature_platform.definitions import build_definitions
-        from feature_platform.defs.raw_sessions import raw_source_key
-        from feature_platform.defs.resources import FeaturePlatformResource
-
-        defs = build_definitions(self.settings)
-        assets = [a for a in defs.assets]
         selection = [dg.AssetKey(spec.name)]
         if with_sources and spec.aggregation is not None:
             selection.insert(0, raw_source_key(spec.aggregation.source))
-        resources = {"platform": FeaturePlatformResource.from_settings(self.settings)}
         for i, key in enumerate(days, 1):
-            result = dg.materialize(
-                assets, selection=selection, partition_key=key, instance=self.instance(),
-                resources=resources, raise_on_error=False, run_config=_QUIET,
-            )
-            if not result.success:
-                raise self._run_error(view, key, result)
+            self._run(selection, key, view)
             if progress:
                 progress(i, len(days), view, key)
         return days
@@ -98,26 +91,58 @@ class FeaturePlatform:
     def materialize_sources(self, view: str, start: str | date, end: str | date | None = None,
                             progress: Progress | None = None) -> list[str]:
         """Materialize the raw source partitions `start..end` that `view` reads (demo data)."""
-        import dagster as dg
-
-        from feature_platform.definitions import build_definitions
         from feature_platform.defs.raw_sessions import raw_source_key
-        from feature_platform.defs.resources import FeaturePlatformResource
 
         spec = get_spec(view)
         first, last = self._day_range(start, end, clamp=False)
-        defs = build_definitions(self.settings)
         key = raw_source_key(spec.aggregation.source)
         days = [d.isoformat() for d in pd.date_range(first, last, freq="D").date]
-        resources = {"platform": FeaturePlatformResource.from_settings(self.settings)}
         for i, day in enumerate(days, 1):
-            result = dg.materialize(list(defs.assets), selection=[key], partition_key=day, instance=self.instance(),
-                                    resources=resources, raise_on_error=False, run_config=_QUIET)
-            if not result.success:
-                raise self._run_error(key.to_user_string(), day, result)
+            self._run([key], day, key.to_user_string())
             if progress:
                 progress(i, len(days), key.to_user_string(), day)
         return days
+
+    def materialize_training_set(self, name: str) -> pd.DataFrame:
+        """Materialize a declared training set (its labels, then the set) through Dagster; returns it."""
+        import dagster as dg
+
+        from feature_platform.specs import all_training_sets
+
+        if name not in all_training_sets():
+            raise UnknownFeatureViewError(
+                f"unknown training set {name!r}; known: {', '.join(all_training_sets()) or 'none'}")
+        self._run([dg.AssetKey(f"{name}_labels"), dg.AssetKey(name)], None, name)
+        return self.load_training_asset(name)
+
+    def load_training_asset(self, name: str) -> pd.DataFrame:
+        """The last materialized version of training set `name`."""
+        from feature_platform.defs.io_managers import dataset_path
+        from feature_platform.specs import all_training_sets
+
+        if name not in all_training_sets():
+            raise UnknownFeatureViewError(
+                f"unknown training set {name!r}; known: {', '.join(all_training_sets()) or 'none'}")
+        path = dataset_path(self.settings, name)
+        if not path.exists():
+            raise MaterializationError(f"training set {name!r} has not been materialized yet ({path})")
+        return pd.read_parquet(path)
+
+    def _run(self, selection, partition_key: str | None, label: str) -> None:
+        """One in-process Dagster run of `selection` (and partition), recorded in this profile's instance."""
+        import dagster as dg
+
+        from feature_platform.definitions import build_assets
+        from feature_platform.defs.resources import resources_for
+
+        if self._assets is None:
+            self._assets = build_assets(self.settings)
+        result = dg.materialize(
+            self._assets, selection=selection, partition_key=partition_key, instance=self.instance(),
+            resources=resources_for(self.settings), raise_on_error=False, run_config=_QUIET,
+        )
+        if not result.success:
+            raise self._run_error(label, partition_key, result)
 
     def instance(self):
         """The Dagster instance of this profile (DAGSTER_HOME when set, else under FEATURE_PLATFORM_HOME)."""
@@ -212,17 +237,19 @@ class FeaturePlatform:
             raise InvalidDateError(f"end {last} is not a complete UTC day yet (the last partition is yesterday)")
         return first, last
 
-    def _run_error(self, view: str, key: str, result) -> Exception:
+    def _run_error(self, label: str, key: str | None, result) -> Exception:
+        what = f"{label!r} partition {key}" if key else repr(label)
         for event in result.all_events:
             if event.event_type_value == "STEP_FAILURE":
                 error = event.step_failure_data.error
                 cause = error.cause if error and error.cause else None
-                message = (error.message if error else "step failed").strip()
                 if cause and "ValidationFailedError" in (cause.cls_name or ""):
-                    return ValidationFailedError(cause.message.split(": ", 1)[-1].strip(), view=view, partition=key,
-                                                 failures=None, quarantine_path=None)
-                return MaterializationError(f"materializing {view!r} partition {key} failed: {message}")
-        return MaterializationError(f"materializing {view!r} partition {key} failed (run {result.run_id})")
+                    failure = event.step_failure_data.user_failure_data
+                    return ValidationFailedError(failure.description if failure else cause.message, view=label,
+                                                 partition=key or "", failures=None, quarantine_path=None)
+                message = (error.message if error else "step failed").strip()
+                return MaterializationError(f"materializing {what} failed: {message}")
+        return MaterializationError(f"materializing {what} failed (run {result.run_id})")
 
 
 def _parse_day(value, name: str) -> date:

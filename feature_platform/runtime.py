@@ -14,7 +14,7 @@ from feature_platform.config import Settings
 from feature_platform.derive.feast_objects import feast_objects
 from feature_platform.sources.sessions import read_sessions
 from feature_platform.spec import FeatureViewSpec
-from feature_platform.specs import all_specs
+from feature_platform.specs import all_feature_services, all_specs
 from feature_platform.stores.feast_repo import feature_store
 from feature_platform.stores.offline import OfflineStore, offline_store
 from feature_platform.stores.online import OnlineStore
@@ -47,7 +47,7 @@ class Runtime:
         """Register every spec's Feast objects (idempotent; once per process)."""
         with _apply_lock, store_errors(self.settings, "applying the Feast registry"):
             if not self._applied:
-                self.feast.apply(feast_objects(all_specs().values(), self.settings))
+                self.feast.apply(feast_objects(all_specs().values(), self.settings, all_feature_services().values()))
                 self._applied = True
 
     def read_raw(self, spec: FeatureViewSpec, first: date, last: date) -> pd.DataFrame:

@@ -168,3 +168,31 @@ class FeatureServiceSpec:
         bad = [f for f in self.features if f.count(":") != 1]
         if not self.features or bad:
             raise SpecError(f"feature service {self.name!r}: features must be 'view:feature' references, got {bad or 'none'}")
+
+
+@dataclass(frozen=True)
+class TrainingSetSpec:
+    """A training set: labelled entity rows (from a label function) joined point-in-time with a feature service.
+
+    `labels` names a function `module:attr` taking `(runtime, **label_params)` and returning entity
+    keys, a tz-aware `event_timestamp` and the `label_column`.
+    """
+
+    name: str
+    feature_service: str
+    labels: str
+    label_column: str
+    version: int = 1
+    description: str = ""
+    owner: str = "platform"
+    label_params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise SpecError(f"training set {self.name!r}: name must be snake_case")
+        if ":" not in self.labels:
+            raise SpecError(f"training set {self.name!r}: labels must be 'module:function', got {self.labels!r}")
+
+    def fingerprint(self) -> str:
+        payload = json.dumps(asdict(self), default=str, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]

@@ -7,8 +7,10 @@ reference the fast path is tested against.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -17,7 +19,7 @@ from feature_platform.compute.point_in_time import ViewJoin, point_in_time_join
 from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
 from feature_platform.errors import FeaturePlatformError, UnknownFeatureError
 from feature_platform.runtime import Runtime
-from feature_platform.spec import FeatureViewSpec
+from feature_platform.spec import FeatureViewSpec, TrainingSetSpec
 from feature_platform.specs import all_feature_services, get_spec
 from feature_platform.stores.schema import SERVING_DTYPE
 
@@ -142,3 +144,32 @@ def _feast_join(runtime: Runtime, entity_df: pd.DataFrame, columns) -> pd.DataFr
     result = runtime.feast.get_historical_features(entity_df=frame, features=refs, full_feature_names=True).to_df()
     result = result.set_index("__fp_row").reindex(range(len(frame)))
     return pd.DataFrame({c.column: result[f"{c.view}__{c.feature}"].to_numpy() for c in columns})
+
+
+def label_frame(runtime: Runtime, spec: TrainingSetSpec) -> pd.DataFrame:
+    """Run the training set's label function."""
+    module, _, attr = spec.labels.partition(":")
+    return getattr(importlib.import_module(module), attr)(runtime, **spec.label_params)
+
+
+def training_set_path(settings, spec: TrainingSetSpec) -> Path:
+    return settings.home / "training_sets" / spec.name / f"v{spec.version}.parquet"
+
+
+def training_set_metadata(runtime: Runtime, spec: TrainingSetSpec, frame: pd.DataFrame) -> dict:
+    """Row count, label balance, null rate per feature, and the versions/latest partitions of the views used."""
+    columns = resolve_features(spec.feature_service)
+    views = {}
+    for view in dict.fromkeys(c.view for c in columns):
+        view_spec = get_spec(view)
+        partitions = runtime.offline.partitions(view_spec)
+        views[view] = {"version": view_spec.version, "latest_partition": partitions[-1].isoformat() if partitions else None}
+    balance = frame[spec.label_column].value_counts(normalize=True, dropna=False).sort_index()
+    return {
+        "rows": len(frame),
+        "label_balance": {str(k): round(float(v), 6) for k, v in balance.items()},
+        "null_rate": {c.column: round(float(frame[c.column].isna().mean()), 6) if len(frame) else 0.0 for c in columns},
+        "feature_views": views,
+        "feature_service": spec.feature_service,
+        "version": spec.version,
+    }

@@ -17,7 +17,7 @@ from feature_platform.compute.window_aggregate import aggregate_day
 from feature_platform.definitions import build_definitions
 from feature_platform.defs.feature_views import PANDERA_CHECK, build_feature_view_asset
 from feature_platform.defs.raw_sessions import build_raw_sessions_asset
-from feature_platform.defs.resources import FeaturePlatformResource
+from feature_platform.defs.resources import resources_for
 from feature_platform.demo.generator import generate_day
 from feature_platform.platform import FeaturePlatform
 from feature_platform.spec import Field
@@ -40,7 +40,7 @@ def run(settings, day: str, assets=None, instance=None):
     assets = assets or list(build_definitions(settings).assets)
     return dg.materialize(
         assets, selection=[dg.AssetKey("user_activity")], partition_key=day, instance=instance,
-        resources={"platform": FeaturePlatformResource.from_settings(settings)}, raise_on_error=False,
+        resources=resources_for(settings), raise_on_error=False,
     )
 
 

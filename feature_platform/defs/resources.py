@@ -63,3 +63,13 @@ def platform_resource_from_env() -> FeaturePlatformResource:
     secrets = {name: dg.EnvVar(f"FEATURE_PLATFORM_{name.upper()}") for name in ("pg_password", "redis_password")
                if os.environ.get(f"FEATURE_PLATFORM_{name.upper()}")}
     return FeaturePlatformResource.from_settings(Settings.from_env(), **secrets)
+
+
+def resources_for(settings: Settings, platform: FeaturePlatformResource | None = None) -> dict:
+    """Every resource the definitions need, for one deployment."""
+    from feature_platform.defs.io_managers import DatasetIOManager
+
+    return {
+        "platform": platform or FeaturePlatformResource.from_settings(settings),
+        "dataset_io_manager": DatasetIOManager(home=str(settings.home)),
+    }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from feast import Entity, FeatureView, FileSource, ValueType
+from feast import Entity, FeatureService, FeatureView, FileSource, ValueType
 from feast import Field as FeastField
 from feast.data_source import DataSource
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
@@ -10,7 +10,7 @@ from feast.types import Bool, Float32, Float64, Int64, String
 
 from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 from feature_platform.config import OFFLINE_SCHEMA, Settings
-from feature_platform.spec import FeatureViewSpec
+from feature_platform.spec import FeatureServiceSpec, FeatureViewSpec
 
 _FEAST_TYPE = {"int64": Int64, "float32": Float32, "float64": Float64, "string": String, "bool": Bool}
 _VALUE_TYPE = {"int64": ValueType.INT64, "string": ValueType.STRING}
@@ -48,7 +48,22 @@ def feast_feature_view(spec: FeatureViewSpec, settings: Settings) -> FeatureView
     )
 
 
-def feast_objects(specs, settings: Settings) -> list:
-    """Everything to `FeatureStore.apply` for these specs (entities deduplicated by name)."""
+def feast_feature_service(service: FeatureServiceSpec, views: dict[str, FeatureView]) -> FeatureService:
+    by_view: dict[str, list[str]] = {}
+    for ref in service.features:
+        view, _, feature = ref.partition(":")
+        by_view.setdefault(view, []).append(feature)
+    return FeatureService(
+        name=service.name,
+        features=[views[view][features] for view, features in by_view.items()],
+        description=service.description,
+        tags={"version": str(service.version)},
+        owner=f"team:{service.owner}",
+    )
+
+
+def feast_objects(specs, settings: Settings, services=()) -> list:
+    """Everything to `FeatureStore.apply`: entities (deduplicated by name), feature views, feature services."""
     entities = {s.entity.name: feast_entity(s) for s in specs}
-    return [*entities.values(), *(feast_feature_view(s, settings) for s in specs)]
+    views = {s.name: feast_feature_view(s, settings) for s in specs}
+    return [*entities.values(), *views.values(), *(feast_feature_service(f, views) for f in services)]

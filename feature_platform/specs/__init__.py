@@ -8,7 +8,7 @@ import pkgutil
 from functools import cache
 
 from feature_platform.errors import UnknownFeatureViewError
-from feature_platform.spec import FeatureServiceSpec, FeatureViewSpec
+from feature_platform.spec import FeatureServiceSpec, FeatureViewSpec, TrainingSetSpec
 
 
 @cache
@@ -31,6 +31,10 @@ def all_specs() -> dict[str, FeatureViewSpec]:
 
 def all_feature_services() -> dict[str, FeatureServiceSpec]:
     return _declared(FeatureServiceSpec)  # type: ignore[return-value]
+
+
+def all_training_sets() -> dict[str, TrainingSetSpec]:
+    return _declared(TrainingSetSpec)  # type: ignore[return-value]
 
 
 def get_spec(name: str) -> FeatureViewSpec:

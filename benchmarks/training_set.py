@@ -1,0 +1,303 @@
+"""Benchmark: a point-in-time training set over the `user_activity` offline table, three ways.
+
+(a) Feast `get_historical_features(...).to_df()` on the embedded profile (file/dask offline store),
+(b) the platform, `FeaturePlatform(settings).training_set(entity_df, features)`,
+(c) a hand-written DuckDB ASOF join over the same Parquet files (the baseline).
+Each run is a fresh process (see `measure`). (b) must return every input row, equal to (c).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.data import Dataset
+from benchmarks.measure import Measurement, Timer, measure
+from benchmarks.report import environment, environment_markdown
+from feature_platform.specs.user_activity import SPEC
+
+NAME = "training_set"
+FEATURES = [f"{SPEC.name}:{f}" for f in SPEC.feature_names]
+ROW = "__bench_row"  # row number given to Feast, which may drop and reorder rows
+PATHS = {"feast": "Feast get_historical_features", "platform": "platform training_set", "duckdb": "DuckDB ASOF (hand-written)"}
+TARGETS = {"platform_over_duckdb_max": 1.5, "feast_over_platform_min": 5.0, "platform_peak_rss_mb_max": 2048.0}
+
+
+# --- jobs (run in the measured child process) ------------------------------------------------
+
+def _setup(args: dict):
+    from benchmarks.data import settings_for
+    from datetime import date
+
+    settings = settings_for(Path(args["home"]), date.fromisoformat(args["first_day"]))
+    return settings, pd.read_parquet(args["entities"])
+
+
+def job_feast(args: dict, timer: Timer) -> dict:
+    from feature_platform.runtime import Runtime
+
+    settings, entity_df = _setup(args)
+    rt = Runtime(settings)
+    rt.apply()
+    frame = entity_df.assign(**{ROW: np.arange(len(entity_df))})
+    with timer:
+        out = rt.feast.get_historical_features(entity_df=frame, features=FEATURES).to_df()
+    _save(out[[ROW, *SPEC.feature_names]], args)
+    return {"rows": len(out), "distinct_input_rows": int(out[ROW].nunique())}
+
+
+def job_platform(args: dict, timer: Timer) -> dict:
+    from feature_platform.platform import FeaturePlatform
+
+    settings, entity_df = _setup(args)
+    fp = FeaturePlatform(settings)
+    with timer:
+        out = fp.training_set(entity_df, features=FEATURES)
+    _save(out, args)
+    return {"rows": len(out)}
+
+
+def job_duckdb(args: dict, timer: Timer) -> dict:
+    settings, entity_df = _setup(args)
+    table = settings.offline_dir / SPEC.name
+    with timer:
+        out = duckdb_asof(entity_df, table)
+    _save(out, args)
+    return {"rows": len(out)}
+
+
+def _save(frame: pd.DataFrame, args: dict) -> None:
+    if args.get("save_to"):
+        frame.to_parquet(args["save_to"], index=False)
+
+
+def duckdb_asof(entity_df: pd.DataFrame, table_dir: Path) -> pd.DataFrame:
+    """The baseline: one ASOF LEFT JOIN over all partition files, TTL applied, entity order kept.
+
+    One row per (user, feature timestamp) is guaranteed by the data (one file per day, one row per
+    user in each), so unlike the platform it does not deduplicate on created_timestamp.
+    """
+    import duckdb
+
+    assert SPEC.ttl.total_seconds() % 86400 == 0
+    feats = SPEC.feature_names
+    files = str(table_dir / "*.parquet").replace("'", "''")
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("entities", entity_df[["user_id", "event_timestamp"]].assign(**{ROW: np.arange(len(entity_df))}))
+        within = f"e.event_timestamp - f.event_timestamp <= INTERVAL {int(SPEC.ttl.days)} DAY"
+        cols = ", ".join(f'CASE WHEN {within} THEN f."{c}" END AS "{c}"' for c in feats)
+        values = con.execute(
+            f"SELECT e.{ROW}, {cols} FROM entities AS e "
+            f"ASOF LEFT JOIN read_parquet('{files}') AS f "
+            f"ON e.user_id = f.user_id AND e.event_timestamp >= f.event_timestamp "
+            f"ORDER BY e.{ROW}"
+        ).df()
+    finally:
+        con.close()
+    out = entity_df.copy()
+    for c in feats:
+        out[c] = values[c].to_numpy()
+    return out
+
+
+# --- comparison ---------------------------------------------------------------------------------
+
+def differing(a: pd.Series, b: pd.Series) -> np.ndarray:
+    """Mask of positions where `a` and `b` differ (both null = equal; numbers to float32 precision)."""
+    a, b = a.reset_index(drop=True), b.reset_index(drop=True)
+    a_na, b_na = a.isna().to_numpy(), b.isna().to_numpy()
+    if pd.api.types.is_numeric_dtype(a.dtype) and pd.api.types.is_numeric_dtype(b.dtype):
+        differ = ~np.isclose(a.to_numpy(dtype="float64", na_value=np.nan), b.to_numpy(dtype="float64", na_value=np.nan),
+                             rtol=1e-6, atol=0.0)
+    else:
+        differ = a.astype(object).to_numpy() != b.astype(object).to_numpy()
+    return (a_na != b_na) | (~a_na & ~b_na & differ)
+
+
+def compare(left: pd.DataFrame, right: pd.DataFrame) -> dict:
+    """Mismatch counts of the feature columns of two row-aligned frames."""
+    masks = {c: differing(left[c], right[c]) for c in SPEC.feature_names}
+    return {"rows_compared": len(left), "mismatched_rows": int(np.logical_or.reduce(list(masks.values())).sum()),
+            "mismatches_per_column": {c: int(m.sum()) for c, m in masks.items()}}
+
+
+# --- the benchmark ------------------------------------------------------------------------------
+
+def run(ds: Dataset, entities: Path, *, repeat: int, feast_timeout_sec: float, mem_cap_mb: float,
+        work_dir: Path, log: Callable[[str], None] = print, skip_feast: bool = False) -> tuple[dict, str]:
+    """Measure the three paths `repeat` times each; returns (results, markdown)."""
+    n_input = len(pd.read_parquet(entities, columns=["user_id"]))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    base = {"home": str(ds.home), "first_day": ds.first_day.isoformat(), "entities": str(entities)}
+    saved = {k: work_dir / f"{NAME}-{k}.parquet" for k in PATHS}
+    runs: dict[str, list[Measurement]] = {k: [] for k in PATHS}
+
+    def one(key: str, r: int, timeout: float) -> Measurement:
+        args = base | ({"save_to": str(saved[key])} if r == 0 else {})
+        m = measure(key, f"{__name__}:job_{key}", args, timeout_sec=timeout, mem_cap_mb=mem_cap_mb)
+        runs[key].append(m)
+        log(f"{NAME}: {key} run {r + 1}/{repeat}: {m.status} wall={m.wall_sec}s peak={m.peak_rss_mb}MB "
+            f"rows={m.info.get('rows')}" + (f" — {m.error.splitlines()[0]}" if m.error else ""))
+        if m.status == "error":
+            log(m.error)
+        return m
+
+    for key in PATHS:
+        saved[key].unlink(missing_ok=True)
+    for r in range(repeat):  # interleaved, so drift hits both alike
+        one("platform", r, timeout=max(feast_timeout_sec, 600))
+        one("duckdb", r, timeout=max(feast_timeout_sec, 600))
+    if not skip_feast:
+        for r in range(repeat):
+            if one("feast", r, timeout=feast_timeout_sec).status != "ok":
+                log(f"{NAME}: feast did not finish; not repeating it")
+                break
+
+    summary = {k: _summary(v, n_input) for k, v in runs.items()}
+    checks = _checks(saved, n_input)
+    ratios = _ratios(summary, feast_timeout_sec)
+    targets = _targets(summary, ratios)
+    results = {
+        "description": __doc__.strip().splitlines()[0],
+        "features": FEATURES,
+        "config": {"users": ds.users, "days": ds.days, "seed": ds.seed, "entity_rows": n_input, "repeat": repeat,
+                   "feast_timeout_sec": feast_timeout_sec, "mem_cap_mb": mem_cap_mb},
+        "data": ds.info | {"first_day": ds.first_day.isoformat(), "last_day": ds.last_day.isoformat()},
+        "environment": environment(),
+        "summary": summary,
+        "ratios": ratios,
+        "targets": targets,
+        "checks": checks,
+        "measurements": {k: [m.as_dict() for m in v] for k, v in runs.items()},
+    }
+    return results, render(results)
+
+
+def _summary(ms: list[Measurement], n_input: int) -> dict:
+    ok = [m for m in ms if m.status == "ok"]
+    walls = [m.wall_sec for m in ok]
+    peaks = [m.peak_rss_mb for m in ms if m.peak_rss_mb is not None]
+    return {
+        "runs": len(ms),
+        "runs_ok": len(ok),
+        "status": "ok" if ms and len(ok) == len(ms) else (ms[-1].status if ms else "not run"),
+        "median_wall_sec": round(statistics.median(walls), 3) if walls else None,
+        "min_wall_sec": round(min(walls), 3) if walls else None,
+        "peak_rss_mb": max(peaks) if peaks else None,
+        "rss_before_call_mb": max(m.rss_before_mb for m in ok) if ok else None,
+        "rows": ok[0].info.get("rows") if ok else None,
+        "input_rows": n_input,
+        "killed_after_sec": max((m.elapsed_sec for m in ms if m.status in ("timeout", "memory_cap")), default=None),
+        "error": next((m.error for m in ms if m.error), None),
+    }
+
+
+def _ratios(s: dict, feast_timeout_sec: float) -> dict:
+    p, d, f = (s[k]["median_wall_sec"] for k in ("platform", "duckdb", "feast"))
+    out = {"platform_over_duckdb": round(p / d, 3) if p and d else None,
+           "feast_over_platform": None, "feast_over_platform_is_lower_bound": False}
+    if p and f:
+        out["feast_over_platform"] = round(f / p, 2)
+    elif p and s["feast"]["status"] == "timeout":  # Feast took at least the timeout
+        out["feast_over_platform"] = round(feast_timeout_sec / p, 2)
+        out["feast_over_platform_is_lower_bound"] = True
+    return out
+
+
+def _targets(s: dict, r: dict) -> list[dict]:
+    def verdict(value, ok):
+        return None if value is None else bool(ok)
+
+    pod, fop, rss = r["platform_over_duckdb"], r["feast_over_platform"], s["platform"]["peak_rss_mb"]
+    return [
+        {"name": "platform within 1.5x of DuckDB", "metric": "platform/duckdb median wall", "value": pod,
+         "target": f"<= {TARGETS['platform_over_duckdb_max']}", "pass": verdict(pod, pod is not None and pod <= TARGETS["platform_over_duckdb_max"])},
+        {"name": "platform at least 5x faster than Feast", "metric": "feast/platform median wall", "value": fop,
+         "lower_bound": r["feast_over_platform_is_lower_bound"],
+         "target": f">= {TARGETS['feast_over_platform_min']}", "pass": verdict(fop, fop is not None and fop >= TARGETS["feast_over_platform_min"])},
+        {"name": "platform peak RSS < 2 GB", "metric": "platform peak RSS MB (max over runs)", "value": rss,
+         "target": f"< {TARGETS['platform_peak_rss_mb_max']:.0f}", "pass": verdict(rss, rss is not None and rss < TARGETS["platform_peak_rss_mb_max"])},
+    ]
+
+
+def _checks(saved: dict[str, Path], n_input: int) -> dict:
+    out: dict = {}
+    if saved["platform"].exists():
+        platform = pd.read_parquet(saved["platform"])
+        out["platform_rows_equal_input"] = len(platform) == n_input
+        feats = platform[SPEC.feature_names]
+        out["platform_rows_without_features"] = int(feats.isna().all(axis=1).sum())
+        if saved["duckdb"].exists():
+            duck = pd.read_parquet(saved["duckdb"])
+            out["platform_vs_duckdb"] = compare(platform, duck) | {"duckdb_rows": len(duck)}
+        if saved["feast"].exists():
+            feast = pd.read_parquet(saved["feast"])
+            kept = feast[ROW].to_numpy()
+            out["feast_rows"] = len(feast)
+            out["feast_dropped_rows"] = n_input - int(pd.Series(kept).nunique())
+            out["feast_vs_platform_on_kept_rows"] = compare(
+                feast.reset_index(drop=True), platform.iloc[kept].reset_index(drop=True))
+    return out
+
+
+# --- markdown -----------------------------------------------------------------------------------
+
+def _fmt(v, spec="{:,.3f}") -> str:
+    return "—" if v is None else spec.format(v)
+
+
+def render(res: dict) -> str:
+    s, r, c, cfg, data = res["summary"], res["ratios"], res["checks"], res["config"], res["data"]
+    lines = [
+        "## Training set: point-in-time join of 100k entity rows (`user_activity`, 6 features)",
+        "",
+        f"Entity frame: {cfg['entity_rows']:,} rows (random users, timestamps over the last ~330 days). "
+        f"Offline table: {data['offline_rows']:,} rows in {cfg['days']} daily Parquet partitions "
+        f"({data['first_day']} .. {data['last_day']}, {data['offline_bytes'] / 2**20:,.0f} MB), "
+        f"from {data['raw_events']:,} generated sessions of {cfg['users']:,} users (seed {cfg['seed']}). "
+        f"Each run is a fresh process; wall time covers only the call, peak RSS is the whole process "
+        f"(`ru_maxrss`, imports included). {cfg['repeat']} runs per path.",
+        "",
+        "| path | median wall (s) | min wall (s) | peak RSS (MB) | RSS before call (MB) | rows returned / input | runs ok |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, label in PATHS.items():
+        x = s[key]
+        rows = f"{x['rows']:,} / {x['input_rows']:,}" if x["rows"] is not None else "—"
+        note = ""
+        if x["status"] in ("timeout", "memory_cap"):
+            note = f" ({x['status'].replace('_', ' ')}: {x['error']})"
+        elif x["status"] == "error":
+            note = " (error, see results.json)"
+        lines.append(f"| {label}{note} | {_fmt(x['median_wall_sec'])} | {_fmt(x['min_wall_sec'])} | "
+                     f"{_fmt(x['peak_rss_mb'], '{:,.0f}')} | {_fmt(x['rss_before_call_mb'], '{:,.0f}')} | {rows} | "
+                     f"{x['runs_ok']}/{x['runs']} |")
+    fop = _fmt(r["feast_over_platform"], "{:,.2f}") + (" (lower bound: Feast timed out)" if r["feast_over_platform_is_lower_bound"] else "")
+    lines += ["", f"Ratios (median wall): platform / DuckDB = **{_fmt(r['platform_over_duckdb'], '{:.2f}')}**, "
+                  f"Feast / platform = **{fop}**.", "",
+              "| target | value | PASS/MISS |", "|---|---:|---|"]
+    for t in res["targets"]:
+        value = _fmt(t["value"], "{:,.2f}") + (" (≥)" if t.get("lower_bound") else "")
+        verdict = "n/a" if t["pass"] is None else ("PASS" if t["pass"] else "MISS")
+        lines.append(f"| {t['name']} ({t['metric']} {t['target']}) | {value} | {verdict} |")
+    lines += ["", "Checks:"]
+    if "platform_rows_equal_input" in c:
+        lines.append(f"- platform returned {'every' if c['platform_rows_equal_input'] else 'NOT every'} input row, "
+                     f"in order ({c['platform_rows_without_features']:,} rows have no feature row within the 7-day TTL).")
+    if "platform_vs_duckdb" in c:
+        v = c["platform_vs_duckdb"]
+        lines.append(f"- platform vs DuckDB baseline: {v['mismatched_rows']:,} mismatched rows of {v['rows_compared']:,}"
+                     + ("" if not v["mismatched_rows"] else f" (per column: {v['mismatches_per_column']})") + ".")
+    if "feast_rows" in c:
+        v = c["feast_vs_platform_on_kept_rows"]
+        lines.append(f"- Feast returned {c['feast_rows']:,} rows for {cfg['entity_rows']:,} input rows "
+                     f"({c['feast_dropped_rows']:,} input rows dropped); on the rows it kept, "
+                     f"{v['mismatched_rows']:,} differ from the platform.")
+    lines += ["", environment_markdown(res["environment"])]
+    return "\n".join(lines)

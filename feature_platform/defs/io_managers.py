@@ -1,0 +1,38 @@
+"""Parquet IO manager for datasets (labels, training sets): one file per asset under FEATURE_PLATFORM_HOME."""
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from feature_platform.config import Settings
+from feature_platform.specs import all_training_sets
+from feature_platform.training import training_set_path
+
+
+def dataset_path(settings: Settings, asset_name: str) -> Path:
+    """Training sets live at training_sets/<name>/v<version>.parquet; other datasets at datasets/<name>.parquet."""
+    spec = all_training_sets().get(asset_name)
+    if spec is not None:
+        return training_set_path(settings, spec)
+    return settings.home / "datasets" / f"{asset_name}.parquet"
+
+
+class DatasetIOManager(dg.ConfigurableIOManager):
+    """Stores DataFrames as Parquet, written beside the final path and renamed into place."""
+
+    home: str
+
+    def _path(self, key: dg.AssetKey) -> Path:
+        return dataset_path(Settings.from_env({"FEATURE_PLATFORM_HOME": self.home}), key.path[-1])
+
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+        path = self._path(context.asset_key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".parquet.tmp")
+        obj.to_parquet(tmp, index=False)
+        tmp.replace(path)
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        return pd.read_parquet(self._path(context.asset_key))

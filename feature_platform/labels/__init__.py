@@ -1,0 +1,1 @@
+"""Label functions for declared training sets (referenced as `module:function` by TrainingSetSpec)."""
