@@ -255,7 +255,8 @@ def _fmt(v, spec="{:,.3f}") -> str:
 def render(res: dict) -> str:
     s, r, c, cfg, data = res["summary"], res["ratios"], res["checks"], res["config"], res["data"]
     lines = [
-        "## Training set: point-in-time join of 100k entity rows (`user_activity`, 6 features)",
+        f"## Training set: point-in-time join of {cfg['entity_rows']:,} entity rows (`{SPEC.name}`, "
+        f"{len(SPEC.feature_names)} features)",
         "",
         f"Entity frame: {cfg['entity_rows']:,} rows (random users, timestamps over the last ~330 days). "
         f"Offline table: {data['offline_rows']:,} rows in {cfg['days']} daily Parquet partitions "
@@ -283,7 +284,7 @@ def render(res: dict) -> str:
                   f"Feast / platform = **{fop}**.", "",
               "| target | value | PASS/MISS |", "|---|---:|---|"]
     for t in res["targets"]:
-        value = _fmt(t["value"], "{:,.2f}") + (" (≥)" if t.get("lower_bound") else "")
+        value = _fmt(t["value"], "{:,.0f} MB" if "RSS" in t["metric"] else "{:,.2f}x") + (" (lower bound)" if t.get("lower_bound") else "")
         verdict = "n/a" if t["pass"] is None else ("PASS" if t["pass"] else "MISS")
         lines.append(f"| {t['name']} ({t['metric']} {t['target']}) | {value} | {verdict} |")
     lines += ["", "Checks:"]

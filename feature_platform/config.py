@@ -152,8 +152,12 @@ class Settings:
         return values
 
 
-def dagster_instance_config(settings: Settings) -> dict:
-    """The dagster.yaml of a profile. The repo's dagster.yaml files are checked against this."""
+def dagster_instance_config(settings: Settings, resolved: bool = False) -> dict:
+    """The dagster.yaml of a profile. The repo's dagster.yaml files are checked against this.
+
+    With `resolved`, connection settings are written as values rather than `{env: ...}` references
+    (the password stays a reference when set), for an instance this process creates itself.
+    """
     common = {
         "run_coordinator": {
             "module": "dagster.core.run_coordinator",
@@ -165,15 +169,26 @@ def dagster_instance_config(settings: Settings) -> dict:
     }
     if settings.profile == "embedded":
         return {"storage": {"sqlite": {"base_dir": str(settings.dagster_home / "storage")}}, **common}
+    db = {
+        "hostname": {"env": "FEATURE_PLATFORM_PG_HOST"},
+        "port": {"env": "FEATURE_PLATFORM_PG_PORT"},
+        "username": {"env": "FEATURE_PLATFORM_PG_USER"},
+        "password": {"env": "FEATURE_PLATFORM_PG_PASSWORD"},
+        "db_name": {"env": "FEATURE_PLATFORM_DAGSTER_PG_DB"},
+    }
+    if resolved:
+        db = {
+            "hostname": settings.pg_host,
+            "port": settings.pg_port,
+            "username": settings.pg_user,
+            "password": db["password"] if settings.pg_password else "",
+            "db_name": settings.dagster_pg_db,
+        }
     return {
         "storage": {
             "postgres": {
                 "postgres_db": {
-                    "hostname": {"env": "FEATURE_PLATFORM_PG_HOST"},
-                    "port": {"env": "FEATURE_PLATFORM_PG_PORT"},
-                    "username": {"env": "FEATURE_PLATFORM_PG_USER"},
-                    "password": {"env": "FEATURE_PLATFORM_PG_PASSWORD"},
-                    "db_name": {"env": "FEATURE_PLATFORM_DAGSTER_PG_DB"},
+                    **db,
                     # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; dagster-postgres needs psycopg2.
                     "scheme": "postgresql+psycopg2",
                 }

@@ -154,13 +154,12 @@ class FeaturePlatform:
             else:
                 home = self.settings.dagster_home
                 home.mkdir(parents=True, exist_ok=True)
-                (home / "dagster.yaml").write_text(yaml.safe_dump(dagster_instance_config(self.settings)))
+                config = dagster_instance_config(self.settings, resolved=True)
+                (home / "dagster.yaml").write_text(yaml.safe_dump(config))
                 if self.settings.profile == "services":
                     from feature_platform.stores.postgres import ensure_database
 
                     ensure_database(self.settings, self.settings.dagster_pg_db)
-                    for name, value in self.settings.as_env().items():
-                        os.environ.setdefault(name, value)  # dagster.yaml reads connection settings from env
                 self._instance = DagsterInstance.from_config(str(home))
         return self._instance
 

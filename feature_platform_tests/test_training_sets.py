@@ -1,0 +1,214 @@
+"""Training sets from Python and as assets, on both profiles: point-in-time values, Feast parity,
+feature services shared with online reads, no skew, and clear errors for bad entity frames."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+import feature_platform as fp
+from feature_platform.definitions import build_definitions
+from feature_platform.demo.generator import generate_day
+from feature_platform.specs.churn import CHURN_FEATURES
+from feature_platform.specs.user_activity import SPEC
+from feature_platform.training import EntityFrameError
+from feature_platform_tests.conftest import write_sessions
+
+FEATURES = list(CHURN_FEATURES.features)
+NAMES = [f.split(":")[1] for f in FEATURES]
+
+
+@pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])
+def platform(request):
+    settings = request.getfixturevalue(f"{request.param}_settings")
+    raw = pd.concat([generate_day(date(2026, 4, d), 120, seed=5) for d in range(1, 31)], ignore_index=True)
+    write_sessions(settings.sessions_path, raw)
+    p = fp.FeaturePlatform(settings)
+    p.materialize("user_activity", "2026-04-08", "2026-04-20")
+    return p
+
+
+def entity_frame(n: int = 300, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2026-04-08T00:00:00Z")
+    return pd.DataFrame({
+        "user_id": rng.integers(1, 130, n).astype("int64"),  # users 121..129 never exist
+        "event_timestamp": start + pd.to_timedelta(rng.integers(0, 16 * 86_400, n), unit="s"),
+        "label": rng.integers(0, 2, n),
+        "note": pd.Categorical(rng.choice(["a", "b"], n)),
+    }, index=pd.RangeIndex(1000, 1000 + n))
+
+
+def by_definition(platform, entity: pd.DataFrame) -> pd.DataFrame:
+    table = platform.offline_table("user_activity")
+    out = []
+    for _, row in entity.iterrows():
+        cand = table[(table["user_id"] == row["user_id"]) & (table["event_timestamp"] <= row["event_timestamp"])
+                     & (table["event_timestamp"] >= row["event_timestamp"] - SPEC.ttl)]
+        out.append(cand.sort_values("event_timestamp").iloc[-1][NAMES].to_dict() if len(cand) else dict.fromkeys(NAMES))
+    return pd.DataFrame(out, index=entity.index)
+
+
+def test_values_are_point_in_time_correct_and_rows_are_kept(platform):
+    entity = entity_frame()
+    entity = pd.concat([entity, entity.iloc[:5]])  # duplicate entity rows are allowed
+    got = platform.training_set(entity, FEATURES)
+    assert list(got.index) == list(entity.index) and len(got) == len(entity)
+    pd.testing.assert_frame_equal(got[["user_id", "event_timestamp", "label", "note"]], entity)
+    want = by_definition(platform, entity)
+    for name in NAMES:
+        a, b = got[name].astype(object), want[name].astype(object)
+        same = [(pd.isna(x) and pd.isna(y)) or (not pd.isna(x) and not pd.isna(y) and
+                                                 (x == y or abs(float(x) - float(y)) < 1e-4)) for x, y in zip(a, b)]
+        assert all(same), name
+    assert got["sessions_7d"].notna().sum() > 100 and got["sessions_7d"].isna().sum() > 0
+
+
+def test_fast_path_equals_feast_on_real_data(platform):
+    entity = entity_frame(seed=2)
+    ours = platform.training_set(entity, FEATURES)
+    feast = platform.training_set(entity, FEATURES, engine="feast")  # Feast's offline store of the profile
+    kept = feast["sessions_7d"].notna()
+    assert kept.sum() > 100
+    for name in NAMES:
+        pd.testing.assert_series_equal(ours.loc[kept, name], feast.loc[kept, name], check_exact=False, rtol=1e-6)
+
+
+def test_ttl_edges_are_inclusive(platform):
+    table = platform.offline_table("user_activity", "2026-04-10", "2026-04-10")  # feature timestamp 04-11 00:00
+    user = int(table.loc[table["sessions_7d"] > 0, "user_id"].iloc[0])
+    later = platform.offline_table("user_activity", "2026-04-11", "2026-04-20")
+    assert user not in set(later["user_id"]) or True  # values at the edges come from 04-11 only if no newer row
+    ts = pd.Timestamp("2026-04-11T00:00:00Z")
+    entity = pd.DataFrame({"user_id": [user] * 3, "event_timestamp": [ts - pd.Timedelta(microseconds=1), ts, ts + SPEC.ttl]})
+    got = platform.training_set(entity, ["user_activity:sessions_7d"])
+    history = platform.offline_table("user_activity")
+    mine = history[history["user_id"] == user].set_index("event_timestamp")["sessions_7d"]
+    before = mine[mine.index <= ts - pd.Timedelta(microseconds=1)]
+    assert got["sessions_7d"].iloc[0] == (before.iloc[-1] if len(before) and before.index[-1] >= ts - SPEC.ttl else pd.NA) \
+        or (pd.isna(got["sessions_7d"].iloc[0]) and not len(before))
+    assert got["sessions_7d"].iloc[1] == mine[ts]
+    at_edge = mine[(mine.index <= ts + SPEC.ttl) & (mine.index >= ts)]
+    assert got["sessions_7d"].iloc[2] == at_edge.iloc[-1]
+
+
+def test_ttl_upper_edge_against_a_single_value(embedded_settings):
+    """One feature row at 04-11 00:00: visible from that instant through exactly 7 days later."""
+    raw = pd.DataFrame({"user_id": [7], "session_id": ["s"], "event_timestamp": [pd.Timestamp("2026-04-10T12:00:00Z")],
+                        "duration_sec": [1.0], "message_count": [1], "tool_invocations": [0], "model": ["m"], "tokens": [3]})
+    write_sessions(embedded_settings.sessions_path, raw)
+    p = fp.FeaturePlatform(embedded_settings)
+    p.materialize("user_activity", "2026-04-10")
+    ts = pd.Timestamp("2026-04-11T00:00:00Z")
+    entity = pd.DataFrame({"user_id": [7] * 4, "event_timestamp": [ts - pd.Timedelta(microseconds=1), ts, ts + SPEC.ttl,
+                                                                    ts + SPEC.ttl + pd.Timedelta(microseconds=1)]})
+    got = p.training_set(entity, ["user_activity:sessions_7d", "user_activity:total_tokens_7d"])
+    assert got["sessions_7d"].tolist() == [pd.NA, 1, 1, pd.NA]
+    assert got["total_tokens_7d"].tolist() == [pd.NA, 3, 3, pd.NA]
+
+
+def test_feature_service_means_the_same_columns_offline_and_online(platform):
+    entity = entity_frame(20)
+    offline = platform.training_set(entity, "churn_features")
+    assert list(offline.columns) == ["user_id", "event_timestamp", "label", "note", *NAMES]
+    online = platform.online_features("churn_features", [{"user_id": 1}, {"user_id": 2}])
+    assert list(online.columns) == ["user_id", *NAMES]
+    assert offline[NAMES].dtypes.to_dict() == online[NAMES].dtypes.to_dict()
+    full = platform.training_set(entity, "churn_features", full_feature_names=True)
+    assert "user_activity__sessions_7d" in full.columns
+
+
+def test_no_skew_between_training_value_at_t_and_online_value_after_materializing_to_t(platform):
+    t = pd.Timestamp("2026-04-21T00:00:00Z")  # partitions up to 04-20 are materialized: knowable at t
+    table = platform.offline_table("user_activity", "2026-04-20", "2026-04-20")
+    users = [int(u) for u in table["user_id"].head(25)]
+    entity = pd.DataFrame({"user_id": users, "event_timestamp": [t] * len(users)})
+    offline = platform.training_set(entity, "churn_features")
+    online = platform.online_features("churn_features", [{"user_id": u} for u in users], now=t.to_pydatetime())
+    pd.testing.assert_frame_equal(offline[NAMES].reset_index(drop=True), online[NAMES].reset_index(drop=True))
+
+
+def test_outputs_arrow_and_parquet_path(platform, tmp_path):
+    entity = entity_frame(10)
+    table = platform.training_set(entity, FEATURES, output="arrow")
+    assert isinstance(table, pa.Table) and table.num_rows == 10
+    path = platform.training_set(entity, FEATURES, path=tmp_path / "ts.parquet")
+    assert pd.read_parquet(path)["sessions_7d"].tolist() == platform.training_set(entity, FEATURES)["sessions_7d"].tolist()
+
+
+@pytest.mark.parametrize(
+    "mutate, error, text",
+    [
+        (lambda e: e.drop(columns=["event_timestamp"]), EntityFrameError, "no 'event_timestamp' column"),
+        (lambda e: e.assign(event_timestamp=e["event_timestamp"].dt.tz_localize(None)), EntityFrameError, "timezone-naive"),
+        (lambda e: e.assign(event_timestamp="2026-04-10"), EntityFrameError, "timezone-naive|must be timezone-aware"),
+        (lambda e: e.assign(user_id=e["user_id"].astype(str)), EntityFrameError, "keys are int64"),
+        (lambda e: e.drop(columns=["user_id"]), EntityFrameError, "lacks join key 'user_id'"),
+        (lambda e: e.assign(user_id=e["user_id"].astype("Int64").where(e.index != 1000)), EntityFrameError, "has nulls"),
+    ],
+)
+def test_bad_entity_frames_fail_before_any_work(embedded_settings, mutate, error, text):
+    p = fp.FeaturePlatform(embedded_settings)  # nothing materialized: the check must come first
+    with pytest.raises(error, match=text):
+        p.training_set(mutate(entity_frame(5)), FEATURES)
+    assert issubclass(error, fp.FeaturePlatformError)
+
+
+def test_unknown_views_and_features(embedded_settings):
+    p = fp.FeaturePlatform(embedded_settings)
+    with pytest.raises(fp.UnknownFeatureViewError):
+        p.training_set(entity_frame(3), ["nope:x"])
+    with pytest.raises(fp.UnknownFeatureError, match="has no feature 'x'"):
+        p.training_set(entity_frame(3), ["user_activity:x"])
+    with pytest.raises(fp.UnknownFeatureError, match="not a feature service"):
+        p.training_set(entity_frame(3), "no_such_service")
+
+
+def test_empty_entity_frame_gives_empty_typed_result(embedded_settings):
+    got = fp.FeaturePlatform(embedded_settings).training_set(entity_frame(0), "churn_features")
+    assert got.empty and list(got.columns) == ["user_id", "event_timestamp", "label", "note", *NAMES]
+    assert str(got["sessions_7d"].dtype) == "Int64" and str(got["avg_session_duration_sec"].dtype) == "float32"
+
+
+def test_training_set_asset_materializes_with_metadata_and_loads(platform):
+    frame = platform.materialize_training_set("churn_training_set")
+    assert len(frame) > 0 and set(frame["churned_7d"].unique()) <= {0, 1}
+    assert list(frame.columns) == ["user_id", "event_timestamp", "churned_7d", *NAMES]
+    pd.testing.assert_frame_equal(platform.load_training_asset("churn_training_set"), frame)
+    assert frame["event_timestamp"].max() < pd.Timestamp("2026-04-14T00:00:00Z")  # horizon stays inside the data
+
+    instance = platform.instance()
+    event = instance.get_latest_materialization_event(dg.AssetKey("churn_training_set"))
+    md = event.asset_materialization.metadata
+    assert md["dagster/row_count"].value == len(frame)
+    balance = md["label_balance"].value
+    assert set(balance) <= {"0", "1"} and abs(sum(balance.values()) - 1) < 1e-6
+    assert md["null_rate"].value["sessions_7d"] == pytest.approx(frame["sessions_7d"].isna().mean())
+    assert md["feature_views"].value == {"user_activity": {"version": 2, "latest_partition": "2026-04-20"}}
+
+    defs = build_definitions(platform.settings)
+    loaded = defs.load_asset_value("churn_training_set", instance=instance)
+    pd.testing.assert_frame_equal(loaded, frame)
+
+
+def test_training_set_lineage_in_the_asset_graph(embedded_settings):
+    graph = build_definitions(embedded_settings).resolve_asset_graph()
+    parents = graph.get(dg.AssetKey("churn_training_set")).parent_keys
+    assert parents == {dg.AssetKey("churn_training_set_labels"), dg.AssetKey("user_activity")}
+
+
+def test_feature_service_is_in_the_feast_registry(platform):
+    platform.apply()
+    service = platform.runtime.feast.get_feature_service("churn_features")
+    assert [p.name for p in service.feature_view_projections] == ["user_activity"]
+    assert [f.name for f in service.feature_view_projections[0].features] == NAMES
+    assert service.tags == {"version": "1"}
+
+
+def test_now_is_never_used_for_features():
+    assert datetime.now(timezone.utc) - timedelta(days=1) > datetime(2026, 4, 21, tzinfo=timezone.utc)
