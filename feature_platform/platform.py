@@ -4,13 +4,14 @@ reads go to the stores."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
+from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from feature_platform import training
 from feature_platform.config import Settings, dagster_instance_config
 from feature_platform.errors import (
     InvalidDateError,
@@ -19,11 +20,10 @@ from feature_platform.errors import (
     UnknownFeatureViewError,
     ValidationFailedError,
 )
-from feature_platform import training
 from feature_platform.runtime import Runtime
-from feature_platform.training import resolve_features
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.specs import all_specs, get_spec
+from feature_platform.training import resolve_features
 
 # Runs log to the Dagster event log (the UI); the console logger only repeats warnings.
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

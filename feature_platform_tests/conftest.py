@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import uuid
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -35,13 +37,44 @@ def write_sessions(directory: Path, df: pd.DataFrame) -> Path:
     return directory
 
 
-@pytest.fixture
-def embedded_settings(tmp_path: Path) -> Settings:
+def make_embedded_settings(root: Path) -> Settings:
     return Settings.from_env({
-        "FEATURE_PLATFORM_HOME": str(tmp_path / "home"),
-        "FEATURE_PLATFORM_SESSIONS_PATH": str(tmp_path / "sessions"),
+        "FEATURE_PLATFORM_HOME": str(root / "home"),
+        "FEATURE_PLATFORM_SESSIONS_PATH": str(root / "sessions"),
         "FEATURE_PLATFORM_PARTITIONS_START": "2026-01-01",
     })
+
+
+@contextmanager
+def services_settings_in(root: Path) -> Iterator[Settings]:
+    """The services profile on a fresh PostgreSQL database and a flushed Redis database; dropped afterwards."""
+    base = Settings.from_env({"FEATURE_PLATFORM_PROFILE": "services"})
+    _require("PostgreSQL", lambda: psycopg.connect(base.pg_conninfo("postgres")).close())
+    _require("Redis", lambda: redis.Redis(host=base.redis_host, port=base.redis_port, socket_timeout=3).ping())
+    name = f"fp_test_{uuid.uuid4().hex[:10]}"
+    settings = Settings.from_env({
+        "FEATURE_PLATFORM_PROFILE": "services",
+        "FEATURE_PLATFORM_HOME": str(root / "home"),
+        "FEATURE_PLATFORM_SESSIONS_PATH": str(root / "sessions"),
+        "FEATURE_PLATFORM_PARTITIONS_START": "2026-01-01",
+        "FEATURE_PLATFORM_PG_DB": name,
+        "FEATURE_PLATFORM_DAGSTER_PG_DB": name + "_dagster",
+        "FEATURE_PLATFORM_REDIS_DB": str(TEST_REDIS_DB),
+    })
+    client = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=TEST_REDIS_DB)
+    client.flushdb()
+    try:
+        yield settings
+    finally:
+        client.flushdb()
+        with psycopg.connect(base.pg_conninfo("postgres"), autocommit=True) as conn:
+            for db in (name, name + "_dagster"):
+                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+@pytest.fixture
+def embedded_settings(tmp_path: Path) -> Settings:
+    return make_embedded_settings(tmp_path)
 
 
 def _require(service: str, probe) -> None:
@@ -56,24 +89,5 @@ def _require(service: str, probe) -> None:
 
 @pytest.fixture
 def services_settings(tmp_path: Path):
-    """The services profile on a fresh PostgreSQL database and a flushed Redis database; dropped afterwards."""
-    base = Settings.from_env({"FEATURE_PLATFORM_PROFILE": "services"})
-    _require("PostgreSQL", lambda: psycopg.connect(base.pg_conninfo("postgres")).close())
-    _require("Redis", lambda: redis.Redis(host=base.redis_host, port=base.redis_port, socket_timeout=3).ping())
-    name = f"fp_test_{uuid.uuid4().hex[:10]}"
-    settings = Settings.from_env({
-        "FEATURE_PLATFORM_PROFILE": "services",
-        "FEATURE_PLATFORM_HOME": str(tmp_path / "home"),
-        "FEATURE_PLATFORM_SESSIONS_PATH": str(tmp_path / "sessions"),
-        "FEATURE_PLATFORM_PARTITIONS_START": "2026-01-01",
-        "FEATURE_PLATFORM_PG_DB": name,
-        "FEATURE_PLATFORM_DAGSTER_PG_DB": name + "_dagster",
-        "FEATURE_PLATFORM_REDIS_DB": str(TEST_REDIS_DB),
-    })
-    client = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=TEST_REDIS_DB)
-    client.flushdb()
-    yield settings
-    client.flushdb()
-    with psycopg.connect(base.pg_conninfo("postgres"), autocommit=True) as conn:
-        for db in (name, name + "_dagster"):
-            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    with services_settings_in(tmp_path) as settings:
+        yield settings

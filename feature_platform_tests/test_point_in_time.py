@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import duckdb
-import numpy as np
 import pandas as pd
 import pytest
 from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig, ValueType
