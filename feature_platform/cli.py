@@ -93,6 +93,11 @@ def _demo(platform: FeaturePlatform, args) -> int:
         f"({per_day.min():,}-{per_day.max():,} per day), "
         f"{int((table[spec.feature_names[0]] == 0).sum()):,} closing rows, {elapsed:.1f}s"
     )
+    if args.view == "user_activity":
+        training = platform.materialize_training_set("churn_training_set")
+        print(f"training set churn_training_set: {len(training):,} rows, "
+              f"churned_7d rate {training['churned_7d'].mean():.1%}, "
+              f"sessions_7d null rate {training['sessions_7d'].isna().mean():.1%}")
     print(f"offline: {platform.runtime.offline.kind} · online: {platform.settings.profile} profile · "
           f"state in {platform.settings.home}")
     print("next: `dagster dev` to browse the asset graph; `feature-platform online --view "

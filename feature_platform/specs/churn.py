@@ -23,5 +23,5 @@ CHURN_TRAINING_SET = TrainingSetSpec(
     feature_service="churn_features",
     labels="feature_platform.labels.churn:churn_labels",
     label_column="churned_7d",
-    label_params={"view": "user_activity", "days": 28, "horizon_days": 7},
+    label_params={"view": "user_activity", "days": 21, "horizon_days": 7},
 )
