@@ -26,6 +26,10 @@ class OfflineStore(ABC):
         """Replace partition `day` of `spec` with `rows` (join key, features, event/created timestamps)."""
 
     @abstractmethod
+    def write_batch(self, spec: FeatureViewSpec, batch_id: str, rows: pd.DataFrame) -> None:
+        """Write a pushed batch idempotently: writing the same batch again leaves the table unchanged."""
+
+    @abstractmethod
     def read(self, spec: FeatureViewSpec, start: date | None = None, end: date | None = None) -> pd.DataFrame:
         """Rows of partitions `start..end` (inclusive; None = unbounded), sorted by event timestamp then key."""
 
@@ -43,6 +47,18 @@ class OfflineStore(ABC):
     @staticmethod
     def partition_timestamp(day: date) -> pd.Timestamp:
         return pd.Timestamp(day_end(day))
+
+    @classmethod
+    def time_bounds(cls, spec: FeatureViewSpec, start: date | None, end: date | None):
+        """Inclusive feature-timestamp bounds of partition days `start..end` (None = unbounded).
+
+        A batch view's partition D has the single feature timestamp D+1 00:00; a pushed view's
+        day D holds the events of [D 00:00, D+1 00:00).
+        """
+        pushed = spec.push_source is not None
+        lo = None if start is None else cls.partition_timestamp(start) - (pd.Timedelta(days=1) if pushed else pd.Timedelta(0))
+        hi = None if end is None else cls.partition_timestamp(end) - (pd.Timedelta(microseconds=1) if pushed else pd.Timedelta(0))
+        return lo, hi
 
 
 def offline_store(settings: Settings) -> OfflineStore:

@@ -1,7 +1,9 @@
-"""Offline tables as Parquet: `<offline_dir>/<view>/<YYYY-MM-DD>.parquet`, one file per partition.
+"""Offline tables as Parquet: one directory per view, one file per segment.
 
-A file is written beside its final name and renamed into place, which is atomic on POSIX, so a
-crash leaves the previous partition intact. Feast reads the directory as the view's FileSource.
+A batch view's segment is a partition day (`<view>/<YYYY-MM-DD>.parquet`); a pushed view's is a batch
+(`<view>/batch-<id>.parquet`). A file is written beside its final name and renamed into place, which
+is atomic on POSIX, so a crash leaves the previous segment intact and rewriting a segment never
+duplicates rows. Feast reads the directory as the view's FileSource.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
@@ -30,11 +33,15 @@ class ParquetOfflineStore(OfflineStore):
     def _dir(self, spec: FeatureViewSpec) -> Path:
         return self.root / spec.name
 
-    def write_partition(self, spec: FeatureViewSpec, day: date, rows: pd.DataFrame) -> None:
+    def _files(self, spec: FeatureViewSpec) -> list[Path]:
+        directory = self._dir(spec)
+        return sorted(p for p in directory.glob("*.parquet") if not p.name.startswith(".")) if directory.exists() else []
+
+    def _write(self, spec: FeatureViewSpec, segment: str, rows: pd.DataFrame) -> None:
         directory = self._dir(spec)
         directory.mkdir(parents=True, exist_ok=True)
-        final = directory / f"{day.isoformat()}.parquet"
-        tmp = directory / f".{day.isoformat()}.{uuid.uuid4().hex}.tmp"
+        final = directory / f"{segment}.parquet"
+        tmp = directory / f".{segment}.{uuid.uuid4().hex}.tmp"
         table = pa.Table.from_pandas(rows[self.columns(spec)], schema=arrow_schema(spec), preserve_index=False)
         try:
             pq.write_table(table, tmp)
@@ -44,28 +51,44 @@ class ParquetOfflineStore(OfflineStore):
         finally:
             tmp.unlink(missing_ok=True)
 
+    def write_partition(self, spec: FeatureViewSpec, day: date, rows: pd.DataFrame) -> None:
+        self._write(spec, day.isoformat(), rows)
+
+    def write_batch(self, spec: FeatureViewSpec, batch_id: str, rows: pd.DataFrame) -> None:
+        self._write(spec, f"batch-{batch_id}", rows)
+
     def read(self, spec: FeatureViewSpec, start: date | None = None, end: date | None = None) -> pd.DataFrame:
-        days = [d for d in self.partitions(spec) if (start is None or start <= d) and (end is None or d <= end)]
         schema = arrow_schema(spec)
-        tables = [pq.read_table(self._dir(spec) / f"{d.isoformat()}.parquet", schema=schema) for d in days]
-        table = pa.concat_tables(tables) if tables else schema.empty_table()
-        df = table.to_pandas()
+        files = [str(f) for f in self._files(spec)]
+        if not files:
+            return schema.empty_table().to_pandas()
+        lo, hi = self.time_bounds(spec, start, end)
+        column = ds.field(EVENT_TIMESTAMP)
+        condition = None
+        for op, bound in ((column.__ge__, lo), (column.__le__, hi)):
+            if bound is not None:
+                clause = op(pa.scalar(bound, type=schema.field(EVENT_TIMESTAMP).type))
+                condition = clause if condition is None else condition & clause
+        df = ds.dataset(files, schema=schema, format="parquet").to_table(filter=condition).to_pandas()
         return df.sort_values([EVENT_TIMESTAMP, spec.entity.join_key], kind="stable").reset_index(drop=True)
 
     def register_duckdb(self, con, spec: FeatureViewSpec, name: str, lo: pd.Timestamp, hi: pd.Timestamp) -> None:
-        files = [str(self._dir(spec) / f"{d.isoformat()}.parquet") for d in self.partitions(spec)]
+        files = [str(f) for f in self._files(spec)]
         if not files:
             con.register(name, arrow_schema(spec).empty_table())
             return
         # DuckDB reads the files itself (streaming, row groups pruned by the timestamp filter).
+        listing = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
         con.execute(
-            f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet($files) "
+            f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet({listing}) "
             f"WHERE {EVENT_TIMESTAMP} BETWEEN TIMESTAMPTZ '{lo.isoformat()}' AND TIMESTAMPTZ '{hi.isoformat()}'"
-            .replace("$files", "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]")
         )
 
     def partitions(self, spec: FeatureViewSpec) -> list[date]:
-        directory = self._dir(spec)
-        if not directory.exists():
-            return []
-        return sorted(date.fromisoformat(p.stem) for p in directory.glob("*.parquet") if not p.name.startswith("."))
+        days = []
+        for path in self._files(spec):
+            try:
+                days.append(date.fromisoformat(path.stem))
+            except ValueError:
+                continue  # a pushed batch, not a partition
+        return sorted(days)

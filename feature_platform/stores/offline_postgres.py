@@ -63,8 +63,31 @@ class PostgresOfflineStore(OfflineStore):
                 with conn.cursor().copy(copy_sql) as copy:
                     copy.write(buf.getvalue())
 
+    def write_batch(self, spec: FeatureViewSpec, batch_id: str, rows: pd.DataFrame) -> None:
+        """Upsert on (join key, event_timestamp): replaying a batch changes nothing."""
+        columns = self.columns(spec)
+        key = [spec.entity.join_key, EVENT_TIMESTAMP]
+        rows = rows.drop_duplicates(key, keep="last")
+        buf = io.StringIO()
+        rows[columns].to_csv(buf, index=False, header=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S.%f%z")
+        staging = sql.Identifier(f"_batch_{spec.name}")
+        updates = sql.SQL(", ").join(
+            sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in columns if c not in key
+        )
+        with connect(self.settings) as conn:
+            self._ensure(conn, spec)
+            with conn.transaction():
+                conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(staging, self._table(spec)))
+                copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, NULL '\\N')").format(
+                    staging, sql.SQL(", ").join(map(sql.Identifier, columns)))
+                with conn.cursor().copy(copy_sql) as copy:
+                    copy.write(buf.getvalue())
+                conn.execute(sql.SQL("INSERT INTO {t} SELECT * FROM {s} ON CONFLICT ({k}) DO UPDATE SET {u}").format(
+                    t=self._table(spec), s=staging, k=sql.SQL(", ").join(map(sql.Identifier, key)), u=updates))
+
     def read(self, spec: FeatureViewSpec, start: date | None = None, end: date | None = None) -> pd.DataFrame:
-        return self._read_between(spec, self._bound(start), self._bound(end))
+        lo, hi = self.time_bounds(spec, start, end)
+        return self._read_between(spec, None if lo is None else lo.to_pydatetime(), None if hi is None else hi.to_pydatetime())
 
     def register_duckdb(self, con, spec: FeatureViewSpec, name: str, lo: pd.Timestamp, hi: pd.Timestamp) -> None:
         table = pa.Table.from_pandas(self._read_between(spec, lo.to_pydatetime(), hi.to_pydatetime()),
@@ -88,9 +111,6 @@ class PostgresOfflineStore(OfflineStore):
         frame = pd.DataFrame.from_records(records, columns=columns)
 
         return pa.Table.from_pandas(frame, schema=arrow_schema(spec), preserve_index=False).to_pandas()
-
-    def _bound(self, day: date | None):
-        return None if day is None else self.partition_timestamp(day).to_pydatetime()
 
     def partitions(self, spec: FeatureViewSpec) -> list[date]:
         query = sql.SQL("SELECT DISTINCT {ts} FROM {} ORDER BY 1").format(
