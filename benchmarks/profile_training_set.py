@@ -4,28 +4,27 @@ On the benchmark's data and entity frame, each in a fresh process (wall time of 
 the platform call; its exact SQL alone (captured from `point_in_time_join`); that SQL without the
 created_timestamp dedup (QUALIFY); the hand-written baseline; and a candidate fix (feature rows
 pre-filtered to each entity key's time range before the ASOF join, dedup kept). Then, in one
-process, a cProfile of the platform call and DuckDB's per-operator timings of its query. Merged into
+process, the platform call's steps (time, peak RSS) and DuckDB's profile of each query. Merged into
 the report as section `training_set_profile`; raw profiles go to the dataset's `results/` folder.
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
-import io
 import json
-import pstats
 import re
 import statistics
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 
 from benchmarks import data, report
 from benchmarks.measure import Timer, measure
-from benchmarks.training_set import FEATURES, _setup, differing, duckdb_asof
+from benchmarks.training_set import FEATURES, ROW, _setup, baseline_query, differing, duckdb_asof
 from feature_platform.specs.user_activity import SPEC
 
 NAME = "training_set_profile"
@@ -84,7 +83,7 @@ def _prefiltered(query: str) -> str:
               f"max(event_timestamp) AS __hi FROM __fp_entities GROUP BY \"{key}\")")
     pruned = (f"(SELECT v.* FROM __fp_view_0 AS v SEMI JOIN {ranges} AS r ON v.\"{key}\" = r.\"{key}\" "
               f"AND v.event_timestamp BETWEEN r.__lo AND r.__hi)")
-    return query.replace("FROM __fp_view_0 QUALIFY", f"FROM {pruned} QUALIFY", 1)
+    return re.sub(r"FROM __fp_view_0\b", f"FROM {pruned}", query, count=1)
 
 
 # --- jobs (each in a fresh process) -------------------------------------------------------------
@@ -121,6 +120,10 @@ def job_platform_sql_prefiltered(args: dict, timer: Timer) -> dict:
     return _sql_job(args, timer, _prefiltered)
 
 
+def job_platform_sql_prefiltered_no_dedup(args: dict, timer: Timer) -> dict:
+    return _sql_job(args, timer, lambda q: _prefiltered(_without_dedup(q)))
+
+
 def job_baseline(args: dict, timer: Timer) -> dict:
     settings, entity_df = _setup(args)
     with timer:
@@ -134,65 +137,156 @@ VARIANTS = {
     "platform_sql_no_dedup": "that query without the QUALIFY created_timestamp dedup",
     "baseline": "hand-written ASOF baseline (as benchmarked)",
     "platform_sql_prefiltered": "candidate fix: dedup kept, feature rows pre-filtered per key to [min t - ttl, max t]",
+    "platform_sql_prefiltered_no_dedup": "candidate fix without the dedup (for stores with unique (key, timestamp))",
 }
 
 
 # --- in-process breakdown -----------------------------------------------------------------------
 
+class _Steps:
+    """Wall time and peak RSS (sampled every 20 ms) per named step of one in-process call."""
+
+    def __init__(self):
+        self.sec: dict[str, float] = {}
+        self.peak_mb: dict[str, float] = {}
+        self.stack = ["(outside steps)"]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self):
+        proc = psutil.Process()
+        while not self._stop.wait(0.02):
+            rss = proc.memory_info().rss / 2**20
+            for label in self.stack:
+                self.peak_mb[label] = max(self.peak_mb.get(label, 0.0), rss)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def wrap(self, label: str, fn):
+        def timed(*args, **kwargs):
+            self.stack.append(label)
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.sec[label] = self.sec.get(label, 0.0) + time.perf_counter() - t0
+                self.stack.pop()
+        return timed
+
+
+class _TimedDuckDB:
+    """Stands in for the `duckdb` module inside feature_platform.training: times the join query and .df()."""
+
+    def __init__(self, real, steps: _Steps):
+        self.real, self.steps = real, steps
+
+    def connect(self, *args, **kwargs):
+        return _TimedConnection(self.real.connect(*args, **kwargs), self.steps)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+class _TimedConnection:
+    def __init__(self, con, steps: _Steps):
+        self.con, self.steps = con, steps
+
+    def execute(self, sql, *args):
+        if not sql.lstrip().upper().startswith("SELECT"):
+            return self.con.execute(sql, *args)
+        return _TimedResult(self.steps.wrap("DuckDB: run the join query (execute)", self.con.execute)(sql, *args), self.steps)
+
+    def __getattr__(self, name):
+        return getattr(self.con, name)
+
+
+class _TimedResult:
+    def __init__(self, result, steps: _Steps):
+        self.result, self.steps = result, steps
+
+    def df(self):
+        return self.steps.wrap("DuckDB: result -> pandas (.df())", self.result.df)()
+
+    def __getattr__(self, name):
+        return getattr(self.result, name)
+
+
 def breakdown(ds: data.Dataset, entities: Path, out_dir: Path) -> dict:
-    """cProfile of one platform call, and DuckDB's operator timings of its query."""
+    """Step timings and peak RSS of one platform call, and DuckDB's operator profile of each query."""
+    from feature_platform import training
     from feature_platform.platform import FeaturePlatform
+    from feature_platform.stores.offline_parquet import ParquetOfflineStore
 
     settings, entity_df = _setup({"home": str(ds.home), "first_day": ds.first_day.isoformat(), "entities": str(entities)})
     fp = FeaturePlatform(settings)
-    prof = cProfile.Profile()
-    t0 = time.perf_counter()
-    prof.enable()
-    fp.training_set(entity_df, features=FEATURES)
-    prof.disable()
-    total = time.perf_counter() - t0
-    stats = pstats.Stats(prof)
-    buf = io.StringIO()
-    pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(30)
-    (out_dir / "platform_cprofile.txt").write_text(buf.getvalue())
-    steps = {}
-    for (file, _, func), (_, _, _, cum, _) in stats.stats.items():
-        label = {
-            "check_entity_frame": "check_entity_frame", "resolve_features": "resolve_features",
-            "register_duckdb": "offline.register_duckdb", "point_in_time_join": "point_in_time_join (total)",
-            "<method 'execute' of '_duckdb.DuckDBPyConnection' objects>": "DuckDB execute (join query)",
-            "<method 'df' of '_duckdb.DuckDBPyRelation' objects>": "DuckDB result -> pandas (.df())",
-            "<method 'df' of '_duckdb.DuckDBPyConnection' objects>": "DuckDB result -> pandas (.df())",
-            "astype": "pandas astype (all calls)",
-        }.get(func)
-        if label and ("feature_platform" in file or func.startswith("<method") or func == "astype"):
-            steps[label] = round(max(cum, steps.get(label, 0.0)), 3)
+    steps = _Steps()
+    patches = [
+        (training, "resolve_features", "resolve_features"),
+        (training, "check_entity_frame", "check_entity_frame"),
+        (training, "_duckdb_join", "_duckdb_join (total)"),
+        (training, "point_in_time_join", "point_in_time_join (total)"),
+        (ParquetOfflineStore, "register_duckdb", "offline.register_duckdb"),
+    ]
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches] + [(training, "duckdb", training.duckdb)]
+    try:
+        for owner, name, label in patches:
+            setattr(owner, name, steps.wrap(label, getattr(owner, name)))
+        training.duckdb = _TimedDuckDB(training.duckdb, steps)
+        with steps:
+            steps.wrap("FeaturePlatform.training_set (total)", fp.training_set)(entity_df, features=FEATURES)
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)
+    total = steps.sec["FeaturePlatform.training_set (total)"]
+    inner = sum(steps.sec.get(k, 0.0) for k in ("resolve_features", "check_entity_frame", "_duckdb_join (total)"))
+    step_rows = [{"step": k, "sec": round(v, 3), "peak_rss_mb": round(steps.peak_mb.get(k, 0.0))} for k, v in steps.sec.items()]
+    step_rows.append({"step": "output assembly (entity_df.copy + astype to serving dtypes)", "sec": round(total - inner, 3),
+                      "peak_rss_mb": None})
+
+    import duckdb
+
     con, query = platform_sql(settings, entity_df)
-    operators = {}
-    for variant, sql in (("platform", query), ("prefiltered", _prefiltered(query))):
+    con.register("entities", con.execute("SELECT * FROM __fp_entities").df())
+    queries = {"platform": query, "platform_no_dedup": _without_dedup(query),
+               "baseline": baseline_query(settings.offline_dir / SPEC.name).replace(ROW, "__fp_row"),
+               "prefiltered": _prefiltered(query), "prefiltered_no_dedup": _prefiltered(_without_dedup(query))}
+    profiles = {}
+    for variant, sql in queries.items():
         path = out_dir / f"duckdb_profile_{variant}.json"
         con.execute("SET enable_profiling = 'json'")
         con.execute(f"SET profiling_output = '{path}'")
         con.execute(sql).fetchall()
-        con.execute("SET enable_profiling = 'no_output'") if False else con.execute("PRAGMA disable_profiling")
-        operators[variant] = _top_operators(json.loads(path.read_text()))
-    (out_dir / "platform_query.sql").write_text(query + ";\n\n-- candidate fix\n" + _prefiltered(query) + ";\n")
-    return {"total_sec": round(total, 3), "steps_cumulative_sec": steps, "duckdb_operators": operators}
+        con.execute("PRAGMA disable_profiling")
+        profiles[variant] = _profile_summary(json.loads(path.read_text()))
+    (out_dir / "platform_queries.sql").write_text("".join(f"-- {k}\n{q};\n\n" for k, q in queries.items()))
+    del duckdb
+    return {"steps": step_rows, "duckdb_profiles": profiles}
 
 
-def _top_operators(profile: dict, n: int = 8) -> list[dict]:
+def _profile_summary(profile: dict, n: int = 8) -> dict:
     found = []
 
     def walk(node):
-        name = node.get("operator_name") or node.get("operator_type")
-        if name:
-            found.append({"operator": name.strip(), "sec": round(float(node.get("operator_timing", 0.0)), 3),
-                          "rows_out": node.get("operator_cardinality")})
+        if node.get("name"):
+            found.append({"operator": node["name"], "sec": round(float(node.get("timing", 0.0)), 3),
+                          "rows_out": node.get("intermediate_rows")})
         for child in node.get("children", []):
             walk(child)
 
-    walk(profile)
-    return sorted(found, key=lambda o: -o["sec"])[:n]
+    for root in profile.get("operator", []):
+        walk(root)
+    system, query = profile.get("system", {}), profile.get("query", {})
+    return {"total_sec": round(float(query.get("total_time", 0.0)), 3),
+            "peak_buffer_memory_mb": round(system.get("peak_buffer_memory", 0) / 2**20),
+            "total_memory_allocated_mb": round(system.get("total_memory_allocated", 0) / 2**20),
+            "rows_scanned": query.get("total_rows_scanned"),
+            "top_operators": sorted(found, key=lambda o: -o["sec"])[:n]}
 
 
 # --- run --------------------------------------------------------------------------------------
@@ -202,15 +296,18 @@ def run(ds: data.Dataset, entities: Path, repeat: int, log) -> tuple[dict, str]:
     out_dir.mkdir(parents=True, exist_ok=True)
     base = {"home": str(ds.home), "first_day": ds.first_day.isoformat(), "entities": str(entities)}
     runs = {k: [] for k in VARIANTS}
-    saved = {k: out_dir / f"profile-{k}.parquet" for k in ("platform_sql", "platform_sql_prefiltered")}
+    saved = {k: out_dir / f"profile-{k}.parquet" for k in VARIANTS if k.startswith("platform_sql")}
     for r in range(repeat):
         for key in VARIANTS:
             args = base | ({"save_to": str(saved[key])} if key in saved and r == 0 else {})
             m = measure(key, f"{__name__}:job_{key}", args, timeout_sec=1800, mem_cap_mb=14 * 1024)
             runs[key].append(m)
             log(f"{NAME}: {key} {r + 1}/{repeat}: {m.status} wall={m.wall_sec}s peak={m.peak_rss_mb}MB")
-    a, b = pd.read_parquet(saved["platform_sql"]), pd.read_parquet(saved["platform_sql_prefiltered"])
-    fix_mismatches = int(np.logical_or.reduce([differing(a[c], b[c]) for c in SPEC.feature_names]).sum())
+    ref = pd.read_parquet(saved["platform_sql"])
+    fix_mismatches = {}
+    for key in saved:
+        other = pd.read_parquet(saved[key])
+        fix_mismatches[key] = int(np.logical_or.reduce([differing(ref[c], other[c]) for c in SPEC.feature_names]).sum())
     log(f"{NAME}: in-process breakdown")
     detail = breakdown(ds, entities, out_dir)
     summary = {k: {"median_wall_sec": round(statistics.median(m.wall_sec for m in v if m.wall_sec is not None), 3),
@@ -234,13 +331,20 @@ def render(res: dict) -> str:
     for key, label in VARIANTS.items():
         x = v[key]
         lines.append(f"| {label} | {x['median_wall_sec']:.2f} | {x['median_wall_sec'] / base:.2f}x | {x['peak_rss_mb']:,.0f} |")
-    lines += ["", f"The candidate fix returns the same values as the platform's query ({res['candidate_fix_mismatched_rows']} "
-                  f"mismatched rows).", "", f"cProfile of one platform call ({res['total_sec']:.2f}s), cumulative seconds:", ""]
-    lines += [f"- {k}: {s:.2f}" for k, s in sorted(res["steps_cumulative_sec"].items(), key=lambda kv: -kv[1])]
-    for variant, ops in res["duckdb_operators"].items():
-        lines += ["", f"DuckDB operators of the {variant} query (EXPLAIN ANALYZE timings, top {len(ops)}):", "",
-                  "| operator | seconds | rows out |", "|---|---:|---:|"]
-        lines += [f"| {o['operator']} | {o['sec']:.2f} | {o['rows_out'] if o['rows_out'] is not None else '—'} |" for o in ops]
+    lines += ["", "Rows differing from the platform's query: " + ", ".join(
+                  f"{k} {n:,}" for k, n in res["candidate_fix_mismatched_rows"].items() if k != "platform_sql") + ".", "",
+              "Steps of one platform call (in process; peak RSS sampled every 20 ms while the step ran):", "",
+              "| step | seconds | peak RSS (MB) |", "|---|---:|---:|"]
+    for st in sorted(res["steps"], key=lambda r: -r["sec"]):
+        lines.append(f"| {st['step']} | {st['sec']:.2f} | {format(st['peak_rss_mb'], ',') if st['peak_rss_mb'] else '—'} |")
+    lines += ["", "DuckDB's own profile of each query (`enable_profiling = 'json'`, same connection):", "",
+              "| query | total (s) | peak buffer memory (MB) | memory allocated (MB) | rows scanned | top operators (s) |",
+              "|---|---:|---:|---:|---:|---|"]
+    for name, p in res["duckdb_profiles"].items():
+        ops = ", ".join(f"{o['operator']} {o['sec']:.2f} ({o['rows_out']:,} rows)" if o["rows_out"] is not None
+                        else f"{o['operator']} {o['sec']:.2f}" for o in p["top_operators"][:4])
+        lines.append(f"| {name} | {p['total_sec']:.2f} | {p['peak_buffer_memory_mb']:,} | {p['total_memory_allocated_mb']:,} | "
+                     f"{p['rows_scanned']:,} | {ops} |")
     lines += ["", report.environment_markdown(res["environment"])]
     return "\n".join(lines)
 

@@ -76,34 +76,36 @@ def _save(frame: pd.DataFrame, args: dict) -> None:
 
 
 def duckdb_asof(entity_df: pd.DataFrame, table_dir: Path) -> pd.DataFrame:
-    """The baseline: one ASOF LEFT JOIN over all partition files, TTL applied, entity order kept.
-
-    One row per (user, feature timestamp) is guaranteed by the data (one file per day, one row per
-    user in each), so unlike the platform it does not deduplicate on created_timestamp.
-    """
+    """The baseline: one ASOF LEFT JOIN over all partition files, TTL applied, entity order kept."""
     import duckdb
 
-    assert SPEC.ttl.total_seconds() % 86400 == 0
-    feats = SPEC.feature_names
-    files = str(table_dir / "*.parquet").replace("'", "''")
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.register("entities", entity_df[["user_id", "event_timestamp"]].assign(**{ROW: np.arange(len(entity_df))}))
-        within = f"e.event_timestamp - f.event_timestamp <= INTERVAL {int(SPEC.ttl.days)} DAY"
-        cols = ", ".join(f'CASE WHEN {within} THEN f."{c}" END AS "{c}"' for c in feats)
-        values = con.execute(
-            f"SELECT e.{ROW}, {cols} FROM entities AS e "
-            f"ASOF LEFT JOIN read_parquet('{files}') AS f "
-            f"ON e.user_id = f.user_id AND e.event_timestamp >= f.event_timestamp "
-            f"ORDER BY e.{ROW}"
-        ).df()
+        values = con.execute(baseline_query(table_dir)).df()
     finally:
         con.close()
     out = entity_df.copy()
-    for c in feats:
+    for c in SPEC.feature_names:
         out[c] = values[c].to_numpy()
     return out
+
+
+def baseline_query(table_dir: Path) -> str:
+    """The baseline's SQL over relation `entities` (user_id, event_timestamp, row number).
+
+    One row per (user, feature timestamp) is guaranteed by the data (one file per day, one row per
+    user in each), so unlike the platform it does not deduplicate on created_timestamp.
+    """
+    assert SPEC.ttl.total_seconds() % 86400 == 0
+    files = str(table_dir / "*.parquet").replace("'", "''")
+    within = f"e.event_timestamp - f.event_timestamp <= INTERVAL {int(SPEC.ttl.days)} DAY"
+    cols = ", ".join(f'CASE WHEN {within} THEN f."{c}" END AS "{c}"' for c in SPEC.feature_names)
+    return (f"SELECT e.{ROW}, {cols} FROM entities AS e "
+            f"ASOF LEFT JOIN read_parquet('{files}') AS f "
+            f"ON e.user_id = f.user_id AND e.event_timestamp >= f.event_timestamp "
+            f"ORDER BY e.{ROW}")
 
 
 # --- comparison ---------------------------------------------------------------------------------

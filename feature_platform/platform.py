@@ -76,6 +76,9 @@ class FeaturePlatform:
         from feature_platform.defs.raw_sessions import raw_source_key
 
         spec = get_spec(view)
+        if spec.aggregation is None:
+            raise InvalidDateError(f"feature view {view!r} is fed by push source {spec.push_source!r}, "
+                                   "not by daily partitions: use push() / ingest_pending()")
         first, last = self._day_range(start, end)
         days = [d.isoformat() for d in pd.date_range(first, last, freq="D").date]
 
@@ -102,6 +105,45 @@ class FeaturePlatform:
             if progress:
                 progress(i, len(days), key.to_user_string(), day)
         return days
+
+    def push(self, source: str, batch: pd.DataFrame, *, direct: bool = False):
+        """Push a batch of events to push source `source`.
+
+        By default the batch lands in the source's transport and the view's Dagster sensor turns it
+        into a run; returns the batch id. With `direct`, it is validated and written online and
+        offline in this call (the low-latency path) and an `IngestResult` is returned. Bad rows go to
+        the dead-letter with a reason either way.
+        """
+        from feature_platform.ingest import landing, push_direct
+
+        spec = self._push_view(source)
+        if not isinstance(batch, pd.DataFrame):
+            raise TypeError(f"push expects a pandas DataFrame, not {type(batch).__name__}")
+        if direct:
+            return push_direct(self.runtime, spec, batch)
+        return landing(self.runtime, spec).write(batch)
+
+    def ingest_pending(self, source: str) -> list:
+        """Process every landed batch of `source` now, through Dagster runs (what the sensor does)."""
+        import dagster as dg
+
+        from feature_platform.defs.push_views import batch_partitions
+        from feature_platform.ingest import landing
+
+        spec = self._push_view(source)
+        pending = landing(self.runtime, spec).pending()
+        if pending:
+            self.instance().add_dynamic_partitions(batch_partitions(spec).name, pending)
+        for batch_id in pending:
+            self._run([dg.AssetKey(spec.name)], batch_id, spec.name)
+        return pending
+
+    def _push_view(self, source: str) -> FeatureViewSpec:
+        views = [s for s in all_specs().values() if s.push_source == source]
+        if not views:
+            known = sorted(s.push_source for s in all_specs().values() if s.push_source)
+            raise UnknownFeatureViewError(f"unknown push source {source!r}; known: {', '.join(known) or 'none'}")
+        return views[0]
 
     def materialize_training_set(self, name: str) -> pd.DataFrame:
         """Materialize a declared training set (its labels, then the set) through Dagster; returns it."""
@@ -246,7 +288,8 @@ class FeaturePlatform:
                     failure = event.step_failure_data.user_failure_data
                     return ValidationFailedError(failure.description if failure else cause.message, view=label,
                                                  partition=key or "", failures=None, quarantine_path=None)
-                message = (error.message if error else "step failed").strip()
+                root = cause or error
+                message = (f"{root.cls_name}: {root.message}" if root else "step failed").strip()
                 return MaterializationError(f"materializing {what} failed: {message}")
         return MaterializationError(f"materializing {what} failed (run {result.run_id})")
 

@@ -33,4 +33,4 @@ def test_registry_holds_the_derived_entity_source_and_view(profile, request):
     else:
         assert fv.batch_source.path == str(settings.offline_dir / SPEC.name)
     runtime.apply()  # idempotent
-    assert [v.name for v in store.list_feature_views()] == ["user_activity"]
+    assert sorted(v.name for v in store.list_feature_views()) == ["user_activity", "user_realtime"]

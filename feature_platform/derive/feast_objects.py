@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from feast import Entity, FeatureService, FeatureView, FileSource, ValueType
+from feast import Entity, FeatureService, FeatureView, FileSource, PushSource, ValueType
 from feast import Field as FeastField
 from feast.data_source import DataSource
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
@@ -35,12 +35,16 @@ def feast_source(spec: FeatureViewSpec, settings: Settings) -> DataSource:
 
 
 def feast_feature_view(spec: FeatureViewSpec, settings: Settings) -> FeatureView:
+    source = feast_source(spec, settings)
+    if spec.push_source is not None:
+        # Pushed rows land in the same offline table the batch source reads.
+        source = PushSource(name=spec.push_source, batch_source=source, description=f"Events pushed to {spec.name}")
     return FeatureView(
         name=spec.name,
         entities=[feast_entity(spec)],
         ttl=spec.ttl,
         schema=[FeastField(name=f.name, dtype=_FEAST_TYPE[f.dtype], description=f.description) for f in spec.fields],
-        source=feast_source(spec, settings),
+        source=source,
         online=True,
         description=spec.description,
         tags=spec.all_tags,

@@ -1,0 +1,188 @@
+"""Pushed batches for user_realtime: validation with dead-letter reasons, the sensor, Dagster runs,
+idempotent offline writes, newest-wins online values, crash recovery, and the low-latency path."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+import feature_platform as fp
+from feature_platform.definitions import build_definitions
+from feature_platform.defs.resources import resources_for
+from feature_platform.push import prepare_batch
+from feature_platform.specs.user_realtime import SPEC
+from feature_platform.stores.landing import LandingDirectory
+
+FEATURES = [f"user_realtime:{f}" for f in SPEC.feature_names]
+NOW = pd.Timestamp(datetime.now(timezone.utc)).floor("s")
+
+
+def events(rows: list[tuple]) -> pd.DataFrame:
+    """(user_id, seconds_ago, messages, tokens, minutes_ago) -> a batch as producers send it."""
+    return pd.DataFrame({
+        "user_id": [r[0] for r in rows],
+        "event_timestamp": [(NOW - pd.Timedelta(seconds=r[1])).isoformat() for r in rows],
+        "current_session_messages": [r[2] for r in rows],
+        "current_session_tokens": [r[3] for r in rows],
+        "last_active_minutes_ago": [r[4] for r in rows],
+    })
+
+
+@pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])
+def platform(request):
+    return fp.FeaturePlatform(request.getfixturevalue(f"{request.param}_settings"))
+
+
+def online(platform, users):
+    return platform.online_features(FEATURES, [{"user_id": u} for u in users], with_metadata=True).set_index("user_id")
+
+
+def test_bad_rows_get_a_reason_and_good_rows_still_land():
+    batch = pd.DataFrame({
+        "user_id": [1, "x", 3, 4, 5, 6, 1],
+        "event_timestamp": [NOW.isoformat(), NOW.isoformat(), "2026-05-01T10:00:00", "not a time",
+                            (NOW + pd.Timedelta(hours=1)).isoformat(), NOW.isoformat(), NOW.isoformat()],
+        "current_session_messages": [3, 1, 1, 1, 1, -2, 4],
+        "current_session_tokens": [30, 1, 1, 1, 1, 1, 40],
+        "last_active_minutes_ago": [0.5, 1, 1, 1, 1, 1, 0.1],
+        "unrelated": "ignored",
+    })
+    prepared = prepare_batch(SPEC, batch, now=NOW)
+    assert prepared.accepted["user_id"].tolist() == [1] and prepared.duplicates == 1
+    assert prepared.accepted["current_session_messages"].tolist() == [4]  # the last repeat of (user, time) wins
+    reasons = dict(zip(prepared.rejected["user_id"], prepared.rejected["reason"]))
+    assert reasons["x"] == "user_id: missing or not an integer"
+    assert "timezone-naive" in reasons["3"]
+    assert "not a timestamp" in reasons["4"]
+    assert "in the future" in reasons["5"]
+    assert "current_session_messages: failed greater_than_or_equal_to(0)" in reasons["6"]
+
+
+def test_batch_without_required_columns_is_rejected_whole():
+    prepared = prepare_batch(SPEC, pd.DataFrame({"user_id": [1], "event_timestamp": [NOW.isoformat()]}), now=NOW)
+    assert prepared.accepted.empty
+    assert "lacks column(s) ['current_session_messages'" in prepared.rejected["reason"].item()
+
+
+def test_event_to_online_and_offline_through_dagster_runs(platform):
+    first = platform.push("user_realtime_events", events([(1, 30, 3, 300, 0.5), (2, 20, 5, 500, 0.0)]))
+    second = platform.push("user_realtime_events", events([(3, 10, 1, 10, 2.0), (4, 5, -1, 1, 1.0)]))
+    assert platform.ingest_pending("user_realtime_events") == [first, second]
+    vec = online(platform, [1, 2, 3, 4])
+    assert vec.loc[1, "current_session_messages"] == 3 and vec.loc[2, "current_session_tokens"] == 500
+    assert vec.loc[3, "last_active_minutes_ago"] == pytest.approx(2.0)
+    assert vec.loc[4, "current_session_messages__status"] == "missing"
+    table = platform.offline_table("user_realtime")
+    assert sorted(table["user_id"]) == [1, 2, 3]
+
+    event = platform.instance().get_latest_materialization_event(dg.AssetKey("user_realtime"))
+    md = event.asset_materialization.metadata
+    assert event.asset_materialization.partition == second
+    assert md["batch_id"].value == second
+    assert (md["rows_received"].value, md["rows_accepted"].value, md["rows_rejected"].value) == (2, 1, 1)
+    assert 0 <= md["ingestion_lag_sec"].value < 600
+    landing = LandingDirectory(platform.settings.home, "user_realtime_events")
+    assert landing.pending() == []
+    dead = pd.read_parquet(landing.dead / f"{second}.parquet")
+    assert dead["user_id"].tolist() == ["4"]
+    assert dead["reason"].item() == "current_session_messages: failed greater_than_or_equal_to(0) (value -1)"
+
+
+def test_out_of_order_events_never_make_online_values_older(platform):
+    platform.push("user_realtime_events", events([(7, 10, 9, 900, 0.1)]))
+    platform.push("user_realtime_events", events([(7, 300, 2, 200, 5.0)]))  # older, arrives later
+    platform.ingest_pending("user_realtime_events")
+    vec = online(platform, [7])
+    assert vec.loc[7, "current_session_messages"] == 9
+    assert vec.loc[7, "current_session_messages__event_timestamp"] == NOW - pd.Timedelta(seconds=10)
+    assert len(platform.offline_table("user_realtime")) == 2  # both events are history
+
+
+def test_crash_before_ack_loses_nothing_and_duplicates_nothing(platform, monkeypatch):
+    batch_id = platform.push("user_realtime_events", events([(11, 10, 4, 40, 0.2), (12, 10, 6, 60, 0.3)]))
+
+    def crash(self, batch):
+        raise RuntimeError("killed before acknowledging")
+
+    monkeypatch.setattr(LandingDirectory, "ack", crash)
+    with pytest.raises(fp.MaterializationError, match="killed before acknowledging"):
+        platform.ingest_pending("user_realtime_events")
+    monkeypatch.undo()
+    landing = LandingDirectory(platform.settings.home, "user_realtime_events")
+    assert landing.pending() == [batch_id]  # still there: not lost
+    assert platform.ingest_pending("user_realtime_events") == [batch_id]
+    table = platform.offline_table("user_realtime")
+    assert sorted(table["user_id"]) == [11, 12]  # written twice, stored once
+    assert landing.pending() == []
+
+
+def test_malformed_batch_file_does_not_block_the_next(platform):
+    landing = LandingDirectory(platform.settings.home, "user_realtime_events")
+    landing.incoming.mkdir(parents=True, exist_ok=True)
+    (landing.incoming / "00000000000000000001-broken.parquet").write_bytes(b"not parquet at all")
+    good = platform.push("user_realtime_events", events([(21, 5, 1, 10, 0.0)]))
+    assert platform.ingest_pending("user_realtime_events") == ["00000000000000000001-broken", good]
+    assert online(platform, [21]).loc[21, "current_session_messages"] == 1
+    assert (landing.dead / "00000000000000000001-broken.parquet").exists()
+    assert "cannot be read" in (landing.dead / "00000000000000000001-broken.reason.txt").read_text()
+
+
+def test_jsonl_batches_are_accepted(platform):
+    landing = LandingDirectory(platform.settings.home, "user_realtime_events")
+    landing.incoming.mkdir(parents=True, exist_ok=True)
+    events([(31, 5, 2, 20, 0.5)]).to_json(landing.incoming / "00000000000000000002-json.jsonl", orient="records", lines=True)
+    platform.ingest_pending("user_realtime_events")
+    assert online(platform, [31]).loc[31, "current_session_tokens"] == 20
+
+
+def test_low_latency_path_writes_online_and_offline_in_the_call(platform):
+    result = platform.push("user_realtime_events", events([(41, 1, 8, 80, 0.0), (42, 1, -1, 0, 0.0)]), direct=True)
+    assert (result.accepted, result.rejected, result.written_online) == (1, 1, 1)
+    assert online(platform, [41]).loc[41, "current_session_messages"] == 8
+    assert platform.offline_table("user_realtime")["user_id"].tolist() == [41]
+
+
+def test_online_values_expire_after_the_one_hour_ttl(platform):
+    platform.push("user_realtime_events", events([(51, 30, 1, 1, 0.0)]), direct=True)
+    later = (NOW + timedelta(hours=1, minutes=1)).to_pydatetime()
+    vec = platform.online_features(FEATURES, [{"user_id": 51}], with_metadata=True, now=later)
+    assert vec["current_session_messages__status"].item() == "expired"
+
+
+def test_sensor_requests_one_run_per_batch_and_retries_unacknowledged_ones(embedded_settings, monkeypatch):
+    platform = fp.FeaturePlatform(embedded_settings)
+    defs = build_definitions(embedded_settings)
+    sensor = defs.get_sensor_def("user_realtime_events_sensor")
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, resources=resources_for(embedded_settings))
+        assert isinstance(sensor(context), dg.SkipReason)
+        a = platform.push("user_realtime_events", events([(1, 5, 1, 1, 0.0)]))
+        b = platform.push("user_realtime_events", events([(2, 5, 1, 1, 0.0)]))
+        result = sensor(dg.build_sensor_context(instance=instance, resources=resources_for(embedded_settings)))
+        assert [(r.run_key, r.partition_key) for r in result.run_requests] == [(a, a), (b, b)]
+        assert result.dynamic_partitions_requests[0].partition_keys == [a, b]
+        instance.add_dynamic_partitions("user_realtime_events_batches", [a, b])
+        # A run for batch a failed (nothing acknowledged): the next tick asks again under a new key.
+        monkeypatch.setattr(LandingDirectory, "ack", lambda self, batch: 1 / 0)
+        failed = dg.materialize(list(defs.assets), selection=[dg.AssetKey("user_realtime")], partition_key=a,
+                                instance=instance, resources=resources_for(embedded_settings), raise_on_error=False)
+        assert not failed.success
+        again = sensor(dg.build_sensor_context(instance=instance, resources=resources_for(embedded_settings)))
+        assert [r.run_key for r in again.run_requests] == [f"{a}#retry1", b]
+
+
+def test_push_view_in_the_asset_graph(embedded_settings):
+    defs = build_definitions(embedded_settings)
+    graph = defs.resolve_asset_graph()
+    assert graph.get(dg.AssetKey("user_realtime")).parent_keys == {dg.AssetKey("user_realtime_events")}
+    spec = next(s for s in defs.resolve_all_asset_specs() if s.key == dg.AssetKey("user_realtime"))
+    assert spec.freshness_policy.fail_window.to_timedelta() == timedelta(minutes=5)
+    assert spec.tags["freshness_sla"] == "realtime"
+
+
+def test_unknown_push_source(embedded_settings):
+    with pytest.raises(fp.UnknownFeatureViewError, match="unknown push source 'nope'"):
+        fp.FeaturePlatform(embedded_settings).push("nope", events([(1, 1, 1, 1, 1.0)]))
