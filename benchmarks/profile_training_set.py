@@ -34,14 +34,21 @@ HERE = Path(__file__).resolve().parent
 # --- the platform's SQL, captured -----------------------------------------------------------------
 
 class _Recorder:
-    """A DuckDB connection that remembers the statements run through it."""
+    """A DuckDB connection that records the join query instead of running it (other statements run)."""
 
     def __init__(self, con):
         self.con, self.statements = con, []
 
     def execute(self, sql, *args):
+        if not sql.lstrip().upper().startswith("SELECT"):
+            return self.con.execute(sql, *args)
         self.statements.append(sql)
-        return self.con.execute(sql, *args)
+        return self
+
+    def df(self):
+        from feature_platform.compute.point_in_time import ROW
+
+        return pd.DataFrame({ROW: []})
 
     def register(self, *args):
         return self.con.register(*args)
@@ -63,7 +70,7 @@ def platform_sql(settings, entity_df: pd.DataFrame):
     join = ViewJoin("__fp_view_0", SPEC.entity.join_key, SPEC.ttl, tuple(SPEC.feature_names), tuple(SPEC.feature_names))
     rec = _Recorder(con)
     frame = entity_df.assign(event_timestamp=ts)
-    point_in_time_join(rec, frame.head(1), [join])  # one row: just to capture the SQL
+    point_in_time_join(rec, frame.head(1), [join])  # captures the SQL without running it
     query = rec.statements[-1]
     entities = pd.DataFrame({SPEC.entity.join_key: frame[SPEC.entity.join_key].to_numpy(),
                              "event_timestamp": frame["event_timestamp"].to_numpy(), ROW: np.arange(len(frame))})

@@ -17,6 +17,7 @@ from feature_platform.push import prepare_batch
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.landing import LandingDirectory, MalformedBatchError, new_batch_id
+from feature_platform.stores.postgres import store_errors
 
 
 @dataclass
@@ -32,20 +33,26 @@ class IngestResult:
     malformed: str | None = None
 
 
-def landing(runtime: Runtime, spec: FeatureViewSpec) -> LandingDirectory:
+def transport_for(runtime: Runtime, spec: FeatureViewSpec):
+    """The push transport of the profile: a landing directory (embedded) or a Redis Stream (services)."""
+    if runtime.settings.profile == "services":
+        from feature_platform.stores.redis_stream import RedisStreamTransport
+
+        return RedisStreamTransport(runtime.settings, spec.push_source)
     return LandingDirectory(runtime.settings.home, spec.push_source)
 
 
 def ingest_batch(runtime: Runtime, spec: FeatureViewSpec, batch_id: str) -> IngestResult:
     """Process one landed batch of `spec`'s push source."""
     started = time.perf_counter()
-    transport = landing(runtime, spec)
-    try:
-        raw = transport.read(batch_id)
-    except MalformedBatchError as exc:
-        transport.dead_letter_file(batch_id, str(exc))
-        transport.ack(batch_id)
-        return IngestResult(batch_id, 0, 0, 0, 0, 0, None, time.perf_counter() - started, malformed=str(exc))
+    transport = transport_for(runtime, spec)
+    with store_errors(runtime.settings, f"reading batch {batch_id}"):
+        try:
+            raw = transport.read(batch_id)
+        except MalformedBatchError as exc:
+            transport.dead_letter_file(batch_id, str(exc))
+            transport.ack(batch_id)
+            return IngestResult(batch_id, 0, 0, 0, 0, 0, None, time.perf_counter() - started, malformed=str(exc))
     result = land(runtime, spec, raw, batch_id, transport)
     transport.ack(batch_id)
     result.duration_sec = time.perf_counter() - started
@@ -55,13 +62,12 @@ def ingest_batch(runtime: Runtime, spec: FeatureViewSpec, batch_id: str) -> Inge
 def push_direct(runtime: Runtime, spec: FeatureViewSpec, batch: pd.DataFrame) -> IngestResult:
     """The low-latency path: validate and write online and offline now, in the caller's process."""
     started = time.perf_counter()
-    result = land(runtime, spec, batch, new_batch_id(), landing(runtime, spec))
+    result = land(runtime, spec, batch, new_batch_id(), transport_for(runtime, spec))
     result.duration_sec = time.perf_counter() - started
     return result
 
 
-def land(runtime: Runtime, spec: FeatureViewSpec, raw: pd.DataFrame, batch_id: str,
-         transport: LandingDirectory) -> IngestResult:
+def land(runtime: Runtime, spec: FeatureViewSpec, raw: pd.DataFrame, batch_id: str, transport) -> IngestResult:
     prepared = prepare_batch(spec, raw)
     written = 0
     if not prepared.accepted.empty:

@@ -114,24 +114,24 @@ class FeaturePlatform:
         offline in this call (the low-latency path) and an `IngestResult` is returned. Bad rows go to
         the dead-letter with a reason either way.
         """
-        from feature_platform.ingest import landing, push_direct
+        from feature_platform.ingest import push_direct, transport_for
 
         spec = self._push_view(source)
         if not isinstance(batch, pd.DataFrame):
             raise TypeError(f"push expects a pandas DataFrame, not {type(batch).__name__}")
         if direct:
             return push_direct(self.runtime, spec, batch)
-        return landing(self.runtime, spec).write(batch)
+        return transport_for(self.runtime, spec).write(batch)
 
     def ingest_pending(self, source: str) -> list:
         """Process every landed batch of `source` now, through Dagster runs (what the sensor does)."""
         import dagster as dg
 
         from feature_platform.defs.push_views import batch_partitions
-        from feature_platform.ingest import landing
+        from feature_platform.ingest import transport_for
 
         spec = self._push_view(source)
-        pending = landing(self.runtime, spec).pending()
+        pending = transport_for(self.runtime, spec).pending()
         if pending:
             self.instance().add_dynamic_partitions(batch_partitions(spec).name, pending)
         for batch_id in pending:

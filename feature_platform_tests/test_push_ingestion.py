@@ -3,6 +3,7 @@ idempotent offline writes, newest-wins online values, crash recovery, and the lo
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -12,9 +13,11 @@ import pytest
 import feature_platform as fp
 from feature_platform.definitions import build_definitions
 from feature_platform.defs.resources import resources_for
+from feature_platform.ingest import transport_for
 from feature_platform.push import prepare_batch
 from feature_platform.specs.user_realtime import SPEC
 from feature_platform.stores.landing import LandingDirectory
+from feature_platform.stores.redis_stream import RedisStreamTransport
 
 FEATURES = [f"user_realtime:{f}" for f in SPEC.feature_names]
 NOW = pd.Timestamp(datetime.now(timezone.utc)).floor("s")
@@ -34,6 +37,18 @@ def events(rows: list[tuple]) -> pd.DataFrame:
 @pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])
 def platform(request):
     return fp.FeaturePlatform(request.getfixturevalue(f"{request.param}_settings"))
+
+
+def transport(platform):
+    return transport_for(platform.runtime, SPEC)
+
+
+def dead_rows(platform, batch_id: str) -> pd.DataFrame:
+    t = transport(platform)
+    if isinstance(t, LandingDirectory):
+        return pd.read_parquet(t.dead / f"{batch_id}.parquet")
+    (entry,) = [d for d in t.dead_letters() if d["batch_id"] == batch_id]
+    return pd.DataFrame(json.loads(entry["rows"]))
 
 
 def online(platform, users):
@@ -84,9 +99,8 @@ def test_event_to_online_and_offline_through_dagster_runs(platform):
     assert md["batch_id"].value == second
     assert (md["rows_received"].value, md["rows_accepted"].value, md["rows_rejected"].value) == (2, 1, 1)
     assert 0 <= md["ingestion_lag_sec"].value < 600
-    landing = LandingDirectory(platform.settings.home, "user_realtime_events")
-    assert landing.pending() == []
-    dead = pd.read_parquet(landing.dead / f"{second}.parquet")
+    assert transport(platform).pending() == []
+    dead = dead_rows(platform, second)
     assert dead["user_id"].tolist() == ["4"]
     assert dead["reason"].item() == "current_session_messages: failed greater_than_or_equal_to(0) (value -1)"
 
@@ -107,11 +121,12 @@ def test_crash_before_ack_loses_nothing_and_duplicates_nothing(platform, monkeyp
     def crash(self, batch):
         raise RuntimeError("killed before acknowledging")
 
-    monkeypatch.setattr(LandingDirectory, "ack", crash)
+    kind = type(transport(platform))
+    monkeypatch.setattr(kind, "ack", crash)
     with pytest.raises(fp.MaterializationError, match="killed before acknowledging"):
         platform.ingest_pending("user_realtime_events")
     monkeypatch.undo()
-    landing = LandingDirectory(platform.settings.home, "user_realtime_events")
+    landing = transport(platform)
     assert landing.pending() == [batch_id]  # still there: not lost
     assert platform.ingest_pending("user_realtime_events") == [batch_id]
     table = platform.offline_table("user_realtime")
@@ -119,7 +134,8 @@ def test_crash_before_ack_loses_nothing_and_duplicates_nothing(platform, monkeyp
     assert landing.pending() == []
 
 
-def test_malformed_batch_file_does_not_block_the_next(platform):
+def test_malformed_batch_file_does_not_block_the_next(embedded_settings):
+    platform = fp.FeaturePlatform(embedded_settings)
     landing = LandingDirectory(platform.settings.home, "user_realtime_events")
     landing.incoming.mkdir(parents=True, exist_ok=True)
     (landing.incoming / "00000000000000000001-broken.parquet").write_bytes(b"not parquet at all")
@@ -130,7 +146,8 @@ def test_malformed_batch_file_does_not_block_the_next(platform):
     assert "cannot be read" in (landing.dead / "00000000000000000001-broken.reason.txt").read_text()
 
 
-def test_jsonl_batches_are_accepted(platform):
+def test_jsonl_batches_are_accepted(embedded_settings):
+    platform = fp.FeaturePlatform(embedded_settings)
     landing = LandingDirectory(platform.settings.home, "user_realtime_events")
     landing.incoming.mkdir(parents=True, exist_ok=True)
     events([(31, 5, 2, 20, 0.5)]).to_json(landing.incoming / "00000000000000000002-json.jsonl", orient="records", lines=True)
@@ -186,3 +203,19 @@ def test_push_view_in_the_asset_graph(embedded_settings):
 def test_unknown_push_source(embedded_settings):
     with pytest.raises(fp.UnknownFeatureViewError, match="unknown push source 'nope'"):
         fp.FeaturePlatform(embedded_settings).push("nope", events([(1, 1, 1, 1, 1.0)]))
+
+
+@pytest.mark.services
+def test_redis_stream_transport_end_to_end(services_settings):
+    """Producers may XADD to the stream directly; a malformed entry is dead-lettered, the next still lands."""
+    platform = fp.FeaturePlatform(services_settings)
+    stream = transport(platform)
+    assert isinstance(stream, RedisStreamTransport)
+    bad = stream.client.xadd(stream.stream, {"rows": "{not json"}).decode()
+    good = stream.client.xadd(stream.stream, {"rows": events([(61, 3, 5, 50, 0.0)]).to_json(orient="records")}).decode()
+    assert platform.ingest_pending("user_realtime_events") == [bad, good]
+    assert online(platform, [61]).loc[61, "current_session_messages"] == 5
+    assert stream.pending() == []
+    assert stream.client.xpending(stream.stream, "feature_platform")["pending"] == 0
+    (dead,) = stream.dead_letters()
+    assert dead["batch_id"] == bad and "cannot be read" in dead["reason"]

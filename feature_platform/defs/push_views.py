@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from feature_platform.defs.resources import FeaturePlatformResource
-from feature_platform.ingest import ingest_batch, landing
+from feature_platform.ingest import ingest_batch, transport_for
 from feature_platform.spec import FeatureViewSpec
 
 
@@ -68,7 +68,7 @@ def build_push_view_defs(spec: FeatureViewSpec, settings) -> tuple[list, list]:
         description=f"Turns batches landed for {spec.push_source} into runs of {spec.name}.",
     )
     def _sensor(context: dg.SensorEvaluationContext, platform: FeaturePlatformResource):
-        pending = landing(platform.runtime(), spec).pending()
+        pending = transport_for(platform.runtime(), spec).pending()
         known = set(context.instance.get_dynamic_partitions(partitions.name))
         requests = []
         for batch_id in pending:

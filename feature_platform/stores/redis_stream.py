@@ -1,0 +1,88 @@
+"""The services push transport: one Redis Stream per push source, read through a consumer group.
+
+A producer adds one entry per batch: `XADD feature_platform:push:<source> * rows <JSON array of
+row objects>` (what `FeaturePlatform.push` does). The entry id is the batch id. Listing pending
+batches delivers new entries to the group (XREADGROUP) and returns everything delivered but not yet
+acknowledged (XPENDING); a batch is acknowledged (XACK) only after its rows are safely written, so a
+crash anywhere before leaves it pending. Bad rows go to `<stream>:dead_letter` with a reason each.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import redis
+
+from feature_platform.config import Settings
+from feature_platform.stores.landing import MalformedBatchError
+
+GROUP = "feature_platform"
+CONSUMER = "ingest"
+_SCAN = 1000
+
+
+class RedisStreamTransport:
+    def __init__(self, settings: Settings, source: str):
+        self.client = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db,
+                                  password=settings.redis_password or None, socket_timeout=10,
+                                  socket_connect_timeout=5)
+        self.stream = f"feature_platform:push:{source}"
+        self.dead_stream = f"{self.stream}:dead_letter"
+
+    def _ensure_group(self) -> None:
+        try:
+            self.client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def write(self, batch: pd.DataFrame, batch_id: str | None = None) -> str:
+        rows = batch.to_json(orient="records", date_format="iso", date_unit="us")
+        return self.client.xadd(self.stream, {"rows": rows}).decode()
+
+    def pending(self) -> list[str]:
+        self._ensure_group()
+        while self.client.xreadgroup(GROUP, CONSUMER, {self.stream: ">"}, count=_SCAN):
+            pass  # delivered entries stay in the group's pending list until acknowledged
+        ids: list[str] = []
+        start = "-"
+        while True:
+            chunk = self.client.xpending_range(self.stream, GROUP, min=start, max="+", count=_SCAN)
+            ids += [entry["message_id"].decode() for entry in chunk]
+            if len(chunk) < _SCAN:
+                return ids
+            start = "(" + ids[-1]
+
+    def _fields(self, batch_id: str) -> dict:
+        entries = self.client.xrange(self.stream, min=batch_id, max=batch_id)
+        if not entries:
+            raise MalformedBatchError(f"batch {batch_id} is not in stream {self.stream}")
+        return {k.decode(): v for k, v in entries[0][1].items()}
+
+    def read(self, batch_id: str) -> pd.DataFrame:
+        fields = self._fields(batch_id)
+        try:
+            rows = json.loads(fields["rows"])
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise ValueError("'rows' must be a JSON array of objects")
+            return pd.read_json(io.StringIO(json.dumps(rows)), orient="records", dtype=False, convert_dates=False)
+        except (KeyError, ValueError) as exc:
+            raise MalformedBatchError(f"batch {batch_id} of {self.stream} cannot be read: {exc}") from exc
+
+    def dead_letter(self, batch_id: str, rows: pd.DataFrame) -> str:
+        return self.client.xadd(self.dead_stream, {"batch_id": batch_id,
+                                                   "rows": rows.astype(str).to_json(orient="records")}).decode()
+
+    def dead_letter_file(self, batch_id: str, reason: str) -> str:
+        raw = self.client.xrange(self.stream, min=batch_id, max=batch_id)
+        payload = {k.decode(): v.decode(errors="replace") for k, v in raw[0][1].items()} if raw else {}
+        return self.client.xadd(self.dead_stream, {"batch_id": batch_id, "reason": reason,
+                                                   "raw": json.dumps(payload)}).decode()
+
+    def ack(self, batch_id: str) -> None:
+        self.client.xack(self.stream, GROUP, batch_id)
+
+    def dead_letters(self) -> list[dict]:
+        return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in self.client.xrange(self.dead_stream)]
