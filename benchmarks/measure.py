@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing as mp
+import os
 import resource
 import time
 import traceback
@@ -46,6 +47,7 @@ class Measurement:
     peak_rss_mb: float | None = None  # ru_maxrss of the child (exact); sampled peak when killed
     rss_before_mb: float | None = None  # RSS just before the timed call (imports + inputs)
     elapsed_sec: float | None = None  # child lifetime, as seen by the parent
+    load_1m: tuple[float, float] | None = None  # 1-minute load average at start and end (other work on the machine)
     info: dict = field(default_factory=dict)
     error: str | None = None
 
@@ -72,6 +74,7 @@ def _child(conn, target: str, args: dict) -> None:
 
 def measure(name: str, target: str, args: dict, *, timeout_sec: float, mem_cap_mb: float) -> Measurement:
     """Run job `target` with `args` in a fresh spawned process and measure it."""
+    load_start = os.getloadavg()[0]
     ctx = mp.get_context("spawn")
     parent_conn, child_conn = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(child_conn, target, args), name=f"bench-{name}")
@@ -103,16 +106,17 @@ def measure(name: str, target: str, args: dict, *, timeout_sec: float, mem_cap_m
             break
     proc.join()
     elapsed = time.perf_counter() - started
+    load = (round(load_start, 2), round(os.getloadavg()[0], 2))
     if killed:
         why = (f"killed after {elapsed:.0f}s (timeout {timeout_sec:.0f}s)" if killed == "timeout"
                else f"killed at {sampled_peak:.0f} MB RSS (cap {mem_cap_mb:.0f} MB)")
-        return Measurement(name, killed, peak_rss_mb=round(sampled_peak, 1), elapsed_sec=round(elapsed, 2), error=why)
+        return Measurement(name, killed, peak_rss_mb=round(sampled_peak, 1), elapsed_sec=round(elapsed, 2), load_1m=load, error=why)
     if reply is None:
         return Measurement(name, "error", peak_rss_mb=round(sampled_peak, 1), elapsed_sec=round(elapsed, 2),
-                           error=f"child exited with code {proc.exitcode} without a result")
+                           load_1m=load, error=f"child exited with code {proc.exitcode} without a result")
     if reply["status"] != "ok":
-        return Measurement(name, "error", elapsed_sec=round(elapsed, 2), error=reply["error"])
+        return Measurement(name, "error", elapsed_sec=round(elapsed, 2), load_1m=load, error=reply["error"])
     return Measurement(
         name, "ok", wall_sec=round(reply["wall_sec"], 4), peak_rss_mb=round(reply["peak_rss_mb"], 1),
-        rss_before_mb=round(reply["rss_before_mb"], 1), elapsed_sec=round(elapsed, 2), info=reply["info"],
+        rss_before_mb=round(reply["rss_before_mb"], 1), elapsed_sec=round(elapsed, 2), load_1m=load, info=reply["info"],
     )

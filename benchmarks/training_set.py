@@ -242,7 +242,9 @@ def _checks(saved: dict[str, Path], n_input: int) -> dict:
             feast = pd.read_parquet(saved["feast"])
             kept = feast[ROW].to_numpy()
             out["feast_rows"] = len(feast)
-            out["feast_dropped_rows"] = n_input - int(pd.Series(kept).nunique())
+            dropped = np.setdiff1d(np.arange(n_input), kept)
+            out["feast_dropped_rows"] = len(dropped)
+            out["feast_dropped_rows_without_features_in_platform"] = int(feats.iloc[dropped].isna().all(axis=1).sum())
             out["feast_vs_platform_on_kept_rows"] = compare(
                 feast.reset_index(drop=True), platform.iloc[kept].reset_index(drop=True))
     return out
@@ -252,6 +254,11 @@ def _checks(saved: dict[str, Path], n_input: int) -> dict:
 
 def _fmt(v, spec="{:,.3f}") -> str:
     return "—" if v is None else spec.format(v)
+
+
+def _load_range(res: dict) -> str:
+    loads = [x for ms in res["measurements"].values() for m in ms if m.get("load_1m") for x in m["load_1m"]]
+    return f"{min(loads):.1f}–{max(loads):.1f}" if loads else "not recorded"
 
 
 def render(res: dict) -> str:
@@ -265,7 +272,8 @@ def render(res: dict) -> str:
         f"({data['first_day']} .. {data['last_day']}, {data['offline_bytes'] / 2**20:,.0f} MB), "
         f"from {data['raw_events']:,} generated sessions of {cfg['users']:,} users (seed {cfg['seed']}). "
         f"Each run is a fresh process; wall time covers only the call, peak RSS is the whole process "
-        f"(`ru_maxrss`, imports included). {cfg['repeat']} runs per path.",
+        f"(`ru_maxrss`, imports included). {cfg['repeat']} runs per path; 1-minute load average during the "
+        f"runs: {_load_range(res)} (on {res['environment']['cpu_count']} CPUs; other work on the machine slows every path).",
         "",
         "| path | median wall (s) | min wall (s) | peak RSS (MB) | RSS before call (MB) | rows returned / input | runs ok |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -300,7 +308,9 @@ def render(res: dict) -> str:
     if "feast_rows" in c:
         v = c["feast_vs_platform_on_kept_rows"]
         lines.append(f"- Feast returned {c['feast_rows']:,} rows for {cfg['entity_rows']:,} input rows "
-                     f"({c['feast_dropped_rows']:,} input rows dropped); on the rows it kept, "
+                     f"({c['feast_dropped_rows']:,} input rows dropped, of which "
+                     f"{c['feast_dropped_rows_without_features_in_platform']:,} have no feature row within the TTL "
+                     f"in the platform's output); on the rows it kept, "
                      f"{v['mismatched_rows']:,} differ from the platform.")
     lines += ["", environment_markdown(res["environment"])]
     return "\n".join(lines)

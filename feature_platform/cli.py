@@ -40,10 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     online.add_argument("--entity", required=True, help="entity key value, e.g. a user_id")
     online.add_argument("--features", help="comma-separated feature names (default: all of the view)")
 
+    stream = sub.add_parser("stream", help="push realistic user_realtime_events at a steady rate (load generator)")
+    stream.add_argument("--rate", type=int, default=100, help="events per second (default 100)")
+    stream.add_argument("--seconds", type=float, default=10, help="how long to run (default 10)")
+    stream.add_argument("--batch-interval", type=float, default=1.0, help="seconds between batches (default 1)")
+    stream.add_argument("--direct", action="store_true", help="use the low-latency path instead of the sensor's transport")
+    stream.add_argument("--users", type=int, default=2000, help="distinct users (default 2000)")
+
     args = parser.parse_args(argv)
     try:
         platform = FeaturePlatform.from_env()
-        return {"demo": _demo, "materialize": _materialize, "online": _online}[args.command](platform, args)
+        commands = {"demo": _demo, "materialize": _materialize, "online": _online, "stream": _stream}
+        return commands[args.command](platform, args)
     except FeaturePlatformError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -109,6 +117,28 @@ def _materialize(platform: FeaturePlatform, args) -> int:
     days = platform.materialize(args.view, args.start, args.end, with_sources=args.with_sources,
                                 progress=ProgressBar())
     print(f"materialized {args.view}: {len(days)} partition(s) {days[0]} .. {days[-1]}")
+    return 0
+
+
+def _stream(platform: FeaturePlatform, args) -> int:
+    from feature_platform.demo.stream import SessionSimulator
+
+    simulator = SessionSimulator(n_users=args.users)
+    began = time.perf_counter()
+    sent = batches = rejected = 0
+    deadline = began + args.seconds
+    while (tick := time.perf_counter()) < deadline:
+        n = max(1, round(args.rate * args.batch_interval))
+        result = platform.push("user_realtime_events", simulator.events(n), direct=args.direct)
+        sent, batches = sent + n, batches + 1
+        rejected += result.rejected if args.direct else 0
+        sys.stderr.write(f"\rstream: {sent:,} events in {batches:,} batches, {time.perf_counter() - began:5.1f}s")
+        time.sleep(max(0.0, tick + args.batch_interval - time.perf_counter()))
+    elapsed = time.perf_counter() - began
+    sys.stderr.write("\n")
+    path = "written online and offline" if args.direct else "landed for the sensor (dagster dev picks them up)"
+    print(f"pushed {sent:,} events in {batches:,} batches over {elapsed:.1f}s ({sent / elapsed:,.0f}/s), {path}"
+          + (f"; {rejected} rejected" if args.direct else ""))
     return 0
 
 

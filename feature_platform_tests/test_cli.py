@@ -65,3 +65,21 @@ def test_demo_runs_on_the_embedded_default(tmp_path):
     assert "present" in done.stdout and "summary: 3 partitions" in done.stdout
     assert (tmp_path / ".feature_platform" / "offline" / "user_activity").is_dir()
     assert len(list((tmp_path / ".feature_platform" / "raw" / "sessions").glob("*.parquet"))) == 3 + 7
+
+
+def test_stream_load_generator_lands_batches_and_direct_writes_online(embedded_settings):
+    queued = cli(embedded_settings, "stream", "--rate", "50", "--seconds", "1.5", "--batch-interval", "0.5")
+    assert queued.returncode == 0, queued.stderr
+    assert "landed for the sensor" in queued.stdout
+    from feature_platform.stores.landing import LandingDirectory
+
+    landed = LandingDirectory(embedded_settings.home, "user_realtime_events").pending()
+    assert len(landed) == 3
+    direct = cli(embedded_settings, "stream", "--rate", "40", "--seconds", "0.5", "--direct", "--users", "5")
+    assert direct.returncode == 0, direct.stderr
+    assert "written online and offline; 0 rejected" in direct.stdout
+    import feature_platform as fp
+
+    vec = fp.FeaturePlatform(embedded_settings).online_features(
+        ["user_realtime:current_session_messages"], [{"user_id": u} for u in range(1, 6)])
+    assert vec["current_session_messages"].notna().sum() >= 4
