@@ -27,7 +27,7 @@ class SessionSimulator:
         self.messages[users[new_session]] = 0
         self.tokens[users[new_session]] = 0
         idle = np.where(np.isnan(self.last_seen[users]), 0.0, np.maximum(epoch_min - self.last_seen[users], 0.0))
-        for i, user in enumerate(users):  # sequential: one user may appear twice in a batch
+        for user in users:  # sequential: one user may appear twice in a batch
             self.messages[user] += 1
             self.tokens[user] += int(self.rng.integers(20, 800))
         self.last_seen[users] = epoch_min
