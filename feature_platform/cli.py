@@ -47,10 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     stream.add_argument("--direct", action="store_true", help="use the low-latency path instead of the sensor's transport")
     stream.add_argument("--users", type=int, default=2000, help="distinct users (default 2000)")
 
+    sub.add_parser("freshness", help="per-view data freshness against its SLA; exits 1 when any view is stale or missing")
+
     args = parser.parse_args(argv)
     try:
         platform = FeaturePlatform.from_env()
-        commands = {"demo": _demo, "materialize": _materialize, "online": _online, "stream": _stream}
+        commands = {"demo": _demo, "materialize": _materialize, "online": _online, "stream": _stream,
+                    "freshness": _freshness}
         return commands[args.command](platform, args)
     except FeaturePlatformError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -102,6 +105,10 @@ def _demo(platform: FeaturePlatform, args) -> int:
         f"{int((table[spec.feature_names[0]] == 0).sum()):,} closing rows, {elapsed:.1f}s"
     )
     if args.view == "user_activity":
+        from feature_platform.demo.stream import SessionSimulator
+
+        pushed = platform.push("user_realtime_events", SessionSimulator(seed=1).events(500), direct=True)
+        print(f"pushed {pushed.accepted} user_realtime events on the low-latency path")
         training = platform.materialize_training_set("churn_training_set")
         print(f"training set churn_training_set: {len(training):,} rows, "
               f"churned_7d rate {training['churned_7d'].mean():.1%}, "
@@ -140,6 +147,25 @@ def _stream(platform: FeaturePlatform, args) -> int:
     print(f"pushed {sent:,} events in {batches:,} batches over {elapsed:.1f}s ({sent / elapsed:,.0f}/s), {path}"
           + (f"; {rejected} rejected" if args.direct else ""))
     return 0
+
+
+def _freshness(platform: FeaturePlatform, args) -> int:
+    report = platform.freshness()
+    print(f"{'view':<16} {'status':<8} {'age':>12} {'sla':>10}  {'latest partition':<16} newest offline / online")
+    for r in report.itertuples():
+        age = "—" if r.age is None or pd.isna(r.age) else _duration(r.age)
+        print(f"{r.view:<16} {r.status:<8} {age:>12} {_duration(r.sla):>10}  {r.latest_partition or '—':<16} "
+              f"{_stamp(r.newest_offline)} / {_stamp(r.newest_online)}")
+    return 1 if report["status"].isin(["stale", "missing"]).any() else 0
+
+
+def _duration(value) -> str:
+    seconds = int(pd.Timedelta(value).total_seconds())
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _stamp(value) -> str:
+    return "—" if value is None or pd.isna(value) else f"{pd.Timestamp(value):%Y-%m-%d %H:%M:%S}"
 
 
 def _online(platform: FeaturePlatform, args) -> int:

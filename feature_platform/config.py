@@ -32,6 +32,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "FEATURE_PLATFORM_REDIS_PORT": ("6379", "Redis port"),
     "FEATURE_PLATFORM_REDIS_DB": ("0", "Redis database number"),
     "FEATURE_PLATFORM_REDIS_PASSWORD": ("", "Redis password (empty for none)"),
+    "FEATURE_PLATFORM_ALERT_WEBHOOK_URL": ("", "Generic webhook for alerts (JSON POST); empty: Dagster log only"),
+    "FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL": ("", "Slack-compatible incoming webhook for alerts; empty: none"),
 }
 
 OFFLINE_SCHEMA = "offline"  # PostgreSQL schema holding one table per feature view
@@ -62,6 +64,8 @@ class Settings:
     redis_port: int
     redis_db: int
     redis_password: str = field(repr=False)
+    alert_webhook_url: str = field(default="", repr=False)
+    alert_slack_webhook_url: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -88,6 +92,8 @@ class Settings:
             redis_port=int(_env("FEATURE_PLATFORM_REDIS_PORT", env)),
             redis_db=int(_env("FEATURE_PLATFORM_REDIS_DB", env)),
             redis_password=_env("FEATURE_PLATFORM_REDIS_PASSWORD", env),
+            alert_webhook_url=_env("FEATURE_PLATFORM_ALERT_WEBHOOK_URL", env),
+            alert_slack_webhook_url=_env("FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL", env),
         )
 
     def with_(self, **changes) -> Settings:
@@ -145,6 +151,8 @@ class Settings:
             "FEATURE_PLATFORM_REDIS_PORT": str(self.redis_port),
             "FEATURE_PLATFORM_REDIS_DB": str(self.redis_db),
             "FEATURE_PLATFORM_REDIS_PASSWORD": self.redis_password,
+            "FEATURE_PLATFORM_ALERT_WEBHOOK_URL": self.alert_webhook_url,
+            "FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL": self.alert_slack_webhook_url,
         }
         if not self.uses_generated_sessions:
             values["FEATURE_PLATFORM_SESSIONS_PATH"] = str(self.sessions_path)

@@ -1,9 +1,14 @@
 """The single Dagster Definitions of the platform: every asset is built from a spec by a factory."""
 
+import warnings
+
 import dagster as dg
 
 from feature_platform.config import Settings
+from feature_platform.defs.alerts import feature_platform_alerts
 from feature_platform.defs.feature_views import build_feature_view_asset
+from feature_platform.defs.freshness_checks import build_freshness_check, build_freshness_schedule, build_skew_check
+from feature_platform.defs.partitions import daily_partitions
 from feature_platform.defs.push_views import build_push_view_defs
 from feature_platform.defs.raw_sessions import build_raw_sessions_asset
 from feature_platform.defs.resources import platform_resource_from_env, resources_for
@@ -12,11 +17,15 @@ from feature_platform.specs import all_specs, all_training_sets
 
 
 def build_assets_and_sensors(settings: Settings) -> tuple[list, list]:
+    """Assets (with the checks that run beside their materializations) and sensors."""
     assets: list = [build_raw_sessions_asset(settings)]
     sensors: list = []
     for spec in all_specs().values():
         if spec.aggregation is not None:
             assets.append(build_feature_view_asset(spec, settings))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned asset checks
+                assets.append(build_skew_check(spec, daily_partitions(settings)))
         else:
             view_assets, view_sensors = build_push_view_defs(spec, settings)
             assets += view_assets
@@ -35,7 +44,13 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     platform = platform_resource_from_env() if from_env else None
     assets, sensors = build_assets_and_sensors(settings)
-    return dg.Definitions(assets=assets, sensors=sensors, resources=resources_for(settings, platform))
+    skew_checks = [a for a in assets if isinstance(a, dg.AssetChecksDefinition)]
+    assets = [a for a in assets if not isinstance(a, dg.AssetChecksDefinition)]
+    freshness = [build_freshness_check(spec) for spec in all_specs().values()]
+    return dg.Definitions(
+        assets=assets, asset_checks=[*skew_checks, *freshness], sensors=[*sensors, feature_platform_alerts],
+        schedules=[build_freshness_schedule(freshness)], resources=resources_for(settings, platform),
+    )
 
 
 defs = build_definitions()

@@ -145,6 +145,14 @@ class FeaturePlatform:
             raise UnknownFeatureViewError(f"unknown push source {source!r}; known: {', '.join(known) or 'none'}")
         return views[0]
 
+    def freshness(self, now: datetime | None = None) -> pd.DataFrame:
+        """Per view: latest partition, newest feature timestamp offline and online, age, SLA and status
+        (fresh / warn / stale / missing), measured from the data."""
+        from feature_platform.freshness import view_freshness
+
+        rows = [view_freshness(self.runtime, spec, now).as_dict() for spec in all_specs().values()]
+        return pd.DataFrame(rows)
+
     def materialize_training_set(self, name: str) -> pd.DataFrame:
         """Materialize a declared training set (its labels, then the set) through Dagster; returns it."""
         import dagster as dg

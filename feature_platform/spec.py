@@ -99,6 +99,8 @@ class FeatureViewSpec:
     aggregation: WindowAggregation | None = None
     push_source: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    freshness_warn: timedelta | None = None  # default: the SLA minus a tenth of it, at most 2 hours
+    skew_threshold: float = 0.0  # online/offline mismatch rate above which the skew check fails
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))
@@ -114,6 +116,13 @@ class FeatureViewSpec:
             if f.name == name:
                 return f
         raise KeyError(name)
+
+    @property
+    def warn_window(self) -> timedelta:
+        """Age at which the view turns from fresh to warn (it fails at `freshness_sla`)."""
+        if self.freshness_warn is not None:
+            return self.freshness_warn
+        return self.freshness_sla - min(self.freshness_sla / 10, timedelta(hours=2))
 
     @property
     def all_tags(self) -> dict[str, str]:
@@ -141,6 +150,8 @@ def _problems(spec: FeatureViewSpec):
         yield "ttl must be positive"
     if spec.freshness_sla <= timedelta(0):
         yield "freshness_sla must be positive"
+    elif spec.freshness_warn is not None and not timedelta(0) < spec.freshness_warn < spec.freshness_sla:
+        yield "freshness_warn must be positive and shorter than freshness_sla"
     if (spec.aggregation is None) == (spec.push_source is None):
         yield "exactly one of aggregation or push_source must be set"
     if spec.aggregation is not None:

@@ -64,7 +64,7 @@ def _build(spec: FeatureViewSpec, settings: Settings) -> dg.AssetsDefinition:
         owners=[f"team:{spec.owner}"],
         tags=spec.all_tags,
         description=spec.description,
-        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=spec.freshness_sla),
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=spec.freshness_sla, warn_window=spec.warn_window),
         metadata={
             "dagster/column_schema": column_schema(spec),
             "entity": f"{spec.entity.name} ({spec.entity.join_key})",

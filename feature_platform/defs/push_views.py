@@ -38,7 +38,7 @@ def build_push_view_defs(spec: FeatureViewSpec, settings) -> tuple[list, list]:
         owners=[f"team:{spec.owner}"],
         tags=spec.all_tags,
         description=spec.description,
-        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=spec.freshness_sla),
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=spec.freshness_sla, warn_window=spec.warn_window),
         metadata={"entity": f"{spec.entity.name} ({spec.entity.join_key})", "ttl": str(spec.ttl),
                   "freshness_sla": str(spec.freshness_sla), "version": spec.version, "push_source": spec.push_source},
     )

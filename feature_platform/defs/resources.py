@@ -31,6 +31,8 @@ class FeaturePlatformResource(dg.ConfigurableResource):
     redis_port: int = 6379
     redis_db: int = 0
     redis_password: str = ""
+    alert_webhook_url: str = ""
+    alert_slack_webhook_url: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides) -> FeaturePlatformResource:

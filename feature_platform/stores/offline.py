@@ -38,6 +38,10 @@ class OfflineStore(ABC):
         """Expose rows with `lo <= event_timestamp <= hi` to DuckDB connection `con` as relation `name`."""
 
     @abstractmethod
+    def newest_timestamp(self, spec: FeatureViewSpec) -> pd.Timestamp | None:
+        """The newest feature timestamp in the table (None when empty)."""
+
+    @abstractmethod
     def partitions(self, spec: FeatureViewSpec) -> list[date]:
         """Partition days present in the table, ascending."""
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -83,6 +84,16 @@ class ParquetOfflineStore(OfflineStore):
             f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet({listing}) "
             f"WHERE {EVENT_TIMESTAMP} BETWEEN TIMESTAMPTZ '{lo.isoformat()}' AND TIMESTAMPTZ '{hi.isoformat()}'"
         )
+
+    def newest_timestamp(self, spec: FeatureViewSpec) -> pd.Timestamp | None:
+        files = [str(f) for f in self._files(spec)]
+        if not files:
+            return None
+        if spec.aggregation is not None and (days := self.partitions(spec)):
+            return self.partition_timestamp(days[-1])  # a batch partition has one feature timestamp
+        column = ds.dataset(files, schema=arrow_schema(spec), format="parquet").to_table(columns=[EVENT_TIMESTAMP])
+        newest = pa.compute.max(column[EVENT_TIMESTAMP]).as_py()
+        return None if newest is None else pd.Timestamp(newest)
 
     def partitions(self, spec: FeatureViewSpec) -> list[date]:
         days = []

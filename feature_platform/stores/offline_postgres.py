@@ -112,6 +112,13 @@ class PostgresOfflineStore(OfflineStore):
 
         return pa.Table.from_pandas(frame, schema=arrow_schema(spec), preserve_index=False).to_pandas()
 
+    def newest_timestamp(self, spec: FeatureViewSpec) -> pd.Timestamp | None:
+        query = sql.SQL("SELECT max({ts}) FROM {}").format(self._table(spec), ts=sql.Identifier(EVENT_TIMESTAMP))
+        with connect(self.settings) as conn:
+            self._ensure(conn, spec)
+            newest = conn.execute(query).fetchone()[0]
+        return None if newest is None else pd.Timestamp(newest).tz_convert("UTC")
+
     def partitions(self, spec: FeatureViewSpec) -> list[date]:
         query = sql.SQL("SELECT DISTINCT {ts} FROM {} ORDER BY 1").format(
             self._table(spec), ts=sql.Identifier(EVENT_TIMESTAMP)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from functools import cached_property
 
 import pandas as pd
 from feast import FeatureStore
@@ -34,6 +35,57 @@ def _entity_keys(spec: FeatureViewSpec, values: Sequence) -> list[EntityKeyProto
         EntityKeyProto(join_keys=[spec.entity.join_key], entity_values=[ValueProto(**{field: caster(v)})])
         for v in values
     ]
+
+
+class Watermarks:
+    """The newest feature timestamp written online, per view, kept beside the values (max-only)."""
+
+    def bump(self, view: str, ts: pd.Timestamp) -> None: ...
+
+    def get(self, view: str) -> pd.Timestamp | None: ...
+
+
+class RedisWatermarks(Watermarks):
+    _MAX = "local c = redis.call('GET', KEYS[1]) if (not c) or tonumber(c) < tonumber(ARGV[1]) then " \
+           "redis.call('SET', KEYS[1], ARGV[1]) end return 1"
+
+    def __init__(self, settings: Settings):
+        import redis
+
+        self.client = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db,
+                                  password=settings.redis_password or None, socket_timeout=5, socket_connect_timeout=5)
+
+    def bump(self, view: str, ts: pd.Timestamp) -> None:
+        self.client.eval(self._MAX, 1, f"feature_platform:watermark:{view}", int(ts.value // 1000))
+
+    def get(self, view: str) -> pd.Timestamp | None:
+        raw = self.client.get(f"feature_platform:watermark:{view}")
+        return None if raw is None else pd.Timestamp(int(raw), unit="us", tz="UTC")
+
+
+class SqliteWatermarks(Watermarks):
+    def __init__(self, path):
+        import sqlite3
+
+        self.connect = lambda: sqlite3.connect(path, timeout=30)
+        with self.connect() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS feature_platform_watermarks (view TEXT PRIMARY KEY, ts_us INTEGER)")
+
+    def bump(self, view: str, ts: pd.Timestamp) -> None:
+        with self.connect() as conn:
+            conn.execute("INSERT INTO feature_platform_watermarks VALUES (?, ?) ON CONFLICT(view) "
+                         "DO UPDATE SET ts_us = max(ts_us, excluded.ts_us)", (view, int(ts.value // 1000)))
+
+    def get(self, view: str) -> pd.Timestamp | None:
+        with self.connect() as conn:
+            row = conn.execute("SELECT ts_us FROM feature_platform_watermarks WHERE view = ?", (view,)).fetchone()
+        return None if row is None else pd.Timestamp(row[0], unit="us", tz="UTC")
+
+
+def watermarks(settings: Settings) -> Watermarks:
+    if settings.profile == "services":
+        return RedisWatermarks(settings)
+    return SqliteWatermarks(settings.feast_dir / "online.db")
 
 
 class OnlineStore:
@@ -67,7 +119,17 @@ class OnlineStore:
         if not fresh.empty:
             with store_errors(self.settings, f"writing {spec.name!r} online"):
                 self.store.write_to_online_store(spec.name, fresh, allow_registry_cache=True)
+                self.watermarks.bump(spec.name, pd.Timestamp(fresh[EVENT_TIMESTAMP].max()))
         return int(len(fresh))
+
+    @cached_property
+    def watermarks(self) -> Watermarks:
+        return watermarks(self.settings)
+
+    def newest_timestamp(self, spec: FeatureViewSpec) -> pd.Timestamp | None:
+        """The newest feature timestamp written online for `spec` (None if nothing was)."""
+        with store_errors(self.settings, f"reading the online watermark of {spec.name!r}"):
+            return self.watermarks.get(spec.name)
 
     def read(self, spec_by_view: dict[str, FeatureViewSpec], columns, entity_rows: list[dict],
              now: datetime | None = None) -> pd.DataFrame:

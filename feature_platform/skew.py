@@ -1,0 +1,70 @@
+"""Skew guard: do the online values equal the offline table for the same feature timestamp?
+
+Samples entities of one offline partition and reads them online. An entity whose online value
+carries a newer feature timestamp was legitimately superseded and is skipped; one whose online
+value is older, missing, or different at the same timestamp is a mismatch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from feature_platform.runtime import Runtime
+from feature_platform.spec import FeatureViewSpec
+from feature_platform.training import FeatureColumn
+
+SAMPLE = 200
+
+
+@dataclass
+class SkewReport:
+    sampled: int
+    compared: int
+    superseded: int
+    mismatches: int
+    examples: list[dict]
+
+    @property
+    def mismatch_rate(self) -> float:
+        return self.mismatches / self.compared if self.compared else 0.0
+
+
+def skew_report(runtime: Runtime, spec: FeatureViewSpec, day: date, sample: int = SAMPLE, seed: int = 0) -> SkewReport:
+    offline = runtime.offline.read(spec, day, day)
+    if offline.empty:
+        return SkewReport(0, 0, 0, 0, [])
+    rows = offline.sample(n=min(sample, len(offline)), random_state=seed).reset_index(drop=True)
+    key = spec.entity.join_key
+    ts = runtime.offline.partition_timestamp(day)
+    columns = [FeatureColumn(spec.name, f, f) for f in spec.feature_names]
+    online = runtime.online.read({spec.name: spec}, columns, [{key: v} for v in rows[key].tolist()], now=ts)
+    stamps = pd.to_datetime(online[f"{spec.feature_names[0]}__event_timestamp"], utc=True)
+    superseded = (stamps > ts).to_numpy()
+    compared = ~superseded
+    mismatch = compared & (stamps.isna() | (stamps < ts)).to_numpy()
+    for f in spec.fields:
+        want, got = rows[f.name], online[f.name]
+        if f.dtype in ("float32", "float64"):
+            a, b = pd.to_numeric(want, errors="coerce").to_numpy(float), pd.to_numeric(got, errors="coerce").to_numpy(float)
+            differ = ~(np.isclose(a, b, rtol=1e-6, equal_nan=True))
+        else:
+            differ = np.array([not ((pd.isna(x) and pd.isna(y)) or x == y) for x, y in zip(want, got)])
+        mismatch |= compared & (stamps == ts).to_numpy() & differ
+    examples = [{key: int(rows[key].iloc[i]) if spec.entity.dtype == "int64" else rows[key].iloc[i],
+                 "offline": {f: _plain(rows[f].iloc[i]) for f in spec.feature_names},
+                 "online": {f: _plain(online[f].iloc[i]) for f in spec.feature_names},
+                 "online_timestamp": str(stamps.iloc[i])} for i in np.flatnonzero(mismatch)[:5]]
+    return SkewReport(len(rows), int(compared.sum()), int(superseded.sum()), int(mismatch.sum()), examples)
+
+
+def _plain(value):
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+

@@ -1,0 +1,130 @@
+"""Data-time freshness (with a controllable clock), the freshness report and CLI exit code, the
+freshness checks, and the skew guard catching an online value changed by hand."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date, datetime, timedelta, timezone
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+import feature_platform as fp
+from feature_platform.definitions import build_definitions
+from feature_platform.defs.freshness_checks import DATA_FRESHNESS_CHECK
+from feature_platform.defs.resources import resources_for
+from feature_platform.demo.generator import generate_day
+from feature_platform.demo.stream import SessionSimulator
+from feature_platform.freshness import FRESH, MISSING, STALE, WARN, view_freshness
+from feature_platform.skew import skew_report
+from feature_platform.specs.user_activity import SPEC as ACTIVITY
+from feature_platform.specs.user_realtime import SPEC as REALTIME
+from feature_platform_tests.conftest import write_sessions
+
+D = date(2026, 6, 10)
+TS = pd.Timestamp("2026-06-11T00:00:00Z")  # feature timestamp of partition D
+
+
+@pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])
+def platform(request):
+    settings = request.getfixturevalue(f"{request.param}_settings")
+    write_sessions(settings.sessions_path, pd.concat([generate_day(date(2026, 6, d), 80) for d in range(1, 11)]))
+    return fp.FeaturePlatform(settings)
+
+
+def test_daily_view_fresh_warn_stale_transitions(platform):
+    assert view_freshness(platform.runtime, ACTIVITY, now=TS).status == MISSING
+    platform.materialize("user_activity", D)
+    at = {h: view_freshness(platform.runtime, ACTIVITY, now=TS + pd.Timedelta(hours=h)) for h in (10, 24.5, 26.5)}
+    assert at[10].status == FRESH and at[10].age == timedelta(hours=10)
+    assert at[24.5].status == WARN  # warn after 24 h (26 h SLA minus 2 h)
+    assert at[26.5].status == STALE
+    assert at[10].newest_offline == TS and at[10].newest_online == TS and at[10].latest_partition == "2026-06-10"
+
+
+def test_successful_run_that_wrote_old_data_is_stale(platform):
+    platform.materialize("user_activity", D)  # succeeds today, but its data is from June
+    assert view_freshness(platform.runtime, ACTIVITY).status == STALE
+
+
+def test_realtime_view_goes_stale_five_minutes_after_the_producer_stops(platform):
+    now = datetime.now(timezone.utc)
+    platform.push("user_realtime_events", SessionSimulator().events(20, now=now), direct=True)
+    assert view_freshness(platform.runtime, REALTIME, now=now + timedelta(minutes=1)).status == FRESH
+    assert view_freshness(platform.runtime, REALTIME, now=now + timedelta(minutes=4, seconds=45)).status == WARN
+    assert view_freshness(platform.runtime, REALTIME, now=now + timedelta(minutes=5, seconds=2)).status == STALE
+
+
+def test_freshness_report_and_cli_exit_code(platform):
+    report = platform.freshness()
+    assert list(report["view"]) == ["user_activity", "user_realtime"]
+    assert set(report["status"]) == {MISSING}
+    env = {**os.environ, **platform.settings.as_env()}
+    cli = [sys.executable, "-m", "feature_platform.cli", "freshness"]
+    failing = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
+    assert failing.returncode == 1 and "user_realtime" in failing.stdout and "missing" in failing.stdout
+
+    yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
+    raw = pd.concat([generate_day(yesterday - timedelta(days=i), 50) for i in range(8)])
+    write_sessions(platform.settings.sessions_path, raw)
+    platform.materialize("user_activity", yesterday)
+    platform.push("user_realtime_events", SessionSimulator().events(10), direct=True)
+    assert set(platform.freshness()["status"]) == {FRESH}
+    passing = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
+    assert passing.returncode == 0, passing.stdout + passing.stderr
+
+
+def test_data_freshness_checks_run_from_their_job(embedded_settings):
+    defs = build_definitions(embedded_settings)
+    job = defs.resolve_job_def("freshness_checks_job")
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(instance=instance, resources=resources_for(embedded_settings),
+                                        raise_on_error=False)
+    evaluations = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    assert set(evaluations) == {("user_activity", DATA_FRESHNESS_CHECK), ("user_realtime", DATA_FRESHNESS_CHECK)}
+    assert not any(e.passed for e in evaluations.values())  # nothing materialized: missing
+    assert evaluations[("user_realtime", DATA_FRESHNESS_CHECK)].metadata["status"].value == MISSING
+    schedule = defs.get_schedule_def("freshness_checks_every_minute")
+    assert schedule.cron_schedule == "* * * * *"
+
+
+def test_skew_guard_passes_after_materialization_and_catches_a_changed_online_value(platform):
+    platform.materialize("user_activity", D)
+    clean = skew_report(platform.runtime, ACTIVITY, D)
+    assert clean.compared > 0 and clean.mismatches == 0
+
+    table = platform.offline_table("user_activity", D, D)
+    victim = int(table["user_id"].iloc[0])
+    tamper(platform, victim, "total_tokens_7d", 123456789)
+    report = skew_report(platform.runtime, ACTIVITY, D, sample=len(table))
+    assert report.mismatches == 1 and report.examples[0]["user_id"] == victim
+    assert report.examples[0]["online"]["total_tokens_7d"] == 123456789
+
+
+def test_skew_check_runs_with_each_materialization(embedded_settings):
+    write_sessions(embedded_settings.sessions_path, pd.concat([generate_day(date(2026, 6, d), 60) for d in range(1, 11)]))
+    platform = fp.FeaturePlatform(embedded_settings)
+    platform.materialize("user_activity", D)
+    records = platform.instance().event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("user_activity"), "online_offline_skew"), limit=5)
+    assert len(records) == 1 and records[0].event.dagster_event.event_specific_data.passed
+    assert records[0].event.dagster_event.event_specific_data.partition == D.isoformat()
+
+
+def tamper(platform, user: int, feature: str, value: int) -> None:
+    """Overwrite one stored online value by hand, bypassing the platform (Redis or SQLite)."""
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    from feature_platform.stores.online import _entity_keys
+
+    (entity_key,) = _entity_keys(ACTIVITY, [user])
+    store = platform.runtime.online.store
+    fv = store.get_feature_view("user_activity")
+    provider = store._get_provider()
+    ((ts, values),) = provider.online_read(config=store.config, table=fv, entity_keys=[entity_key])
+    values[feature] = Value(int64_val=value)
+    # Same feature timestamp, different value: exactly the silent corruption the guard must catch.
+    provider.online_store.online_write_batch(store.config, fv, [(entity_key, values, ts, None)], None)
