@@ -7,13 +7,20 @@ import dagster as dg
 from feature_platform.config import Settings
 from feature_platform.defs.alerts import feature_platform_alerts
 from feature_platform.defs.feature_views import build_feature_view_asset
-from feature_platform.defs.freshness_checks import build_freshness_check, build_freshness_schedule, build_skew_check
+from feature_platform.defs.freshness_checks import (
+    build_drift_check,
+    build_freshness_check,
+    build_freshness_schedule,
+    build_skew_check,
+    build_upstream_freshness_check,
+)
 from feature_platform.defs.partitions import daily_partitions
 from feature_platform.defs.push_views import build_push_view_defs
 from feature_platform.defs.raw_sessions import build_raw_sessions_asset
 from feature_platform.defs.resources import platform_resource_from_env, resources_for
 from feature_platform.defs.training_sets import build_training_set_assets
-from feature_platform.specs import all_specs, all_training_sets
+from feature_platform.specs import all_specs, all_training_sets, get_spec
+from feature_platform.training import resolve_features
 
 
 def build_assets_and_sensors(settings: Settings) -> tuple[list, list]:
@@ -26,6 +33,7 @@ def build_assets_and_sensors(settings: Settings) -> tuple[list, list]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned asset checks
                 assets.append(build_skew_check(spec, daily_partitions(settings)))
+                assets.append(build_drift_check(spec, daily_partitions(settings)))
         else:
             view_assets, view_sensors = build_push_view_defs(spec, settings)
             assets += view_assets
@@ -33,6 +41,10 @@ def build_assets_and_sensors(settings: Settings) -> tuple[list, list]:
     for spec in all_training_sets().values():
         assets += build_training_set_assets(spec)
     return assets, sensors
+
+
+def _views_of(training_set):
+    return list({c.view: c for c in resolve_features(training_set.feature_service)}.values())
 
 
 def build_assets(settings: Settings) -> list:
@@ -47,6 +59,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     skew_checks = [a for a in assets if isinstance(a, dg.AssetChecksDefinition)]
     assets = [a for a in assets if not isinstance(a, dg.AssetChecksDefinition)]
     freshness = [build_freshness_check(spec) for spec in all_specs().values()]
+    freshness += [
+        build_upstream_freshness_check(dg.AssetKey(ts.name), [get_spec(c.view) for c in _views_of(ts)])
+        for ts in all_training_sets().values()
+    ]
     return dg.Definitions(
         assets=assets, asset_checks=[*skew_checks, *freshness], sensors=[*sensors, feature_platform_alerts],
         schedules=[build_freshness_schedule(freshness)], resources=resources_for(settings, platform),

@@ -85,13 +85,16 @@ def materialize_partition(runtime: Runtime, spec: FeatureViewSpec, day: date) ->
 
 
 def feature_stats(spec: FeatureViewSpec, rows: pd.DataFrame) -> dict:
-    """Null counts for every feature, and min/max/mean for numeric ones (None when all null)."""
+    """Per feature: null count and rate and distinct count; min/max/mean for numeric ones (None when all null)."""
     stats: dict = {"null_counts": {f.name: int(rows[f.name].isna().sum()) for f in spec.fields}}
     for f in spec.fields:
+        column = rows[f.name]
+        stats[f.name] = {"null_rate": float(column.isna().mean()) if len(rows) else 0.0,
+                         "distinct": float(column.nunique(dropna=True))}
         if f.dtype in ("int64", "float32", "float64"):
-            col = pd.to_numeric(rows[f.name], errors="coerce")
-            stats[f.name] = {k: (None if pd.isna(v) else float(v)) for k, v in
-                             (("min", col.min()), ("max", col.max()), ("mean", col.mean()))}
+            col = pd.to_numeric(column, errors="coerce")
+            stats[f.name] |= {k: (None if pd.isna(v) else float(v)) for k, v in
+                              (("min", col.min()), ("max", col.max()), ("mean", col.mean()))}
     return stats
 
 

@@ -84,8 +84,11 @@ def test_data_freshness_checks_run_from_their_job(embedded_settings):
         result = job.execute_in_process(instance=instance, resources=resources_for(embedded_settings),
                                         raise_on_error=False)
     evaluations = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
-    assert set(evaluations) == {("user_activity", DATA_FRESHNESS_CHECK), ("user_realtime", DATA_FRESHNESS_CHECK)}
+    assert set(evaluations) == {("user_activity", DATA_FRESHNESS_CHECK), ("user_realtime", DATA_FRESHNESS_CHECK),
+                                ("churn_training_set", "upstream_freshness")}
     assert not any(e.passed for e in evaluations.values())  # nothing materialized: missing
+    upstream = evaluations[("churn_training_set", "upstream_freshness")]
+    assert upstream.metadata["user_activity"].value == MISSING  # the training set shows its view's problem
     assert evaluations[("user_realtime", DATA_FRESHNESS_CHECK)].metadata["status"].value == MISSING
     schedule = defs.get_schedule_def("freshness_checks_every_minute")
     assert schedule.cron_schedule == "* * * * *"
@@ -128,3 +131,31 @@ def tamper(platform, user: int, feature: str, value: int) -> None:
     values[feature] = Value(int64_val=value)
     # Same feature timestamp, different value: exactly the silent corruption the guard must catch.
     provider.online_store.online_write_batch(store.config, fv, [(entity_key, values, ts, None)], None)
+
+
+def test_partition_statistics_and_drift_check(embedded_settings):
+    raw = pd.concat([generate_day(date(2026, 6, d), 60) for d in range(1, 18)])
+    week_later = raw["event_timestamp"] >= pd.Timestamp("2026-06-11T00:00:00Z")
+    raw.loc[week_later, "tokens"] *= 50  # a big shift in token usage from 06-11 on
+    write_sessions(embedded_settings.sessions_path, raw)
+    platform = fp.FeaturePlatform(embedded_settings)
+    platform.materialize("user_activity", date(2026, 6, 9), date(2026, 6, 17))
+    storage = platform.instance().event_log_storage
+
+    def drift(day: str):
+        records = storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("user_activity"), "feature_drift"), limit=20)
+        (record,) = [r for r in records if r.event.dagster_event.event_specific_data.partition == day]
+        return record.event.dagster_event.event_specific_data
+
+    assert drift("2026-06-10").passed  # a quiet week
+    shifted = drift("2026-06-17")
+    assert not shifted.passed and shifted.severity == dg.AssetCheckSeverity.WARN
+    assert "total_tokens_7d" in shifted.metadata["shifted"].value
+    assert shifted.metadata["psi.total_tokens_7d"].value > 0.2
+
+    event = platform.instance().get_latest_materialization_event(dg.AssetKey("user_activity"))
+    md = event.asset_materialization.metadata
+    table = platform.offline_table("user_activity", date(2026, 6, 17), date(2026, 6, 17))
+    assert md["avg_session_duration_sec.null_rate"].value == pytest.approx(table["avg_session_duration_sec"].isna().mean())
+    assert md["preferred_model.distinct"].value == table["preferred_model"].nunique()

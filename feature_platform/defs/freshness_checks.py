@@ -77,3 +77,55 @@ def build_skew_check(spec: FeatureViewSpec, partitions: dg.PartitionsDefinition)
         )
 
     return _skew
+
+
+DRIFT_CHECK = "feature_drift"
+PSI_WARN = 0.2
+
+
+def build_drift_check(spec: FeatureViewSpec, partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
+    """Warns when a partition's feature distribution shifted a lot against the same weekday a week before."""
+    from datetime import date, timedelta
+
+    from feature_platform.compute.drift import psi
+
+    @dg.asset_check(
+        asset=spec.name,
+        name=DRIFT_CHECK,
+        partitions_def=partitions,
+        description=f"PSI of each feature against the partition 7 days earlier; warns above {PSI_WARN}.",
+    )
+    def _drift(context: dg.AssetCheckExecutionContext, platform: FeaturePlatformResource) -> dg.AssetCheckResult:
+        offline = platform.runtime().offline
+        day = date.fromisoformat(context.partition_key)
+        current, previous = offline.read(spec, day, day), offline.read(spec, day - timedelta(days=7), day - timedelta(days=7))
+        scores = {f: psi(previous[f], current[f]) for f in spec.feature_names}
+        metadata = {f"psi.{f}": v for f, v in scores.items() if v is not None}
+        shifted = sorted(f for f, v in scores.items() if v is not None and v > PSI_WARN)
+        return dg.AssetCheckResult(
+            passed=not shifted,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={**metadata, "shifted": ", ".join(shifted) or "none",
+                      "baseline_partition": (day - timedelta(days=7)).isoformat(), "baseline_rows": len(previous)},
+        )
+
+    return _drift
+
+
+def build_upstream_freshness_check(asset_key: dg.AssetKey, views: list[FeatureViewSpec]) -> dg.AssetChecksDefinition:
+    """A downstream asset (a training set) shows its feature views' staleness on its own node."""
+
+    @dg.asset_check(asset=asset_key, name="upstream_freshness",
+                    description=f"The feature views it reads ({', '.join(v.name for v in views)}) are fresh.")
+    def _upstream(platform: FeaturePlatformResource) -> dg.AssetCheckResult:
+        states = {v.name: view_freshness(platform.runtime(), v) for v in views}
+        worst = [n for n, f in states.items() if f.status != FRESH]
+        only_warn = all(states[n].status == WARN for n in worst)
+        return dg.AssetCheckResult(
+            passed=not worst,
+            severity=dg.AssetCheckSeverity.WARN if only_warn else dg.AssetCheckSeverity.ERROR,
+            metadata={n: f.status for n, f in states.items()},
+            description="upstream fresh" if not worst else f"stale or missing upstream: {', '.join(worst)}",
+        )
+
+    return _upstream
