@@ -84,7 +84,12 @@ def _without_dedup(query: str) -> str:
 
 
 def _prefiltered(query: str) -> str:
-    """The candidate fix: only feature rows inside some entity row's [t - ttl, t] range per key."""
+    """The candidate fix: only feature rows inside some entity row's [t - ttl, t] range per key.
+
+    Unchanged when the platform's query already pre-filters this way (then the variants coincide).
+    """
+    if "FROM __fp_entities GROUP BY" in query:
+        return query
     key, ttl_us = SPEC.entity.join_key, int(SPEC.ttl.total_seconds() * 1_000_000)
     ranges = (f"(SELECT \"{key}\", min(event_timestamp) - to_microseconds({ttl_us}::BIGINT) AS __lo, "
               f"max(event_timestamp) AS __hi FROM __fp_entities GROUP BY \"{key}\")")
@@ -330,7 +335,8 @@ def run(ds: data.Dataset, entities: Path, repeat: int, log) -> tuple[dict, str]:
 
 def render(res: dict) -> str:
     v, base = res["variants"], res["variants"]["baseline"]["median_wall_sec"]
-    lines = ["## Training set profile: where the platform's time and memory go", "",
+    lines = [f"## {res.get('title', 'Training set profile: where the platform’s time and memory go')}", "",
+             *([res["note"], ""] if res.get("note") else []),
              f"Same data and entity frame as the training-set benchmark ({res['config']['users']:,} users, "
              f"{res['config']['days']} days, {res['config']['entity_rows']:,} entity rows); each variant in a fresh "
              f"process, median of {res['config']['repeat']}. Produced by `python -m benchmarks.profile_training_set`.", "",

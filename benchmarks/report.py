@@ -6,6 +6,7 @@ other benchmarks (e.g. online sync/read, added later) already in the files are l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -28,14 +29,7 @@ def environment() -> dict:
             versions[name] = version(name)
         except PackageNotFoundError:
             versions[name] = None
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                                text=True, timeout=10).stdout.strip()
-        dirty = bool(subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "--", "feature_platform"], cwd=root,
-                                    capture_output=True, text=True, timeout=10).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty = None, None
+    commit, changed, diff_digest = _git_state(Path(__file__).resolve().parent.parent)
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
@@ -43,14 +37,34 @@ def environment() -> dict:
         "cpu_count": os.cpu_count(),
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "git_commit": commit,
-        "feature_platform_uncommitted_changes": dirty,
+        "feature_platform_uncommitted_changes": changed,  # files of feature_platform/ differing from the commit
+        "feature_platform_diff_sha256": diff_digest,  # identifies the uncommitted state that was measured
         "versions": versions,
     }
 
 
+def _git_state(root: Path) -> tuple[str | None, list[str] | None, str | None]:
+    """Commit, uncommitted files under feature_platform/ and a digest of their diff (read-only git)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "--no-optional-locks", *args], cwd=root, capture_output=True, text=True,
+                              timeout=30, check=True).stdout
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD").strip()
+        changed = [line[3:] for line in git("status", "--porcelain", "--", "feature_platform").splitlines()]
+        diff = git("diff", "HEAD", "--", "feature_platform")
+    except (OSError, subprocess.SubprocessError):
+        return None, None, None
+    return commit, changed, (hashlib.sha256(diff.encode()).hexdigest()[:12] if changed else None)
+
+
 def environment_markdown(env: dict) -> str:
     v = ", ".join(f"{k} {val}" for k, val in env["versions"].items() if val)
-    dirty = " (with uncommitted changes in feature_platform/)" if env.get("feature_platform_uncommitted_changes") else ""
+    changed = env.get("feature_platform_uncommitted_changes")
+    if changed is True:  # older results recorded only a flag
+        changed = ["feature_platform/"]
+    dirty = (f" plus uncommitted changes to {', '.join(changed)} (diff sha256 {env.get('feature_platform_diff_sha256')})"
+             if changed else "")
     return (f"{env['date']} · {env['cpu_count']} CPUs, {env['memory_gb']} GB RAM · Python {env['python']} · "
             f"{env['platform']} · commit {env['git_commit']}{dirty}\n\nVersions: {v}\n")
 

@@ -66,6 +66,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=assets, asset_checks=[*skew_checks, *freshness], sensors=[*sensors, feature_platform_alerts],
         schedules=[build_freshness_schedule(freshness)], resources=resources_for(settings, platform),
+        # Runs are small (one partition or one pushed batch): a subprocess per step would cost more than
+        # the work. Parallelism comes from concurrent runs (run coordinator), not from steps.
+        executor=dg.in_process_executor,
     )
 
 
