@@ -306,6 +306,7 @@ def _profile_summary(profile: dict, n: int = 8) -> dict:
 def run(ds: data.Dataset, entities: Path, repeat: int, log) -> tuple[dict, str]:
     out_dir = ds.home / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
+    env = report.environment()  # before the runs: the code that is measured
     base = {"home": str(ds.home), "first_day": ds.first_day.isoformat(), "entities": str(entities)}
     runs = {k: [] for k in VARIANTS}
     saved = {k: out_dir / f"profile-{k}.parquet" for k in VARIANTS if k.startswith("platform_sql")}
@@ -328,7 +329,7 @@ def run(ds: data.Dataset, entities: Path, repeat: int, log) -> tuple[dict, str]:
     results = {"config": {"users": ds.users, "days": ds.days, "entity_rows": len(pd.read_parquet(entities, columns=["user_id"])),
                           "repeat": repeat},
                "variants": summary, "candidate_fix_mismatched_rows": fix_mismatches, **detail,
-               "environment": report.environment(),
+               "environment": env,
                "measurements": {k: [m.as_dict() for m in v] for k, v in runs.items()}}
     return results, render(results)
 

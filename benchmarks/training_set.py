@@ -134,6 +134,7 @@ def compare(left: pd.DataFrame, right: pd.DataFrame) -> dict:
 def run(ds: Dataset, entities: Path, *, repeat: int, feast_timeout_sec: float, mem_cap_mb: float,
         work_dir: Path, log: Callable[[str], None] = print, skip_feast: bool = False) -> tuple[dict, str]:
     """Measure the three paths `repeat` times each; returns (results, markdown)."""
+    env = environment()  # before the runs: the code that is measured
     n_input = len(pd.read_parquet(entities, columns=["user_id"]))
     work_dir.mkdir(parents=True, exist_ok=True)
     base = {"home": str(ds.home), "first_day": ds.first_day.isoformat(), "entities": str(entities)}
@@ -171,7 +172,7 @@ def run(ds: Dataset, entities: Path, *, repeat: int, feast_timeout_sec: float, m
         "config": {"users": ds.users, "days": ds.days, "seed": ds.seed, "entity_rows": n_input, "repeat": repeat,
                    "feast_timeout_sec": feast_timeout_sec, "mem_cap_mb": mem_cap_mb},
         "data": ds.info | {"first_day": ds.first_day.isoformat(), "last_day": ds.last_day.isoformat()},
-        "environment": environment(),
+        "environment": env,
         "summary": summary,
         "ratios": ratios,
         "targets": targets,

@@ -72,7 +72,7 @@ def evaluate(runtime: Runtime, instance: dg.DagsterInstance, cursor: str | None,
     state = json.loads(cursor) if cursor else {"open": {}, "runs_after": now.timestamp()}
     current = current_incidents(runtime, instance, now)
     alerts = [Alert(k, "open", view, text, now.isoformat()) for k, (view, text) in current.items() if k not in state["open"]]
-    alerts += [Alert(k, "recovered", view, f"recovered: {text}", now.isoformat())
+    alerts += [Alert(k, "recovered", view, f"{view} recovered (was: {text})", now.isoformat())
                for k, (view, text) in state["open"].items() if k not in current]
     alerts += failed_runs_since(instance, state["runs_after"])
     state = {"open": {k: list(v) for k, v in current.items()}, "runs_after": now.timestamp()}
