@@ -63,7 +63,8 @@ def environment_markdown(env: dict) -> str:
     changed = env.get("feature_platform_uncommitted_changes")
     if changed is True:  # older results recorded only a flag
         changed = ["feature_platform/"]
-    dirty = (f" plus uncommitted changes to {', '.join(changed)} (diff sha256 {env.get('feature_platform_diff_sha256')})"
+    digest = env.get("feature_platform_diff_sha256")
+    dirty = (f" plus uncommitted changes to {', '.join(changed)}" + (f" (diff sha256 {digest})" if digest else "")
              if changed else "")
     return (f"{env['date']} · {env['cpu_count']} CPUs, {env['memory_gb']} GB RAM · Python {env['python']} · "
             f"{env['platform']} · commit {env['git_commit']}{dirty}\n\nVersions: {v}\n")

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import data, report, training_set
+from benchmarks import data, push, report, training_set
 
 HERE = Path(__file__).resolve().parent
 # name -> callable(args, log) -> (results, markdown). Later benchmarks (online sync/read) add theirs here.
@@ -28,6 +28,14 @@ def _training_set(args: argparse.Namespace, log) -> tuple[dict, str]:
 
 
 BENCHMARKS[training_set.NAME] = _training_set
+
+
+def _push(args: argparse.Namespace, log) -> tuple[dict, str]:
+    rate, seconds, single = (200, 10, 200) if args.quick else (1000, 60, 1000)
+    return push.run(rate=rate, seconds=seconds, single_events=single, mem_cap_mb=args.mem_cap_gb * 1024, log=log)
+
+
+BENCHMARKS[push.NAME] = _push
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

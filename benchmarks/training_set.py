@@ -30,8 +30,9 @@ TARGETS = {"platform_over_duckdb_max": 1.5, "feast_over_platform_min": 5.0, "pla
 # --- jobs (run in the measured child process) ------------------------------------------------
 
 def _setup(args: dict):
-    from benchmarks.data import settings_for
     from datetime import date
+
+    from benchmarks.data import settings_for
 
     settings = settings_for(Path(args["home"]), date.fromisoformat(args["first_day"]))
     return settings, pd.read_parquet(args["entities"])

@@ -29,6 +29,7 @@ class ViewJoin:
     ttl: timedelta
     features: tuple[str, ...]  # columns of `table`
     outputs: tuple[str, ...]  # the column names they get in the result
+    unique: bool = False  # (key, timestamp) is unique in `table` (batch views): skip the created-timestamp dedup
 
 
 def point_in_time_join(con: duckdb.DuckDBPyConnection, entity_df: pd.DataFrame, joins: Sequence[ViewJoin]) -> pd.DataFrame:
@@ -38,9 +39,10 @@ def point_in_time_join(con: duckdb.DuckDBPyConnection, entity_df: pd.DataFrame, 
     feature columns, positionally aligned with `entity_df`; callers attach them to their frame.
     """
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")  # it would print into logs
     keys = sorted({j.join_key for j in joins})
     entities = pd.DataFrame({k: entity_df[k].to_numpy() for k in keys})
-    entities[EVENT_TIMESTAMP] = entity_df[EVENT_TIMESTAMP].to_numpy()
+    entities[EVENT_TIMESTAMP] = entity_df[EVENT_TIMESTAMP].array  # .to_numpy() would box every value
     entities[ROW] = range(len(entities))
     con.register("__fp_entities", entities)
 
@@ -55,9 +57,10 @@ def point_in_time_join(con: duckdb.DuckDBPyConnection, entity_df: pd.DataFrame, 
         bounds = f"(SELECT {k}, min({ts}) - {ttl} AS lo, max({ts}) AS hi FROM __fp_entities GROUP BY {k})"
         latest = (
             f"(SELECT v.{k}, v.{ts}, {', '.join('v.' + _q(f) for f in j.features)} FROM {j.table} AS v "
-            f"JOIN {bounds} AS b ON v.{k} = b.{k} AND v.{ts} BETWEEN b.lo AND b.hi "
-            f"QUALIFY row_number() OVER (PARTITION BY v.{k}, v.{ts} "
-            f"ORDER BY v.{_q(CREATED_TIMESTAMP)} DESC NULLS LAST) = 1)"
+            f"JOIN {bounds} AS b ON v.{k} = b.{k} AND v.{ts} BETWEEN b.lo AND b.hi"
+            + ("" if j.unique else f" QUALIFY row_number() OVER (PARTITION BY v.{k}, v.{ts} "
+                                   f"ORDER BY v.{_q(CREATED_TIMESTAMP)} DESC NULLS LAST) = 1")
+            + ")"
         )
         froms.append(f"ASOF LEFT JOIN {latest} AS {alias} ON e.{k} = {alias}.{k} AND e.{ts} >= {alias}.{ts}")
         within = f"e.{ts} - {alias}.{ts} <= {ttl}"
