@@ -11,6 +11,7 @@ from feature_platform.defs.freshness_checks import (
     build_drift_check,
     build_freshness_check,
     build_freshness_schedule,
+    build_partition_freshness,
     build_skew_check,
     build_upstream_freshness_check,
 )
@@ -63,8 +64,12 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         build_upstream_freshness_check(dg.AssetKey(ts.name), [get_spec(c.view) for c in _views_of(ts)])
         for ts in all_training_sets().values()
     ]
+    partition_checks, partition_sensor = build_partition_freshness(
+        [a for a in assets if isinstance(a, dg.AssetsDefinition) and a.partitions_def is not None
+         and isinstance(a.partitions_def, dg.TimeWindowPartitionsDefinition) and a.key.path[0] in all_specs()])
     return dg.Definitions(
-        assets=assets, asset_checks=[*skew_checks, *freshness], sensors=[*sensors, feature_platform_alerts],
+        assets=assets, asset_checks=[*skew_checks, *freshness, *partition_checks],
+        sensors=[*sensors, partition_sensor, feature_platform_alerts],
         schedules=[build_freshness_schedule(freshness)], resources=resources_for(settings, platform),
         # Runs are small (one partition or one pushed batch): a subprocess per step would cost more than
         # the work. Parallelism comes from concurrent runs (run coordinator), not from steps.

@@ -52,13 +52,19 @@ def skew_report(runtime: Runtime, spec: FeatureViewSpec, day: date, sample: int 
             a, b = pd.to_numeric(want, errors="coerce").to_numpy(float), pd.to_numeric(got, errors="coerce").to_numpy(float)
             differ = ~(np.isclose(a, b, rtol=1e-6, equal_nan=True))
         else:
-            differ = np.array([not ((pd.isna(x) and pd.isna(y)) or x == y) for x, y in zip(want, got)])
+            differ = np.array([not _same(x, y) for x, y in zip(want, got)], dtype=bool)
         mismatch |= compared & (stamps == ts).to_numpy() & differ
     examples = [{key: int(rows[key].iloc[i]) if spec.entity.dtype == "int64" else rows[key].iloc[i],
                  "offline": {f: _plain(rows[f].iloc[i]) for f in spec.feature_names},
                  "online": {f: _plain(online[f].iloc[i]) for f in spec.feature_names},
                  "online_timestamp": str(stamps.iloc[i])} for i in np.flatnonzero(mismatch)[:5]]
     return SkewReport(len(rows), int(compared.sum()), int(superseded.sum()), int(mismatch.sum()), examples)
+
+
+def _same(x, y) -> bool:
+    if pd.isna(x) or pd.isna(y):  # pd.NA never compares equal, it propagates
+        return bool(pd.isna(x) and pd.isna(y))
+    return bool(x == y)
 
 
 def _plain(value):

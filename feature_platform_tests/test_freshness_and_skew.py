@@ -159,3 +159,44 @@ def test_partition_statistics_and_drift_check(embedded_settings):
     table = platform.offline_table("user_activity", date(2026, 6, 17), date(2026, 6, 17))
     assert md["avg_session_duration_sec.null_rate"].value == pytest.approx(table["avg_session_duration_sec"].isna().mean())
     assert md["preferred_model.distinct"].value == table["preferred_model"].nunique()
+
+
+def test_partition_aware_freshness_check_ignores_old_backfills(embedded_settings):
+    yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
+    if datetime.now(timezone.utc).hour < 2:
+        yesterday -= timedelta(days=1)  # before 02:00 the deadline still expects the day before
+    write_sessions(embedded_settings.sessions_path,
+                   pd.concat([generate_day(yesterday - timedelta(days=i), 30) for i in range(12)]))
+    platform = fp.FeaturePlatform(embedded_settings)
+    defs = build_definitions(embedded_settings)
+    graph = defs.resolve_asset_graph()
+    (key,) = [k for k in graph.asset_check_keys if k.name == "freshness_check"]
+    checks = [c for c in defs.asset_checks if key in c.check_keys]
+
+    def evaluate():
+        result = dg.materialize([*defs.assets, *checks], selection=dg.AssetSelection.checks(key),
+                                instance=platform.instance(), resources=resources_for(embedded_settings))
+        (evaluation,) = result.get_asset_check_evaluations()
+        return evaluation.passed
+
+    platform.materialize("user_activity", yesterday - timedelta(days=5))  # an old backfill, run just now
+    assert evaluate() is False
+    platform.materialize("user_activity", yesterday)
+    assert evaluate() is True
+    assert defs.get_sensor_def("partition_freshness_sensor") is not None
+
+
+def test_skew_guard_counts_a_missing_online_value_as_a_mismatch(embedded_settings):
+    write_sessions(embedded_settings.sessions_path, pd.concat([generate_day(date(2026, 6, d), 40) for d in range(1, 11)]))
+    platform = fp.FeaturePlatform(embedded_settings)
+    platform.materialize("user_activity", D)
+    import sqlite3
+
+    with sqlite3.connect(embedded_settings.feast_dir / "online.db") as conn:  # the online rows vanish
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                             "AND name LIKE '%user_activity%'")]
+        assert tables
+        for table in tables:
+            conn.execute(f'DELETE FROM "{table}"')
+    report = skew_report(platform.runtime, ACTIVITY, D)
+    assert report.compared == report.sampled > 0 and report.mismatches == report.compared

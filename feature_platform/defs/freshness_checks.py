@@ -5,6 +5,8 @@ the asset page in open-source Dagster; these checks measure the data users are s
 asset checks, colour the view's node in the asset graph.
 """
 
+import warnings
+
 import dagster as dg
 
 from feature_platform.defs.resources import FeaturePlatformResource
@@ -129,3 +131,18 @@ def build_upstream_freshness_check(asset_key: dg.AssetKey, views: list[FeatureVi
         )
 
     return _upstream
+
+
+def build_partition_freshness(daily_views: list[dg.AssetsDefinition]) -> tuple[list, dg.SensorDefinition]:
+    """Partition-aware SLA: yesterday's partition must exist by 02:00 UTC (26 h after the day began).
+
+    Unlike the asset-level FreshnessPolicy, a backfill of an old partition does not make this pass.
+    Dagster marks these builders superseded by FreshnessPolicy, which cannot express this in OSS.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        checks = dg.build_time_partition_freshness_checks(assets=daily_views, deadline_cron="0 2 * * *",
+                                                          timezone="UTC", severity=dg.AssetCheckSeverity.ERROR)
+        sensor = dg.build_sensor_for_freshness_checks(freshness_checks=checks, name="partition_freshness_sensor",
+                                                      default_status=dg.DefaultSensorStatus.RUNNING)
+    return list(checks), sensor
