@@ -13,7 +13,7 @@ from datetime import date
 import dagster as dg
 
 from feature_platform.config import Settings
-from feature_platform.defs.metadata import column_schema, materialization_metadata
+from feature_platform.defs.metadata import materialization_metadata, view_asset_args
 from feature_platform.defs.partitions import daily_partitions
 from feature_platform.defs.raw_sessions import raw_source_key
 from feature_platform.defs.resources import FeaturePlatformResource
@@ -35,12 +35,8 @@ def build_feature_view_asset(spec: FeatureViewSpec, settings: Settings) -> dg.As
 def _build(spec: FeatureViewSpec, settings: Settings) -> dg.AssetsDefinition:
     partitions = daily_partitions(settings)
     lookback = spec.aggregation.window.days  # the window, plus the previous day for closing rows
-    online_kind = "redis" if settings.profile == "services" else "sqlite"
-    offline_kind = "postgres" if settings.profile == "services" else "parquet"
 
     @dg.asset(
-        name=spec.name,
-        group_name="feature_views",
         partitions_def=partitions,
         deps=[
             dg.AssetDep(
@@ -59,20 +55,7 @@ def _build(spec: FeatureViewSpec, settings: Settings) -> dg.AssetsDefinition:
                 description=f"Pandera schema of {spec.name}: dtypes, constraints, unique (entity, timestamp).",
             )
         ],
-        code_version=spec.fingerprint(),
-        kinds={"pandas", "feast", offline_kind, online_kind},
-        owners=[f"team:{spec.owner}"],
-        tags=spec.all_tags,
-        description=spec.description,
-        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=spec.freshness_sla, warn_window=spec.warn_window),
-        metadata={
-            "dagster/column_schema": column_schema(spec),
-            "entity": f"{spec.entity.name} ({spec.entity.join_key})",
-            "ttl": str(spec.ttl),
-            "freshness_sla": str(spec.freshness_sla),
-            "version": spec.version,
-            "window": str(spec.aggregation.window),
-        },
+        **view_asset_args(spec, settings, window=str(spec.aggregation.window)),
     )
     def _feature_view(context: dg.AssetExecutionContext, platform: FeaturePlatformResource):
         day = date.fromisoformat(context.partition_key)

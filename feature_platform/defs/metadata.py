@@ -28,6 +28,30 @@ def column_schema(spec: FeatureViewSpec) -> dg.TableSchema:
     )
 
 
+def view_asset_args(spec: FeatureViewSpec, settings, **extra_metadata) -> dict:
+    """The @asset arguments every feature view derives from its spec, batch or pushed alike."""
+    online_kind = "redis" if settings.profile == "services" else "sqlite"
+    offline_kind = "postgres" if settings.profile == "services" else "parquet"
+    return dict(
+        name=spec.name,
+        group_name="feature_views",
+        code_version=spec.fingerprint(),
+        kinds={"pandas", "feast", offline_kind, online_kind},
+        owners=[f"team:{spec.owner}"],
+        tags=spec.all_tags,
+        description=spec.description,
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=spec.freshness_sla, warn_window=spec.warn_window),
+        metadata={
+            "dagster/column_schema": column_schema(spec),
+            "entity": f"{spec.entity.name} ({spec.entity.join_key})",
+            "ttl": str(spec.ttl),
+            "freshness_sla": str(spec.freshness_sla),
+            "version": spec.version,
+            **extra_metadata,
+        },
+    )
+
+
 def materialization_metadata(spec: FeatureViewSpec, result: PartitionResult) -> dict:
     metadata: dict = {
         "dagster/row_count": result.rows,

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+from feature_platform.defs.metadata import view_asset_args
 from feature_platform.defs.resources import FeaturePlatformResource
 from feature_platform.ingest import ingest_batch, transport_for
 from feature_platform.spec import FeatureViewSpec
@@ -18,8 +19,6 @@ def batch_partitions(spec: FeatureViewSpec) -> dg.DynamicPartitionsDefinition:
 def build_push_view_defs(spec: FeatureViewSpec, settings) -> tuple[list, list]:
     """(assets, sensors) of one pushed view."""
     partitions = batch_partitions(spec)
-    online_kind = "redis" if settings.profile == "services" else "sqlite"
-    offline_kind = "postgres" if settings.profile == "services" else "parquet"
     source = dg.AssetSpec(
         key=spec.push_source,
         group_name="sources",
@@ -28,20 +27,7 @@ def build_push_view_defs(spec: FeatureViewSpec, settings) -> tuple[list, list]:
         description=f"Events pushed by producers for {spec.name} (landing directory of batches).",
     )
 
-    @dg.asset(
-        name=spec.name,
-        group_name="feature_views",
-        partitions_def=partitions,
-        deps=[source.key],
-        code_version=spec.fingerprint(),
-        kinds={"pandas", "feast", offline_kind, online_kind},
-        owners=[f"team:{spec.owner}"],
-        tags=spec.all_tags,
-        description=spec.description,
-        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=spec.freshness_sla, warn_window=spec.warn_window),
-        metadata={"entity": f"{spec.entity.name} ({spec.entity.join_key})", "ttl": str(spec.ttl),
-                  "freshness_sla": str(spec.freshness_sla), "version": spec.version, "push_source": spec.push_source},
-    )
+    @dg.asset(partitions_def=partitions, deps=[source.key], **view_asset_args(spec, settings, push_source=spec.push_source))
     def _pushed_view(context: dg.AssetExecutionContext, platform: FeaturePlatformResource) -> dg.MaterializeResult:
         result = ingest_batch(platform.runtime(), spec, context.partition_key)
         if result.malformed:
