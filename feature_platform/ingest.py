@@ -17,7 +17,7 @@ from feature_platform.push import prepare_batch
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.landing import LandingDirectory, MalformedBatchError, new_batch_id
-from feature_platform.stores.postgres import store_errors
+from feature_platform.stores.unavailable import store_errors
 
 
 @dataclass

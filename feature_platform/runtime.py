@@ -18,7 +18,8 @@ from feature_platform.specs import all_feature_services, all_specs
 from feature_platform.stores.feast_repo import feature_store
 from feature_platform.stores.offline import OfflineStore, offline_store
 from feature_platform.stores.online import OnlineStore
-from feature_platform.stores.postgres import ensure_database, store_errors
+from feature_platform.stores.postgres import ensure_database
+from feature_platform.stores.unavailable import store_errors
 
 _apply_lock = threading.Lock()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import yaml
 from feast import FeatureStore, RepoConfig
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres import PostgreSQLOfflineStoreConfig
 from feast.infra.offline_stores.dask import DaskOfflineStoreConfig
@@ -47,18 +46,3 @@ def repo_config(settings: Settings) -> RepoConfig:
 def feature_store(settings: Settings) -> FeatureStore:
     return FeatureStore(config=repo_config(settings))
 
-
-def feature_store_yaml(settings: Settings) -> str:
-    """The same configuration as a feature_store.yaml, for the `feast` CLI (secrets from env)."""
-    cfg = repo_config(settings)
-    data = {
-        "project": cfg.project,
-        "provider": cfg.provider,
-        "registry": {"registry_type": cfg.registry.registry_type, "path": cfg.registry.path},
-        "online_store": cfg.online_store.model_dump(exclude_defaults=True) | {"type": cfg.online_store.type},
-        "offline_store": cfg.offline_store.model_dump(exclude_defaults=True) | {"type": cfg.offline_store.type},
-        "entity_key_serialization_version": 3,
-    }
-    if "password" in data["offline_store"]:
-        data["offline_store"]["password"] = "${FEATURE_PLATFORM_PG_PASSWORD}"
-    return yaml.safe_dump(data, sort_keys=False)

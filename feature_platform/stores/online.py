@@ -21,8 +21,8 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
 from feature_platform.config import Settings
 from feature_platform.spec import FeatureViewSpec
-from feature_platform.stores.postgres import store_errors
 from feature_platform.stores.schema import SERVING_DTYPE
+from feature_platform.stores.unavailable import store_errors
 
 PRESENT, MISSING, EXPIRED = "present", "missing", "expired"
 _READ_BATCH = 10_000  # below SQLite's bound-parameter limit

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import psycopg
-import redis
-import sqlalchemy.exc
 from psycopg import sql
 
 from feature_platform.config import Settings
@@ -42,17 +37,3 @@ def ensure_database(settings: Settings, db: str) -> None:
             f"PostgreSQL at {settings.pg_host}:{settings.pg_port} is unreachable: {exc}".strip()
         ) from exc
 
-
-@contextmanager
-def store_errors(settings: Settings, doing: str) -> Iterator[None]:
-    """Turn connection failures of Redis, PostgreSQL or the SQL registry into StoreUnavailableError."""
-    try:
-        yield
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        raise StoreUnavailableError(
-            f"{doing}: Redis at {settings.redis_host}:{settings.redis_port} is unreachable: {exc}"
-        ) from exc
-    except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as exc:
-        raise StoreUnavailableError(
-            f"{doing}: PostgreSQL at {settings.pg_host}:{settings.pg_port} is unreachable: {exc}"
-        ) from exc

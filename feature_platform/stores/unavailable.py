@@ -1,0 +1,28 @@
+"""Connection failures of any store (Redis, PostgreSQL, the SQL registry) as StoreUnavailableError."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+import redis
+import sqlalchemy.exc
+
+from feature_platform.config import Settings
+from feature_platform.errors import StoreUnavailableError
+
+
+@contextmanager
+def store_errors(settings: Settings, doing: str) -> Iterator[None]:
+    """Turn connection failures of Redis, PostgreSQL or the SQL registry into StoreUnavailableError."""
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise StoreUnavailableError(
+            f"{doing}: Redis at {settings.redis_host}:{settings.redis_port} is unreachable: {exc}"
+        ) from exc
+    except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as exc:
+        raise StoreUnavailableError(
+            f"{doing}: PostgreSQL at {settings.pg_host}:{settings.pg_port} is unreachable: {exc}"
+        ) from exc
