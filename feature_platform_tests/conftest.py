@@ -19,7 +19,8 @@ from feature_platform.config import Settings
 warnings.filterwarnings("ignore", message=".*(beta|preview|superseded|deprecated).*")
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-TEST_REDIS_DB = 13  # a database index of its own, flushed by the tests
+# A database index of its own, flushed by the tests; override it to run two suites side by side.
+TEST_REDIS_DB = int(os.environ.get("FEATURE_PLATFORM_TEST_REDIS_DB", "13"))
 
 
 def sessions_frame(rows: list[tuple]) -> pd.DataFrame:
