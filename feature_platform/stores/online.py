@@ -21,6 +21,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
 from feature_platform.config import Settings
 from feature_platform.spec import FeatureViewSpec
+from feature_platform.stores.redis_online import RedisFeatures
 from feature_platform.stores.schema import SERVING_DTYPE
 from feature_platform.stores.unavailable import store_errors
 
@@ -49,11 +50,8 @@ class RedisWatermarks(Watermarks):
     _MAX = "local c = redis.call('GET', KEYS[1]) if (not c) or tonumber(c) < tonumber(ARGV[1]) then " \
            "redis.call('SET', KEYS[1], ARGV[1]) end return 1"
 
-    def __init__(self, settings: Settings):
-        import redis
-
-        self.client = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db,
-                                  password=settings.redis_password or None, socket_timeout=5, socket_connect_timeout=5)
+    def __init__(self, client):
+        self.client = client
 
     def bump(self, view: str, ts: pd.Timestamp) -> None:
         self.client.eval(self._MAX, 1, f"feature_platform:watermark:{view}", int(ts.value // 1000))
@@ -82,16 +80,31 @@ class SqliteWatermarks(Watermarks):
         return None if row is None else pd.Timestamp(row[0], unit="us", tz="UTC")
 
 
-def watermarks(settings: Settings) -> Watermarks:
-    if settings.profile == "services":
-        return RedisWatermarks(settings)
-    return SqliteWatermarks(settings.feast_dir / "online.db")
+def redis_client(settings: Settings):
+    """A Redis client with timeouts, so an outage fails fast instead of hanging a run or a request."""
+    import redis
+
+    return redis.Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db,
+                       password=settings.redis_password or None, socket_timeout=5, socket_connect_timeout=5)
 
 
 class OnlineStore:
+    """Newest-wins writes and TTL-aware reads. On Redis the platform writes and reads Feast's format
+    itself (`RedisFeatures`: vectorized, one round trip, newest-wins inside Redis); other online
+    stores (SQLite in the embedded profile) go through Feast's provider."""
+
     def __init__(self, store: FeatureStore, settings: Settings):
         self.store = store
         self.settings = settings
+        self.redis = None
+        if settings.profile == "services":
+            self.redis = RedisFeatures(redis_client(settings), store.config.project)
+
+    @cached_property
+    def watermarks(self) -> Watermarks:
+        if self.redis is not None:
+            return RedisWatermarks(self.redis.client)
+        return SqliteWatermarks(self.settings.feast_dir / "online.db")
 
     def current_timestamps(self, spec: FeatureViewSpec, keys: Sequence) -> pd.Series:
         """The stored feature timestamp per entity key (NaT where the entity has no value)."""
@@ -108,23 +121,26 @@ class OnlineStore:
         return pd.Series(pd.to_datetime(stamps, utc=True), index=pd.Index(keys), dtype="datetime64[ns, UTC]")
 
     def write(self, spec: FeatureViewSpec, rows: pd.DataFrame) -> int:
-        """Write `rows` newest-wins; returns how many rows were written (older ones are skipped)."""
+        """Write `rows` newest-wins (ties rewrite); returns how many rows were written."""
         if rows.empty:
             return 0
-        key = spec.entity.join_key
-        current = self.current_timestamps(spec, rows[key].tolist())
+        with store_errors(self.settings, f"writing {spec.name!r} online"):
+            if self.redis is not None:
+                written = self.redis.write(spec, rows)
+            else:
+                written = self._write_through_feast(spec, rows)
+            if written:
+                self.watermarks.bump(spec.name, pd.Timestamp(rows[EVENT_TIMESTAMP].max()))
+        return written
+
+    def _write_through_feast(self, spec: FeatureViewSpec, rows: pd.DataFrame) -> int:
+        current = self.current_timestamps(spec, rows[spec.entity.join_key].tolist())
         incoming = pd.to_datetime(rows[EVENT_TIMESTAMP], utc=True)
         keep = current.isna().to_numpy() | (incoming.to_numpy() >= current.to_numpy())
         fresh = rows.loc[keep]
         if not fresh.empty:
-            with store_errors(self.settings, f"writing {spec.name!r} online"):
-                self.store.write_to_online_store(spec.name, fresh, allow_registry_cache=True)
-                self.watermarks.bump(spec.name, pd.Timestamp(fresh[EVENT_TIMESTAMP].max()))
+            self.store.write_to_online_store(spec.name, fresh, allow_registry_cache=True)
         return int(len(fresh))
-
-    @cached_property
-    def watermarks(self) -> Watermarks:
-        return watermarks(self.settings)
 
     def newest_timestamp(self, spec: FeatureViewSpec) -> pd.Timestamp | None:
         """The newest feature timestamp written online for `spec` (None if nothing was)."""
@@ -135,23 +151,46 @@ class OnlineStore:
              now: datetime | None = None) -> pd.DataFrame:
         """One row per entity row: the entity columns, then for each `FeatureColumn` its value,
         `<column>__status` (present / missing / expired) and `<column>__event_timestamp`."""
-        now = pd.Timestamp(now or datetime.now(timezone.utc))
-        refs = [f"{c.view}:{c.feature}" for c in columns]
+        now_ns = pd.Timestamp(now or datetime.now(timezone.utc)).value
         with store_errors(self.settings, "reading online features"):
-            response = self.store.get_online_features(features=refs, entity_rows=entity_rows, full_feature_names=True)
-        values = response.to_dict()
-        by_name = {name: i for i, name in enumerate(response.proto.metadata.feature_names.val)}
-        out = pd.DataFrame(entity_rows)
+            raw = self._read_redis(spec_by_view, columns, entity_rows) if self.redis is not None \
+                else self._read_through_feast(columns, entity_rows)
+        data: dict[str, object] = {k: [r[k] for r in entity_rows] for k in entity_rows[0]} if entity_rows else {}
         for c in columns:
             spec = spec_by_view[c.view]
+            stamps, values = raw[c.view][0], raw[c.view][1][c.feature]
+            ttl_ns = spec.ttl.total_seconds() * 1e9
+            status = [MISSING if t is None else EXPIRED if now_ns - t > ttl_ns else PRESENT for t in stamps]
+            data[c.column] = pd.array([v if s == PRESENT else None for v, s in zip(values, status)],
+                                      dtype=SERVING_DTYPE[spec.field(c.feature).dtype])
+            data[f"{c.column}__status"] = status
+            data[f"{c.column}__event_timestamp"] = pd.to_datetime(
+                [pd.NaT if s == MISSING else t for t, s in zip(stamps, status)], utc=True)
+        return pd.DataFrame(data, index=pd.RangeIndex(len(entity_rows)))
+
+    def _read_redis(self, spec_by_view, columns, entity_rows) -> dict:
+        """{view: (stamps_ns, {feature: values})}, all views in one round trip."""
+        wanted: dict[str, list[str]] = {}
+        for c in columns:
+            wanted.setdefault(c.view, []).append(c.feature)
+        requests = [(spec_by_view[v], [r[spec_by_view[v].entity.join_key] for r in entity_rows], feats, None)
+                    for v, feats in wanted.items()]
+        out = {}
+        for (view, feats), (stamps, rows) in zip(wanted.items(), self.redis.read_many(requests)):
+            out[view] = (stamps, {f: [r[i] for r in rows] for i, f in enumerate(feats)})
+        return out
+
+    def _read_through_feast(self, columns, entity_rows) -> dict:
+        refs = [f"{c.view}:{c.feature}" for c in columns]
+        response = self.store.get_online_features(features=refs, entity_rows=entity_rows, full_feature_names=True)
+        values = response.to_dict()
+        by_name = {name: i for i, name in enumerate(response.proto.metadata.feature_names.val)}
+        out: dict = {}
+        for c in columns:
             result = response.proto.results[by_name[f"{c.view}__{c.feature}"]]
-            stamps = pd.to_datetime([t.seconds + t.nanos / 1e9 for t in result.event_timestamps], unit="s", utc=True)
-            # Feast's Redis store reports an absent entity as NULL_VALUE at epoch 0, not NOT_FOUND.
-            found = [s in (FieldStatus.PRESENT, FieldStatus.NULL_VALUE) and t.seconds > 0
-                     for s, t in zip(result.statuses, result.event_timestamps)]
-            expired = [f and (now - t) > spec.ttl for f, t in zip(found, stamps)]
-            served = [None if (not f or e) else v for v, f, e in zip(values[f"{c.view}__{c.feature}"], found, expired)]
-            out[c.column] = pd.Series(served, dtype=SERVING_DTYPE[spec.field(c.feature).dtype], index=out.index)
-            out[f"{c.column}__status"] = [EXPIRED if e else PRESENT if f else MISSING for f, e in zip(found, expired)]
-            out[f"{c.column}__event_timestamp"] = [t if f else pd.NaT for t, f in zip(stamps, found)]
+            # Feast reports an absent entity as NOT_FOUND or (some stores) NULL_VALUE at epoch 0.
+            stamps = [t.seconds * 1_000_000_000 + t.nanos
+                      if s in (FieldStatus.PRESENT, FieldStatus.NULL_VALUE) and t.seconds > 0 else None
+                      for s, t in zip(result.statuses, result.event_timestamps)]
+            out.setdefault(c.view, (stamps, {}))[1][c.feature] = values[f"{c.view}__{c.feature}"]
         return out

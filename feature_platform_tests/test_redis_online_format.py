@@ -1,0 +1,173 @@
+"""The fast Redis writer produces Feast's exact bytes, stays newest-wins, and stock Feast reads it back."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import redis
+from feast.infra.online_stores.helpers import _mmh3, _redis_key
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.type_map import python_values_to_proto_values
+from feast.value_type import ValueType
+from google.protobuf.timestamp_pb2 import Timestamp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import feature_platform as fp
+from feature_platform.spec import Entity, FeatureViewSpec, Field
+from feature_platform.stores import feast_redis_format as fmt
+from feature_platform.stores.redis_online import RedisFeatures
+
+_FEAST_TYPE = {"int64": ValueType.INT64, "float32": ValueType.FLOAT, "float64": ValueType.DOUBLE,
+               "string": ValueType.STRING, "bool": ValueType.BOOL}
+INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+
+
+def feast_bytes(values: list, dtype: str) -> list[bytes]:
+    return [v.SerializeToString() for v in python_values_to_proto_values(values, _FEAST_TYPE[dtype])]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), INT64), min_size=1, max_size=30))
+def test_int64_values_are_encoded_exactly_as_feast_does(values):
+    series = pd.Series(values, dtype="Int64")
+    assert fmt.encode_values(series, "int64") == feast_bytes([None if v is None else v for v in values], "int64")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.floats(allow_nan=False, width=32)), min_size=1, max_size=30),
+       st.sampled_from(["float32", "float64"]))
+def test_float_values_are_encoded_exactly_as_feast_does(values, dtype):
+    series = pd.Series(values, dtype=dtype)
+    assert fmt.encode_values(series, dtype) == feast_bytes(values, dtype)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=200)), min_size=1, max_size=30))
+def test_string_values_are_encoded_exactly_as_feast_does(values):
+    assert fmt.encode_values(pd.Series(values, dtype=object), "string") == feast_bytes(values, "string")
+
+
+def test_bool_values_and_nan_match_feast():
+    assert fmt.encode_values(pd.Series([True, False, None], dtype="boolean"), "bool") == \
+        feast_bytes([True, False, None], "bool")
+    # pandas cannot tell NaN from missing; both become Feast's empty Value.
+    assert fmt.encode_values(pd.Series([math.nan, 1.0]), "float64") == [b"", ValueProto(double_val=1.0).SerializeToString()]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(INT64, min_size=1, max_size=20), st.lists(st.text(min_size=1, max_size=40), min_size=1, max_size=20))
+def test_entity_keys_and_field_keys_match_feast(ints, strings):
+    def feast_key(value, field):
+        proto = EntityKeyProto(join_keys=["user_id"], entity_values=[ValueProto(**{field: value})])
+        return _redis_key("proj", proto, entity_key_serialization_version=3)
+
+    assert fmt.entity_keys("user_id", "int64", ints, "proj") == [feast_key(v, "int64_val") for v in ints]
+    assert fmt.entity_keys("user_id", "string", strings, "proj") == [feast_key(v, "string_val") for v in strings]
+    assert fmt.field_key("user_activity", "sessions_7d") == _mmh3("user_activity:sessions_7d")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=4_102_444_800 * 10**9), min_size=1, max_size=20))
+def test_timestamps_match_protobuf_and_decode_back(nanos):
+    stamps = pd.Series(pd.to_datetime(nanos, unit="ns", utc=True))
+    expected = []
+    for n in nanos:
+        ts = Timestamp(seconds=n // 10**9, nanos=n % 10**9)
+        expected.append(ts.SerializeToString())
+    encoded = fmt.encode_timestamps(stamps)
+    assert encoded == expected
+    assert [fmt.decode_timestamp(b) for b in encoded] == nanos
+
+
+# --- against the real Redis ---------------------------------------------------------------------
+
+SPEC = FeatureViewSpec(
+    name="format_probe", description="every dtype", owner="platform",
+    entity=Entity(name="user", join_key="user_id", dtype="int64"),
+    fields=(Field("i", "int64", "", nullable=True), Field("f", "float32", "", nullable=True),
+            Field("d", "float64", "", nullable=True), Field("s", "string", "", nullable=True),
+            Field("b", "bool", "", nullable=True)),
+    push_source="format_probe_events", ttl=pd.Timedelta(days=1).to_pytimedelta(), freshness_sla=pd.Timedelta(days=1).to_pytimedelta(), version=1,
+)
+
+
+def frame(users, day: str, seed: int) -> pd.DataFrame:
+    return pd.DataFrame({
+        "user_id": pd.Series(users, dtype="int64"),
+        "i": pd.Series([seed * 1000 + u if u % 5 else None for u in users], dtype="Int64"),
+        "f": pd.Series([u / 3 + seed if u % 7 else None for u in users], dtype="float32"),
+        "d": pd.Series([u * 1e-3 - seed for u in users], dtype="float64"),
+        "s": [f"model-{(u + seed) % 3}-é" if u % 4 else None for u in users],
+        "b": pd.Series([bool((u + seed) % 2) for u in users], dtype="boolean"),
+        "event_timestamp": pd.Timestamp(day, tz="UTC"),
+    })
+
+
+@pytest.mark.services
+def test_writer_bytes_equal_feast_write_and_feast_reads_them(services_settings):
+    platform = fp.FeaturePlatform(services_settings)
+    store = platform.runtime.feast
+    client = redis.Redis(host=services_settings.redis_host, port=services_settings.redis_port,
+                         db=services_settings.redis_db)
+    from feature_platform.derive.feast_objects import feast_objects
+
+    store.apply(feast_objects([SPEC], services_settings, []))
+    rows = frame(range(1, 60), "2026-03-02T00:00:00.123456Z", seed=1)
+
+    store.write_to_online_store(SPEC.name, rows.assign(created_timestamp=rows["event_timestamp"]))
+    feast_hashes = {k: client.hgetall(k) for k in client.keys("*") if not k.startswith(b"feature_platform:")}
+    client.flushdb()
+    written = RedisFeatures(client, store.config.project).write(SPEC, rows)
+    ours = {k: client.hgetall(k) for k in client.keys("*")}
+    assert written == len(rows)
+    assert ours == feast_hashes  # byte for byte: keys, field names, values, timestamps
+
+    response = store.get_online_features([f"{SPEC.name}:{f.name}" for f in SPEC.fields],
+                                         [{"user_id": u} for u in rows["user_id"]]).to_df()
+    for f in SPEC.fields:
+        got, want = response[f.name], rows[f.name]
+        assert got.isna().tolist() == want.isna().tolist(), f.name
+        if f.dtype == "float32":
+            assert (got[want.notna()].astype("float32").to_numpy() == want.dropna().to_numpy()).all()
+        else:
+            assert got[want.notna()].tolist() == want.dropna().tolist(), f.name
+
+
+@pytest.mark.services
+def test_writer_is_newest_wins_without_reading_first(services_settings):
+    platform = fp.FeaturePlatform(services_settings)
+    client = redis.Redis(host=services_settings.redis_host, port=services_settings.redis_port,
+                         db=services_settings.redis_db)
+    writer = RedisFeatures(client, platform.runtime.feast.config.project)
+    users = list(range(1, 11))
+    assert writer.write(SPEC, frame(users, "2026-03-05", seed=5)) == 10
+    # Older rows are skipped, a tie rewrites (a re-run replaces its own partition), newer rows win.
+    assert writer.write(SPEC, frame(users[:4], "2026-03-04", seed=4)) == 0
+    assert writer.write(SPEC, frame(users[4:6], "2026-03-05", seed=55)) == 2
+    assert writer.write(SPEC, frame(users[6:], "2026-03-06", seed=6)) == 4
+    # Two rows of one entity in a batch: the newer one stays, whatever their order.
+    dup = pd.concat([frame([1], "2026-03-09", seed=9), frame([1], "2026-03-08", seed=8)])
+    assert writer.write(SPEC, dup) == 1
+    stamps, values = writer.read(SPEC, users, ["i", "d"])
+    seeds = [9, 5, 5, 5, 55, 55, 6, 6, 6, 6]
+    days = ["2026-03-09"] + ["2026-03-05"] * 5 + ["2026-03-06"] * 4
+    assert stamps == [pd.Timestamp(d, tz="UTC").value for d in days]
+    assert [v[1] for v in values] == [u * 1e-3 - s for u, s in zip(users, seeds)]
+    assert [v[0] for v in values] == [s * 1000 + u if u % 5 else None for u, s in zip(users, seeds)]
+    # A missing entity reads as absent.
+    assert writer.read(SPEC, [999], ["i"]) == ([None], [[None]])
+
+
+@pytest.mark.services
+def test_writer_reloads_its_script_after_a_flush(services_settings):
+    client = redis.Redis(host=services_settings.redis_host, port=services_settings.redis_port,
+                         db=services_settings.redis_db)
+    writer = RedisFeatures(client, "proj")
+    assert writer.write(SPEC, frame([1, 2], "2026-03-05", seed=1)) == 2
+    client.script_flush()
+    assert writer.write(SPEC, frame([1, 2, 3], "2026-03-06", seed=2)) == 3
+    assert writer.read(SPEC, [3], ["s"])[1] == [["model-2-é"]]
