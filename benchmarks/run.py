@@ -12,10 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import data, push, report, training_set
+from benchmarks import data, online, push, report, training_set
 
 HERE = Path(__file__).resolve().parent
-# name -> callable(args, log) -> (results, markdown). Later benchmarks (online sync/read) add theirs here.
+# name -> callable(args, log) -> (results, markdown)
 BENCHMARKS = {}
 
 
@@ -36,6 +36,14 @@ def _push(args: argparse.Namespace, log) -> tuple[dict, str]:
 
 
 BENCHMARKS[push.NAME] = _push
+
+
+def _online(args: argparse.Namespace, log) -> tuple[dict, str]:
+    return online.run(users=args.users, repeat=args.repeat, calls=300 if args.quick else 2000,
+                      mem_cap_mb=args.mem_cap_gb * 1024, log=log)
+
+
+BENCHMARKS[online.NAME] = _online
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

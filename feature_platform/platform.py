@@ -225,14 +225,18 @@ class FeaturePlatform:
 
     def online_features(
         self, features, entity_rows: Sequence[dict], *, with_metadata: bool = False,
-        full_feature_names: bool = False, now: datetime | None = None,
-    ) -> pd.DataFrame:
+        full_feature_names: bool = False, now: datetime | None = None, output: str = "pandas",
+    ) -> pd.DataFrame | dict[str, list]:
         """Online feature vectors, one row per entity row, with the same columns and dtypes as `training_set`.
 
         `features` is a list of `view:feature` references or a feature service name. Values older
         than their view's TTL are returned as missing; with `with_metadata`, each feature column
         also gets `<column>__status` (present / missing / expired) and `<column>__event_timestamp`.
+        `output="dict"` returns `{column: list}` of plain Python values instead (timestamps as ns since
+        the epoch): no DataFrame is built, for callers on a latency budget.
         """
+        if output not in ("pandas", "dict"):
+            raise ValueError(f"output must be 'pandas' or 'dict', not {output!r}")
         columns = resolve_features(features, full_feature_names)
         specs = {c.view: get_spec(c.view) for c in columns}
         rows = [dict(r) for r in entity_rows]
@@ -241,6 +245,8 @@ class FeaturePlatform:
                 if spec.entity.join_key not in row:
                     raise UnknownFeatureError(
                         f"entity row {i} lacks join key {spec.entity.join_key!r} of view {spec.name!r}: {row}")
+        if output == "dict":
+            return self.runtime.online.read_lists(specs, columns, rows, now=now, with_metadata=with_metadata)
         frame = self.runtime.online.read(specs, columns, rows, now=now)
         if not with_metadata:
             frame = frame.drop(columns=[c for c in frame.columns if c.endswith(("__status", "__event_timestamp"))])

@@ -147,25 +147,34 @@ class OnlineStore:
         with store_errors(self.settings, f"reading the online watermark of {spec.name!r}"):
             return self.watermarks.get(spec.name)
 
-    def read(self, spec_by_view: dict[str, FeatureViewSpec], columns, entity_rows: list[dict],
-             now: datetime | None = None) -> pd.DataFrame:
-        """One row per entity row: the entity columns, then for each `FeatureColumn` its value,
-        `<column>__status` (present / missing / expired) and `<column>__event_timestamp`."""
+    def read_lists(self, spec_by_view: dict[str, FeatureViewSpec], columns, entity_rows: list[dict],
+                   now: datetime | None = None, with_metadata: bool = True) -> dict[str, list]:
+        """Column name -> list, one item per entity row: the entity columns, then for each
+        `FeatureColumn` its value (None unless present) and, `with_metadata`, `<column>__status`
+        (present / missing / expired) and `<column>__event_timestamp` (ns since the epoch, or None)."""
         now_ns = pd.Timestamp(now or datetime.now(timezone.utc)).value
         with store_errors(self.settings, "reading online features"):
             raw = self._read_redis(spec_by_view, columns, entity_rows) if self.redis is not None \
                 else self._read_through_feast(columns, entity_rows)
-        data: dict[str, object] = {k: [r[k] for r in entity_rows] for k in entity_rows[0]} if entity_rows else {}
+        data: dict[str, list] = {k: [r[k] for r in entity_rows] for k in entity_rows[0]} if entity_rows else {}
         for c in columns:
-            spec = spec_by_view[c.view]
             stamps, values = raw[c.view][0], raw[c.view][1][c.feature]
-            ttl_ns = spec.ttl.total_seconds() * 1e9
+            ttl_ns = spec_by_view[c.view].ttl.total_seconds() * 1e9
             status = [MISSING if t is None else EXPIRED if now_ns - t > ttl_ns else PRESENT for t in stamps]
-            data[c.column] = pd.array([v if s == PRESENT else None for v, s in zip(values, status)],
-                                      dtype=SERVING_DTYPE[spec.field(c.feature).dtype])
-            data[f"{c.column}__status"] = status
-            data[f"{c.column}__event_timestamp"] = pd.to_datetime(
-                [pd.NaT if s == MISSING else t for t, s in zip(stamps, status)], utc=True)
+            data[c.column] = [v if s is PRESENT else None for v, s in zip(values, status)]
+            if with_metadata:
+                data[f"{c.column}__status"] = status
+                data[f"{c.column}__event_timestamp"] = [None if s is MISSING else t for t, s in zip(stamps, status)]
+        return data
+
+    def read(self, spec_by_view: dict[str, FeatureViewSpec], columns, entity_rows: list[dict],
+             now: datetime | None = None) -> pd.DataFrame:
+        """`read_lists` as a DataFrame with the serving dtypes (the same as training sets')."""
+        data: dict[str, object] = self.read_lists(spec_by_view, columns, entity_rows, now)
+        for c in columns:
+            data[c.column] = pd.array(data[c.column], dtype=SERVING_DTYPE[spec_by_view[c.view].field(c.feature).dtype])
+            stamps = data[f"{c.column}__event_timestamp"]
+            data[f"{c.column}__event_timestamp"] = pd.to_datetime([pd.NaT if t is None else t for t in stamps], utc=True)
         return pd.DataFrame(data, index=pd.RangeIndex(len(entity_rows)))
 
     def _read_redis(self, spec_by_view, columns, entity_rows) -> dict:

@@ -26,8 +26,11 @@ BATCH_ROWS = 1_000  # rows per script call: big enough to amortize the call, sma
 # KEYS: entity hashes. ARGV: ts field, n features, the n feature fields, then per key the encoded
 # timestamp followed by its n values. The stored and incoming Timestamp protos are decoded in Lua.
 _NEWEST_WINS = """
+local memo = {}
 local function ts(raw)
   if not raw then return -1, 0 end
+  local hit = memo[raw]
+  if hit then return hit[1], hit[2] end
   local s, n, i = 0, 0, 1
   while i <= #raw do
     local tag = string.byte(raw, i); i = i + 1
@@ -39,17 +42,26 @@ local function ts(raw)
     end
     if tag == 8 then s = v elseif tag == 16 then n = v end
   end
+  memo[raw] = {s, n}
   return s, n
 end
 local tsf, nf = ARGV[1], tonumber(ARGV[2])
+local args = {tsf, false}
+for f = 1, nf do args[2 * f + 1] = ARGV[2 + f] end
 local written = 0
 for k = 1, #KEYS do
   local o = 2 + nf + (k - 1) * (nf + 1)
-  local new_s, new_n = ts(ARGV[o + 1])
-  local cur_s, cur_n = ts(redis.call('HGET', KEYS[k], tsf))
-  if new_s > cur_s or (new_s == cur_s and new_n >= cur_n) then
-    local args = {tsf, ARGV[o + 1]}
-    for f = 1, nf do args[2 * f + 1] = ARGV[2 + f]; args[2 * f + 2] = ARGV[o + 1 + f] end
+  local new = ARGV[o + 1]
+  local cur = redis.call('HGET', KEYS[k], tsf)
+  local write = (not cur) or cur == new
+  if not write then
+    local new_s, new_n = ts(new)
+    local cur_s, cur_n = ts(cur)
+    write = new_s > cur_s or (new_s == cur_s and new_n >= cur_n)
+  end
+  if write then
+    args[2] = new
+    for f = 1, nf do args[2 * f + 2] = ARGV[o + 1 + f] end
     redis.call('HSET', KEYS[k], unpack(args))
     written = written + 1
   end
