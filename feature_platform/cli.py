@@ -108,7 +108,8 @@ def _demo(platform: FeaturePlatform, args) -> int:
         from feature_platform.demo.stream import SessionSimulator
 
         pushed = platform.push("user_realtime_events", SessionSimulator(seed=1).events(500), direct=True)
-        print(f"pushed {pushed.accepted} user_realtime events on the low-latency path")
+        platform.ingest_pending("user_realtime_events")  # what the sensor does under `dagster dev`
+        print(f"pushed {pushed.accepted} user_realtime events on the low-latency path (online now, offline via its log)")
         training = platform.materialize_training_set("churn_training_set")
         print(f"training set churn_training_set: {len(training):,} rows, "
               f"churned_7d rate {training['churned_7d'].mean():.1%}, "
@@ -143,7 +144,8 @@ def _stream(platform: FeaturePlatform, args) -> int:
         time.sleep(max(0.0, tick + args.batch_interval - time.perf_counter()))
     elapsed = time.perf_counter() - began
     sys.stderr.write("\n")
-    path = "written online and offline" if args.direct else "landed for the sensor (dagster dev picks them up)"
+    path = ("written online, logged for the offline store (the sensor drains the log)" if args.direct
+            else "landed for the sensor (dagster dev picks them up)")
     print(f"pushed {sent:,} events in {batches:,} batches over {elapsed:.1f}s ({sent / elapsed:,.0f}/s), {path}"
           + (f"; {rejected} rejected" if args.direct else ""))
     return 0

@@ -3,6 +3,11 @@ dead-letter the bad rows, and only then acknowledge the batch.
 
 A crash anywhere before the acknowledgement leaves the batch pending; processing it again rewrites
 the same offline segment and the same online values, so nothing is lost and nothing is duplicated.
+
+The low-latency path (`push_direct`) validates, appends the accepted rows to the source's *direct
+log* (a second transport, `<source>.direct`) and writes them online, all in the caller's call; the
+log is drained into the offline store in bulk (`drain_direct_log`, one Dagster run per sensor tick,
+not one per call), with the same idempotent per-entry writes.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from feature_platform.push import prepare_batch
+from feature_platform.push import prepare_batch, prepare_small_batch
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.landing import LandingDirectory, MalformedBatchError, new_batch_id
@@ -33,13 +38,22 @@ class IngestResult:
     malformed: str | None = None
 
 
-def transport_for(runtime: Runtime, spec: FeatureViewSpec):
-    """The push transport of the profile: a landing directory (embedded) or a Redis Stream (services)."""
-    if runtime.settings.profile == "services":
-        from feature_platform.stores.redis_stream import RedisStreamTransport
+DIRECT_PREFIX = "direct-"  # partition keys of the runs that drain a direct log
 
-        return RedisStreamTransport(runtime.settings, spec.push_source)
-    return LandingDirectory(runtime.settings.home, spec.push_source)
+
+def transport_for(runtime: Runtime, spec: FeatureViewSpec, *, direct_log: bool = False):
+    """The push transport of the profile: a landing directory (embedded) or a Redis Stream (services).
+    `direct_log` gives the source's direct log instead (same kind of transport, its own name)."""
+    source = spec.push_source + (".direct" if direct_log else "")
+    cache = runtime.transports  # one client per source and process
+    if source not in cache:
+        if runtime.settings.profile == "services":
+            from feature_platform.stores.redis_stream import RedisStreamTransport
+
+            cache[source] = RedisStreamTransport(runtime.settings, source)
+        else:
+            cache[source] = LandingDirectory(runtime.settings.home, source)
+    return cache[source]
 
 
 def ingest_batch(runtime: Runtime, spec: FeatureViewSpec, batch_id: str) -> IngestResult:
@@ -60,11 +74,50 @@ def ingest_batch(runtime: Runtime, spec: FeatureViewSpec, batch_id: str) -> Inge
 
 
 def push_direct(runtime: Runtime, spec: FeatureViewSpec, batch: pd.DataFrame) -> IngestResult:
-    """The low-latency path: validate and write online and offline now, in the caller's process."""
+    """The low-latency path: validate, log for the offline store, write online, in this call.
+
+    The direct log is written before the online store, so a value served online is always on its
+    way offline too (a crash in between is repaired by the drain, which also writes online)."""
     started = time.perf_counter()
-    result = land(runtime, spec, batch, new_batch_id(), transport_for(runtime, spec))
-    result.duration_sec = time.perf_counter() - started
-    return result
+    prepared = prepare_small_batch(spec, batch) or prepare_batch(spec, batch)
+    batch_id, written = None, 0
+    if not prepared.accepted.empty:
+        batch_id = transport_for(runtime, spec, direct_log=True).write(prepared.accepted)
+        with store_errors(runtime.settings, f"writing {spec.name!r} online"):
+            written = runtime.online.write(spec, prepared.accepted)
+    batch_id = batch_id or new_batch_id()
+    if not prepared.rejected.empty:
+        transport_for(runtime, spec).dead_letter(batch_id, prepared.rejected)
+    newest = prepared.newest_event
+    lag = None if newest is None else (pd.Timestamp(datetime.now(timezone.utc)) - newest).total_seconds()
+    return IngestResult(batch_id, len(batch), len(prepared.accepted), len(prepared.rejected), prepared.duplicates,
+                        written, lag, time.perf_counter() - started)
+
+
+def drain_direct_log(runtime: Runtime, spec: FeatureViewSpec, label: str | None = None) -> IngestResult:
+    """Write every pending entry of the direct log offline (one idempotent segment per entry), then ack it."""
+    started = time.perf_counter()
+    log = transport_for(runtime, spec, direct_log=True)
+    total = IngestResult(label or f"{DIRECT_PREFIX}all", 0, 0, 0, 0, 0, None, 0.0)
+    for entry in log.pending():
+        with store_errors(runtime.settings, f"reading direct-log entry {entry}"):
+            try:
+                raw = log.read(entry)
+            except MalformedBatchError as exc:
+                log.dead_letter_file(entry, str(exc))
+                log.ack(entry)
+                continue
+        one = land(runtime, spec, raw, entry, log)
+        log.ack(entry)
+        total.received += one.received
+        total.accepted += one.accepted
+        total.rejected += one.rejected
+        total.duplicates += one.duplicates
+        total.written_online += one.written_online
+        if one.lag_sec is not None:
+            total.lag_sec = one.lag_sec if total.lag_sec is None else min(total.lag_sec, one.lag_sec)
+    total.duration_sec = time.perf_counter() - started
+    return total
 
 
 def land(runtime: Runtime, spec: FeatureViewSpec, raw: pd.DataFrame, batch_id: str, transport) -> IngestResult:

@@ -124,14 +124,18 @@ class FeaturePlatform:
         return transport_for(self.runtime, spec).write(batch)
 
     def ingest_pending(self, source: str) -> list:
-        """Process every landed batch of `source` now, through Dagster runs (what the sensor does)."""
+        """Process every landed batch of `source`, and drain its direct log, now, through Dagster runs
+        (what the sensor does); returns the partition keys run."""
         import dagster as dg
 
         from feature_platform.defs.push_views import batch_partitions
-        from feature_platform.ingest import transport_for
+        from feature_platform.ingest import DIRECT_PREFIX, transport_for
 
         spec = self._push_view(source)
         pending = transport_for(self.runtime, spec).pending()
+        logged = transport_for(self.runtime, spec, direct_log=True).pending()
+        if logged:
+            pending.append(f"{DIRECT_PREFIX}{logged[-1]}")
         if pending:
             self.instance().add_dynamic_partitions(batch_partitions(spec).name, pending)
         for batch_id in pending:

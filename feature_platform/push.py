@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
+import numpy as np
 import pandas as pd
 
 from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP
@@ -72,9 +74,11 @@ def prepare_batch(spec: FeatureViewSpec, batch: pd.DataFrame, now: datetime | No
             _note(reasons, column.isna(), f"{f.name}: missing")
 
     ok = reasons.map(len) == 0
-    candidates = _cast(spec, typed[ok]).drop_duplicates([key, EVENT_TIMESTAMP], keep="last")
-    failures = validate(spec, candidates)
+    # Every row is judged on its own (a bad row is rejected even when a later one repeats its key and
+    # time); repeats are dropped afterwards, so the schema's uniqueness check is not a row failure here.
+    failures = validate(spec, _cast(spec, typed[ok]))
     if failures is not None:
+        failures = failures[~failures["check"].astype(str).str.contains("uniqueness")]
         for idx, group in failures.dropna(subset=["index"]).groupby("index"):
             reasons[idx] = reasons[idx] + [f"{r.column}: failed {r.check} (value {r.failure_case})" for r in group.itertuples()]
         ok = reasons.map(len) == 0
@@ -84,6 +88,107 @@ def prepare_batch(spec: FeatureViewSpec, batch: pd.DataFrame, now: datetime | No
     accepted = _cast(spec, deduped).assign(**{CREATED_TIMESTAMP: now}).reset_index(drop=True)
     rejected = batch.reset_index(drop=True)[~ok].astype(str).assign(**{REASON: reasons[~ok].map("; ".join)})
     return PreparedBatch(accepted, rejected.reset_index(drop=True), len(typed[ok]) - len(deduped))
+
+
+SMALL_BATCH = 64  # up to this many well-typed rows, `prepare_small_batch` validates row by row
+
+
+def prepare_small_batch(spec: FeatureViewSpec, batch: pd.DataFrame, now: datetime | None = None) -> PreparedBatch | None:
+    """`prepare_batch`'s rules, checked row by row in plain Python for a small batch whose columns
+    already have the view's dtypes (what a service pushing a few events builds): the low-latency
+    path's validation without Pandera's per-call overhead (~25 ms). Returns None when the batch does
+    not qualify; `prepare_batch` then handles it. A property test keeps the two in agreement."""
+    key = spec.entity.join_key
+    wanted = [key, EVENT_TIMESTAMP, *spec.feature_names]
+    if len(batch) > SMALL_BATCH or any(c not in batch.columns for c in wanted) or not _well_typed(spec, batch):
+        return None
+    now = pd.Timestamp(now or datetime.now(timezone.utc))
+    stamps = batch[EVENT_TIMESTAMP].dt.tz_convert("UTC")
+    keys, times = batch[key].tolist(), stamps.tolist()
+    columns = {f.name: batch[f.name].to_numpy() for f in spec.fields}
+    values = {name: column.tolist() for name, column in columns.items()}
+    latest = now + MAX_CLOCK_SKEW
+    reasons: list[list[str]] = []
+    for i in range(len(batch)):
+        early = []
+        if keys[i] is None:
+            early.append(f"{key}: missing")
+        if pd.isna(times[i]):
+            early.append(f"{EVENT_TIMESTAMP}: missing or not a timestamp")
+        elif times[i] > latest:
+            early.append(f"{EVENT_TIMESTAMP}: more than {MAX_CLOCK_SKEW} in the future")
+        for f in spec.fields:
+            if not f.nullable and _missing(values[f.name][i]):
+                early.append(f"{f.name}: missing")
+        # Like prepare_batch, the schema's checks only judge rows that passed the checks above.
+        reasons.append(early or [r for f in spec.fields for r in _field_failures(f, values[f.name][i])])
+    last = {}
+    for i, r in enumerate(reasons):
+        if not r:
+            last[(keys[i], times[i])] = i  # a repeated (key, time): the last one wins
+    keep = sorted(last.values())
+    accepted = pd.DataFrame({
+        key: np.asarray(keys, dtype="int64" if spec.entity.dtype == "int64" else object)[keep],
+        EVENT_TIMESTAMP: stamps.array[keep],
+        **{f.name: columns[f.name][keep].astype(f.dtype if f.dtype != "string" else object) for f in spec.fields},
+        CREATED_TIMESTAMP: pd.array([now] * len(keep), dtype=pd.DatetimeTZDtype(now.unit, "UTC")),
+    })
+    n_ok = sum(1 for r in reasons if not r)
+    if n_ok == len(batch):
+        rejected = _empty_rejected(batch)
+    else:
+        bad = [i for i, r in enumerate(reasons) if r]
+        rejected = batch.iloc[bad].reset_index(drop=True).astype(str)
+        rejected[REASON] = ["; ".join(reasons[i]) for i in bad]
+    return PreparedBatch(accepted, rejected, n_ok - len(keep))
+
+
+@lru_cache(maxsize=64)
+def _empty_frame(columns: tuple) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+
+
+def _empty_rejected(batch: pd.DataFrame) -> pd.DataFrame:
+    return _empty_frame((*batch.columns, REASON))  # shared and read-only: nothing was rejected
+
+
+def _well_typed(spec: FeatureViewSpec, batch: pd.DataFrame) -> bool:
+    if not isinstance(batch[EVENT_TIMESTAMP].dtype, pd.DatetimeTZDtype):
+        return False
+    kinds = {spec.entity.join_key: spec.entity.dtype, **{f.name: f.dtype for f in spec.fields}}
+    return all(_fits(dtype, batch[column]) for column, dtype in kinds.items())
+
+
+def _fits(dtype: str, column: pd.Series) -> bool:
+    """Whether `column` already holds `dtype` the way prepare_batch would coerce it (no coercion needed)."""
+    d = column.dtype
+    numpy_int = isinstance(d, np.dtype) and d.kind in "iu"
+    if dtype == "int64":
+        return numpy_int
+    if dtype in ("float32", "float64"):
+        return numpy_int or (isinstance(d, np.dtype) and d.kind == "f")
+    if dtype == "string":
+        return d == np.dtype(object) and all(v is None or isinstance(v, str) for v in column)
+    return False  # bool: prepare_batch reads bools as text; no shortcut for them
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _field_failures(f, value) -> list[str]:
+    if _missing(value):
+        return []
+    out = []
+    if f.ge is not None and not value >= f.ge:
+        out.append(f"{f.name}: failed greater_than_or_equal_to({f.ge}) (value {value})")
+    if f.le is not None and not value <= f.le:
+        out.append(f"{f.name}: failed less_than_or_equal_to({f.le}) (value {value})")
+    if f.isin is not None and value not in f.isin:
+        out.append(f"{f.name}: failed isin({list(f.isin)}) (value {value})")
+    if f.dtype.startswith("float") and value in (float("inf"), float("-inf")):
+        out.append(f"{f.name}: failed finite (value {value})")
+    return out
 
 
 def _timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:

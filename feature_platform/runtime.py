@@ -28,6 +28,7 @@ class Runtime:
     def __init__(self, settings: Settings):
         self.settings = settings
         self._applied = False
+        self.transports: dict = {}  # push transports by source name (see ingest.transport_for)
 
     @cached_property
     def offline(self) -> OfflineStore:

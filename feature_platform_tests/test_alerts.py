@@ -58,6 +58,7 @@ def test_one_alert_per_incident_and_one_recovery(platform, webhook):
     runtime, instance, settings = platform.runtime, platform.instance(), platform.settings
     start = datetime.now(timezone.utc) - timedelta(minutes=20)  # the clock is ours; events are real
     platform.push("user_realtime_events", SessionSimulator().events(10, now=start), direct=True)
+    platform.ingest_pending("user_realtime_events")  # the sensor drains the direct log
 
     alerts, cursor = evaluate(runtime, instance, None, now=start + timedelta(minutes=1))
     assert alerts == []  # everything fresh
@@ -70,6 +71,7 @@ def test_one_alert_per_incident_and_one_recovery(platform, webhook):
         assert repeat == []
     resumed = datetime.now(timezone.utc)
     platform.push("user_realtime_events", SessionSimulator().events(10, now=resumed), direct=True)
+    platform.ingest_pending("user_realtime_events")  # the sensor drains the direct log
     alerts, cursor = evaluate(runtime, instance, cursor, now=resumed + timedelta(seconds=5))
     assert [(a.incident, a.state) for a in alerts] == [("stale:user_realtime", "recovered")]
     send(alerts, settings)

@@ -53,6 +53,7 @@ def test_successful_run_that_wrote_old_data_is_stale(platform):
 def test_realtime_view_goes_stale_five_minutes_after_the_producer_stops(platform):
     now = datetime.now(timezone.utc)
     platform.push("user_realtime_events", SessionSimulator().events(20, now=now), direct=True)
+    platform.ingest_pending("user_realtime_events")  # the sensor drains the direct log
     assert view_freshness(platform.runtime, REALTIME, now=now + timedelta(minutes=1)).status == FRESH
     assert view_freshness(platform.runtime, REALTIME, now=now + timedelta(minutes=4, seconds=45)).status == WARN
     assert view_freshness(platform.runtime, REALTIME, now=now + timedelta(minutes=5, seconds=2)).status == STALE
@@ -72,6 +73,7 @@ def test_freshness_report_and_cli_exit_code(platform):
     write_sessions(platform.settings.sessions_path, raw)
     platform.materialize("user_activity", yesterday)
     platform.push("user_realtime_events", SessionSimulator().events(10), direct=True)
+    platform.ingest_pending("user_realtime_events")  # the sensor drains the direct log
     assert set(platform.freshness()["status"]) == {FRESH}
     passing = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
     assert passing.returncode == 0, passing.stdout + passing.stderr

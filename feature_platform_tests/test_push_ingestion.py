@@ -155,11 +155,60 @@ def test_jsonl_batches_are_accepted(embedded_settings):
     assert online(platform, [31]).loc[31, "current_session_tokens"] == 20
 
 
-def test_low_latency_path_writes_online_and_offline_in_the_call(platform):
+def test_low_latency_path_writes_online_now_and_offline_when_its_log_is_drained(platform):
     result = platform.push("user_realtime_events", events([(41, 1, 8, 80, 0.0), (42, 1, -1, 0, 0.0)]), direct=True)
     assert (result.accepted, result.rejected, result.written_online) == (1, 1, 1)
     assert online(platform, [41]).loc[41, "current_session_messages"] == 8
+    dead = dead_rows(platform, result.batch_id)
+    assert dead["user_id"].tolist() == ["42"] and "greater_than_or_equal_to(0)" in dead["reason"].item()
+    log = transport_for(platform.runtime, SPEC, direct_log=True)
+    assert log.pending() == [result.batch_id]  # logged for the offline store before the online write
+    assert platform.offline_table("user_realtime").empty
+    assert platform.ingest_pending("user_realtime_events") == [f"direct-{result.batch_id}"]
     assert platform.offline_table("user_realtime")["user_id"].tolist() == [41]
+    assert log.pending() == []
+    assert platform.ingest_pending("user_realtime_events") == []
+    assert platform.offline_table("user_realtime")["user_id"].tolist() == [41]
+
+
+def test_sensor_drains_many_direct_pushes_in_one_run_and_a_crashed_drain_loses_nothing(embedded_settings, monkeypatch):
+    platform = fp.FeaturePlatform(embedded_settings)
+    defs = build_definitions(embedded_settings)
+    sensor = defs.get_sensor_def("user_realtime_events_sensor")
+    ids = [platform.push("user_realtime_events", events([(70 + i, 5, i, i, 0.0)]), direct=True).batch_id for i in range(5)]
+    with dg.instance_for_test() as instance:
+        def tick():
+            return sensor(dg.build_sensor_context(instance=instance, resources=resources_for(embedded_settings)))
+
+        result = tick()
+        assert [(r.run_key, r.partition_key) for r in result.run_requests] == [(f"direct-{ids[-1]}",) * 2]
+        instance.add_dynamic_partitions("user_realtime_events_batches", [f"direct-{ids[-1]}"])
+        real_write = type(platform.runtime.offline).write_batch
+        calls = []
+
+        def crash_on_third(self, spec, batch_id, rows):
+            calls.append(batch_id)
+            if len(calls) == 3:
+                raise RuntimeError("killed mid-drain")
+            return real_write(self, spec, batch_id, rows)
+
+        monkeypatch.setattr(type(platform.runtime.offline), "write_batch", crash_on_third)
+        failed = dg.materialize(list(defs.assets), selection=[dg.AssetKey("user_realtime")],
+                                partition_key=f"direct-{ids[-1]}", instance=instance,
+                                resources=resources_for(embedded_settings), raise_on_error=False)
+        assert not failed.success
+        monkeypatch.undo()
+        assert transport_for(platform.runtime, SPEC, direct_log=True).pending() == ids[2:]  # not lost
+        again = tick()
+        assert [r.run_key for r in again.run_requests] == [f"direct-{ids[-1]}#retry1"]
+        done = dg.materialize(list(defs.assets), selection=[dg.AssetKey("user_realtime")],
+                              partition_key=f"direct-{ids[-1]}", instance=instance,
+                              resources=resources_for(embedded_settings))
+        md = done.asset_materializations_for_node("user_realtime")[0].metadata
+        assert md["rows_accepted"].value == 3
+        assert isinstance(tick(), dg.SkipReason)
+    table = platform.offline_table("user_realtime")
+    assert sorted(table["user_id"]) == [70, 71, 72, 73, 74]  # each exactly once
 
 
 def test_online_values_expire_after_the_one_hour_ttl(platform):

@@ -8,7 +8,7 @@ import dagster as dg
 
 from feature_platform.defs.metadata import view_asset_args
 from feature_platform.defs.resources import FeaturePlatformResource
-from feature_platform.ingest import ingest_batch, transport_for
+from feature_platform.ingest import DIRECT_PREFIX, drain_direct_log, ingest_batch, transport_for
 from feature_platform.spec import FeatureViewSpec
 
 
@@ -29,7 +29,11 @@ def build_push_view_defs(spec: FeatureViewSpec, settings) -> tuple[list, list]:
 
     @dg.asset(partitions_def=partitions, deps=[source.key], **view_asset_args(spec, settings, push_source=spec.push_source))
     def _pushed_view(context: dg.AssetExecutionContext, platform: FeaturePlatformResource) -> dg.MaterializeResult:
-        result = ingest_batch(platform.runtime(), spec, context.partition_key)
+        key = context.partition_key
+        if key.startswith(DIRECT_PREFIX):  # entries of the low-latency path's log, drained in bulk
+            result = drain_direct_log(platform.runtime(), spec, label=key)
+        else:
+            result = ingest_batch(platform.runtime(), spec, key)
         if result.malformed:
             context.log.warning("batch %s is malformed and was dead-lettered: %s", result.batch_id, result.malformed)
         metadata = {
@@ -54,7 +58,11 @@ def build_push_view_defs(spec: FeatureViewSpec, settings) -> tuple[list, list]:
         description=f"Turns batches landed for {spec.push_source} into runs of {spec.name}.",
     )
     def _sensor(context: dg.SensorEvaluationContext, platform: FeaturePlatformResource):
-        pending = transport_for(platform.runtime(), spec).pending()
+        runtime = platform.runtime()
+        pending = transport_for(runtime, spec).pending()
+        logged = transport_for(runtime, spec, direct_log=True).pending()
+        if logged:  # one run drains everything the low-latency path logged so far
+            pending = [*pending, f"{DIRECT_PREFIX}{logged[-1]}"]
         known = set(context.instance.get_dynamic_partitions(partitions.name))
         requests = []
         for batch_id in pending:

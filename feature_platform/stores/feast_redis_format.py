@@ -21,6 +21,7 @@ _STRING_TYPE, _INT64_TYPE = 2, 4  # feast.value_type.ValueType
 # Tags of the `feast.types.Value` oneof: field number << 3 | wire type.
 _TAG = {"string": 0x12, "int64": 0x20, "float64": 0x29, "float32": 0x35, "bool": 0x38}
 _NULL = b""  # an empty Value: Feast's encoding of a missing value
+_SMALL = 32
 
 
 def field_key(view: str, feature: str) -> bytes:
@@ -66,6 +67,8 @@ def entity_keys(join_key: str, dtype: str, values, project: str) -> list[bytes]:
 
 def _by_distinct(values: pd.Series, encode) -> list[bytes]:
     """Encode each distinct value once and gather (counts, names and timestamps repeat a lot)."""
+    if len(values) <= _SMALL:  # a pushed event or two: a plain loop beats factorizing
+        return [_NULL if v is None or v is pd.NA or v != v else encode(v) for v in values.tolist()]
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     table = np.array([encode(u) for u in uniques] + [_NULL], dtype=object)  # code -1 -> null
     return table[codes].tolist()
