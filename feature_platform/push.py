@@ -90,7 +90,7 @@ def prepare_batch(spec: FeatureViewSpec, batch: pd.DataFrame, now: datetime | No
     return PreparedBatch(accepted, rejected.reset_index(drop=True), len(typed[ok]) - len(deduped))
 
 
-SMALL_BATCH = 64  # up to this many well-typed rows, `prepare_small_batch` validates row by row
+SMALL_BATCH = 1000  # up to this many well-typed rows, row-by-row checks beat Pandera's ~25 ms per call
 
 
 def prepare_small_batch(spec: FeatureViewSpec, batch: pd.DataFrame, now: datetime | None = None) -> PreparedBatch | None:
