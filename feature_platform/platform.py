@@ -241,8 +241,7 @@ class FeaturePlatform:
         """
         if output not in ("pandas", "dict"):
             raise ValueError(f"output must be 'pandas' or 'dict', not {output!r}")
-        columns = resolve_features(features, full_feature_names)
-        specs = {c.view: get_spec(c.view) for c in columns}
+        columns, specs = self._resolved(features, full_feature_names)
         rows = [dict(r) for r in entity_rows]
         for spec in specs.values():
             for i, row in enumerate(rows):
@@ -255,6 +254,15 @@ class FeaturePlatform:
         if not with_metadata:
             frame = frame.drop(columns=[c for c in frame.columns if c.endswith(("__status", "__event_timestamp"))])
         return frame
+
+    def _resolved(self, features, full_feature_names: bool):
+        """Resolved columns and specs of a feature list, cached: serving resolves the same list per request."""
+        key = (features if isinstance(features, str) else tuple(features), full_feature_names)
+        cache = self.__dict__.setdefault("_resolved_features", {})
+        if key not in cache:
+            columns = resolve_features(features, full_feature_names)
+            cache[key] = (columns, {c.view: get_spec(c.view) for c in columns})
+        return cache[key]
 
     def training_set(
         self, entity_df: pd.DataFrame, features, *, full_feature_names: bool = False,

@@ -129,15 +129,19 @@ class RedisFeatures:
     def read_many(self, requests: Sequence[tuple[FeatureViewSpec, Sequence, Sequence[str], str | None]]
                   ) -> list[tuple[list[int | None], list[list]]]:
         """`read` for several views in one round trip (one pipelined HMGET per entity and view)."""
-        plans = []
-        with self.client.pipeline(transaction=False) as pipe:
-            for spec, keys, features, view in requests:
-                view = view or spec.name
-                fields = [fmt.timestamp_field(view), *(fmt.field_key(view, f) for f in features)]
-                for key in self.keys(spec, keys):
+        plans, commands = [], []
+        for spec, keys, features, view in requests:
+            view = view or spec.name
+            fields = [fmt.timestamp_field(view), *(fmt.field_key(view, f) for f in features)]
+            commands += [(key, fields) for key in self.keys(spec, keys)]
+            plans.append(len(keys))
+        if len(commands) == 1:  # one entity of one view: a plain HMGET skips the pipeline's bookkeeping
+            replies = [self.client.hmget(*commands[0])]
+        else:
+            with self.client.pipeline(transaction=False) as pipe:
+                for key, fields in commands:
                     pipe.hmget(key, fields)
-                plans.append(len(keys))
-            replies = pipe.execute()
+                replies = pipe.execute()
         out, start = [], 0
         for n in plans:
             chunk = replies[start : start + n]
