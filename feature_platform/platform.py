@@ -295,7 +295,7 @@ class FeaturePlatform:
         `output`: "pandas" (default) or "arrow"; with `path`, the set is written there as Parquet
         and the path returned. `engine="feast"` uses Feast's get_historical_features (the reference).
         """
-        warn_deprecated(get_spec(view) for view in dict.fromkeys(c.view for c in resolve_features(features)))
+        warn_deprecated(get_spec(view) for view in dict.fromkeys(c.view for c in resolve_features(features, True)))
         frame = training.training_set(self.runtime, entity_df, features,
                                       full_feature_names=full_feature_names, engine=engine)
         if path is not None:
