@@ -171,7 +171,8 @@ def test_partition_aware_freshness_check_ignores_old_backfills(embedded_settings
     platform = fp.FeaturePlatform(embedded_settings)
     defs = build_definitions(embedded_settings)
     graph = defs.resolve_asset_graph()
-    (key,) = [k for k in graph.asset_check_keys if k.name == "freshness_check"]
+    (key,) = [k for k in graph.asset_check_keys
+              if k.name == "freshness_check" and k.asset_key == dg.AssetKey("user_activity")]
     checks = [c for c in defs.asset_checks if key in c.check_keys]
 
     def evaluate():

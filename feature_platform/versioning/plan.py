@@ -253,13 +253,24 @@ def _service_plans(services: Mapping[str, FeatureServiceSpec],
         elif name not in registered:
             out.append(ServicePlan(name, CREATE))
         elif sorted(services[name].features) != sorted(registered[name]):
-            added = sorted(set(services[name].features) - set(registered[name]))
-            removed = sorted(set(registered[name]) - set(services[name].features))
-            out.append(ServicePlan(name, UPDATE, "; ".join(
-                [*(f"+ {r}" for r in added), *(f"- {r}" for r in removed)])))
+            out.append(ServicePlan(name, UPDATE, _service_change(registered[name], services[name].features)))
         else:
             out.append(ServicePlan(name, UNCHANGED))
     return out
+
+
+def _service_change(old: Sequence[str], new: Sequence[str]) -> str:
+    """`- a:x; + b:y`, or, when only the views changed (a consumer moving to a new version), `reads b instead of a`."""
+    def features(refs):
+        return sorted(r.partition(":")[2] for r in refs)
+
+    def views(refs):
+        return ", ".join(dict.fromkeys(r.partition(":")[0] for r in refs))
+
+    if features(old) == features(new):
+        return f"reads {views(new)} instead of {views(old)}: {len(new)} feature(s)"
+    added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+    return "; ".join([*(f"+ {r}" for r in added), *(f"- {r}" for r in removed)])
 
 
 def _consumer_text(services: list[str], sets: list[str]) -> str:

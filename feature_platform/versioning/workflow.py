@@ -113,7 +113,7 @@ def apply(runtime: Runtime, specs=None, services=None, training_sets=None, *, us
 def refusal_message(the_plan: Plan) -> str:
     lines = []
     for v in the_plan.refused:
-        breaking = "; ".join(f"{c.kind.replace('_', ' ')} {c.detail}" for c in v.changes if c.breaking)
+        breaking = "; ".join(f"{c.detail} [{c.kind.replace('_', ' ')}]" for c in v.changes if c.breaking)
         lines.append(f"feature view {v.name!r} (v{v.version}) would change in a breaking way in place ({breaking}); "
                      f"declare it as a new version {v.migration.new!r} beside it instead")
     return "\n".join(lines) + "\nnothing was applied; `feature-platform plan` shows the migration plan"
