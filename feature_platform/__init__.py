@@ -5,6 +5,7 @@ The public API is `FeaturePlatform` and the error types; specs are declared with
 """
 
 from feature_platform.errors import (
+    BreakingChangeError,
     FeaturePlatformError,
     InvalidDateError,
     MaterializationError,
@@ -13,12 +14,16 @@ from feature_platform.errors import (
     UnknownFeatureError,
     UnknownFeatureViewError,
     ValidationFailedError,
+    ViewInUseError,
 )
 from feature_platform.platform import FeaturePlatform
+from feature_platform.versioning.deprecation import FeatureViewDeprecationWarning
 
 __all__ = [
+    "BreakingChangeError",
     "FeaturePlatform",
     "FeaturePlatformError",
+    "FeatureViewDeprecationWarning",
     "InvalidDateError",
     "MaterializationError",
     "SourceDataError",
@@ -26,4 +31,5 @@ __all__ = [
     "UnknownFeatureError",
     "UnknownFeatureViewError",
     "ValidationFailedError",
+    "ViewInUseError",
 ]

@@ -10,14 +10,18 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 
-from feature_platform.errors import FeaturePlatformError
+from feature_platform.errors import BreakingChangeError, FeaturePlatformError
 from feature_platform.platform import FeaturePlatform
+from feature_platform.versioning.deprecation import FeatureViewDeprecationWarning
 
 DEMO_DAYS = 30
+EXIT_BREAKING = 2  # plan / apply: a breaking change would be applied in place
 
 
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")  # library deprecation chatter is not for CLI users
+    warnings.filterwarnings("always", category=FeatureViewDeprecationWarning)  # ours is: a view they read
+    warnings.showwarning = lambda message, *_args, **_kwargs: print(f"warning: {message}", file=sys.stderr)
     parser = argparse.ArgumentParser(
         prog="feature-platform",
         description="Feature views declared once, materialized by Dagster, served by Feast. "
@@ -49,12 +53,28 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("freshness", help="per-view data freshness against its SLA; exits 1 when any view is stale or missing")
 
+    plan = sub.add_parser("plan", help="compare the specs in code with the registry: changes, additive or breaking, and "
+                          "migration plans; exits 2 when a breaking change would be applied in place")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    sub.add_parser("apply", help="apply what `plan` shows to the registry (with history); refuses breaking changes in "
+                   "place (exit 2, nothing applied)")
+    remove = sub.add_parser("remove", help="delete a feature view no longer declared in code from the registry and "
+                            "the online store; refused while a feature service or training set reads it")
+    remove.add_argument("view", help="feature view name (e.g. user_activity), or its family with --version")
+    remove.add_argument("--version", type=int, help="the version of family VIEW to remove")
+    history = sub.add_parser("history", help="the registry's change history: who changed which view, when, and how")
+    history.add_argument("--view", help="only this view, family or feature service")
+
     args = parser.parse_args(argv)
     try:
         platform = FeaturePlatform.from_env()
         commands = {"demo": _demo, "materialize": _materialize, "online": _online, "stream": _stream,
-                    "freshness": _freshness}
+                    "freshness": _freshness, "plan": _plan, "apply": _apply, "remove": _remove, "history": _history}
         return commands[args.command](platform, args)
+    except BreakingChangeError as exc:
+        print(exc.plan.render() if exc.plan is not None else "", file=sys.stdout)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BREAKING
     except FeaturePlatformError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -106,6 +126,14 @@ def _demo(platform: FeaturePlatform, args) -> int:
     )
     if args.view == "user_activity":
         from feature_platform.demo.stream import SessionSimulator
+
+        # Schema versioning: version 3 (one more feature) is served beside version 2, from its own table and keys.
+        newer = [s for s in platform.views.values() if s.family_name == spec.family_name and s.version > spec.version]
+        for version in newer:
+            platform.materialize(version.name, start, end, progress=ProgressBar())
+        if newer:
+            print(f"\nside by side, {spec.entity.join_key}={entity}:")
+            _print_side_by_side(platform, [spec, *newer], entity)
 
         pushed = platform.push("user_realtime_events", SessionSimulator(seed=1).events(500), direct=True)
         platform.ingest_pending("user_realtime_events")  # what the sensor does under `dagster dev`
@@ -161,6 +189,53 @@ def _freshness(platform: FeaturePlatform, args) -> int:
     return 1 if report["status"].isin(["stale", "missing"]).any() else 0
 
 
+def _plan(platform: FeaturePlatform, args) -> int:
+    the_plan = platform.plan()
+    if args.json:
+        import json
+
+        print(json.dumps(the_plan.as_dict(), indent=2, default=str))
+    else:
+        print(the_plan.render())
+    if the_plan.refused:
+        print(f"error: {len(the_plan.refused)} breaking change(s) in place; `apply` would refuse them "
+              "(declare a new version instead, as the migration plan shows)", file=sys.stderr)
+        return EXIT_BREAKING
+    return 0
+
+
+def _apply(platform: FeaturePlatform, args) -> int:
+    the_plan = platform.apply()
+    print(the_plan.render())
+    print(f"applied: {the_plan.summary()}" if the_plan.has_changes else "nothing to apply: the registry matches the code")
+    return 0
+
+
+def _remove(platform: FeaturePlatform, args) -> int:
+    name = args.view
+    if args.version is not None:
+        name = platform.resolve_version(args.view, args.version)
+    done = platform.remove(name)
+    print(f"removed feature view {done['view']} from the registry and the online store; "
+          f"its offline table is kept ({done['offline_table']})")
+    return 0
+
+
+def _history(platform: FeaturePlatform, args) -> int:
+    frame = platform.history(args.view)
+    if frame.empty:
+        print("no registry changes recorded" + (f" for {args.view}" if args.view else ""))
+        return 0
+    for row in frame.itertuples():
+        version = "" if pd.isna(row.version) else f" v{row.version}"
+        print(f"{row.at:%Y-%m-%d %H:%M:%S} UTC  {row.user:<20} {row.via:<10} {row.action:<7} "
+              f"{row.object}{version} ({row.classification})")
+        for change in row.diff:
+            print(f"    {change.get('detail') or change.get('kind')}"
+                  + (f"  [{change['classification']}]" if "classification" in change else ""))
+    return 0
+
+
 def _duration(value) -> str:
     seconds = int(pd.Timedelta(value).total_seconds())
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
@@ -176,6 +251,22 @@ def _online(platform: FeaturePlatform, args) -> int:
     entity = int(args.entity) if spec.entity.dtype == "int64" else args.entity
     _print_vector(platform, spec.name, entity, features)
     return 0
+
+
+def _print_side_by_side(platform: FeaturePlatform, specs, entity) -> None:
+    """One entity's online values in several versions of a view, one column per version."""
+    features = list(dict.fromkeys(f for s in specs for f in s.feature_names))
+    refs = [f"{s.name}:{f}" for s in specs for f in s.feature_names]
+    row = platform.online_features(refs, [{specs[0].entity.join_key: entity}], full_feature_names=True).iloc[0]
+    width = max(len(f) for f in features)
+    print(f"  {'':<{width}}  " + "".join(f"{f'{s.name} (v{s.version})':<28}" for s in specs))
+    for feature in features:
+        cells = []
+        for s in specs:
+            value = row.get(f"{s.name}__{feature}") if feature in s.feature_names else None
+            cells.append("(not in this version)" if feature not in s.feature_names
+                         else "—" if pd.isna(value) else str(value))
+        print(f"  {feature:<{width}}  " + "".join(f"{c:<28}" for c in cells))
 
 
 def _print_vector(platform: FeaturePlatform, view: str, entity, features: list[str]) -> None:

@@ -44,3 +44,16 @@ class StoreUnavailableError(FeaturePlatformError, ConnectionError):
 
 class MaterializationError(FeaturePlatformError):
     """A Dagster run that materializes feature views failed."""
+
+
+class BreakingChangeError(FeaturePlatformError):
+    """`apply` refused a breaking change to a registered feature view in place (it needs a new version);
+    nothing was applied. `plan` holds the full plan, migration plans included."""
+
+    def __init__(self, message: str, plan=None):
+        super().__init__(message)
+        self.plan = plan
+
+
+class ViewInUseError(FeaturePlatformError):
+    """A feature view cannot be removed: it is still declared, or a feature service or training set reads it."""

@@ -24,6 +24,7 @@ from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.specs import all_specs, get_spec
 from feature_platform.training import resolve_features
+from feature_platform.versioning.deprecation import warn_deprecated
 
 # Runs log to the Dagster event log (the UI); the console logger only repeats warnings.
 _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -55,9 +56,44 @@ class FeaturePlatform:
     def view(self, name: str) -> FeatureViewSpec:
         return get_spec(name)
 
-    def apply(self) -> None:
-        """Register every view's Feast objects in the registry."""
-        self.runtime.apply()
+    def apply(self, *, user: str | None = None):
+        """Apply the specs in code to the registry, as `plan()` shows them; returns that plan.
+
+        Raises `BreakingChangeError` (and applies nothing) when a registered view would change in a
+        breaking way in place: a breaking change needs a new version, declared beside the old one.
+        """
+        from feature_platform.versioning import workflow
+
+        return workflow.apply(self.runtime, user=user)
+
+    def plan(self):
+        """Compare the specs in code with the registry: per view the changes, each additive or breaking, and
+        a migration plan for new versions and refused changes (`.render()` prints it). Read-only."""
+        from feature_platform.versioning import workflow
+
+        return workflow.plan(self.runtime)
+
+    def remove(self, view: str, *, user: str | None = None) -> dict:
+        """Delete a feature view no longer declared in code from the registry and the online store.
+
+        Refused (`ViewInUseError`) while a spec declares it or a feature service or training set reads it;
+        its offline table is kept."""
+        from feature_platform.versioning import workflow
+
+        return workflow.remove(self.runtime, view, user=user)
+
+    def resolve_version(self, family: str, version: int) -> str:
+        """The name of version `version` of `family`, in code or in the registry."""
+        from feature_platform.versioning import workflow
+
+        return workflow.resolve_version(self.runtime, family, version)
+
+    def history(self, view: str | None = None) -> pd.DataFrame:
+        """The registry's change history (time, object, version, action, classification, user, diff), oldest
+        first; `view` filters by view, family or feature service name."""
+        from feature_platform.versioning import workflow
+
+        return workflow.history(self.runtime, view)
 
     # --- materialization ----------------------------------------------------------------------
     def materialize(
@@ -242,6 +278,7 @@ class FeaturePlatform:
         if output not in ("pandas", "dict"):
             raise ValueError(f"output must be 'pandas' or 'dict', not {output!r}")
         columns, specs = self._resolved(features, full_feature_names)
+        warn_deprecated(specs.values())
         rows = [dict(r) for r in entity_rows]
         for spec in specs.values():
             for i, row in enumerate(rows):
@@ -276,6 +313,7 @@ class FeaturePlatform:
         `output`: "pandas" (default) or "arrow"; with `path`, the set is written there as Parquet
         and the path returned. `engine="feast"` uses Feast's get_historical_features (the reference).
         """
+        warn_deprecated(get_spec(view) for view in dict.fromkeys(c.view for c in resolve_features(features, True)))
         frame = training.training_set(self.runtime, entity_df, features,
                                       full_feature_names=full_feature_names, engine=engine)
         if path is not None:

@@ -11,15 +11,12 @@ from feast import FeatureStore
 
 from feature_platform.compute.window_aggregate import aggregate_days, raw_range_for
 from feature_platform.config import Settings
-from feature_platform.derive.feast_objects import feast_objects
 from feature_platform.sources.sessions import read_sessions
 from feature_platform.spec import FeatureViewSpec
-from feature_platform.specs import all_feature_services, all_specs
 from feature_platform.stores.feast_repo import feature_store
 from feature_platform.stores.offline import OfflineStore, offline_store
 from feature_platform.stores.online import OnlineStore
 from feature_platform.stores.postgres import ensure_database
-from feature_platform.stores.unavailable import store_errors
 
 _apply_lock = threading.Lock()
 
@@ -46,11 +43,17 @@ class Runtime:
         return OnlineStore(self.feast, self.settings)
 
     def apply(self) -> None:
-        """Register every spec's Feast objects (idempotent; once per process)."""
-        with _apply_lock, store_errors(self.settings, "applying the Feast registry"):
+        """Register every spec's Feast objects (once per process), the way `feature-platform apply` does:
+        under the registry lock, with history, and refusing (`BreakingChangeError`) a breaking change
+        to a registered view in place, so a materialization never changes a view behind its consumers."""
+        from feature_platform.versioning.workflow import apply
+
+        with _apply_lock:
             if not self._applied:
-                self.feast.apply(feast_objects(all_specs().values(), self.settings, all_feature_services().values()))
-                self._applied = True
+                apply(self, via="auto-apply")
+
+    def mark_applied(self) -> None:
+        self._applied = True
 
     def read_raw(self, spec: FeatureViewSpec, first: date, last: date) -> pd.DataFrame:
         """Raw events needed to compute partitions `first..last` of `spec`, and nothing more."""

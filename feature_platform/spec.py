@@ -46,6 +46,9 @@ class Field:
     le: float | None = None
     isin: tuple[str, ...] | None = None
     nullable: bool = False
+    # The field's previous name, when it was renamed (a breaking change: it needs a new view version).
+    # `feature-platform plan` reports the rename and maps consumers' references to the new name.
+    renamed_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,11 +104,26 @@ class FeatureViewSpec:
     tags: dict[str, str] = field(default_factory=dict)
     freshness_warn: timedelta | None = None  # default: the SLA minus a tenth of it, at most 2 hours
     skew_threshold: float = 0.0  # online/offline mismatch rate above which the skew check fails
+    # Versions side by side: the view's family (default: its own name). The family's first version keeps
+    # the bare family name; every later version is a separate view named `<family>_v<version>` (see
+    # `versioned_name`), with its own asset, offline table and online keys.
+    family: str | None = None
+    # Set (to a message such as "use user_activity_v3") once consumers should move away: reads warn,
+    # the asset shows it, and `feature-platform remove` may delete the view once nothing refers to it.
+    deprecated: str | None = None
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))
         if problems:
             raise SpecError(f"feature view {self.name!r}: " + "; ".join(problems))
+
+    @property
+    def family_name(self) -> str:
+        return self.family or self.name
+
+    def next_version_name(self, version: int) -> str:
+        """The name version `version` of this view's family gets: `<family>_v<version>`."""
+        return versioned_name(self.family_name, version)
 
     @property
     def feature_names(self) -> list[str]:
@@ -128,12 +146,32 @@ class FeatureViewSpec:
     def all_tags(self) -> dict[str, str]:
         """User tags plus the ones every view carries (seed: team / freshness_sla / version)."""
         sla = "daily" if self.freshness_sla >= timedelta(hours=1) else "realtime"
-        return {"team": self.owner, "freshness_sla": sla, **self.tags, "version": str(self.version)}
+        tags = {"team": self.owner, "freshness_sla": sla, **self.tags, "version": str(self.version)}
+        if self.family_name != self.name:
+            tags["family"] = self.family_name
+        if self.deprecated:
+            tags["deprecated"] = "true"
+        return tags
 
     def fingerprint(self) -> str:
-        """A short stable hash of everything that changes the view's data: its code_version."""
-        payload = json.dumps(asdict(self), default=str, sort_keys=True)
+        """A short stable hash of everything that changes the view's data: its code_version.
+
+        The versioning fields that do not change data (family, deprecation, rename hints) are left out,
+        so deprecating a view does not make Dagster see new code, and older fingerprints stay valid.
+        """
+        data = asdict(self)
+        for key in ("family", "deprecated"):
+            data.pop(key)
+        for f in data["fields"]:
+            f.pop("renamed_from")
+        payload = json.dumps(data, default=str, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def versioned_name(family: str, version: int) -> str:
+    """The naming scheme of side-by-side versions: `<family>_v<version>` (the family's first version keeps
+    the bare `<family>`, so existing assets, tables, online keys and `view:feature` references never change)."""
+    return f"{family}_v{version}"
 
 
 def _problems(spec: FeatureViewSpec):
@@ -146,6 +184,17 @@ def _problems(spec: FeatureViewSpec):
         yield f"field {dup!r} is declared twice"
     if spec.entity.join_key in names:
         yield f"field {spec.entity.join_key!r} clashes with the entity's join key"
+    if spec.version < 1:
+        yield "version must be a positive integer"
+    if spec.family is not None and spec.family != spec.name:
+        if not _NAME.match(spec.family):
+            yield "family must be snake_case"
+        elif spec.name != versioned_name(spec.family, spec.version):
+            yield (f"a later version of family {spec.family!r} must be named "
+                   f"{versioned_name(spec.family, spec.version)!r} (the family's first version keeps the bare name)")
+    for f in spec.fields:
+        if f.renamed_from is not None and (f.renamed_from == f.name or f.renamed_from in names):
+            yield f"field {f.name!r}: renamed_from {f.renamed_from!r} must be a name the view no longer has"
     if spec.ttl <= timedelta(0):
         yield "ttl must be positive"
     if spec.freshness_sla <= timedelta(0):

@@ -166,6 +166,8 @@ def training_set_metadata(runtime: Runtime, spec: TrainingSetSpec, frame: pd.Dat
         view_spec = get_spec(view)
         partitions = runtime.offline.partitions(view_spec)
         views[view] = {"version": view_spec.version, "latest_partition": partitions[-1].isoformat() if partitions else None}
+        if view_spec.deprecated:
+            views[view]["deprecated"] = view_spec.deprecated
     balance = frame[spec.label_column].value_counts(normalize=True, dropna=False).sort_index()
     return {
         "rows": len(frame),

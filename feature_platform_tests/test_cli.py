@@ -21,7 +21,8 @@ def cli(settings, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["materialize"], ["online"]])
+@pytest.mark.parametrize("command", [[], ["demo"], ["materialize"], ["online"], ["plan"], ["apply"], ["remove"],
+                                     ["history"]])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([*command, "--help"])
@@ -64,6 +65,10 @@ def test_demo_runs_on_the_embedded_default(tmp_path):
     assert "online vector of user_id=" in done.stdout
     assert "present" in done.stdout and "summary: 3 partitions" in done.stdout
     assert (tmp_path / ".feature_platform" / "offline" / "user_activity").is_dir()
+    # versions 2 and 3 of user_activity, side by side
+    assert "user_activity (v2)" in done.stdout and "user_activity_v3 (v3)" in done.stdout
+    assert "distinct_models_7d        (not in this version)" in done.stdout
+    assert (tmp_path / ".feature_platform" / "offline" / "user_activity_v3").is_dir()
     assert len(list((tmp_path / ".feature_platform" / "raw" / "sessions").glob("*.parquet"))) == 3 + 7
 
 

@@ -1,5 +1,6 @@
 """Spec -> Feast objects, applied to the registry of each profile (file / PostgreSQL SQL registry)."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -7,6 +8,8 @@ from feast.types import Float32, Int64, String
 
 from feature_platform.runtime import Runtime
 from feature_platform.specs.user_activity import SPEC
+from feature_platform.versioning.changes import describe
+from feature_platform.versioning.registry import DESCRIPTION_TAG
 
 
 @pytest.mark.parametrize("profile", ["embedded", pytest.param("services", marks=pytest.mark.services)])
@@ -23,7 +26,9 @@ def test_registry_holds_the_derived_entity_source_and_view(profile, request):
         ("sessions_7d", Int64), ("avg_session_duration_sec", Float32), ("messages_sent_7d", Int64),
         ("tools_used_7d", Int64), ("preferred_model", String), ("total_tokens_7d", Int64),
     ]
+    description = json.loads(fv.tags.pop(DESCRIPTION_TAG))  # the spec's description, for `plan`
     assert fv.tags == {"team": "platform", "freshness_sla": "daily", "version": "2"}
+    assert description == describe(SPEC)
     assert fv.owner == "team:platform"
     assert fv.batch_source.timestamp_field == "event_timestamp"
     assert fv.batch_source.created_timestamp_column == "created_timestamp"
@@ -33,4 +38,4 @@ def test_registry_holds_the_derived_entity_source_and_view(profile, request):
     else:
         assert fv.batch_source.path == str(settings.offline_dir / SPEC.name)
     runtime.apply()  # idempotent
-    assert sorted(v.name for v in store.list_feature_views()) == ["user_activity", "user_realtime"]
+    assert sorted(v.name for v in store.list_feature_views()) == ["user_activity", "user_activity_v3", "user_realtime"]

@@ -61,7 +61,7 @@ def test_realtime_view_goes_stale_five_minutes_after_the_producer_stops(platform
 
 def test_freshness_report_and_cli_exit_code(platform):
     report = platform.freshness()
-    assert list(report["view"]) == ["user_activity", "user_realtime"]
+    assert list(report["view"]) == ["user_activity", "user_activity_v3", "user_realtime"]
     assert set(report["status"]) == {MISSING}
     env = {**os.environ, **platform.settings.as_env()}
     cli = [sys.executable, "-m", "feature_platform.cli", "freshness"]
@@ -72,6 +72,7 @@ def test_freshness_report_and_cli_exit_code(platform):
     raw = pd.concat([generate_day(yesterday - timedelta(days=i), 50) for i in range(8)])
     write_sessions(platform.settings.sessions_path, raw)
     platform.materialize("user_activity", yesterday)
+    platform.materialize("user_activity_v3", yesterday)  # every version served is a view that must be fresh
     platform.push("user_realtime_events", SessionSimulator().events(10), direct=True)
     platform.ingest_pending("user_realtime_events")  # the sensor drains the direct log
     assert set(platform.freshness()["status"]) == {FRESH}
@@ -86,8 +87,8 @@ def test_data_freshness_checks_run_from_their_job(embedded_settings):
         result = job.execute_in_process(instance=instance, resources=resources_for(embedded_settings),
                                         raise_on_error=False)
     evaluations = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
-    assert set(evaluations) == {("user_activity", DATA_FRESHNESS_CHECK), ("user_realtime", DATA_FRESHNESS_CHECK),
-                                ("churn_training_set", "upstream_freshness")}
+    assert set(evaluations) == {("user_activity", DATA_FRESHNESS_CHECK), ("user_activity_v3", DATA_FRESHNESS_CHECK),
+                                ("user_realtime", DATA_FRESHNESS_CHECK), ("churn_training_set", "upstream_freshness")}
     assert not any(e.passed for e in evaluations.values())  # nothing materialized: missing
     upstream = evaluations[("churn_training_set", "upstream_freshness")]
     assert upstream.metadata["user_activity"].value == MISSING  # the training set shows its view's problem
@@ -172,7 +173,8 @@ def test_partition_aware_freshness_check_ignores_old_backfills(embedded_settings
     platform = fp.FeaturePlatform(embedded_settings)
     defs = build_definitions(embedded_settings)
     graph = defs.resolve_asset_graph()
-    (key,) = [k for k in graph.asset_check_keys if k.name == "freshness_check"]
+    (key,) = [k for k in graph.asset_check_keys
+              if k.name == "freshness_check" and k.asset_key == dg.AssetKey("user_activity")]
     checks = [c for c in defs.asset_checks if key in c.check_keys]
 
     def evaluate():

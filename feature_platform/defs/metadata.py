@@ -39,7 +39,7 @@ def view_asset_args(spec: FeatureViewSpec, settings, **extra_metadata) -> dict:
         kinds={"pandas", "feast", offline_kind, online_kind},
         owners=[f"team:{spec.owner}"],
         tags=spec.all_tags,
-        description=spec.description,
+        description=(f"DEPRECATED ({spec.deprecated}). " if spec.deprecated else "") + spec.description,
         freshness_policy=dg.FreshnessPolicy.time_window(fail_window=spec.freshness_sla, warn_window=spec.warn_window),
         metadata={
             "dagster/column_schema": column_schema(spec),
@@ -47,6 +47,8 @@ def view_asset_args(spec: FeatureViewSpec, settings, **extra_metadata) -> dict:
             "ttl": str(spec.ttl),
             "freshness_sla": str(spec.freshness_sla),
             "version": spec.version,
+            "family": spec.family_name,
+            **({"deprecated": spec.deprecated} if spec.deprecated else {}),
             **extra_metadata,
         },
     )

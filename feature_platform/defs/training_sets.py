@@ -50,6 +50,10 @@ def build_training_set_assets(spec: TrainingSetSpec) -> list[dg.AssetsDefinition
         runtime = platform.runtime()
         frame = training_set(runtime, labels, spec.feature_service)
         info = training_set_metadata(runtime, spec, frame)
+        for view, about in info["feature_views"].items():
+            if "deprecated" in about:
+                context.log.warning("training set %s reads deprecated feature view %s: %s", spec.name, view,
+                                    about["deprecated"])
         context.add_output_metadata({
             "dagster/row_count": info["rows"],
             "label_balance": dg.MetadataValue.json(info["label_balance"]),

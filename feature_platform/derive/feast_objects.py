@@ -11,6 +11,8 @@ from feast.types import Bool, Float32, Float64, Int64, String
 from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 from feature_platform.config import OFFLINE_SCHEMA, Settings
 from feature_platform.spec import FeatureServiceSpec, FeatureViewSpec
+from feature_platform.versioning.changes import describe
+from feature_platform.versioning.registry import description_tag
 
 _FEAST_TYPE = {"int64": Int64, "float32": Float32, "float64": Float64, "string": String, "bool": Bool}
 _VALUE_TYPE = {"int64": ValueType.INT64, "string": ValueType.STRING}
@@ -47,7 +49,8 @@ def feast_feature_view(spec: FeatureViewSpec, settings: Settings) -> FeatureView
         source=source,
         online=True,
         description=spec.description,
-        tags=spec.all_tags,
+        # The spec's full description rides along, so `feature-platform plan` can compare code with the registry.
+        tags={**spec.all_tags, **description_tag(describe(spec))},
         owner=f"team:{spec.owner}",
     )
 

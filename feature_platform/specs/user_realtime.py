@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from feature_platform.spec import FeatureViewSpec, Field
-from feature_platform.specs.user_activity import USER
+from feature_platform.specs.entities import USER
 
 SPEC = FeatureViewSpec(
     name="user_realtime",

@@ -45,6 +45,11 @@ class OfflineStore(ABC):
     def partitions(self, spec: FeatureViewSpec) -> list[date]:
         """Partition days present in the table, ascending."""
 
+    def sync_columns(self, spec: FeatureViewSpec) -> list[str]:
+        """Adapt the stored table to an additive change of `spec` (new fields, looser nullability); returns
+        what was done. Parquet segments need nothing: a column missing from older files reads as null."""
+        return []
+
     def columns(self, spec: FeatureViewSpec) -> list[str]:
         return [spec.entity.join_key, *spec.feature_names, EVENT_TIMESTAMP, CREATED_TIMESTAMP]
 

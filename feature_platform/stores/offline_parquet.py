@@ -59,7 +59,7 @@ class ParquetOfflineStore(OfflineStore):
         self._write(spec, f"batch-{batch_id}", rows)
 
     def read(self, spec: FeatureViewSpec, start: date | None = None, end: date | None = None) -> pd.DataFrame:
-        schema = arrow_schema(spec)
+        schema = arrow_schema(spec, reading=True)
         files = [str(f) for f in self._files(spec)]
         if not files:
             return schema.empty_table().to_pandas()
@@ -78,10 +78,11 @@ class ParquetOfflineStore(OfflineStore):
         if not files:
             con.register(name, arrow_schema(spec).empty_table())
             return
-        # DuckDB reads the files itself (streaming, row groups pruned by the timestamp filter).
+        # DuckDB reads the files itself (streaming, row groups pruned by the timestamp filter). By name, so a
+        # field added in place (files written before it lack the column) reads as null, not as a lost column.
         listing = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
         con.execute(
-            f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet({listing}) "
+            f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet({listing}, union_by_name = true) "
             f"WHERE {EVENT_TIMESTAMP} BETWEEN TIMESTAMPTZ '{lo.isoformat()}' AND TIMESTAMPTZ '{hi.isoformat()}'"
         )
 

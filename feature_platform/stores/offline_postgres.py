@@ -91,7 +91,7 @@ class PostgresOfflineStore(OfflineStore):
 
     def register_duckdb(self, con, spec: FeatureViewSpec, name: str, lo: pd.Timestamp, hi: pd.Timestamp) -> None:
         table = pa.Table.from_pandas(self._read_between(spec, lo.to_pydatetime(), hi.to_pydatetime()),
-                                     schema=arrow_schema(spec), preserve_index=False)
+                                     schema=arrow_schema(spec, reading=True), preserve_index=False)
         con.register(name, table)
 
     def _read_between(self, spec: FeatureViewSpec, lo, hi) -> pd.DataFrame:
@@ -110,7 +110,7 @@ class PostgresOfflineStore(OfflineStore):
             records = conn.execute(query, {"lo": lo, "hi": hi}).fetchall()
         frame = pd.DataFrame.from_records(records, columns=columns)
 
-        return pa.Table.from_pandas(frame, schema=arrow_schema(spec), preserve_index=False).to_pandas()
+        return pa.Table.from_pandas(frame, schema=arrow_schema(spec, reading=True), preserve_index=False).to_pandas()
 
     def newest_timestamp(self, spec: FeatureViewSpec) -> pd.Timestamp | None:
         query = sql.SQL("SELECT max({ts}) FROM {}").format(self._table(spec), ts=sql.Identifier(EVENT_TIMESTAMP))
@@ -119,11 +119,44 @@ class PostgresOfflineStore(OfflineStore):
             newest = conn.execute(query).fetchone()[0]
         return None if newest is None else pd.Timestamp(newest).tz_convert("UTC")
 
+    def _exists(self, conn, spec: FeatureViewSpec) -> bool:
+        qualified = sql.Identifier(OFFLINE_SCHEMA, spec.name).as_string(conn)
+        return conn.execute("SELECT to_regclass(%s)", (qualified,)).fetchone()[0] is not None
+
     def partitions(self, spec: FeatureViewSpec) -> list[date]:
         query = sql.SQL("SELECT DISTINCT {ts} FROM {} ORDER BY 1").format(
             self._table(spec), ts=sql.Identifier(EVENT_TIMESTAMP)
         )
         with connect(self.settings) as conn:
-            self._ensure(conn, spec)
+            if not self._exists(conn, spec):
+                return []  # never written (and listing partitions creates nothing)
             stamps = [r[0] for r in conn.execute(query).fetchall()]
         return [(pd.Timestamp(t).tz_convert("UTC") - pd.Timedelta(days=1)).date() for t in stamps]
+
+    def sync_columns(self, spec: FeatureViewSpec) -> list[str]:
+        """Bring an existing table in line with an additive change of `spec`: add the new feature columns
+        (nullable: partitions written before have no value for them) and drop NOT NULL where the spec now
+        allows nulls. Returns the statements run."""
+        done: list[str] = []
+        with connect(self.settings) as conn:
+            if not self._exists(conn, spec):
+                return done
+            rows = conn.execute(
+                "SELECT column_name, is_nullable FROM information_schema.columns WHERE table_schema = %s "
+                "AND table_name = %s", (OFFLINE_SCHEMA, spec.name)).fetchall()
+            existing = {name: nullable == "YES" for name, nullable in rows}
+            types = dict(sql_columns(spec))
+            with conn.transaction():
+                for f in spec.fields:
+                    if f.name not in existing:
+                        stmt = sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                            self._table(spec), sql.Identifier(f.name), sql.SQL(types[f.name].replace(" NOT NULL", "")))
+                    elif f.nullable and not existing[f.name]:
+                        stmt = sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL").format(
+                            self._table(spec), sql.Identifier(f.name))
+                    else:
+                        continue
+                    conn.execute(stmt)
+                    done.append(stmt.as_string(conn))
+        self._ready.discard(spec.name)
+        return done

@@ -45,6 +45,8 @@ class Watermarks:
 
     def get(self, view: str) -> pd.Timestamp | None: ...
 
+    def forget(self, view: str) -> None: ...
+
 
 class RedisWatermarks(Watermarks):
     _MAX = "local c = redis.call('GET', KEYS[1]) if (not c) or tonumber(c) < tonumber(ARGV[1]) then " \
@@ -59,6 +61,9 @@ class RedisWatermarks(Watermarks):
     def get(self, view: str) -> pd.Timestamp | None:
         raw = self.client.get(f"feature_platform:watermark:{view}")
         return None if raw is None else pd.Timestamp(int(raw), unit="us", tz="UTC")
+
+    def forget(self, view: str) -> None:
+        self.client.delete(f"feature_platform:watermark:{view}")
 
 
 class SqliteWatermarks(Watermarks):
@@ -78,6 +83,10 @@ class SqliteWatermarks(Watermarks):
         with self.connect() as conn:
             row = conn.execute("SELECT ts_us FROM feature_platform_watermarks WHERE view = ?", (view,)).fetchone()
         return None if row is None else pd.Timestamp(row[0], unit="us", tz="UTC")
+
+    def forget(self, view: str) -> None:
+        with self.connect() as conn:
+            conn.execute("DELETE FROM feature_platform_watermarks WHERE view = ?", (view,))
 
 
 def redis_client(settings: Settings):

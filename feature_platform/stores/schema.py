@@ -11,12 +11,15 @@ _ARROW = {"int64": pa.int64(), "float32": pa.float32(), "float64": pa.float64(),
 _SQL = {"int64": "BIGINT", "float32": "REAL", "float64": "DOUBLE PRECISION", "string": "TEXT", "bool": "BOOLEAN"}
 
 
-def arrow_schema(spec: FeatureViewSpec) -> pa.Schema:
+def arrow_schema(spec: FeatureViewSpec, reading: bool = False) -> pa.Schema:
+    """The offline table's Arrow schema. Writes enforce each field's nullability; with `reading`, feature
+    columns are nullable, because a field added in place (an additive change) is null in the partitions
+    written before it existed."""
     ts = pa.timestamp("us", tz="UTC")
     return pa.schema(
         [
             pa.field(spec.entity.join_key, _ARROW[spec.entity.dtype], nullable=False),
-            *(pa.field(f.name, _ARROW[f.dtype], nullable=f.nullable) for f in spec.fields),
+            *(pa.field(f.name, _ARROW[f.dtype], nullable=f.nullable or reading) for f in spec.fields),
             pa.field(EVENT_TIMESTAMP, ts, nullable=False),
             pa.field(CREATED_TIMESTAMP, ts, nullable=False),
         ]
