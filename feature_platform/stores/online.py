@@ -97,6 +97,13 @@ def redis_client(settings: Settings):
                        password=settings.redis_password or None, socket_timeout=5, socket_connect_timeout=5)
 
 
+def watermarks(settings: Settings, client=None) -> Watermarks:
+    """The watermarks of a profile's online store (Redis beside the values, or the SQLite file)."""
+    if settings.profile == "services":
+        return RedisWatermarks(client or redis_client(settings))
+    return SqliteWatermarks(settings.feast_dir / "online.db")
+
+
 class OnlineStore:
     """Newest-wins writes and TTL-aware reads. On Redis the platform writes and reads Feast's format
     itself (`RedisFeatures`: vectorized, one round trip, newest-wins inside Redis); other online
@@ -111,9 +118,7 @@ class OnlineStore:
 
     @cached_property
     def watermarks(self) -> Watermarks:
-        if self.redis is not None:
-            return RedisWatermarks(self.redis.client)
-        return SqliteWatermarks(self.settings.feast_dir / "online.db")
+        return watermarks(self.settings, self.redis.client if self.redis is not None else None)
 
     def current_timestamps(self, spec: FeatureViewSpec, keys: Sequence) -> pd.Series:
         """The stored feature timestamp per entity key (NaT where the entity has no value)."""
