@@ -111,7 +111,7 @@ def test_concurrent_applies_lose_no_update(profile, request):
     (loser,) = [c for c, (result, _) in outcome.items() if result == "refused"]
     won_field, lost_field = f"extra_{winner[-1]}", f"extra_{loser[-1]}"
     # the loser planned against the winner's registry: applying its code would drop the winner's field
-    assert f"field removed {won_field}" in outcome[loser][1]
+    assert f"{won_field} int64 [field removed]" in outcome[loser][1]
     fields = [f.name for f in Runtime(settings).feast.get_feature_view("user_realtime").features]
     assert won_field in fields and lost_field not in fields
     history = workflow.history(Runtime(settings), "user_realtime")
