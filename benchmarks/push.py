@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.measure import Timer, measure
+from benchmarks.report import environment, environment_markdown
 
 NAME = "push"
 SOURCE = "user_realtime_events"
@@ -242,7 +243,7 @@ def job_sensor_path(args: dict, timer: Timer) -> dict:
 
 
 def run(*, rate: int, seconds: float, single_events: int, mem_cap_mb: float, log) -> tuple[dict, str]:
-    results: dict = {"rate": rate, "seconds": seconds, "single_events": single_events}
+    results: dict = {"rate": rate, "seconds": seconds, "single_events": single_events, "environment": environment()}
     hundred = max(50, single_events // 5)
     jobs = [("feast_push_one_row", "job_feast_push", {"events": single_events, "rows": 1}),
             ("raw_hset_one_row", "job_raw_hset", {"events": single_events, "rows": 1}),
@@ -326,5 +327,7 @@ def render(r: dict) -> str:
         "sensor in one run per tick) and the newest-wins online write in Feast's format. Under `dagster dev` the "
         "sensor path also pays one run launch per batch (a new process, about 4-5 s on this machine), so "
         "producers should batch by seconds, not milliseconds.",
+        "",
+        environment_markdown(r["environment"]) if "environment" in r else "",
     ]
     return "\n".join(lines) + "\n"

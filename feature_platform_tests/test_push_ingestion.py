@@ -268,3 +268,18 @@ def test_redis_stream_transport_end_to_end(services_settings):
     assert stream.client.xpending(stream.stream, "feature_platform")["pending"] == 0
     (dead,) = stream.dead_letters()
     assert dead["batch_id"] == bad and "cannot be read" in dead["reason"]
+
+
+def test_online_dict_output_has_the_same_values_as_the_frame(platform):
+    platform.push("user_realtime_events", events([(81, 5, 3, 30, 1.5), (82, 5, 4, 40, 0.0)]), direct=True)
+    rows = [{"user_id": u} for u in (81, 82, 83)]
+    frame = platform.online_features(FEATURES, rows, with_metadata=True)
+    lists = platform.online_features(FEATURES, rows, with_metadata=True, output="dict")
+    assert set(lists) == set(frame.columns)
+    for f in SPEC.feature_names:
+        assert lists[f] == [None if pd.isna(v) else v for v in frame[f].astype(object)]
+        assert lists[f"{f}__status"] == frame[f"{f}__status"].tolist() == ["present", "present", "missing"]
+        assert lists[f"{f}__event_timestamp"][:2] == [t.value for t in frame[f"{f}__event_timestamp"][:2]]
+    assert lists["current_session_tokens"] == [30, 40, None]
+    with pytest.raises(ValueError, match="output must be"):
+        platform.online_features(FEATURES, rows, output="arrow")
