@@ -56,10 +56,10 @@ def transport_for(runtime: Runtime, spec: FeatureViewSpec, *, direct_log: bool =
     return cache[source]
 
 
-def ingest_batch(runtime: Runtime, spec: FeatureViewSpec, batch_id: str) -> IngestResult:
-    """Process one landed batch of `spec`'s push source."""
+def ingest_batch(runtime: Runtime, spec: FeatureViewSpec, batch_id: str, transport=None) -> IngestResult:
+    """Process one landed batch of `spec`'s push source (or of `transport`), then acknowledge it."""
     started = time.perf_counter()
-    transport = transport_for(runtime, spec)
+    transport = transport or transport_for(runtime, spec)
     with store_errors(runtime.settings, f"reading batch {batch_id}"):
         try:
             raw = transport.read(batch_id)
@@ -88,10 +88,8 @@ def push_direct(runtime: Runtime, spec: FeatureViewSpec, batch: pd.DataFrame) ->
     batch_id = batch_id or new_batch_id()
     if not prepared.rejected.empty:
         transport_for(runtime, spec).dead_letter(batch_id, prepared.rejected)
-    newest = prepared.newest_event
-    lag = None if newest is None else (pd.Timestamp(datetime.now(timezone.utc)) - newest).total_seconds()
     return IngestResult(batch_id, len(batch), len(prepared.accepted), len(prepared.rejected), prepared.duplicates,
-                        written, lag, time.perf_counter() - started)
+                        written, _lag(prepared), time.perf_counter() - started)
 
 
 def drain_direct_log(runtime: Runtime, spec: FeatureViewSpec, label: str | None = None) -> IngestResult:
@@ -100,15 +98,7 @@ def drain_direct_log(runtime: Runtime, spec: FeatureViewSpec, label: str | None 
     log = transport_for(runtime, spec, direct_log=True)
     total = IngestResult(label or f"{DIRECT_PREFIX}all", 0, 0, 0, 0, 0, None, 0.0)
     for entry in log.pending():
-        with store_errors(runtime.settings, f"reading direct-log entry {entry}"):
-            try:
-                raw = log.read(entry)
-            except MalformedBatchError as exc:
-                log.dead_letter_file(entry, str(exc))
-                log.ack(entry)
-                continue
-        one = land(runtime, spec, raw, entry, log)
-        log.ack(entry)
+        one = ingest_batch(runtime, spec, entry, transport=log)
         total.received += one.received
         total.accepted += one.accepted
         total.rejected += one.rejected
@@ -128,7 +118,11 @@ def land(runtime: Runtime, spec: FeatureViewSpec, raw: pd.DataFrame, batch_id: s
         written = runtime.online.write(spec, prepared.accepted)
     if not prepared.rejected.empty:
         transport.dead_letter(batch_id, prepared.rejected)
-    newest = prepared.newest_event
-    lag = None if newest is None else (pd.Timestamp(datetime.now(timezone.utc)) - newest).total_seconds()
     return IngestResult(batch_id, len(raw), len(prepared.accepted), len(prepared.rejected), prepared.duplicates,
-                        written, lag, 0.0)
+                        written, _lag(prepared), 0.0)
+
+
+def _lag(prepared) -> float | None:
+    """Ingestion lag: now minus the newest accepted event time."""
+    newest = prepared.newest_event
+    return None if newest is None else (pd.Timestamp(datetime.now(timezone.utc)) - newest).total_seconds()
