@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import data, online, push, report, training_set
+from benchmarks import backfill, data, online, push, report, training_set
 
 HERE = Path(__file__).resolve().parent
 # name -> callable(args, log) -> (results, markdown)
@@ -46,6 +46,14 @@ def _online(args: argparse.Namespace, log) -> tuple[dict, str]:
 BENCHMARKS[online.NAME] = _online
 
 
+def _backfill(args: argparse.Namespace, log) -> tuple[dict, str]:
+    return backfill.run(users=args.users, days=args.days, seed=args.seed, repeat=args.repeat, per_run=args.per_run,
+                        mem_cap_mb=args.mem_cap_gb * 1024, log=log)
+
+
+BENCHMARKS[backfill.NAME] = _backfill
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes: 2,000 users, 30 days, 5,000 entity rows")
@@ -57,6 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--feast-timeout", type=float, default=1800, help="seconds before a Feast run is killed (default 1800)")
     p.add_argument("--mem-cap-gb", type=float, default=14, help="kill a measured process above this RSS (default 14)")
     p.add_argument("--skip-feast", action="store_true", help="do not run Feast (for iterating on the others)")
+    p.add_argument("--per-run", type=int, default=92, help="partitions per Dagster run in the backfill benchmark (default 92)")
     p.add_argument("--only", choices=sorted(BENCHMARKS), action="append", help="run only these benchmarks")
     p.add_argument("--out", type=Path, help="directory of report.md and results.json")
     args = p.parse_args(argv)

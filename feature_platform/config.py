@@ -20,6 +20,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "FEATURE_PLATFORM_HOME": (".feature_platform", "Directory for all local state: raw demo data, Parquet tables, Feast registry, quarantine, Dagster storage"),
     "FEATURE_PLATFORM_SESSIONS_PATH": ("$FEATURE_PLATFORM_HOME/raw/sessions", "Parquet file or directory of the raw sessions log; when set, the demo generator is not used"),
     "FEATURE_PLATFORM_PARTITIONS_START": ("2025-01-01", "First daily partition of every feature view"),
+    "FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN": ("92", "Partitions per Dagster run in a backfill (BackfillPolicy.multi_run); each run computes them in one pass"),
     "FEATURE_PLATFORM_DEMO_USERS": ("2000", "Users in the generated demo sessions log"),
     "FEATURE_PLATFORM_DEMO_SEED": ("7", "Seed of the demo generator"),
     "FEATURE_PLATFORM_PG_HOST": ("127.0.0.1", "PostgreSQL host (services profile)"),
@@ -44,6 +45,17 @@ def _env(name: str, environ: dict[str, str]) -> str:
     return environ.get(name, ENV_VARS[name][0])
 
 
+def _positive_int(name: str, environ: dict[str, str]) -> int:
+    raw = _env(name, environ)
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, not {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved configuration of one deployment."""
@@ -66,6 +78,7 @@ class Settings:
     redis_password: str = field(repr=False)
     alert_webhook_url: str = field(default="", repr=False)
     alert_slack_webhook_url: str = field(default="", repr=False)
+    backfill_days_per_run: int = 92
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -94,6 +107,7 @@ class Settings:
             redis_password=_env("FEATURE_PLATFORM_REDIS_PASSWORD", env),
             alert_webhook_url=_env("FEATURE_PLATFORM_ALERT_WEBHOOK_URL", env),
             alert_slack_webhook_url=_env("FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL", env),
+            backfill_days_per_run=_positive_int("FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN", env),
         )
 
     def with_(self, **changes) -> Settings:
@@ -153,6 +167,7 @@ class Settings:
             "FEATURE_PLATFORM_REDIS_PASSWORD": self.redis_password,
             "FEATURE_PLATFORM_ALERT_WEBHOOK_URL": self.alert_webhook_url,
             "FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL": self.alert_slack_webhook_url,
+            "FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN": str(self.backfill_days_per_run),
         }
         if not self.uses_generated_sessions:
             values["FEATURE_PLATFORM_SESSIONS_PATH"] = str(self.sessions_path)

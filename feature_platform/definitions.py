@@ -1,6 +1,5 @@
 """The single Dagster Definitions of the platform: every asset is built from a spec by a factory."""
 
-import warnings
 
 import dagster as dg
 
@@ -8,14 +7,11 @@ from feature_platform.config import Settings
 from feature_platform.defs.alerts import feature_platform_alerts
 from feature_platform.defs.feature_views import build_feature_view_asset
 from feature_platform.defs.freshness_checks import (
-    build_drift_check,
     build_freshness_check,
     build_freshness_schedule,
     build_partition_freshness,
-    build_skew_check,
     build_upstream_freshness_check,
 )
-from feature_platform.defs.partitions import daily_partitions
 from feature_platform.defs.push_views import build_push_view_defs
 from feature_platform.defs.raw_sessions import build_raw_sessions_asset
 from feature_platform.defs.resources import platform_resource_from_env, resources_for
@@ -31,10 +27,6 @@ def build_assets_and_sensors(settings: Settings) -> tuple[list, list]:
     for spec in all_specs().values():
         if spec.aggregation is not None:
             assets.append(build_feature_view_asset(spec, settings))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned asset checks
-                assets.append(build_skew_check(spec, daily_partitions(settings)))
-                assets.append(build_drift_check(spec, daily_partitions(settings)))
         else:
             view_assets, view_sensors = build_push_view_defs(spec, settings)
             assets += view_assets
@@ -57,7 +49,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     platform = platform_resource_from_env() if from_env else None
     assets, sensors = build_assets_and_sensors(settings)
-    skew_checks = [a for a in assets if isinstance(a, dg.AssetChecksDefinition)]
+    asset_checks = [a for a in assets if isinstance(a, dg.AssetChecksDefinition)]  # e.g. of pushed views
     assets = [a for a in assets if not isinstance(a, dg.AssetChecksDefinition)]
     freshness = [build_freshness_check(spec) for spec in all_specs().values()]
     freshness += [
@@ -68,7 +60,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         [a for a in assets if isinstance(a, dg.AssetsDefinition) and a.partitions_def is not None
          and isinstance(a.partitions_def, dg.TimeWindowPartitionsDefinition) and a.key.path[0] in all_specs()])
     return dg.Definitions(
-        assets=assets, asset_checks=[*skew_checks, *freshness, *partition_checks],
+        assets=assets, asset_checks=[*asset_checks, *freshness, *partition_checks],
         sensors=[*sensors, partition_sensor, feature_platform_alerts],
         schedules=[build_freshness_schedule(freshness)], resources=resources_for(settings, platform),
         # Runs are small (one partition or one pushed batch): a subprocess per step would cost more than

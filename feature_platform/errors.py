@@ -28,7 +28,10 @@ class SourceDataError(FeaturePlatformError, ValueError):
 
 
 class ValidationFailedError(FeaturePlatformError):
-    """Computed features failed their Pandera schema; nothing was written."""
+    """Computed features failed their Pandera schema; nothing was written for that partition.
+
+    In a run over a range of partitions, `completed` holds the results of the partitions before it,
+    which were written (offline and online) as if they had run alone."""
 
     def __init__(self, message: str, *, view: str, partition: str, failures, quarantine_path: str | None):
         super().__init__(message)
@@ -36,6 +39,7 @@ class ValidationFailedError(FeaturePlatformError):
         self.partition = partition
         self.failures = failures
         self.quarantine_path = quarantine_path
+        self.completed: list = []
 
 
 class StoreUnavailableError(FeaturePlatformError, ConnectionError):

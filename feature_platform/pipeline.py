@@ -1,4 +1,4 @@
-"""One partition of a feature view: compute, validate, then write offline and online (or nothing).
+"""Partitions of a feature view: compute, validate, then write offline and online (or nothing).
 
 Validation runs before any write. On failure nothing is written anywhere for the partition; the
 failing rows go to quarantine and the error names the view, column, check and sample rows.
@@ -7,13 +7,14 @@ failing rows go to quarantine and the error names the view, column, check and sa
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
 import pandas as pd
 import pandera.pandas as pa
 
-from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP
+from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
 from feature_platform.derive.pandera_schema import pandera_schema
 from feature_platform.errors import ValidationFailedError
 from feature_platform.runtime import Runtime
@@ -53,35 +54,95 @@ def failure_message(spec: FeatureViewSpec, day: date, rows: pd.DataFrame, failur
     return "\n".join(lines)
 
 
-def write_partition(runtime: Runtime, spec: FeatureViewSpec, day: date, rows: pd.DataFrame, started: float) -> PartitionResult:
-    """Validate then write one computed partition; raises ValidationFailedError with nothing written."""
+def check_partition(runtime: Runtime, spec: FeatureViewSpec, day: date, rows: pd.DataFrame) -> None:
+    """Raise ValidationFailedError (the failing rows quarantined) unless `rows` pass the view's schema."""
     failures = validate(spec, rows)
-    if failures is not None:
-        bad_index = failures["index"].dropna().unique()
-        bad = rows.loc[rows.index.intersection(bad_index)]
-        where = quarantine(runtime.settings.quarantine_dir, spec.name, day.isoformat(), bad, failures)
-        raise ValidationFailedError(
-            failure_message(spec, day, rows, failures) + f"\n  quarantined in {where}",
-            view=spec.name, partition=day.isoformat(), failures=failures, quarantine_path=str(where),
-        )
-    rows = rows.assign(**{CREATED_TIMESTAMP: pd.Timestamp(datetime.now(timezone.utc))})
-    runtime.offline.write_partition(spec, day, rows)
-    written = runtime.online.write(spec, rows)
+    if failures is None:
+        return
+    bad_index = failures["index"].dropna().unique()
+    bad = rows.loc[rows.index.intersection(bad_index)]
+    where = quarantine(runtime.settings.quarantine_dir, spec.name, day.isoformat(), bad, failures)
+    raise ValidationFailedError(
+        failure_message(spec, day, rows, failures) + f"\n  quarantined in {where}",
+        view=spec.name, partition=day.isoformat(), failures=failures, quarantine_path=str(where),
+    )
+
+
+def _result(spec: FeatureViewSpec, day: date, rows: pd.DataFrame, online: int, started: float) -> PartitionResult:
     return PartitionResult(
         view=spec.name,
         day=day,
         rows=len(rows),
         closing_rows=_closing_rows(spec, rows),
-        rows_online=written,
+        rows_online=online,
         duration_sec=time.perf_counter() - started,
         stats=feature_stats(spec, rows),
     )
 
 
-def materialize_partition(runtime: Runtime, spec: FeatureViewSpec, day: date) -> PartitionResult:
-    started = time.perf_counter()
-    ((_, rows),) = runtime.compute(spec, day, day)
-    return write_partition(runtime, spec, day, rows, started)
+def materialize_range(runtime: Runtime, spec: FeatureViewSpec, first: date, last: date,
+                      progress: Callable[[int, int, date], None] | None = None,
+                      on_written: Callable[[date, pd.DataFrame], None] | None = None) -> list[PartitionResult]:
+    """Materialize partitions `first..last` in one pass (a backfill run).
+
+    Days are computed a chunk at a time (`Runtime.compute_chunks`), each validated before its offline
+    partition is replaced (then `on_written(day, rows)`). Online, only each entity's newest row of the range is
+    written, once at the end: the older rows would be overwritten within the same run anyway. If a day
+    fails validation, the days before it are kept (offline and online, as if they had run alone) and
+    the `ValidationFailedError` lists them in `completed`; nothing of the failing day or later is written.
+    Memory: one chunk of days, plus one row per entity.
+    """
+    total = (last - first).days + 1
+    done: list[PartitionResult] = []  # rows_online is filled in once the online write is done
+    newest: pd.DataFrame | None = None  # each entity's newest row written offline so far
+    pending: list[pd.DataFrame] = []
+    created = pd.Timestamp(datetime.now(timezone.utc))
+    try:
+        for chunk in runtime.compute_chunks(spec, first, last):
+            # One Pandera pass over the chunk (most of its cost is per call); on a failure, day by day to
+            # report the first bad day as its own partition would, after writing the days before it.
+            valid = validate(spec, pd.concat([rows for _, rows in chunk], ignore_index=True)) is None if chunk else True
+            for day, rows in chunk:
+                started = time.perf_counter()
+                if not valid:
+                    check_partition(runtime, spec, day, rows)
+                rows = rows.assign(**{CREATED_TIMESTAMP: created})
+                runtime.offline.write_partition(spec, day, rows)
+                done.append(_result(spec, day, rows, 0, started))
+                if on_written:
+                    on_written(day, rows)
+                pending.append(rows)
+                if progress:
+                    progress(len(done), total, day)
+            if len(pending) >= 32:
+                newest, pending = _newest(spec, [newest, *pending] if newest is not None else pending), []
+    except ValidationFailedError as exc:
+        exc.completed = _sync_online(runtime, spec, done, [newest, *pending] if newest is not None else pending)
+        raise
+    return _sync_online(runtime, spec, done, [newest, *pending] if newest is not None else pending)
+
+
+def _newest(spec: FeatureViewSpec, frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Each entity's row with the latest feature timestamp (frames in day order)."""
+    rows = pd.concat(frames, ignore_index=True)
+    return rows.drop_duplicates(spec.entity.join_key, keep="last").reset_index(drop=True)
+
+
+def _sync_online(runtime: Runtime, spec: FeatureViewSpec, done: list[PartitionResult],
+                 frames: list[pd.DataFrame]) -> list[PartitionResult]:
+    """Write each entity's newest row of the completed days online; `done` with the rows each day sent
+    (a single partition: the rows written, after newest-wins)."""
+    if not done or not frames:
+        return done
+    latest = _newest(spec, frames)
+    written = runtime.online.write(spec, latest)
+    if len(done) == 1:  # one partition: what newest-wins let through (rows with a newer value online are kept)
+        done[0].rows_online = written
+        return done
+    sent = latest[EVENT_TIMESTAMP].value_counts()
+    for result in done:
+        result.rows_online = int(sent.get(pd.Timestamp(day_end(result.day)), 0))
+    return done
 
 
 def feature_stats(spec: FeatureViewSpec, rows: pd.DataFrame) -> dict:

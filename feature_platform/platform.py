@@ -102,14 +102,14 @@ class FeaturePlatform:
     ) -> list[str]:
         """Materialize partitions `start..end` (inclusive days) of `view` through Dagster.
 
-        One Dagster run per partition, in day order, so memory is bounded by one partition's
-        window however long the range. With `with_sources`, each run also materializes the raw
-        source partition of that day (the demo). Raises `ValidationFailedError` or
-        `MaterializationError` on the first failing partition; returns the partition keys.
+        The runs are those a Dagster backfill of the range launches: ranges of up to
+        FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN days (the view's `BackfillPolicy`), in day order, each
+        computed in one pass a chunk of days at a time, so memory is bounded however long the range.
+        With `with_sources`, the raw source partitions of the range are materialized first (the demo).
+        Raises `ValidationFailedError` or `MaterializationError` on the first failing partition (the
+        days before it stay written); returns the partition keys.
         """
         import dagster as dg
-
-        from feature_platform.defs.raw_sessions import raw_source_key
 
         spec = get_spec(view)
         if spec.aggregation is None:
@@ -117,14 +117,16 @@ class FeaturePlatform:
                                    "not by daily partitions: use push() / ingest_pending()")
         first, last = self._day_range(start, end)
         days = [d.isoformat() for d in pd.date_range(first, last, freq="D").date]
+        if with_sources:
+            self.materialize_sources(view, first, last, progress=progress)
 
-        selection = [dg.AssetKey(spec.name)]
-        if with_sources and spec.aggregation is not None:
-            selection.insert(0, raw_source_key(spec.aggregation.source))
-        for i, key in enumerate(days, 1):
-            self._run(selection, key, view)
+        per_run = self.settings.backfill_days_per_run
+        for i in range(0, len(days), per_run):
+            keys = days[i:i + per_run]
+            self._run([dg.AssetKey(spec.name)], keys[0] if len(keys) == 1 else None, view,
+                      partition_range=(keys[0], keys[-1]) if len(keys) > 1 else None)
             if progress:
-                progress(i, len(days), view, key)
+                progress(i + len(keys), len(days), view, keys[-1])
         return days
 
     def materialize_sources(self, view: str, start: str | date, end: str | date | None = None,
@@ -218,8 +220,9 @@ class FeaturePlatform:
             raise MaterializationError(f"training set {name!r} has not been materialized yet ({path})")
         return pd.read_parquet(path)
 
-    def _run(self, selection, partition_key: str | None, label: str) -> None:
-        """One in-process Dagster run of `selection` (and partition), recorded in this profile's instance."""
+    def _run(self, selection, partition_key: str | None, label: str, partition_range: tuple[str, str] | None = None) -> None:
+        """One in-process Dagster run of `selection` for a partition or a range of partitions (as a
+        backfill's run has it), recorded in this profile's instance."""
         import dagster as dg
 
         from feature_platform.definitions import build_assets
@@ -227,12 +230,16 @@ class FeaturePlatform:
 
         if self._assets is None:
             self._assets = build_assets(self.settings)
+        tags = {}
+        if partition_range is not None:
+            tags = {"dagster/asset_partition_range_start": partition_range[0],
+                    "dagster/asset_partition_range_end": partition_range[1]}
         result = dg.materialize(
             self._assets, selection=selection, partition_key=partition_key, instance=self.instance(),
-            resources=resources_for(self.settings), raise_on_error=False, run_config=_QUIET,
+            resources=resources_for(self.settings), raise_on_error=False, run_config=_QUIET, tags=tags,
         )
         if not result.success:
-            raise self._run_error(label, partition_key, result)
+            raise self._run_error(label, partition_key or "..".join(partition_range or ()), result)
 
     def instance(self):
         """The Dagster instance of this profile (DAGSTER_HOME when set, else under FEATURE_PLATFORM_HOME)."""

@@ -19,6 +19,9 @@ from feature_platform.stores.online import OnlineStore
 from feature_platform.stores.postgres import ensure_database
 
 _apply_lock = threading.Lock()
+# Partition days aggregated per pass over the raw events: ~2M feature rows at 100k users, and each pass
+# re-reads only the window's days before it.
+COMPUTE_CHUNK_DAYS = 32
 
 
 class Runtime:
@@ -61,6 +64,14 @@ class Runtime:
         return read_sessions(self.settings.sessions_path, start, end)
 
     def compute(self, spec: FeatureViewSpec, first: date, last: date):
-        """Yield `(day, features)` for each partition day in `first..last` (raw data read once)."""
+        """Yield `(day, features)` for each partition day in `first..last`, in order."""
+        for chunk in self.compute_chunks(spec, first, last):
+            yield from chunk
+
+    def compute_chunks(self, spec: FeatureViewSpec, first: date, last: date):
+        """Yield lists of `(day, features)`, `COMPUTE_CHUNK_DAYS` days at a time, in order: raw events are read
+        and aggregated a chunk (plus its window) at a time, so memory stays bounded however long the range."""
         days = list(pd.date_range(first, last, freq="D").date)
-        yield from aggregate_days(spec, self.read_raw(spec, first, last), days)
+        for i in range(0, len(days), COMPUTE_CHUNK_DAYS):
+            chunk = days[i:i + COMPUTE_CHUNK_DAYS]
+            yield list(aggregate_days(spec, self.read_raw(spec, chunk[0], chunk[-1]), chunk))

@@ -33,11 +33,14 @@ class SkewReport:
         return self.mismatches / self.compared if self.compared else 0.0
 
 
-def skew_report(runtime: Runtime, spec: FeatureViewSpec, day: date, sample: int = SAMPLE, seed: int = 0) -> SkewReport:
-    offline = runtime.offline.read(spec, day, day)
+def skew_report(runtime: Runtime, spec: FeatureViewSpec, day: date, sample: int = SAMPLE, seed: int = 0,
+                offline: pd.DataFrame | None = None) -> SkewReport:
+    """Sampled entities of partition `day` (`offline`: its rows, when already in memory) read back online."""
+    if offline is None:
+        offline = runtime.offline.read(spec, day, day)
     if offline.empty:
         return SkewReport(0, 0, 0, 0, [])
-    rows = offline.sample(n=min(sample, len(offline)), random_state=seed).reset_index(drop=True)
+    rows = sample_rows(offline, sample, seed)
     key = spec.entity.join_key
     ts = runtime.offline.partition_timestamp(day)
     columns = [FeatureColumn(spec.name, f, f) for f in spec.feature_names]
@@ -59,6 +62,11 @@ def skew_report(runtime: Runtime, spec: FeatureViewSpec, day: date, sample: int 
                  "online": {f: _plain(online[f].iloc[i]) for f in spec.feature_names},
                  "online_timestamp": str(stamps.iloc[i])} for i in np.flatnonzero(mismatch)[:5]]
     return SkewReport(len(rows), int(compared.sum()), int(superseded.sum()), int(mismatch.sum()), examples)
+
+
+def sample_rows(offline: pd.DataFrame, sample: int = SAMPLE, seed: int = 0) -> pd.DataFrame:
+    """The rows of a partition the skew check compares; a sample passed back in is compared whole."""
+    return offline.sample(n=min(sample, len(offline)), random_state=seed).reset_index(drop=True)
 
 
 def _same(x, y) -> bool:

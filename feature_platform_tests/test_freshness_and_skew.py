@@ -120,13 +120,33 @@ def test_skew_check_runs_with_each_materialization(embedded_settings):
     assert records[0].event.dagster_event.event_specific_data.partition == D.isoformat()
 
 
+def test_checks_run_alone_evaluate_the_stored_partition(platform):
+    """Executing the view's checks without materializing (as "Execute" on a check in the UI does)."""
+    platform.materialize("user_activity", D)
+    for user in platform.offline_table("user_activity", D, D)["user_id"]:
+        tamper(platform, int(user), "total_tokens_7d", 123456789)
+    names = ("pandera_schema", "online_offline_skew", "feature_drift")
+    keys = [dg.AssetCheckKey(dg.AssetKey("user_activity"), n) for n in names]
+    view = [a for a in build_definitions(platform.settings).assets
+            if isinstance(a, dg.AssetsDefinition) and dg.AssetKey("user_activity") in a.keys]
+    job = dg.define_asset_job("checks_only", selection=dg.AssetSelection.checks(*keys), partitions_def=view[0].partitions_def)
+    defs = dg.Definitions(assets=view, jobs=[job], resources=resources_for(platform.settings))
+    result = defs.resolve_job_def("checks_only").execute_in_process(tags={"dagster/partition": D.isoformat()}, instance=platform.instance(),
+                                                                    raise_on_error=False)
+    assert result.get_asset_materialization_events() == []
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert set(evaluations) == set(names) and {e.partition for e in evaluations.values()} == {D.isoformat()}
+    assert evaluations["pandera_schema"].passed
+    assert not evaluations["online_offline_skew"].passed
+    assert evaluations["online_offline_skew"].metadata["mismatch_rate"].value == 1.0
+
+
 def tamper(platform, user: int, feature: str, value: int) -> None:
     """Overwrite one stored online value by hand, bypassing the platform (Redis or SQLite)."""
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
 
-    from feature_platform.stores.online import _entity_keys
-
-    (entity_key,) = _entity_keys(ACTIVITY, [user])
+    entity_key = EntityKey(join_keys=[ACTIVITY.entity.join_key], entity_values=[Value(int64_val=user)])
     store = platform.runtime.online.store
     fv = store.get_feature_view("user_activity")
     provider = store._get_provider()
@@ -157,6 +177,7 @@ def test_partition_statistics_and_drift_check(embedded_settings):
     assert "total_tokens_7d" in shifted.metadata["shifted"].value
     assert shifted.metadata["psi.total_tokens_7d"].value > 0.2
 
+    platform.materialize("user_activity", date(2026, 6, 17))  # per-partition statistics: a single-partition run's
     event = platform.instance().get_latest_materialization_event(dg.AssetKey("user_activity"))
     md = event.asset_materialization.metadata
     table = platform.offline_table("user_activity", date(2026, 6, 17), date(2026, 6, 17))

@@ -107,7 +107,8 @@ def test_materialize_window_covers_lookback_days(platform):
 
 
 def test_long_ranges_read_only_each_partitions_window(platform, monkeypatch):
-    """Bounded memory: each partition run reads its own 8 raw days, never the whole range."""
+    """Bounded memory: a range is computed a chunk of days at a time, each chunk reading only its days'
+    windows (7 days plus the day before for closing rows), never the whole range at once."""
     from feature_platform import runtime
 
     ranges = []
@@ -118,6 +119,8 @@ def test_long_ranges_read_only_each_partitions_window(platform, monkeypatch):
         return real(path, start, end)
 
     monkeypatch.setattr(runtime, "read_sessions", recording)
+    monkeypatch.setattr(runtime, "COMPUTE_CHUNK_DAYS", 3)
     platform.materialize("user_activity", "2026-01-05", "2026-01-11")
-    assert len(ranges) == 7
-    assert all(end - start == timedelta(days=8) for start, end in ranges)
+    assert [(end - start).days for start, end in ranges] == [3 + 7, 3 + 7, 1 + 7]
+    assert [end.date().isoformat() for _, end in ranges] == ["2026-01-08", "2026-01-11", "2026-01-12"]
+    assert len(platform.offline_table("user_activity", "2026-01-05", "2026-01-11").groupby("event_timestamp")) == 7

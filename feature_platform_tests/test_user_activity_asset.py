@@ -74,7 +74,7 @@ def test_partition_writes_offline_online_metadata_and_check(settings):
         assert md["total_tokens_7d.mean"].value == pytest.approx(want["total_tokens_7d"].mean())
         assert md["duration_sec"].value > 0
         assert [c.name for c in md["dagster/column_schema"].schema.columns][:2] == ["user_id", "sessions_7d"]
-        (check,) = result.get_asset_check_evaluations()
+        (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == PANDERA_CHECK]
         assert check.check_name == PANDERA_CHECK and check.passed and check.partition == "2026-02-12"
 
     got = offline(settings, date(2026, 2, 12))
@@ -160,7 +160,7 @@ def test_validation_failure_writes_nothing_and_quarantines(settings):
         result = run(settings, "2026-02-12", assets=assets, instance=instance)
         assert not result.success
         assert result.get_asset_materialization_events() == []
-        (check,) = result.get_asset_check_evaluations()
+        (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == PANDERA_CHECK]
         assert check.check_name == PANDERA_CHECK and not check.passed and check.partition == "2026-02-12"
         failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
         message = failure.step_failure_data.user_failure_data.description

@@ -18,16 +18,19 @@ def psi(expected: pd.Series, actual: pd.Series, bins: int = BINS) -> float | Non
     if expected.empty or actual.empty:
         return None
     if pd.api.types.is_numeric_dtype(expected) and pd.api.types.is_numeric_dtype(actual):
-        edges = np.unique(np.quantile(expected.astype(float), np.linspace(0, 1, bins + 1)))
+        x, y = expected.to_numpy(dtype=float), actual.to_numpy(dtype=float)
+        edges = np.unique(np.quantile(x, np.linspace(0, 1, bins + 1)))
         if len(edges) < 2:
             edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
-        edges[0], edges[-1] = -np.inf, np.inf
-        e = np.histogram(expected.astype(float), edges)[0]
-        a = np.histogram(actual.astype(float), edges)[0]
+        inner = edges[1:-1]  # bins [e_i, e_i+1) with the outer edges at -inf/+inf, as np.histogram counts them
+        e = np.bincount(np.searchsorted(inner, x, side="right"), minlength=len(edges) - 1)
+        a = np.bincount(np.searchsorted(inner, y, side="right"), minlength=len(edges) - 1)
     else:
-        categories = sorted(set(expected.astype(str)) | set(actual.astype(str)))
-        e = expected.astype(str).value_counts().reindex(categories, fill_value=0).to_numpy()
-        a = actual.astype(str).value_counts().reindex(categories, fill_value=0).to_numpy()
+        both = pd.concat([expected, actual], ignore_index=True)
+        codes, _ = pd.factorize(both if both.dtype == object else both.astype(str))
+        n = int(codes.max()) + 1
+        e = np.bincount(codes[: len(expected)], minlength=n)
+        a = np.bincount(codes[len(expected):], minlength=n)
     e = np.maximum(e / e.sum(), EPSILON)
     a = np.maximum(a / a.sum(), EPSILON)
     return float(np.sum((a - e) * np.log(a / e)))

@@ -51,14 +51,20 @@ def aggregate_day(spec: FeatureViewSpec, raw: pd.DataFrame, day: date) -> pd.Dat
     closing = pd.DataFrame({key: closing_keys})
     for a in agg.aggs:
         closing[a.feature] = a.empty_value
-    parts = [_cast(spec, features)] + ([_cast(spec, closing)] if len(closing) else [])
+    parts = [cast_to_spec(spec, features)] + ([cast_to_spec(spec, closing)] if len(closing) else [])
     out = pd.concat(parts, ignore_index=True).sort_values(key, kind="stable").reset_index(drop=True)
     out[EVENT_TIMESTAMP] = end
     return out
 
 
 def aggregate_days(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date]) -> Iterator[tuple[date, pd.DataFrame]]:
-    """`aggregate_day` for several days over one raw frame, slicing it by time once per day."""
+    """`aggregate_day` for several days over one raw frame: in one vectorized pass for windows of whole
+    days (`rolling_window`), else slicing the frame by time once per day."""
+    from feature_platform.compute import rolling_window  # it builds on this module
+
+    if rolling_window.supports(spec):
+        yield from rolling_window.aggregate_range(spec, raw, days)
+        return
     agg = spec.aggregation
     raw = raw.sort_values(agg.timestamp_column, kind="stable")
     ts = raw[agg.timestamp_column]
@@ -93,12 +99,15 @@ def _mode(events: pd.DataFrame, key: str, column: str) -> pd.Series:
     return first.set_index(key)[column]
 
 
-def _cast(spec: FeatureViewSpec, df: pd.DataFrame) -> pd.DataFrame:
-    df = df.copy()
+def cast_to_spec(spec: FeatureViewSpec, df: pd.DataFrame, copy: bool = True) -> pd.DataFrame:
+    """`df` with the key and features in the spec's dtypes (strings as objects with None for nulls)."""
+    df = df.copy() if copy else df
     df[spec.entity.join_key] = df[spec.entity.join_key].astype(_PANDAS_DTYPE[spec.entity.dtype])
     for f in spec.fields:
         if f.dtype == "string":
-            df[f.name] = df[f.name].astype(object).where(df[f.name].notna(), None)
+            column = df[f.name].astype(object)
+            nulls = column.isna()
+            df[f.name] = column.where(~nulls, None) if nulls.any() else column
         elif f.dtype.startswith("int") and df[f.name].isna().any():
             df[f.name] = df[f.name].astype("Int64")  # keep nulls visible to validation
         else:

@@ -1,4 +1,6 @@
-"""Data-time freshness checks, one per feature view, run every minute by a schedule.
+"""Asset checks of the feature views: data-time freshness (run every minute by a schedule), the partition-aware
+SLA, and the evaluations of the per-partition skew and drift checks, which each view's asset reports with
+its materializations (`defs/feature_views.py`).
 
 Dagster's FreshnessPolicy (set on each view's asset) looks only at run times and shows only on
 the asset page in open-source Dagster; these checks measure the data users are served and, being
@@ -6,11 +8,14 @@ asset checks, colour the view's node in the asset graph.
 """
 
 import warnings
+from datetime import date, timedelta
 
 import dagster as dg
 
+from feature_platform.compute.drift import psi
 from feature_platform.defs.resources import FeaturePlatformResource
 from feature_platform.freshness import FRESH, WARN, view_freshness
+from feature_platform.skew import skew_report
 from feature_platform.spec import FeatureViewSpec
 
 DATA_FRESHNESS_CHECK = "data_freshness"
@@ -55,63 +60,38 @@ def build_freshness_schedule(checks: list[dg.AssetChecksDefinition]) -> dg.Sched
                                  name="freshness_checks_every_minute")
 
 
-def build_skew_check(spec: FeatureViewSpec, partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
-    """After each partition: sampled online values must equal the offline table (skew guard)."""
-    from datetime import date
-
-    from feature_platform.skew import skew_report
-
-    @dg.asset_check(
-        asset=spec.name,
-        name=SKEW_CHECK,
-        partitions_def=partitions,
-        description=f"Sampled online values equal the offline partition (fails above {spec.skew_threshold:.2%} mismatches).",
-    )
-    def _skew(context: dg.AssetCheckExecutionContext, platform: FeaturePlatformResource) -> dg.AssetCheckResult:
-        report = skew_report(platform.runtime(), spec, date.fromisoformat(context.partition_key))
-        return dg.AssetCheckResult(
-            passed=report.mismatch_rate <= spec.skew_threshold,
-            metadata={
-                "sampled": report.sampled, "compared": report.compared, "superseded_by_newer": report.superseded,
-                "mismatches": report.mismatches, "mismatch_rate": report.mismatch_rate,
-                "examples": dg.MetadataValue.json(report.examples),
-            },
-        )
-
-    return _skew
+def skew_evaluation(runtime, spec: FeatureViewSpec, day: date, rows=None) -> dict:
+    """The skew check's result for partition `day` (`rows`: its offline rows or their `sample_rows`, when
+    already in memory)."""
+    report = skew_report(runtime, spec, day, offline=rows)
+    return {
+        "passed": report.mismatch_rate <= spec.skew_threshold,
+        "metadata": {
+            "sampled": report.sampled, "compared": report.compared, "superseded_by_newer": report.superseded,
+            "mismatches": report.mismatches, "mismatch_rate": report.mismatch_rate,
+            "examples": dg.MetadataValue.json(report.examples),
+        },
+    }
 
 
 DRIFT_CHECK = "feature_drift"
 PSI_WARN = 0.2
 
 
-def build_drift_check(spec: FeatureViewSpec, partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
-    """Warns when a partition's feature distribution shifted a lot against the same weekday a week before."""
-    from datetime import date, timedelta
+BASELINE = timedelta(days=7)  # drift compares a partition with the same weekday a week before
 
-    from feature_platform.compute.drift import psi
 
-    @dg.asset_check(
-        asset=spec.name,
-        name=DRIFT_CHECK,
-        partitions_def=partitions,
-        description=f"PSI of each feature against the partition 7 days earlier; warns above {PSI_WARN}.",
-    )
-    def _drift(context: dg.AssetCheckExecutionContext, platform: FeaturePlatformResource) -> dg.AssetCheckResult:
-        offline = platform.runtime().offline
-        day = date.fromisoformat(context.partition_key)
-        current, previous = offline.read(spec, day, day), offline.read(spec, day - timedelta(days=7), day - timedelta(days=7))
-        scores = {f: psi(previous[f], current[f]) for f in spec.feature_names}
-        metadata = {f"psi.{f}": v for f, v in scores.items() if v is not None}
-        shifted = sorted(f for f, v in scores.items() if v is not None and v > PSI_WARN)
-        return dg.AssetCheckResult(
-            passed=not shifted,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={**metadata, "shifted": ", ".join(shifted) or "none",
-                      "baseline_partition": (day - timedelta(days=7)).isoformat(), "baseline_rows": len(previous)},
-        )
-
-    return _drift
+def drift_evaluation(spec: FeatureViewSpec, day: date, current, previous) -> dict:
+    """The drift check's result for partition `day` from its rows and the baseline partition's."""
+    scores = {f: psi(previous[f], current[f]) for f in spec.feature_names}
+    metadata = {f"psi.{f}": v for f, v in scores.items() if v is not None}
+    shifted = sorted(f for f, v in scores.items() if v is not None and v > PSI_WARN)
+    return {
+        "passed": not shifted,
+        "severity": dg.AssetCheckSeverity.WARN,
+        "metadata": {**metadata, "shifted": ", ".join(shifted) or "none",
+                     "baseline_partition": (day - BASELINE).isoformat(), "baseline_rows": len(previous)},
+    }
 
 
 def build_upstream_freshness_check(asset_key: dg.AssetKey, views: list[FeatureViewSpec]) -> dg.AssetChecksDefinition:

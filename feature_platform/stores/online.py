@@ -8,36 +8,23 @@ values, and a re-run replaces its own), and a read reports values older than the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import cached_property
+from pathlib import Path
 
 import pandas as pd
 from feast import FeatureStore
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
-from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
 from feature_platform.config import Settings
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.redis_online import RedisFeatures
 from feature_platform.stores.schema import SERVING_DTYPE
+from feature_platform.stores.sqlite_online import SqliteFeatures
 from feature_platform.stores.unavailable import store_errors
 
 PRESENT, MISSING, EXPIRED = "present", "missing", "expired"
-_READ_BATCH = 10_000  # below SQLite's bound-parameter limit
-
-
-def _entity_keys(spec: FeatureViewSpec, values: Sequence) -> list[EntityKeyProto]:
-    field = "int64_val" if spec.entity.dtype == "int64" else "string_val"
-    caster = int if field == "int64_val" else str
-    return [
-        EntityKeyProto(join_keys=[spec.entity.join_key], entity_values=[ValueProto(**{field: caster(v)})])
-        for v in values
-    ]
-
-
 class Watermarks:
     """The newest feature timestamp written online, per view, kept beside the values (max-only)."""
 
@@ -105,56 +92,32 @@ def watermarks(settings: Settings, client=None) -> Watermarks:
 
 
 class OnlineStore:
-    """Newest-wins writes and TTL-aware reads. On Redis the platform writes and reads Feast's format
-    itself (`RedisFeatures`: vectorized, one round trip, newest-wins inside Redis); other online
-    stores (SQLite in the embedded profile) go through Feast's provider."""
+    """Newest-wins writes and TTL-aware reads. The platform writes Feast's format itself, vectorized and
+    newest-wins inside the store: on Redis (`RedisFeatures`, which also reads, in one round trip) and on
+    the embedded profile's SQLite (`SqliteFeatures`; reads go through Feast)."""
 
     def __init__(self, store: FeatureStore, settings: Settings):
         self.store = store
         self.settings = settings
-        self.redis = None
+        self.redis = self.sqlite = None
         if settings.profile == "services":
             self.redis = RedisFeatures(redis_client(settings), store.config.project)
+        else:
+            self.sqlite = SqliteFeatures(Path(store.config.online_store.path), store.config.project)
 
     @cached_property
     def watermarks(self) -> Watermarks:
         return watermarks(self.settings, self.redis.client if self.redis is not None else None)
-
-    def current_timestamps(self, spec: FeatureViewSpec, keys: Sequence) -> pd.Series:
-        """The stored feature timestamp per entity key (NaT where the entity has no value)."""
-        fv = self.store.get_feature_view(spec.name)
-        provider = self.store._get_provider()  # Feast has no public bulk timestamp read
-        stamps: list = []
-        with store_errors(self.settings, f"reading online timestamps of {spec.name!r}"):
-            for i in range(0, len(keys), _READ_BATCH):
-                rows = provider.online_read(
-                    config=self.store.config, table=fv, entity_keys=_entity_keys(spec, keys[i : i + _READ_BATCH]),
-                    requested_features=spec.feature_names[:1],
-                )
-                stamps.extend(ts for ts, _ in rows)
-        return pd.Series(pd.to_datetime(stamps, utc=True), index=pd.Index(keys), dtype="datetime64[ns, UTC]")
 
     def write(self, spec: FeatureViewSpec, rows: pd.DataFrame) -> int:
         """Write `rows` newest-wins (ties rewrite); returns how many rows were written."""
         if rows.empty:
             return 0
         with store_errors(self.settings, f"writing {spec.name!r} online"):
-            if self.redis is not None:
-                written = self.redis.write(spec, rows)
-            else:
-                written = self._write_through_feast(spec, rows)
+            written = (self.redis or self.sqlite).write(spec, rows)
             if written:
                 self.watermarks.bump(spec.name, pd.Timestamp(rows[EVENT_TIMESTAMP].max()))
         return written
-
-    def _write_through_feast(self, spec: FeatureViewSpec, rows: pd.DataFrame) -> int:
-        current = self.current_timestamps(spec, rows[spec.entity.join_key].tolist())
-        incoming = pd.to_datetime(rows[EVENT_TIMESTAMP], utc=True)
-        keep = current.isna().to_numpy() | (incoming.to_numpy() >= current.to_numpy())
-        fresh = rows.loc[keep]
-        if not fresh.empty:
-            self.store.write_to_online_store(spec.name, fresh, allow_registry_cache=True)
-        return int(len(fresh))
 
     def newest_timestamp(self, spec: FeatureViewSpec) -> pd.Timestamp | None:
         """The newest feature timestamp written online for `spec` (None if nothing was)."""

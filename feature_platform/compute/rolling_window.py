@@ -1,0 +1,263 @@
+"""Many partition days of a sliding-window aggregation in one vectorized pass (numpy).
+
+`aggregate_day` re-aggregates the whole window for every partition, so a year of a 7-day view reads
+and groups every event 7 times. Here each event is aggregated once per (entity, day) and each daily
+partial is then added into the `window` partitions that contain it. The result is `aggregate_day`'s
+for every day (property-tested against it), including the closing rows, dtypes and row order.
+
+The grid: for each entity, every day D in the union of `[d, d + window]` over its event days d.
+Those are exactly the days with a non-empty window (`d <= D < d + window`) plus the closing day
+after each run of activity (`D = d + window` with nothing newer), and each key's days are
+contiguous in it, so "day d + i of key k" is "row of (k, d) + i".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+
+from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP, cast_to_spec, day_end
+from feature_platform.spec import FeatureViewSpec
+
+_EPOCH = date(1970, 1, 1)
+
+
+def supports(spec: FeatureViewSpec) -> bool:
+    """Whether the vectorized pass applies: windows of whole UTC days (every spec we ship)."""
+    window = spec.aggregation.window
+    return window >= timedelta(days=1) and window % timedelta(days=1) == timedelta(0)
+
+
+def day_numbers(ts: pd.Series) -> np.ndarray:
+    """UTC day of each timestamp as days since 1970-01-01 (NaT -> int64 min)."""
+    values = ts.dt.tz_convert("UTC").dt.tz_localize(None) if ts.dt.tz is not None else ts
+    return values.to_numpy().astype("datetime64[D]").astype(np.int64)
+
+
+def _sorted_unique(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(order, first, group): `codes[order]` is sorted, `first` indexes each distinct code's first
+    position in it, `group[i]` is event i's distinct-code number. (numpy's `unique` hashes: slower.)"""
+    order = np.argsort(codes, kind="stable")
+    ranked = codes[order]
+    new = np.diff(ranked, prepend=ranked[:1] - 1) != 0 if len(ranked) else np.zeros(0, dtype=bool)
+    group = np.empty(len(codes), dtype=np.int64)
+    group[order] = np.cumsum(new) - 1
+    return order, np.flatnonzero(new), group
+
+
+class _Grid:
+    """Sorted (group, day) rows: per group, the union of [d, d + reach] over its days d."""
+
+    def __init__(self, pairs: np.ndarray, reach: int, span: int):
+        """`pairs`: sorted distinct `group * span + day` codes."""
+        self.span = span
+        g, d = pairs // span, pairs % span
+        new_run = np.ones(len(pairs), dtype=bool)
+        new_run[1:] = (g[1:] != g[:-1]) | (d[1:] > d[:-1] + reach + 1)
+        starts = np.flatnonzero(new_run)
+        ends = np.append(starts[1:], len(pairs))[: len(starts)] - 1
+        lengths = d[ends] + reach - d[starts] + 1
+        offsets = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        self.group = np.repeat(g[starts], lengths)
+        self.day = np.repeat(d[starts], lengths) + offsets
+        self.code = self.group * span + self.day
+        self.at = np.searchsorted(self.code, pairs)  # the row of each input pair
+
+    def __len__(self) -> int:
+        return len(self.code)
+
+    def index(self, group: np.ndarray, day: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.code, group * self.span + day)
+
+    def spread(self, weights: np.ndarray, width: int) -> np.ndarray:
+        """Per grid row, the sum of the input pairs' `weights` among the `width` rows up to it: a day's
+        partial summed into each window that holds it. (g, d + i) is row (g, d) + i."""
+        if weights.dtype.kind == "f":  # add each partial in turn: no running-sum rounding drift
+            out = np.zeros(len(self), dtype=np.float64)
+            for i in range(width):
+                out[self.at + i] += weights  # rows are unique, so += is safe
+            return out
+        diff = np.zeros(len(self) + 1, dtype=np.int64)  # integers: enter, leave, running sum (exact)
+        diff[self.at] += weights
+        diff[self.at + width] -= weights
+        return np.cumsum(diff[:-1])
+
+
+# Up to this many distinct values, `mode` counts each value on the grid directly (fast); above, it
+# works on (entity, value) pairs (memory bounded by the pairs, not by entities x values).
+MODE_DIRECT_MAX_VALUES = 64
+
+
+def aggregate_range(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date]) -> Iterator[tuple[date, pd.DataFrame]]:
+    """`(day, aggregate_day(spec, raw, day))` for each of `days` in order, computed in one pass over `raw`."""
+    agg = spec.aggregation
+    key = spec.entity.join_key
+    width = agg.window.days
+    wanted = sorted(set(days))
+    if not wanted:
+        return
+    lo = (wanted[0] - _EPOCH).days - width  # day 0: the day before the first window, for closing rows
+    last = (wanted[-1] - _EPOCH).days - lo
+    span = last + width + 2  # room for day + width past the last day, per key
+
+    eday = day_numbers(raw[agg.timestamp_column]) - lo
+    keys, key_values = pd.factorize(raw[key], sort=True)
+    keep = (eday >= 0) & (eday <= last) & (keys >= 0)
+    events = raw.loc[keep] if not keep.all() else raw
+    k, d = keys[keep].astype(np.int64), eday[keep]
+
+    # Daily partials: one per (key, day) with events; `partial[i]` is event i's.
+    order, first, partial = _sorted_unique(k * span + d)
+    grid = _Grid((k * span + d)[order][first], reach=width, span=span)
+    n_partials = len(first)
+
+    def window_sum(values: np.ndarray) -> np.ndarray:
+        if values.dtype.kind == "f":
+            daily = np.bincount(partial, weights=values, minlength=n_partials)
+        else:  # exact for any int64, unlike bincount's float weights
+            daily = np.add.reduceat(values[order], first) if n_partials else np.zeros(0, dtype=np.int64)
+        return grid.spread(daily, width)
+
+    n_events = grid.spread(np.bincount(partial, minlength=n_partials), width)
+    columns: dict[str, np.ndarray] = {}
+    for a in agg.aggs:
+        column = events[a.column]
+        if a.fn in ("count", "mean"):
+            count = window_sum(column.notna().to_numpy().astype(np.int64))
+        if a.fn == "count":
+            columns[a.feature] = count
+        elif a.fn in ("sum", "mean"):
+            total = window_sum(_summable(column))
+            if a.fn == "sum":
+                columns[a.feature] = total
+            else:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    columns[a.feature] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+        elif a.fn == "count_distinct":
+            columns[a.feature] = _count_distinct(grid, k, d, column, width)
+        elif a.fn == "mode":
+            columns[a.feature] = _mode(grid, k, d, partial, n_partials, column, width, a.empty_value)
+        else:
+            columns[a.feature] = _extreme(grid, partial, n_partials, column, a.fn, width)
+
+    # Grid rows of the wanted days, ordered by day then key (the grid is key-major; a stable sort of
+    # small integers is a radix sort in numpy).
+    wanted_offsets = np.array([(x - _EPOCH).days - lo for x in wanted])
+    rows = np.flatnonzero(np.isin(grid.day, wanted_offsets))
+    row_day = grid.day[rows].astype(np.int16 if span < 2**15 else np.int64)
+    pick = rows[np.argsort(row_day, kind="stable")]
+    closing = n_events[pick] == 0
+    frame = pd.DataFrame({key: key_values.take(grid.group[pick])})
+    for a in agg.aggs:
+        frame[a.feature] = _fill(columns[a.feature][pick], closing, a.empty_value)
+    typed = {name: column.array for name, column in cast_to_spec(spec, frame, copy=False).items()}
+    del frame
+    bounds = np.searchsorted(grid.day[pick], np.append(wanted_offsets, wanted_offsets[-1] + 1))
+    for i, day in enumerate(wanted):  # one frame per day, built from slices (no whole-range copies)
+        part = pd.DataFrame({name: values[bounds[i]:bounds[i + 1]] for name, values in typed.items()})
+        part[EVENT_TIMESTAMP] = pd.Timestamp(day_end(day))
+        yield day, part
+
+
+def _summable(column: pd.Series) -> np.ndarray:
+    """Values to add up as pandas' `sum` does: nulls count as 0, booleans as 0/1."""
+    values = column.to_numpy()
+    if values.dtype.kind == "f":
+        return np.where(np.isnan(values), 0.0, values)
+    if values.dtype.kind in "iub":
+        return values.astype(np.int64)
+    return pd.to_numeric(column).fillna(0).to_numpy(dtype=np.float64)
+
+
+def _fill(values: np.ndarray, mask: np.ndarray, empty) -> np.ndarray:
+    """`values` with the closing rows (`mask`) set to the feature's empty value."""
+    if not mask.any():
+        return values
+    if empty is None:
+        if values.dtype.kind in "iu":
+            values = values.astype(np.float64)
+        empty = np.nan if values.dtype.kind == "f" else None
+    elif values.dtype != object and isinstance(empty, str):
+        values = values.astype(object)
+    values[mask] = empty
+    return values
+
+
+def _pair_codes(k: np.ndarray, v: np.ndarray, n_values: int, span: int) -> np.ndarray | None:
+    """`(k * n_values + v) * span + day`-style codes when they fit in int64, else None."""
+    if (int(k.max(initial=0)) + 1) * max(n_values, 1) * span < 2**62:
+        return k * n_values + v
+    return None
+
+
+def _count_distinct(grid: _Grid, k, d, column: pd.Series, width: int) -> np.ndarray:
+    """Distinct non-null values per window: a value counts from its first day in the window until
+    `width` days after its last, so repeats within the window are counted once."""
+    values, uniques = pd.factorize(column, sort=False)
+    ok = values >= 0
+    k, d, v = k[ok], d[ok], values[ok].astype(np.int64)
+    pair = _pair_codes(k, v, len(uniques), grid.span)
+    order = np.argsort(pair * grid.span + d, kind="stable") if pair is not None else np.lexsort((d, v, k))
+    k, d, v = k[order], d[order], v[order]
+    same_pair = np.zeros(len(k), dtype=bool)
+    same_pair[1:] = (k[1:] == k[:-1]) & (v[1:] == v[:-1])
+    repeat = np.zeros(len(k), dtype=bool)
+    repeat[1:] = same_pair[1:] & (d[1:] == d[:-1])
+    k, d, same_pair = k[~repeat], d[~repeat], same_pair[~repeat]
+    prev_d = np.concatenate(([0], d[:-1]))
+    starts = np.where(same_pair, np.maximum(d, prev_d + width), d)
+    counts = np.bincount(grid.index(k, starts), minlength=len(grid) + 1)[: len(grid)]
+    counts = counts - np.bincount(grid.index(k, d + width), minlength=len(grid) + 1)[: len(grid)]
+    return np.cumsum(counts)
+
+
+def _mode(grid: _Grid, k, d, partial, n_partials: int, column: pd.Series, width: int, empty) -> np.ndarray:
+    """Most frequent non-null value per window, ties to the smallest; `empty` where there is none."""
+    values, uniques = pd.factorize(column, sort=True)
+    out = np.full(len(grid), empty, dtype=object)
+    n_values = len(uniques)
+    if n_values == 0:
+        return out
+    labels = np.asarray(uniques, dtype=object)
+    if n_values <= MODE_DIRECT_MAX_VALUES:
+        best_count = np.zeros(len(grid), dtype=np.int64)
+        best = np.full(len(grid), -1, dtype=np.int64)
+        for v in range(n_values):  # ascending values: a tie keeps the smaller one (strict >)
+            count = grid.spread(np.bincount(partial[values == v], minlength=n_partials), width)
+            better = count > best_count
+            best_count[better], best[better] = count[better], v
+    else:
+        ok = values >= 0
+        k, d, v = k[ok], d[ok], values[ok].astype(np.int64)
+        pair = _pair_codes(k, v, n_values, grid.span)
+        if pair is None:
+            raise ValueError("mode over this many entities x values does not fit int64 codes; use fewer days per pass")
+        order, first, _ = _sorted_unique(pair * grid.span + d)
+        triples = (pair * grid.span + d)[order][first]
+        counts = np.diff(np.append(first, len(order)))
+        pairs = _Grid(triples, reach=width, span=grid.span)
+        in_window = pairs.spread(counts.astype(np.int64), width)
+        live = in_window > 0
+        pk, pv = pairs.group[live] // n_values, pairs.group[live] % n_values
+        score = in_window[live] * n_values + (n_values - 1 - pv)  # more rows first, then the smaller value
+        top = np.full(len(grid), -1, dtype=np.int64)
+        np.maximum.at(top, grid.index(pk, pairs.day[live]), score)
+        best = np.where(top >= 0, n_values - 1 - top % n_values, -1)
+    has = best >= 0
+    out[has] = labels[best[has]]
+    return out
+
+
+def _extreme(grid: _Grid, partial, n_partials: int, column: pd.Series, fn: str, width: int) -> np.ndarray:
+    """min / max: each day's extreme spread over the windows that hold it (nulls ignored)."""
+    values = pd.to_numeric(column).to_numpy(dtype=np.float64, na_value=np.nan)
+    reduce = np.fmin if fn == "min" else np.fmax
+    daily = np.full(n_partials, np.nan)
+    reduce.at(daily, partial, values)
+    out = np.full(len(grid), np.nan)
+    for i in range(width):  # unique rows per step, so plain fancy indexing is safe
+        out[grid.at + i] = reduce(out[grid.at + i], daily)
+    return out

@@ -1,0 +1,103 @@
+"""The embedded profile's SQLite writer stores exactly Feast's rows, stays newest-wins, and Feast reads it."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+from feast.infra.online_stores.helpers import extract_text_and_num
+from feast.type_map import python_values_to_proto_values
+from feast.value_type import ValueType
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from feature_platform.platform import FeaturePlatform
+from feature_platform.runtime import Runtime
+from feature_platform.specs.user_activity import SPEC
+from feature_platform.stores.sqlite_online import SqliteFeatures, value_texts
+from feature_platform_tests.conftest import make_embedded_settings
+
+_FEAST_TYPE = {"int64": ValueType.INT64, "float32": ValueType.FLOAT, "float64": ValueType.DOUBLE,
+               "string": ValueType.STRING, "bool": ValueType.BOOL}
+VALUES = {
+    "int64": st.integers(-(2**63), 2**63 - 1),
+    "float32": st.floats(allow_nan=False, allow_infinity=False, width=32),
+    "float64": st.floats(allow_nan=False, allow_infinity=False),
+    "string": st.text(max_size=50),
+    "bool": st.booleans(),
+}
+PANDAS = {"int64": "Int64", "float32": "float32", "float64": "float64", "string": object, "bool": "boolean"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), dtype=st.sampled_from(sorted(VALUES)))
+def test_value_text_is_what_feast_stores(data, dtype):
+    values = data.draw(st.lists(st.one_of(st.none(), VALUES[dtype]), min_size=1, max_size=20))
+    protos = python_values_to_proto_values(values, _FEAST_TYPE[dtype])
+    assert value_texts(pd.Series(values, dtype=PANDAS[dtype]), dtype) == [extract_text_and_num(p, False)[0] for p in protos]
+
+
+def frame(users, day: str, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = len(users)
+    duration = rng.uniform(0, 900, n).astype("float32")
+    duration[rng.random(n) < 0.3] = np.nan
+    return pd.DataFrame({
+        "user_id": np.asarray(users, dtype="int64"),
+        "sessions_7d": rng.integers(0, 9, n), "avg_session_duration_sec": duration,
+        "messages_sent_7d": rng.integers(0, 99, n), "tools_used_7d": rng.integers(0, 9, n),
+        "preferred_model": rng.choice(["claude-haiku", "gpt-4o", "unknown", "ünïcode"], n).astype(object),
+        "total_tokens_7d": rng.integers(0, 2**40, n),
+        "event_timestamp": pd.Timestamp(day, tz="UTC"),
+        "created_timestamp": pd.Timestamp("2026-03-01T05:06:07.891Z"),
+    })
+
+
+def table_rows(path, table="feature_platform_user_activity"):
+    with sqlite3.connect(path) as conn:
+        return conn.execute(f"SELECT entity_key, feature_name, value, value_text, vector_value, event_ts, created_ts "
+                            f"FROM {table} ORDER BY entity_key, feature_name").fetchall()
+
+
+@pytest.fixture(scope="module")
+def runtimes(tmp_path_factory):
+    """Two embedded deployments: one written by stock Feast, one by the platform's writer."""
+    out = []
+    for name in ("feast", "platform"):
+        rt = Runtime(make_embedded_settings(tmp_path_factory.mktemp(name)))
+        rt.apply()
+        out.append(rt)
+    return out
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(users=st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=40, unique=True), seed=st.integers(0, 99))
+def test_rows_are_identical_to_feast_write_to_online_store(runtimes, users, seed):
+    feast_rt, platform_rt = runtimes
+    rows = frame(users, "2026-03-02", seed)
+    feast_rt.feast.write_to_online_store("user_activity", rows)
+    SqliteFeatures(platform_rt.settings.feast_dir / "online.db", "feature_platform").write(SPEC, rows)
+    assert table_rows(platform_rt.settings.feast_dir / "online.db") == table_rows(feast_rt.settings.feast_dir / "online.db")
+
+
+def test_newest_wins_ties_rewrite_and_feast_reads_it_back(tmp_path):
+    settings_ = make_embedded_settings(tmp_path)
+    platform = FeaturePlatform(settings_)
+    online = platform.runtime.online
+    newer, older = frame([1, 2, 3], "2026-03-05", seed=1), frame([1, 2, 3, 4], "2026-03-02", seed=2)
+    assert online.write(SPEC, newer) == 3
+    assert online.write(SPEC, older) == 1  # only user 4, which had nothing newer
+    tie = newer.assign(total_tokens_7d=[7, 8, 9])
+    assert online.write(SPEC, tie) == 3  # a re-run of the same partition replaces its values
+
+    features = [f"user_activity:{f}" for f in SPEC.feature_names]
+    got = platform.online_features(features, [{"user_id": u} for u in (1, 2, 3, 4, 5)], with_metadata=True,
+                                   now=datetime(2026, 3, 6, tzinfo=timezone.utc))
+    assert got["total_tokens_7d"].tolist()[:3] == [7, 8, 9]
+    assert got["total_tokens_7d__status"].tolist() == ["present"] * 4 + ["missing"]
+    assert got["preferred_model"].tolist()[:4] == [*newer["preferred_model"], older["preferred_model"].iloc[3]]
+    want = pd.array([*newer["avg_session_duration_sec"], older["avg_session_duration_sec"].iloc[3], None], dtype="Float32")
+    pd.testing.assert_extension_array_equal(pd.array(got["avg_session_duration_sec"], dtype="Float32"), want)
