@@ -90,51 +90,54 @@ def materialize_range(runtime: Runtime, spec: FeatureViewSpec, first: date, last
     written, once at the end: the older rows would be overwritten within the same run anyway. If a day
     fails validation, the days before it are kept (offline and online, as if they had run alone) and
     the `ValidationFailedError` lists them in `completed`; nothing of the failing day or later is written.
-    Memory: one chunk of days, plus one row per entity.
+    Memory: one chunk of days (the days' rows are views of the chunk's frame), plus one row per entity.
     """
     total = (last - first).days + 1
     done: list[PartitionResult] = []  # rows_online is filled in once the online write is done
     newest: pd.DataFrame | None = None  # each entity's newest row written offline so far
-    pending: list[pd.DataFrame] = []
     created = pd.Timestamp(datetime.now(timezone.utc))
     try:
         for chunk in runtime.compute_chunks(spec, first, last):
             # One Pandera pass over the chunk (most of its cost is per call); on a failure, day by day to
             # report the first bad day as its own partition would, after writing the days before it.
-            valid = validate(spec, pd.concat([rows for _, rows in chunk], ignore_index=True)) is None if chunk else True
-            for day, rows in chunk:
+            valid = validate(spec, chunk.frame) is None
+            chunk.frame[CREATED_TIMESTAMP] = created
+            for i, (day, rows) in enumerate(chunk):
                 started = time.perf_counter()
                 if not valid:
-                    check_partition(runtime, spec, day, rows)
-                rows = rows.assign(**{CREATED_TIMESTAMP: created})
+                    try:
+                        check_partition(runtime, spec, day, rows.drop(columns=[CREATED_TIMESTAMP]))
+                    except ValidationFailedError:
+                        newest = _newest(spec, newest, chunk.frame.iloc[:chunk.bounds[i]])
+                        raise
                 runtime.offline.write_partition(spec, day, rows)
                 done.append(_result(spec, day, rows, 0, started))
                 if on_written:
                     on_written(day, rows)
-                pending.append(rows)
                 if progress:
                     progress(len(done), total, day)
-            if len(pending) >= 32:
-                newest, pending = _newest(spec, [newest, *pending] if newest is not None else pending), []
+            newest = _newest(spec, newest, chunk.frame)
+            chunk = rows = None  # released before the next chunk is computed, not after
     except ValidationFailedError as exc:
-        exc.completed = _sync_online(runtime, spec, done, [newest, *pending] if newest is not None else pending)
+        exc.completed = _sync_online(runtime, spec, done, newest)
         raise
-    return _sync_online(runtime, spec, done, [newest, *pending] if newest is not None else pending)
+    return _sync_online(runtime, spec, done, newest)
 
 
-def _newest(spec: FeatureViewSpec, frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Each entity's row with the latest feature timestamp (frames in day order)."""
-    rows = pd.concat(frames, ignore_index=True)
-    return rows.drop_duplicates(spec.entity.join_key, keep="last").reset_index(drop=True)
+def _newest(spec: FeatureViewSpec, newest: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame:
+    """Each entity's row with the latest feature timestamp, of `newest` and then `rows` (in day order)."""
+    latest = rows.drop_duplicates(spec.entity.join_key, keep="last")
+    if newest is not None:
+        latest = pd.concat([newest, latest], ignore_index=True).drop_duplicates(spec.entity.join_key, keep="last")
+    return latest.reset_index(drop=True)
 
 
 def _sync_online(runtime: Runtime, spec: FeatureViewSpec, done: list[PartitionResult],
-                 frames: list[pd.DataFrame]) -> list[PartitionResult]:
+                 latest: pd.DataFrame | None) -> list[PartitionResult]:
     """Write each entity's newest row of the completed days online; `done` with the rows each day sent
     (a single partition: the rows written, after newest-wins)."""
-    if not done or not frames:
+    if not done or latest is None or latest.empty:
         return done
-    latest = _newest(spec, frames)
     written = runtime.online.write(spec, latest)
     if len(done) == 1:  # one partition: what newest-wins let through (rows with a newer value online are kept)
         done[0].rows_online = written

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import date
 from functools import cached_property
 
 import pandas as pd
 from feast import FeatureStore
 
-from feature_platform.compute.window_aggregate import aggregate_days, raw_range_for
+from feature_platform.compute.window_aggregate import DayChunk, aggregate_chunk, raw_range_for
 from feature_platform.config import Settings
 from feature_platform.sources.sessions import read_sessions
 from feature_platform.spec import FeatureViewSpec
@@ -19,9 +20,9 @@ from feature_platform.stores.online import OnlineStore
 from feature_platform.stores.postgres import ensure_database
 
 _apply_lock = threading.Lock()
-# Partition days aggregated per pass over the raw events: ~2M feature rows at 100k users, and each pass
+# Partition days aggregated per pass over the raw events: ~1M feature rows at 100k users, and each pass
 # re-reads only the window's days before it.
-COMPUTE_CHUNK_DAYS = 32
+COMPUTE_CHUNK_DAYS = 16
 
 
 class Runtime:
@@ -68,10 +69,11 @@ class Runtime:
         for chunk in self.compute_chunks(spec, first, last):
             yield from chunk
 
-    def compute_chunks(self, spec: FeatureViewSpec, first: date, last: date):
-        """Yield lists of `(day, features)`, `COMPUTE_CHUNK_DAYS` days at a time, in order: raw events are read
-        and aggregated a chunk (plus its window) at a time, so memory stays bounded however long the range."""
+    def compute_chunks(self, spec: FeatureViewSpec, first: date, last: date) -> Iterator[DayChunk]:
+        """Yield the partition days of `first..last` as `DayChunk`s of `COMPUTE_CHUNK_DAYS` days, in order: raw
+        events are read and aggregated a chunk (plus its window) at a time, so memory stays bounded however
+        long the range."""
         days = list(pd.date_range(first, last, freq="D").date)
         for i in range(0, len(days), COMPUTE_CHUNK_DAYS):
             chunk = days[i:i + COMPUTE_CHUNK_DAYS]
-            yield list(aggregate_days(spec, self.read_raw(spec, chunk[0], chunk[-1]), chunk))
+            yield aggregate_chunk(spec, self.read_raw(spec, chunk[0], chunk[-1]), chunk)

@@ -36,15 +36,35 @@ class SkewReport:
 def skew_report(runtime: Runtime, spec: FeatureViewSpec, day: date, sample: int = SAMPLE, seed: int = 0,
                 offline: pd.DataFrame | None = None) -> SkewReport:
     """Sampled entities of partition `day` (`offline`: its rows, when already in memory) read back online."""
-    if offline is None:
-        offline = runtime.offline.read(spec, day, day)
-    if offline.empty:
-        return SkewReport(0, 0, 0, 0, [])
-    rows = sample_rows(offline, sample, seed)
+    return skew_reports(runtime, spec, {day: offline if offline is not None else runtime.offline.read(spec, day, day)},
+                        sample, seed)[day]
+
+
+def skew_reports(runtime: Runtime, spec: FeatureViewSpec, partitions: dict[date, pd.DataFrame], sample: int = SAMPLE,
+                 seed: int = 0) -> dict[date, SkewReport]:
+    """`skew_report` of several partitions (their offline rows, or samples of them) with one online read.
+
+    The read is made as of the earliest partition's timestamp, so no value newer than a partition reads
+    as expired for it; a value older than a partition is a mismatch whether or not it expired.
+    """
     key = spec.entity.join_key
-    ts = runtime.offline.partition_timestamp(day)
+    samples = {day: sample_rows(rows, sample, seed) for day, rows in partitions.items() if not rows.empty}
+    reports = {day: SkewReport(0, 0, 0, 0, []) for day in partitions}
+    if not samples:
+        return reports
+    keys = list(dict.fromkeys(v for rows in samples.values() for v in rows[key].tolist()))
     columns = [FeatureColumn(spec.name, f, f) for f in spec.feature_names]
-    online = runtime.online.read({spec.name: spec}, columns, [{key: v} for v in rows[key].tolist()], now=ts)
+    earliest = runtime.offline.partition_timestamp(min(samples))
+    online = runtime.online.read({spec.name: spec}, columns, [{key: v} for v in keys], now=earliest)
+    online.index = pd.Index(keys)
+    for day, rows in samples.items():
+        reports[day] = _compare(spec, rows, online.loc[rows[key].tolist()].reset_index(drop=True),
+                                runtime.offline.partition_timestamp(day))
+    return reports
+
+
+def _compare(spec: FeatureViewSpec, rows: pd.DataFrame, online: pd.DataFrame, ts: pd.Timestamp) -> SkewReport:
+    key = spec.entity.join_key
     stamps = pd.to_datetime(online[f"{spec.feature_names[0]}__event_timestamp"], utc=True)
     superseded = (stamps > ts).to_numpy()
     compared = ~superseded

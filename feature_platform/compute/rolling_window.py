@@ -19,7 +19,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP, cast_to_spec, day_end
+from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP, DayChunk, cast_to_spec, day_end
 from feature_platform.spec import FeatureViewSpec
 
 _EPOCH = date(1970, 1, 1)
@@ -93,16 +93,22 @@ MODE_DIRECT_MAX_VALUES = 64
 
 def aggregate_range(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date]) -> Iterator[tuple[date, pd.DataFrame]]:
     """`(day, aggregate_day(spec, raw, day))` for each of `days` in order, computed in one pass over `raw`."""
+    if days:
+        yield from aggregate_chunk(spec, raw, days)
+
+
+def aggregate_chunk(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date]) -> DayChunk:
+    """The rows of `aggregate_day(spec, raw, day)` for each of `days`, in one frame, in one pass over `raw`."""
     agg = spec.aggregation
     key = spec.entity.join_key
     width = agg.window.days
     wanted = sorted(set(days))
-    if not wanted:
-        return
     lo = (wanted[0] - _EPOCH).days - width  # day 0: the day before the first window, for closing rows
     last = (wanted[-1] - _EPOCH).days - lo
     span = last + width + 2  # room for day + width past the last day, per key
 
+    if not wanted:
+        return DayChunk([], pd.DataFrame(), np.zeros(1, dtype=np.int64))
     eday = day_numbers(raw[agg.timestamp_column]) - lo
     keys, key_values = pd.factorize(raw[key], sort=True)
     keep = (eday >= 0) & (eday <= last) & (keys >= 0)
@@ -137,7 +143,7 @@ def aggregate_range(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[dat
                 with np.errstate(invalid="ignore", divide="ignore"):
                     columns[a.feature] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
         elif a.fn == "count_distinct":
-            columns[a.feature] = _count_distinct(grid, k, d, column, width)
+            columns[a.feature] = _count_distinct(grid, k, d, grid.at[partial], column, width)
         elif a.fn == "mode":
             columns[a.feature] = _mode(grid, k, d, partial, n_partials, column, width, a.empty_value)
         else:
@@ -153,13 +159,12 @@ def aggregate_range(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[dat
     frame = pd.DataFrame({key: key_values.take(grid.group[pick])})
     for a in agg.aggs:
         frame[a.feature] = _fill(columns[a.feature][pick], closing, a.empty_value)
-    typed = {name: column.array for name, column in cast_to_spec(spec, frame, copy=False).items()}
-    del frame
     bounds = np.searchsorted(grid.day[pick], np.append(wanted_offsets, wanted_offsets[-1] + 1))
-    for i, day in enumerate(wanted):  # one frame per day, built from slices (no whole-range copies)
-        part = pd.DataFrame({name: values[bounds[i]:bounds[i + 1]] for name, values in typed.items()})
-        part[EVENT_TIMESTAMP] = pd.Timestamp(day_end(day))
-        yield day, part
+    ends = pd.DatetimeIndex([day_end(x) for x in wanted]).as_unit("us")
+    # One frame built at once (consolidated blocks), so each day's rows are a view of it, not a copy.
+    typed = dict(cast_to_spec(spec, frame, copy=False).items())
+    typed[EVENT_TIMESTAMP] = pd.Series(ends.repeat(np.diff(bounds)))
+    return DayChunk(wanted, pd.DataFrame(typed), bounds)
 
 
 def _summable(column: pd.Series) -> np.ndarray:
@@ -193,24 +198,25 @@ def _pair_codes(k: np.ndarray, v: np.ndarray, n_values: int, span: int) -> np.nd
     return None
 
 
-def _count_distinct(grid: _Grid, k, d, column: pd.Series, width: int) -> np.ndarray:
+def _count_distinct(grid: _Grid, k, d, row, column: pd.Series, width: int) -> np.ndarray:
     """Distinct non-null values per window: a value counts from its first day in the window until
-    `width` days after its last, so repeats within the window are counted once."""
+    `width` days after its last, so repeats within the window are counted once. `row[i]`: the grid
+    row of event i's (key, day); its key's later days follow it."""
     values, uniques = pd.factorize(column, sort=False)
     ok = values >= 0
-    k, d, v = k[ok], d[ok], values[ok].astype(np.int64)
+    k, d, v, row = k[ok], d[ok], values[ok].astype(np.int64), row[ok]
     pair = _pair_codes(k, v, len(uniques), grid.span)
     order = np.argsort(pair * grid.span + d, kind="stable") if pair is not None else np.lexsort((d, v, k))
-    k, d, v = k[order], d[order], v[order]
+    k, d, v, row = k[order], d[order], v[order], row[order]
     same_pair = np.zeros(len(k), dtype=bool)
     same_pair[1:] = (k[1:] == k[:-1]) & (v[1:] == v[:-1])
     repeat = np.zeros(len(k), dtype=bool)
     repeat[1:] = same_pair[1:] & (d[1:] == d[:-1])
-    k, d, same_pair = k[~repeat], d[~repeat], same_pair[~repeat]
+    d, row, same_pair = d[~repeat], row[~repeat], same_pair[~repeat]
     prev_d = np.concatenate(([0], d[:-1]))
     starts = np.where(same_pair, np.maximum(d, prev_d + width), d)
-    counts = np.bincount(grid.index(k, starts), minlength=len(grid) + 1)[: len(grid)]
-    counts = counts - np.bincount(grid.index(k, d + width), minlength=len(grid) + 1)[: len(grid)]
+    counts = np.bincount(row + (starts - d), minlength=len(grid) + 1)[: len(grid)]
+    counts = counts - np.bincount(row + width, minlength=len(grid) + 1)[: len(grid)]
     return np.cumsum(counts)
 
 

@@ -7,6 +7,7 @@ compute exactly what a run on the day itself would have computed.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
@@ -57,14 +58,44 @@ def aggregate_day(spec: FeatureViewSpec, raw: pd.DataFrame, day: date) -> pd.Dat
     return out
 
 
-def aggregate_days(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date]) -> Iterator[tuple[date, pd.DataFrame]]:
+@dataclass
+class DayChunk:
+    """The feature rows of several partition days in one frame: day by day, each day's sorted by key.
+    `bounds[i]:bounds[i + 1]` are the rows of `days[i]`; `rows(i)` is a view of them."""
+
+    days: list[date]
+    frame: pd.DataFrame
+    bounds: np.ndarray
+
+    def rows(self, i: int) -> pd.DataFrame:
+        part = self.frame.iloc[self.bounds[i]:self.bounds[i + 1]]
+        part.index = pd.RangeIndex(len(part))
+        return part
+
+    def __iter__(self) -> Iterator[tuple[date, pd.DataFrame]]:
+        return ((day, self.rows(i)) for i, day in enumerate(self.days))
+
+
+def aggregate_chunk(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date]) -> DayChunk:
     """`aggregate_day` for several days over one raw frame: in one vectorized pass for windows of whole
-    days (`rolling_window`), else slicing the frame by time once per day."""
+    days (`rolling_window`), else day by day."""
     from feature_platform.compute import rolling_window  # it builds on this module
 
     if rolling_window.supports(spec):
-        yield from rolling_window.aggregate_range(spec, raw, days)
-        return
+        return rolling_window.aggregate_chunk(spec, raw, days)
+    frames = list(_aggregate_each_day(spec, raw, days))
+    if not frames:
+        return DayChunk([], pd.DataFrame(), np.zeros(1, dtype=np.int64))
+    bounds = np.cumsum([0, *(len(f) for _, f in frames)])
+    return DayChunk([d for d, _ in frames], pd.concat([f for _, f in frames], ignore_index=True), bounds)
+
+
+def aggregate_days(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date]) -> Iterator[tuple[date, pd.DataFrame]]:
+    """`(day, aggregate_day(spec, raw, day))` for each of `days`, computed as one chunk."""
+    yield from aggregate_chunk(spec, raw, days)
+
+
+def _aggregate_each_day(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date]) -> Iterator[tuple[date, pd.DataFrame]]:
     agg = spec.aggregation
     raw = raw.sort_values(agg.timestamp_column, kind="stable")
     ts = raw[agg.timestamp_column]

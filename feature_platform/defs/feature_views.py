@@ -24,6 +24,7 @@ from feature_platform.defs.freshness_checks import (
     SKEW_CHECK,
     drift_evaluation,
     skew_evaluation,
+    skew_result,
 )
 from feature_platform.defs.metadata import materialization_metadata, range_metadata, view_asset_args
 from feature_platform.defs.partitions import daily_partitions
@@ -31,7 +32,7 @@ from feature_platform.defs.raw_sessions import raw_source_key
 from feature_platform.defs.resources import FeaturePlatformResource
 from feature_platform.errors import ValidationFailedError
 from feature_platform.pipeline import PartitionResult, materialize_range, validate
-from feature_platform.skew import sample_rows
+from feature_platform.skew import sample_rows, skew_reports
 from feature_platform.spec import FeatureViewSpec
 
 PANDERA_CHECK = "pandera_schema"
@@ -125,7 +126,8 @@ class _Report:
     `MaterializeResult` for the range and an `AssetCheckEvaluation` per partition and check.
     Drift is evaluated for every day from the rows in memory (the baseline a week before from memory or the
     offline table); skew for every day once the run's online write is done, from the sample of each day's
-    rows taken when it was written (entities superseded by a newer day of the run count as such).
+    rows taken when it was written, all read back online at once (entities superseded by a newer day of
+    the run count as such).
     """
 
     def __init__(self, context, spec: FeatureViewSpec, key: dg.AssetKey, runtime):
@@ -147,7 +149,7 @@ class _Report:
             if baseline is None:
                 baseline = self.runtime.offline.read(self.spec, day - BASELINE, day - BASELINE)
             self.drift[day] = drift_evaluation(self.spec, day, rows, baseline)
-        self.recent[day] = rows
+        self.recent[day] = rows.copy()  # not a view: it would keep the whole chunk of days alive
         self.recent.pop(day - BASELINE - timedelta(days=1), None)
         if SKEW_CHECK in self.selected:
             self.samples[day] = sample_rows(rows)
@@ -165,12 +167,16 @@ class _Report:
                 yield dg.MaterializeResult(asset_key=self.key, metadata=materialization_metadata(self.spec, results[0]))
         elif complete:
             yield dg.MaterializeResult(asset_key=self.key, metadata=range_metadata(self.spec, results))
+        if results:  # one line per run: each log line is a stored Dagster event (per-day figures are in the metadata)
+            self.context.log.info(
+                "%s %s..%s: %d partitions, %d rows (%d closing), %d written online in %.2fs",
+                self.spec.name, results[0].day, results[-1].day, len(results), sum(r.rows for r in results),
+                sum(r.closing_rows for r in results), sum(r.rows_online for r in results),
+                sum(r.duration_sec for r in results),
+            )
+        skew = skew_reports(self.runtime, self.spec, {r.day: self.samples[r.day] for r in results if r.day in self.samples})
         for result in results:
             day, partition = result.day, result.day.isoformat()
-            self.context.log.info(
-                "%s %s: %d rows (%d closing), %d written online in %.2fs",
-                self.spec.name, partition, result.rows, result.closing_rows, result.rows_online, result.duration_sec,
-            )
             if not self.single and not complete:
                 yield dg.AssetMaterialization(asset_key=self.key, partition=partition,
                                               metadata=materialization_metadata(self.spec, result))
@@ -178,8 +184,8 @@ class _Report:
                 yield self.check(PANDERA_CHECK, day, passed=True, metadata={"rows": result.rows})
             if day in self.drift:
                 yield self.check(DRIFT_CHECK, day, **self.drift[day])
-            if day in self.samples:
-                yield self.check(SKEW_CHECK, day, **skew_evaluation(self.runtime, self.spec, day, rows=self.samples[day]))
+            if day in skew:
+                yield self.check(SKEW_CHECK, day, **skew_result(self.spec, skew[day]))
 
     def stored(self, days: list[date]):
         """The selected checks of stored partitions, without materializing (a check run on its own)."""

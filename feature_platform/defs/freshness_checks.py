@@ -61,9 +61,12 @@ def build_freshness_schedule(checks: list[dg.AssetChecksDefinition]) -> dg.Sched
 
 
 def skew_evaluation(runtime, spec: FeatureViewSpec, day: date, rows=None) -> dict:
-    """The skew check's result for partition `day` (`rows`: its offline rows or their `sample_rows`, when
-    already in memory)."""
-    report = skew_report(runtime, spec, day, offline=rows)
+    """The skew check's result for partition `day` (`rows`: its offline rows, when already in memory)."""
+    return skew_result(spec, skew_report(runtime, spec, day, offline=rows))
+
+
+def skew_result(spec: FeatureViewSpec, report) -> dict:
+    """A `SkewReport` as the skew check's result."""
     return {
         "passed": report.mismatch_rate <= spec.skew_threshold,
         "metadata": {
