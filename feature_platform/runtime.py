@@ -64,11 +64,6 @@ class Runtime:
         start, end = raw_range_for(spec, first, last)
         return read_sessions(self.settings.sessions_path, start, end)
 
-    def compute(self, spec: FeatureViewSpec, first: date, last: date):
-        """Yield `(day, features)` for each partition day in `first..last`, in order."""
-        for chunk in self.compute_chunks(spec, first, last):
-            yield from chunk
-
     def compute_chunks(self, spec: FeatureViewSpec, first: date, last: date) -> Iterator[DayChunk]:
         """Yield the partition days of `first..last` as `DayChunk`s of `COMPUTE_CHUNK_DAYS` days, in order: raw
         events are read and aggregated a chunk (plus its window) at a time, so memory stays bounded however

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feature_platform.compute.rolling_window import aggregate_range
+from feature_platform.compute.rolling_window import aggregate_chunk
 from feature_platform.compute.window_aggregate import aggregate_day
 from feature_platform.demo.generator import generate_day
 from feature_platform.spec import Agg, Field
@@ -27,7 +27,7 @@ def assert_same(got: pd.DataFrame, want: pd.DataFrame) -> None:
 
 
 def compare(spec, raw: pd.DataFrame, days: list[date]) -> None:
-    got = list(aggregate_range(spec, raw, days))
+    got = list(aggregate_chunk(spec, raw, days))
     assert [d for d, _ in got] == sorted(set(days))
     for day, frame in got:
         assert_same(frame, aggregate_day(spec, raw, day))
@@ -101,7 +101,7 @@ def test_many_distinct_values_take_the_pair_path(monkeypatch):
 
 def test_no_events_gives_empty_partitions_with_the_schema():
     raw = generate_day(FIRST, 10, seed=1).iloc[:0]
-    ((day, frame),) = list(aggregate_range(SPEC, raw, [FIRST]))
+    ((day, frame),) = list(aggregate_chunk(SPEC, raw, [FIRST]))
     assert day == FIRST and frame.empty
     assert list(frame.columns) == ["user_id", *SPEC.feature_names, "event_timestamp"]
     assert_same(frame, aggregate_day(SPEC, raw, FIRST))
@@ -111,5 +111,5 @@ def test_large_integers_stay_exact():
     big = np.int64(2**62 // 8)
     raw = generate_day(FIRST, 200, seed=1).head(4).assign(user_id=1, tokens=big)
     assert len(raw) == 4
-    ((_, frame),) = list(aggregate_range(SPEC, raw, [FIRST]))
+    ((_, frame),) = list(aggregate_chunk(SPEC, raw, [FIRST]))
     assert frame["total_tokens_7d"].item() == 4 * big

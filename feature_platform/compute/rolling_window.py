@@ -13,7 +13,7 @@ contiguous in it, so "day d + i of key k" is "row of (k, d) + i".
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import date, timedelta
 
 import numpy as np
@@ -89,12 +89,6 @@ class _Grid:
 # Up to this many distinct values, `mode` counts each value on the grid directly (fast); above, it
 # works on (entity, value) pairs (memory bounded by the pairs, not by entities x values).
 MODE_DIRECT_MAX_VALUES = 64
-
-
-def aggregate_range(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date]) -> Iterator[tuple[date, pd.DataFrame]]:
-    """`(day, aggregate_day(spec, raw, day))` for each of `days` in order, computed in one pass over `raw`."""
-    if days:
-        yield from aggregate_chunk(spec, raw, days)
 
 
 def aggregate_chunk(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date]) -> DayChunk:
