@@ -17,6 +17,7 @@ DType = Literal["int64", "float32", "float64", "string", "bool"]
 AggFn = Literal["count_distinct", "count", "sum", "mean", "min", "max", "mode"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_MAX_NAME = 63  # PostgreSQL's identifier limit
 # The value a feature takes on a closing row (the entity's window just became empty).
 _EMPTY_BY_FN: dict[str, Any] = {"count_distinct": 0, "count": 0, "sum": 0, "mean": None, "min": None, "max": None}
 
@@ -177,6 +178,18 @@ def versioned_name(family: str, version: int) -> str:
 def _problems(spec: FeatureViewSpec):
     if not _NAME.match(spec.name):
         yield "name must be snake_case"
+    # Every name below ends up in SQL identifiers, Redis keys or Feast objects: snake_case only, so no spec
+    # can smuggle quoting, separators or whitespace into them.
+    named = [("entity", spec.entity.name), ("join key", spec.entity.join_key),
+             *(("field", f.name) for f in spec.fields), *(("renamed_from", f.renamed_from) for f in spec.fields if f.renamed_from)]
+    if spec.push_source is not None:
+        named.append(("push_source", spec.push_source))
+    if spec.aggregation is not None:
+        named += [("source", spec.aggregation.source), ("timestamp column", spec.aggregation.timestamp_column),
+                  *(("aggregated column", a.column) for a in spec.aggregation.aggs)]
+    for what, value in named:
+        if not isinstance(value, str) or not _NAME.match(value) or len(value) > _MAX_NAME:
+            yield f"{what} {value!r} must be a snake_case identifier of at most {_MAX_NAME} characters"
     if not spec.fields:
         yield "at least one field is required"
     names = [f.name for f in spec.fields]

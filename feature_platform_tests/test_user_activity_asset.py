@@ -183,3 +183,21 @@ def test_validation_failure_writes_nothing_and_quarantines(settings):
 def test_invalid_spec_field_is_rejected_by_name():
     with pytest.raises(ValueError, match="feature view 'user_activity'.*sessions_7d.*declared twice"):
         replace(SPEC, fields=SPEC.fields + (Field("sessions_7d", "int64"),))
+
+
+@pytest.mark.parametrize("bad", ['sessions"; DROP TABLE x; --', "Sessions", "a b", "user:activity", "x" * 64, ""])
+def test_names_that_would_reach_sql_or_redis_keys_are_rejected(bad):
+    """A spec cannot put quoting, separators, whitespace or overlong names into identifiers and keys."""
+    field = next(f for f in SPEC.fields if f.name == "tools_used_7d")
+    cases = [
+        lambda: replace(SPEC, fields=tuple(replace(f, name=bad) if f is field else f for f in SPEC.fields),
+                        aggregation=replace(SPEC.aggregation, aggs=tuple(
+                            replace(a, feature=bad) if a.feature == field.name else a for a in SPEC.aggregation.aggs))),
+        lambda: replace(SPEC, entity=replace(SPEC.entity, join_key=bad)),
+        lambda: replace(SPEC, aggregation=replace(SPEC.aggregation, source=bad)),
+        lambda: replace(SPEC, aggregation=replace(SPEC.aggregation, aggs=tuple(
+            replace(a, column=bad) if a.feature == field.name else a for a in SPEC.aggregation.aggs))),
+    ]
+    for make in cases:
+        with pytest.raises(ValueError, match="feature view 'user_activity'.*snake_case identifier"):
+            make()
