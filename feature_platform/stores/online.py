@@ -76,12 +76,24 @@ class SqliteWatermarks(Watermarks):
             conn.execute("DELETE FROM feature_platform_watermarks WHERE view = ?", (view,))
 
 
+# Bounded retries: a Redis restart or failover of a few seconds is ridden out (writes are idempotent:
+# newest-wins, ties rewrite), a longer outage fails with StoreUnavailableError after ~REDIS_RETRIES tries.
+REDIS_RETRIES = 6
+REDIS_BACKOFF = (0.05, 2.0)  # exponential backoff with jitter: base, cap (seconds)
+
+
 def redis_client(settings: Settings):
-    """A Redis client with timeouts, so an outage fails fast instead of hanging a run or a request."""
+    """A Redis client with timeouts and bounded retries, so an outage fails fast instead of hanging a run
+    or a request, and a brief restart does not fail it at all."""
     import redis
+    from redis.backoff import ExponentialWithJitterBackoff
+    from redis.retry import Retry
 
     return redis.Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db,
-                       password=settings.redis_password or None, socket_timeout=5, socket_connect_timeout=5)
+                       password=settings.redis_password or None, socket_timeout=5, socket_connect_timeout=2,
+                       retry=Retry(ExponentialWithJitterBackoff(base=REDIS_BACKOFF[0], cap=REDIS_BACKOFF[1]),
+                                   REDIS_RETRIES),
+                       retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])
 
 
 def watermarks(settings: Settings, client=None) -> Watermarks:

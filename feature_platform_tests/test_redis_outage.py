@@ -1,0 +1,117 @@
+"""Redis down or restarted during online sync and reads, against a real redis-server of the test's own (on a
+free loopback port, so the machine's Redis is untouched): a restart within the retry budget is ridden out,
+a longer outage fails fast with a clear error, and a re-run completes the sync."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from datetime import date, datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+import redis
+
+from feature_platform.demo.generator import generate_day
+from feature_platform.errors import StoreUnavailableError
+from feature_platform.platform import FeaturePlatform
+from feature_platform.specs.user_activity import SPEC
+from feature_platform_tests.conftest import IN_CI, services_settings_in, write_sessions
+
+pytestmark = pytest.mark.services
+D = date(2026, 4, 10)
+FEATURES = [f"user_activity:{f}" for f in SPEC.feature_names]
+
+
+class PrivateRedis:
+    def __init__(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.proc = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        for _ in range(100):
+            try:
+                client.ping()
+                return
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def outage(tmp_path):
+    if shutil.which("redis-server") is None:
+        if IN_CI:
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    server = PrivateRedis()
+    server.start()
+    with services_settings_in(tmp_path) as settings:
+        settings = settings.with_(redis_port=server.port, redis_db=0)
+        write_sessions(settings.sessions_path, pd.concat([generate_day(D - timedelta(days=i), 200, seed=2) for i in range(9)]))
+        yield FeaturePlatform(settings), server
+    if server.proc.poll() is None:
+        server.stop()
+
+
+def online(platform, users):
+    return platform.online_features(FEATURES, [{"user_id": int(u)} for u in users], with_metadata=True,
+                                    now=datetime(2026, 4, 11, 1, tzinfo=timezone.utc))
+
+
+def test_a_restart_during_sync_is_ridden_out(outage):
+    platform, server = outage
+    platform.apply()
+    platform.runtime.online.redis.client.ping()  # connected before the outage
+    rows = platform.offline_table("user_activity")  # empty: compute the partition to write it by hand
+    assert rows.empty
+    platform.materialize("user_activity", D)
+    table = platform.offline_table("user_activity", D, D)
+    server.stop()  # Redis restarts (empty: no persistence) while a sync is retrying
+    restart = threading.Timer(0.4, server.start)
+    restart.start()
+    written = platform.runtime.online.write(SPEC, table)
+    restart.join()
+    assert written == len(table) > 0
+    got = online(platform, table["user_id"])
+    assert (got["sessions_7d__status"] == "present").all()
+    assert got["total_tokens_7d"].astype("int64").tolist() == table["total_tokens_7d"].tolist()
+
+
+def test_a_long_outage_fails_fast_and_clearly_and_a_rerun_completes(outage):
+    platform, server = outage
+    platform.apply()
+    platform.runtime.online.redis.client.ping()
+    server.stop()
+    started = time.monotonic()
+    with pytest.raises(Exception) as failed:
+        platform.materialize("user_activity", D)
+    assert time.monotonic() - started < 60
+    assert "Redis" in str(failed.value) and "unreachable" in str(failed.value)
+    assert "password" not in str(failed.value).lower()
+    # The offline partition was written before the online sync failed: it is complete and consistent.
+    table = platform.offline_table("user_activity", D, D)
+    assert len(table) > 0 and not table.duplicated(["user_id", "event_timestamp"]).any()
+
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailableError, match="Redis at 127.0.0.1:.* is unreachable"):
+        online(platform, table["user_id"].head(5))  # reads during the outage: a clear error, no hang
+    assert time.monotonic() - started < 60
+
+    server.start()
+    platform.materialize("user_activity", D)  # the re-run completes the sync
+    got = online(platform, table["user_id"])
+    assert (got["sessions_7d__status"] == "present").all()
+    assert got["total_tokens_7d"].astype("int64").tolist() == table["total_tokens_7d"].tolist()
