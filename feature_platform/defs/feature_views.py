@@ -108,11 +108,12 @@ def _build(spec: FeatureViewSpec, settings: Settings) -> dg.AssetsDefinition:
                                         on_written=report.written)
         except ValidationFailedError as exc:
             yield from report.partitions(exc.completed, complete=False)
-            yield report.check(PANDERA_CHECK, date.fromisoformat(exc.partition), passed=False, metadata={
-                "failures": len(exc.failures),
-                "failure_cases": dg.MetadataValue.md(exc.failures.head(20).to_markdown(index=False)),
-                "quarantine": dg.MetadataValue.path(exc.quarantine_path),
-            })
+            if PANDERA_CHECK in report.selected:
+                yield report.check(PANDERA_CHECK, date.fromisoformat(exc.partition), passed=False, metadata={
+                    "failures": len(exc.failures),
+                    "failure_cases": dg.MetadataValue.md(exc.failures.head(20).to_markdown(index=False)),
+                    "quarantine": dg.MetadataValue.path(exc.quarantine_path),
+                })
             raise dg.Failure(description=str(exc), metadata={"quarantine": dg.MetadataValue.path(exc.quarantine_path)}) from exc
         yield from report.partitions(results)
 
