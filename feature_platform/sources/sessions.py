@@ -70,7 +70,7 @@ def read_sessions(path: str | Path, start: datetime, end: datetime) -> pd.DataFr
         raise SourceDataError(f"sessions source {path}: cannot cast to the sessions schema: {exc}") from exc
     # Strings stay in Arrow buffers (pandas' "string[pyarrow]"): a Python object per session id would
     # cost ~4x the memory and the conversion time, and factorizing them is faster.
-    return table.to_pandas(types_mapper={pa.string(): STRING}.get, self_destruct=True, split_blocks=True)
+    return table.to_pandas(types_mapper={pa.string(): STRING}.get)
 
 
 def _check_columns(schema: pa.Schema, path: Path) -> None:

@@ -30,8 +30,8 @@ def ensure_database(settings: Settings, db: str) -> None:
             if not exists:
                 try:
                     conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
-                except psycopg.errors.DuplicateDatabase:
-                    pass  # created concurrently
+                except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                    pass  # created concurrently (PostgreSQL reports the race as either)
     except psycopg.OperationalError as exc:
         raise StoreUnavailableError(
             f"PostgreSQL at {settings.pg_host}:{settings.pg_port} is unreachable: {exc}".strip()
