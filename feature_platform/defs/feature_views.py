@@ -11,7 +11,7 @@ materialization, metadata and check result.
 
 
 import warnings
-from datetime import date, timedelta
+from datetime import date
 
 import dagster as dg
 
@@ -150,8 +150,9 @@ class _Report:
             if baseline is None:
                 baseline = self.runtime.offline.read(self.spec, day - BASELINE, day - BASELINE)
             self.drift[day] = drift_evaluation(self.spec, day, rows, baseline)
-        self.recent[day] = rows.copy()  # not a view: it would keep the whole chunk of days alive
-        self.recent.pop(day - BASELINE - timedelta(days=1), None)
+            # The baseline of day + 7 (popped then, so at most a week is kept); a copy, as a view would keep
+            # the whole chunk of days alive.
+            self.recent[day] = rows.copy()
         if SKEW_CHECK in self.selected:
             self.samples[day] = sample_rows(rows)
 
