@@ -64,12 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     remove.add_argument("--version", type=int, help="the version of family VIEW to remove")
     history = sub.add_parser("history", help="the registry's change history: who changed which view, when, and how")
     history.add_argument("--view", help="only this view, family or feature service")
+    serve = sub.add_parser("serve", help="Feast's HTTP feature server on the platform's registry and online store "
+                           "(/get-online-features, /push, /health)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: loopback only)")
+    serve.add_argument("--port", type=int, default=6566, help="port (default 6566, Feast's)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
 
     args = parser.parse_args(argv)
     try:
         platform = FeaturePlatform.from_env()
         commands = {"demo": _demo, "materialize": _materialize, "online": _online, "stream": _stream,
-                    "freshness": _freshness, "plan": _plan, "apply": _apply, "remove": _remove, "history": _history}
+                    "freshness": _freshness, "plan": _plan, "apply": _apply, "remove": _remove, "history": _history,
+                    "serve": _serve}
         return commands[args.command](platform, args)
     except BreakingChangeError as exc:
         print(exc.plan.render() if exc.plan is not None else "", file=sys.stdout)
@@ -78,6 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     except FeaturePlatformError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _serve(platform: FeaturePlatform, args) -> int:
+    from feature_platform.serving.server import serve
+
+    print(f"{platform!r}\nserving on http://{args.host}:{args.port} (POST /get-online-features, POST /push, GET /health)",
+          file=sys.stderr)
+    serve(args.host, args.port, args.workers)
+    return 0
 
 
 class ProgressBar:

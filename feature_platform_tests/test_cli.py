@@ -22,7 +22,7 @@ def cli(settings, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("command", [[], ["demo"], ["materialize"], ["online"], ["plan"], ["apply"], ["remove"],
-                                     ["history"]])
+                                     ["history"], ["serve"]])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([*command, "--help"])

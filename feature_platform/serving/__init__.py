@@ -1,0 +1,1 @@
+"""Serving over HTTP: Feast's feature server on the platform's registry and online store."""

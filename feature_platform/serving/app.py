@@ -1,0 +1,110 @@
+"""The HTTP app of `feature-platform serve`: Feast's feature server, trimmed to what serving needs.
+
+Feast's `/get-online-features` is kept as Feast builds it (request and response formats, metrics,
+registry refresh) over `PlatformFeatureStore`. `/push` and `/health` are replaced: the push answers
+with what the platform did (accepted, rejected, duplicates) and `/health` checks the online store
+too, not only the registry. Feast's `/materialize*` and `/write-to-online-store` are not mounted:
+materialization is a Dagster run, and raw online writes would bypass validation and newest-wins.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from fastapi import FastAPI, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from feast.data_source import PushMode
+from feast.feature_server import PushFeaturesRequest, get_app
+
+from feature_platform.errors import (
+    FeaturePlatformError,
+    InvalidDateError,
+    SourceDataError,
+    StoreUnavailableError,
+    UnknownFeatureError,
+    UnknownFeatureViewError,
+)
+from feature_platform.ingest import IngestResult
+from feature_platform.serving.feature_store import PlatformFeatureStore
+
+SERVED = {"/get-online-features", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+PUSH_MODES = {"online": PushMode.ONLINE, "offline": PushMode.OFFLINE, "online_and_offline": PushMode.ONLINE_AND_OFFLINE}
+REGISTRY_TTL_SEC = 60  # how often the server re-reads the registry (a new view appears within a minute)
+
+
+class BadRequestError(FeaturePlatformError, ValueError):
+    """A request the server cannot act on (malformed body, unknown push mode)."""
+
+
+HTTP_STATUS = [
+    (UnknownFeatureViewError, status.HTTP_404_NOT_FOUND),
+    (UnknownFeatureError, status.HTTP_404_NOT_FOUND),
+    ((BadRequestError, InvalidDateError, SourceDataError), status.HTTP_400_BAD_REQUEST),
+    (StoreUnavailableError, status.HTTP_503_SERVICE_UNAVAILABLE),
+]
+
+
+def build_app(platform) -> FastAPI:
+    store = PlatformFeatureStore(platform)
+    app = get_app(store, registry_ttl_sec=REGISTRY_TTL_SEC)
+    app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) in SERVED]
+
+    @app.post("/push")
+    async def push(request: PushFeaturesRequest) -> JSONResponse:
+        if request.to not in PUSH_MODES:
+            raise BadRequestError(f"push mode {request.to!r} is not one of {sorted(PUSH_MODES)}")
+        try:
+            frame = pd.DataFrame(request.df)
+        except ValueError as exc:
+            raise BadRequestError(f"push body 'df' is not a table of equal-length columns: {exc}") from None
+        result = await run_in_threadpool(store.push, request.push_source_name, frame, to=PUSH_MODES[request.to])
+        if isinstance(result, IngestResult):
+            return JSONResponse({"batch_id": result.batch_id, "received": result.received, "accepted": result.accepted,
+                                 "rejected": result.rejected, "duplicates": result.duplicates})
+        return JSONResponse({"batch_id": result, "received": len(frame)}, status_code=status.HTTP_202_ACCEPTED)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        checks = await run_in_threadpool(_health, platform, store)
+        healthy = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if healthy else "unavailable", "profile": platform.settings.profile,
+                             **checks}, status_code=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE)
+
+    @app.exception_handler(FeaturePlatformError)
+    async def platform_error(_request: Request, exc: FeaturePlatformError) -> JSONResponse:
+        code = next((c for kinds, c in HTTP_STATUS if isinstance(exc, kinds)), status.HTTP_500_INTERNAL_SERVER_ERROR)
+        return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=code)
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of the platform the FEATURE_PLATFORM_* environment configures (uvicorn's factory)."""
+    from feature_platform.platform import FeaturePlatform
+
+    return build_app(FeaturePlatform.from_env())
+
+
+def _health(platform, store) -> dict[str, str]:
+    checks = {}
+    try:
+        store.registry.list_projects(allow_cache=True)
+        checks["registry"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure makes the server unhealthy
+        checks["registry"] = f"error: {type(exc).__name__}"
+    try:
+        _ping(platform.runtime.online)
+        checks["online_store"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["online_store"] = f"error: {type(exc).__name__}"
+    return checks
+
+
+def _ping(online) -> None:
+    if online.redis is not None:
+        online.redis.client.ping()
+    else:
+        import sqlite3
+
+        with sqlite3.connect(f"file:{online.sqlite.path}?mode=ro", uri=True, timeout=2) as conn:
+            conn.execute("SELECT 1").fetchone()

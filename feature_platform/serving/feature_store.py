@@ -1,0 +1,90 @@
+"""A Feast `FeatureStore` whose online reads and pushes go through the platform.
+
+Feast's feature server calls `store.get_online_features` and `store.push`. Routed through the
+platform, HTTP clients get exactly the semantics of `FeaturePlatform.online_features` and `push`:
+a value older than its view's TTL comes back null with Feast's own `OUTSIDE_MAX_AGE` status (Feast's
+Redis and SQLite reads ignore the TTL), and a push is validated, written newest-wins online and logged
+offline (Feast's push overwrites online values unconditionally and skips validation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from feast import FeatureService, FeatureStore
+from feast.data_source import PushMode
+from feast.online_response import OnlineResponse
+from feast.protos.feast.serving.ServingService_pb2 import FieldStatus, GetOnlineFeaturesResponse
+from feast.type_map import python_values_to_proto_values
+from feast.value_type import ValueType
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from feature_platform.stores.online import EXPIRED, MISSING, PRESENT
+
+VALUE_TYPE = {"int64": ValueType.INT64, "float32": ValueType.FLOAT, "float64": ValueType.DOUBLE,
+              "string": ValueType.STRING, "bool": ValueType.BOOL}
+STATUS = {PRESENT: FieldStatus.PRESENT, MISSING: FieldStatus.NOT_FOUND, EXPIRED: FieldStatus.OUTSIDE_MAX_AGE}
+
+
+class PlatformFeatureStore(FeatureStore):
+    """Feast's FeatureStore on the platform's registry, with reads and pushes delegated to `platform`."""
+
+    def __init__(self, platform):
+        super().__init__(config=platform.runtime.feast.config)
+        self.platform = platform
+
+    def get_online_features(self, features, entity_rows, full_feature_names: bool = False,
+                            include_feature_view_version_metadata: bool = False) -> OnlineResponse:
+        refs = features.name if isinstance(features, FeatureService) else list(features)
+        rows = _rows(entity_rows)
+        data = self.platform.online_features(refs, rows, with_metadata=True, full_feature_names=full_feature_names,
+                                             output="dict")
+        columns, specs = self.platform._resolved(refs, full_feature_names)
+        proto = GetOnlineFeaturesResponse()
+        for key in dict.fromkeys(s.entity.join_key for s in specs.values()):
+            dtype = next(s.entity.dtype for s in specs.values() if s.entity.join_key == key)
+            _append(proto, key, data[key], VALUE_TYPE[dtype], [FieldStatus.PRESENT] * len(rows), [None] * len(rows))
+        for c in columns:
+            dtype = specs[c.view].field(c.feature).dtype
+            _append(proto, c.column, data[c.column], VALUE_TYPE[dtype],
+                    [STATUS[s] for s in data[f"{c.column}__status"]], data[f"{c.column}__event_timestamp"])
+        return OnlineResponse(proto)
+
+    async def get_online_features_async(self, features, entity_rows, full_feature_names: bool = False,
+                                        include_feature_view_version_metadata: bool = False) -> OnlineResponse:
+        return await asyncio.to_thread(self.get_online_features, features, entity_rows, full_feature_names)
+
+    def push(self, push_source_name: str, df, allow_registry_cache: bool = True, to: PushMode = PushMode.ONLINE,
+             transform_on_write: bool = True):
+        """Online (or online and offline): the platform's low-latency path, which writes online now and
+        offline from its log, so a pushed event never reaches only one side. Offline: the source's
+        transport, which the view's Dagster sensor ingests."""
+        return self.platform.push(push_source_name, df, direct=to != PushMode.OFFLINE)
+
+    async def push_async(self, push_source_name: str, df, allow_registry_cache: bool = True,
+                         to: PushMode = PushMode.ONLINE, transform_on_write: bool = True):
+        return await asyncio.to_thread(self.push, push_source_name, df, allow_registry_cache, to)
+
+
+def _rows(entity_rows) -> list[dict]:
+    """Feast accepts columns (`{key: [values]}`, what its server passes) or a list of row dicts."""
+    if isinstance(entity_rows, dict):
+        keys = list(entity_rows)
+        lengths = {len(entity_rows[k]) for k in keys}
+        if len(lengths) > 1:
+            raise ValueError(f"entity columns have different lengths: { {k: len(v) for k, v in entity_rows.items()} }")
+        return [dict(zip(keys, values)) for values in zip(*(entity_rows[k] for k in keys))]
+    return [dict(r) for r in entity_rows]
+
+
+def _append(proto: GetOnlineFeaturesResponse, name: str, values: list, value_type: ValueType, statuses: list,
+            stamps_ns: list) -> None:
+    proto.metadata.feature_names.val.append(name)
+    vector = proto.results.add()
+    vector.values.extend(python_values_to_proto_values(values, value_type))
+    vector.statuses.extend(statuses)
+    for ns in stamps_ns:
+        ts = Timestamp()
+        if ns is not None:
+            ts.FromNanoseconds(int(ns))
+        vector.event_timestamps.append(ts)
