@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import backfill, data, online, push, report, training_set
+from benchmarks import backfill, data, online, online_load, push, report, training_set
 
 HERE = Path(__file__).resolve().parent
 # name -> callable(args, log) -> (results, markdown)
@@ -44,6 +44,13 @@ def _online(args: argparse.Namespace, log) -> tuple[dict, str]:
 
 
 BENCHMARKS[online.NAME] = _online
+
+
+def _online_load(args: argparse.Namespace, log) -> tuple[dict, str]:
+    return online_load.run(users=args.users, seed=args.seed, seconds=5 if args.quick else 30, log=log)
+
+
+BENCHMARKS[online_load.NAME] = _online_load
 
 
 def _backfill(args: argparse.Namespace, log) -> tuple[dict, str]:
