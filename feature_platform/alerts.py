@@ -14,6 +14,7 @@ import dagster as dg
 
 from feature_platform.config import Settings
 from feature_platform.freshness import STALE, view_freshness
+from feature_platform.redact import redact, url_origin
 from feature_platform.runtime import Runtime
 from feature_platform.specs import all_specs
 
@@ -95,4 +96,5 @@ def _post(url: str, payload: dict, logger) -> None:
         with urllib.request.urlopen(request, timeout=5) as response:
             response.read()
     except OSError as exc:  # an unreachable sink must not stop the other alerts
-        logger.warning("alert webhook %s failed: %s", url.split("?")[0], exc)
+        # The webhook's path is its token (Slack: /services/T…/B…/secret): log only where it points.
+        logger.warning("alert webhook %s failed: %s", url_origin(url), redact(str(exc), [url]))

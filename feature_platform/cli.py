@@ -79,11 +79,23 @@ def main(argv: list[str] | None = None) -> int:
         return commands[args.command](platform, args)
     except BreakingChangeError as exc:
         print(exc.plan.render() if exc.plan is not None else "", file=sys.stdout)
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_redacted(exc)}", file=sys.stderr)
         return EXIT_BREAKING
     except FeaturePlatformError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_redacted(exc)}", file=sys.stderr)
         return 1
+
+
+def _redacted(exc: Exception) -> str:
+    """The message without the environment's credentials (a store's error may quote its connection string)."""
+    from feature_platform.config import Settings
+    from feature_platform.redact import redact, secrets_of
+
+    try:
+        secrets = secrets_of(Settings.from_env())
+    except ValueError:  # the configuration itself is what failed: mask what the URL/conninfo patterns find
+        secrets = []
+    return redact(str(exc), secrets)
 
 
 def _serve(platform: FeaturePlatform, args) -> int:

@@ -135,16 +135,17 @@ class Settings:
         return self.home / "dagster"
 
     def pg_conninfo(self, db: str | None = None) -> str:
-        """libpq connection string (psycopg); password included only when set."""
-        parts = [f"host={self.pg_host}", f"port={self.pg_port}", f"user={self.pg_user}", f"dbname={db or self.pg_db}"]
-        if self.pg_password:
-            parts.append(f"password={self.pg_password}")
-        return " ".join(parts) + " connect_timeout=5"
+        """libpq connection string (psycopg); password included only when set. Values are quoted by psycopg:
+        a password with a space or quote must neither break the string nor show up in its parse error."""
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(host=self.pg_host, port=self.pg_port, user=self.pg_user, dbname=db or self.pg_db,
+                             password=self.pg_password or None, connect_timeout=5)
 
     def pg_sqlalchemy_url(self) -> str:
         from urllib.parse import quote
 
-        auth = quote(self.pg_user) + (f":{quote(self.pg_password)}" if self.pg_password else "")
+        auth = quote(self.pg_user, safe="") + (f":{quote(self.pg_password, safe='')}" if self.pg_password else "")
         return f"postgresql+psycopg://{auth}@{self.pg_host}:{self.pg_port}/{self.pg_db}"
 
     def as_env(self) -> dict[str, str]:

@@ -6,15 +6,23 @@ then tried against the local services (same variables, hosts mapped to 127.0.0.1
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import socket
+import subprocess
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
 import redis
 import yaml
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from feature_platform.config import ENV_VARS, Settings, dagster_instance_config
+from feature_platform_tests.conftest import IN_CI
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -28,6 +36,17 @@ def compose_env(service: str) -> dict[str, str]:
 def resolve(value: str) -> str:
     """Compose's ${VAR:-default} with VAR unset."""
     return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """A compose env file: NAME=value lines, # comments."""
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def interpolated(value: str) -> list[str]:
+    """The variables a compose value interpolates (`${VAR}`, `${VAR:?msg}`, `${VAR:-default}`)."""
+    return re.findall(r"(?<!\$)\$\{([A-Z_]+)", value)
 
 
 def test_compose_runs_the_full_stack():
@@ -48,11 +67,97 @@ def test_compose_variables_are_the_ones_the_code_reads():
         assert env["DAGSTER_HOME"] == "/opt/dagster/home"
     pg = COMPOSE["services"]["postgres"]["environment"]
     env = compose_env("user_code")
-    assert pg["POSTGRES_PASSWORD"] == env["FEATURE_PLATFORM_PG_PASSWORD"]
+    # The password reaches PostgreSQL (interpolated from .env) and the platform (its env_file) under one name.
+    assert interpolated(pg["POSTGRES_PASSWORD"]) == ["FEATURE_PLATFORM_PG_PASSWORD"]
     assert pg["POSTGRES_USER"] == env["FEATURE_PLATFORM_PG_USER"]
     assert pg["POSTGRES_DB"] == env["FEATURE_PLATFORM_PG_DB"]
-    settings = Settings.from_env({k: resolve(v) for k, v in env.items()})
-    assert settings.profile == "services" and settings.pg_password == "feature_platform"
+    example = env_file(ROOT / ".env.example")
+    settings = Settings.from_env({k: resolve(v) for k, v in env.items()} | example)
+    assert settings.profile == "services"
+    assert settings.pg_password == example["FEATURE_PLATFORM_PG_PASSWORD"] != ""
+    assert settings.redis_password == example["FEATURE_PLATFORM_REDIS_PASSWORD"] != ""
+
+
+def test_compose_publishes_only_the_webserver_and_reads_secrets_from_an_env_file():
+    services = COMPOSE["services"]
+    assert {name for name, service in services.items() if "ports" in service} == {"webserver"}
+    assert not any("expose" in service or service.get("network_mode") == "host" for service in services.values())
+    for name in PLATFORM_SERVICES:
+        assert services[name]["env_file"] == [".env"], name
+    # No secret is a literal: each is interpolated, with no default to fall back on (`${VAR:?...}`).
+    secret_names = [name for name in ENV_VARS if name.endswith(("_PASSWORD", "_WEBHOOK_URL"))]
+    assignments = dict(mappings(COMPOSE))
+    assert {"POSTGRES_PASSWORD", "FEATURE_PLATFORM_REDIS_PASSWORD"} <= set(assignments)
+    for key, values in assignments.items():
+        if key in secret_names or key == "POSTGRES_PASSWORD":
+            assert all(re.fullmatch(r"\$\{[A-Z_]+:\?[^}]*\}", v) for v in values), (key, values)
+    assert not set(secret_names) & set(compose_env("user_code"))  # the platform's come from the env_file
+    command = " ".join(services["redis"]["command"])
+    assert '--requirepass "$$FEATURE_PLATFORM_REDIS_PASSWORD"' in command  # expanded in the container
+    # .env holds the real values: ignored by git, and every secret the code reads has a placeholder.
+    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+    assert set(secret_names) <= set(env_file(ROOT / ".env.example"))
+
+
+def test_the_compose_redis_command_requires_its_password(tmp_path):
+    """The redis service's command and healthcheck, run by a real redis-server (Docker is not available here)."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        if IN_CI:
+            pytest.fail("redis-server and redis-cli are needed")
+        pytest.skip("redis-server and redis-cli are needed")
+    service = COMPOSE["services"]["redis"]
+    shell, flag, script = service["command"]
+    assert (shell, flag) == ("sh", "-c")
+    port = free_port()
+    script = script.replace("$$", "$") + f" --port {port} --bind 127.0.0.1 --dir {tmp_path}"  # compose unescapes $$
+    secret = "compose-redis-secret"
+    env = {**os.environ, "FEATURE_PLATFORM_REDIS_PASSWORD": secret}
+    server = subprocess.Popen([shell, flag, script], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        authed = redis.Redis(port=port, password=secret, socket_timeout=2)
+        for _ in range(100):
+            try:
+                assert authed.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.05)
+        assert authed.ping()
+        once = Retry(NoBackoff(), 0)  # redis-py retries an authentication error by default; it is final here
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            redis.Redis(port=port, socket_timeout=2, retry=once).ping()
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            redis.Redis(port=port, password="wrong", socket_timeout=2, retry=once).ping()
+        kind, check = service["healthcheck"]["test"]
+        assert kind == "CMD-SHELL"
+        check = check.replace("$$", "$").replace("redis-cli", f"redis-cli -p {port}")
+        assert subprocess.run(["sh", "-c", check], env=env).returncode == 0
+        wrong = {**env, "FEATURE_PLATFORM_REDIS_PASSWORD": "wrong"}
+        assert subprocess.run(["sh", "-c", check], env=wrong, stderr=subprocess.DEVNULL).returncode != 0
+    finally:
+        server.kill()
+        server.wait()
+
+
+def mappings(node):
+    """Every (key, [string values]) of a YAML tree."""
+    found: dict[str, list[str]] = {}
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if isinstance(value, str):
+                    found.setdefault(str(key), []).append(value)
+                stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found.items()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def test_dagster_yaml_files_match_the_generated_instance_config():

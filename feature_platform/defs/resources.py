@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 
 import dagster as dg
+from pydantic import Field
 
 from feature_platform.config import Settings
 from feature_platform.runtime import Runtime
 
 _runtimes: dict[Settings, Runtime] = {}
+# Credentials (a webhook URL is its own token): EnvVar references in the UI, never values, and not in repr.
+SECRET_FIELDS = ("pg_password", "redis_password", "alert_webhook_url", "alert_slack_webhook_url")
 
 
 class FeaturePlatformResource(dg.ConfigurableResource):
@@ -24,15 +27,15 @@ class FeaturePlatformResource(dg.ConfigurableResource):
     pg_host: str = "127.0.0.1"
     pg_port: int = 5432
     pg_user: str = "postgres"
-    pg_password: str = ""
+    pg_password: str = Field(default="", repr=False)  # a secret: not in repr
     pg_db: str = "feature_platform"
     dagster_pg_db: str = "dagster"
     redis_host: str = "127.0.0.1"
     redis_port: int = 6379
     redis_db: int = 0
-    redis_password: str = ""
-    alert_webhook_url: str = ""
-    alert_slack_webhook_url: str = ""
+    redis_password: str = Field(default="", repr=False)  # a secret: not in repr
+    alert_webhook_url: str = Field(default="", repr=False)  # a secret: not in repr
+    alert_slack_webhook_url: str = Field(default="", repr=False)  # a secret: not in repr
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides) -> FeaturePlatformResource:
@@ -62,7 +65,7 @@ def _field_value(name: str, env: dict[str, str]):
 
 def platform_resource_from_env() -> FeaturePlatformResource:
     """The resource for this environment; secrets stay references to env vars (shown as such in the UI)."""
-    secrets = {name: dg.EnvVar(f"FEATURE_PLATFORM_{name.upper()}") for name in ("pg_password", "redis_password")
+    secrets = {name: dg.EnvVar(f"FEATURE_PLATFORM_{name.upper()}") for name in SECRET_FIELDS
                if os.environ.get(f"FEATURE_PLATFORM_{name.upper()}")}
     return FeaturePlatformResource.from_settings(Settings.from_env(), **secrets)
 

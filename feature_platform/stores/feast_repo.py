@@ -1,4 +1,5 @@
-"""The Feast FeatureStore of a profile, configured in code from Settings (no feature_store.yaml needed)."""
+"""The Feast FeatureStore of a profile, configured in code from Settings (no feature_store.yaml needed, so
+no credential is ever written to disk for Feast)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from feature_platform.config import FEAST_PROJECT, OFFLINE_SCHEMA, Settings
 
 def repo_config(settings: Settings) -> RepoConfig:
     if settings.profile == "services":
+        if "," in settings.redis_password:  # Feast splits its Redis connection string on commas
+            raise ValueError("FEATURE_PLATFORM_REDIS_PASSWORD must not contain ',' (Feast's Redis connection string)")
         password = f",password={settings.redis_password}" if settings.redis_password else ""
         return RepoConfig(
             project=FEAST_PROJECT,

@@ -7,6 +7,7 @@ from psycopg import sql
 
 from feature_platform.config import Settings
 from feature_platform.errors import StoreUnavailableError
+from feature_platform.redact import redact, secrets_of
 
 
 def connect(settings: Settings, db: str | None = None, **kwargs) -> psycopg.Connection:
@@ -16,9 +17,9 @@ def connect(settings: Settings, db: str | None = None, **kwargs) -> psycopg.Conn
         return psycopg.connect(settings.pg_conninfo(db), **kwargs)
     except psycopg.OperationalError as exc:
         if f'database "{db}" does not exist' not in str(exc):
-            raise StoreUnavailableError(
-                f"PostgreSQL at {settings.pg_host}:{settings.pg_port} (database {db!r}) is unreachable: {exc}".strip()
-            ) from exc
+            raise StoreUnavailableError(redact(
+                f"PostgreSQL at {settings.pg_host}:{settings.pg_port} (database {db!r}) is unreachable: {exc}".strip(),
+                secrets_of(settings))) from exc
     ensure_database(settings, db)
     return psycopg.connect(settings.pg_conninfo(db), **kwargs)
 
@@ -33,7 +34,7 @@ def ensure_database(settings: Settings, db: str) -> None:
                 except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
                     pass  # created concurrently (PostgreSQL reports the race as either)
     except psycopg.OperationalError as exc:
-        raise StoreUnavailableError(
-            f"PostgreSQL at {settings.pg_host}:{settings.pg_port} is unreachable: {exc}".strip()
-        ) from exc
+        raise StoreUnavailableError(redact(
+            f"PostgreSQL at {settings.pg_host}:{settings.pg_port} is unreachable: {exc}".strip(), secrets_of(settings)
+        )) from exc
 

@@ -11,18 +11,20 @@ import sqlalchemy.exc
 
 from feature_platform.config import Settings
 from feature_platform.errors import StoreUnavailableError
+from feature_platform.redact import redact, secrets_of
 
 
 @contextmanager
 def store_errors(settings: Settings, doing: str) -> Iterator[None]:
-    """Turn connection failures of Redis, PostgreSQL or the SQL registry into StoreUnavailableError."""
+    """Turn connection failures of Redis, PostgreSQL or the SQL registry into StoreUnavailableError (redacted:
+    a driver's message may quote a connection string)."""
     try:
         yield
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        raise StoreUnavailableError(
-            f"{doing}: Redis at {settings.redis_host}:{settings.redis_port} is unreachable: {exc}"
-        ) from exc
+        raise StoreUnavailableError(redact(
+            f"{doing}: Redis at {settings.redis_host}:{settings.redis_port} is unreachable: {exc}", secrets_of(settings)
+        )) from exc
     except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as exc:
-        raise StoreUnavailableError(
-            f"{doing}: PostgreSQL at {settings.pg_host}:{settings.pg_port} is unreachable: {exc}"
-        ) from exc
+        raise StoreUnavailableError(redact(
+            f"{doing}: PostgreSQL at {settings.pg_host}:{settings.pg_port} is unreachable: {exc}", secrets_of(settings)
+        )) from exc

@@ -1,0 +1,292 @@
+"""Credentials come only from the environment and never come back out: not in exceptions (message, repr,
+traceback with its causes), logs, the Dagster event log and its metadata, CLI output, PostgreSQL tables
+or files the platform writes. Run against the real services with real secrets: a PostgreSQL role with a
+password (one with a space and a quote, so quoting is exercised too), a private redis-server started
+with --requirepass, and a Slack-style webhook URL whose path is a token.
+
+PostgreSQL here trusts 127.0.0.1, so a wrong PostgreSQL password cannot be refused; a wrong port is the
+PostgreSQL failure, and a wrong Redis password the authentication failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import socket
+import subprocess
+import time
+import traceback
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import quote
+
+import pandas as pd
+import psycopg
+import pytest
+import redis
+import sqlalchemy
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from feature_platform import alerts, cli
+from feature_platform.config import Settings
+from feature_platform.defs.resources import FeaturePlatformResource
+from feature_platform.demo.generator import generate_day
+from feature_platform.errors import MaterializationError, StoreUnavailableError
+from feature_platform.platform import FeaturePlatform
+from feature_platform.redact import MASK, redact, secrets_of, url_origin
+from feature_platform.stores.feast_repo import repo_config
+from feature_platform_tests.conftest import IN_CI, services_settings_in, write_sessions
+
+ROOT = Path(__file__).resolve().parents[1]
+D = date(2026, 4, 10)
+FEATURES = ["user_activity:sessions_7d", "user_activity:total_tokens_7d"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def forms(secrets) -> list[str]:
+    """A secret as it could leak: raw or URL-quoted."""
+    return sorted({f for s in secrets for f in (s, quote(s, safe=""), quote(s))})
+
+
+def assert_clean(text: str, secrets, where: str) -> None:
+    if any(f in text for f in forms(secrets)):
+        pytest.fail(f"a secret appears in {where}", pytrace=False)  # not repeated in the report (CI logs)
+
+
+def assert_exception_clean(exc: BaseException, secrets) -> None:
+    assert_clean(str(exc), secrets, "the exception message")
+    assert_clean(repr(exc), secrets, "the exception repr")
+    assert_clean("".join(traceback.format_exception(exc)), secrets, "the traceback (with its causes)")
+
+
+# --- no services needed ---------------------------------------------------------------------------
+
+def test_connection_strings_quote_passwords_and_redaction_masks_them():
+    secret = "s3 cr'et/@,x\\y"  # space, quote, URL and conninfo metacharacters
+    settings = Settings.from_env({"FEATURE_PLATFORM_PROFILE": "services", "FEATURE_PLATFORM_PG_PASSWORD": secret,
+                                  "FEATURE_PLATFORM_REDIS_PASSWORD": "r3dis-secret",
+                                  "FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/tok3n"})
+    # Parsed back by the drivers to the very same password: nothing breaks or spills into a parse error.
+    assert conninfo_to_dict(settings.pg_conninfo())["password"] == secret
+    assert sqlalchemy.engine.make_url(settings.pg_sqlalchemy_url()).password == secret
+    assert "password" not in conninfo_to_dict(settings.with_(pg_password="").pg_conninfo())
+    secrets = secrets_of(settings)
+    assert set(secrets) == {secret, "r3dis-secret", "https://hooks.slack.com/services/T/B/tok3n"}
+    # Pattern-based masking alone (no known secrets) covers conninfo, URLs and Feast's Redis string.
+    config = repo_config(settings)
+    for text in (settings.pg_conninfo(), settings.pg_sqlalchemy_url(), config.online_store.connection_string):
+        masked = redact(text)
+        assert MASK in masked and "r3dis" not in masked and "s3" not in masked and "et/" not in masked, masked
+        assert_clean(redact(text, secrets), secrets, "a redacted connection string")
+    assert_clean(redact(f"failed: {config!r} {settings.pg_conninfo()}", secrets), secrets, "a redacted repr")
+    assert redact("no secret here: host=db port=5432", secrets) == "no secret here: host=db port=5432"
+    assert url_origin("https://hooks.slack.com/services/T/B/tok3n?x=1") == f"https://hooks.slack.com/{MASK}"
+    # Settings and the Dagster resource never show a secret in their repr.
+    assert_clean(repr(settings), secrets, "repr(Settings)")
+    assert_clean(repr(FeaturePlatformResource.from_settings(settings)), secrets, "repr(FeaturePlatformResource)")
+
+
+def test_a_redis_password_feast_cannot_carry_is_refused_without_echoing_it():
+    settings = Settings.from_env({"FEATURE_PLATFORM_PROFILE": "services", "FEATURE_PLATFORM_REDIS_PASSWORD": "a,b"})
+    with pytest.raises(ValueError, match="FEATURE_PLATFORM_REDIS_PASSWORD must not contain ','") as refused:
+        repo_config(settings)
+    assert "a,b" not in str(refused.value)
+
+
+def test_a_failing_alert_webhook_is_logged_without_its_token(embedded_settings, caplog):
+    token = uuid.uuid4().hex
+    url = f"http://127.0.0.1:{free_port()}/services/T0/B0/{token}?k={token}"  # nothing listens there
+    settings = embedded_settings.with_(alert_webhook_url=url, alert_slack_webhook_url=url)
+    alert = alerts.Alert("stale:v", "open", "v", "v is stale", "2026-04-10T00:00:00+00:00")
+    with caplog.at_level(logging.DEBUG):
+        alerts.send([alert], settings, logger=logging.getLogger("test_security.alerts"))
+    failures = [r for r in caplog.records if "alert webhook" in r.getMessage()]
+    assert len(failures) == 2  # both sinks were tried and failed
+    assert "http://127.0.0.1:" in failures[0].getMessage()  # where it points is still said
+    assert_clean(caplog.text, [token], "the alert log")
+
+
+# Literal credentials: `password = "x"`, a URL with a password, `--requirepass x`, and (configuration
+# files) `PASSWORD: x` / `PASSWORD=x`.
+_LITERALS = [
+    re.compile(r"""(?i)\b\w*(password|passwd|secret|token)\w*\s*[=:]\s*["'][^"'{}$\s]+["']"""),
+    re.compile(r"""(?i)\b[a-z][a-z0-9+.-]*://[^\s/:@"'{}]+:(?!password@)[^\s/@"'{}$*]+@"""),
+    re.compile(r"""(?i)--requirepass\s+\\?["']?(?![$"'\\])\S"""),
+    re.compile(r"""^\s*[A-Z_]*PASSWORD\s*[:=]\s*(?![\s"'$]|\{env:|$)\S""", re.MULTILINE),
+]
+
+
+def test_no_credential_literal_in_the_code_or_the_deployment_files():
+    files = [*(ROOT / "feature_platform").rglob("*.py"), *(ROOT / "deploy").rglob("*.yaml"), ROOT / "dagster.yaml",
+             ROOT / "docker-compose.yml", ROOT / "Dockerfile", ROOT / "workspace.yaml"]
+    assert len(files) > 20
+    hits = [f"{path.relative_to(ROOT)}:{text[:m.start()].count(chr(10)) + 1}: {m.group(0)}"
+            for path in files for text in [path.read_text()]
+            for pattern in (_LITERALS[:3] if path.suffix == ".py" else _LITERALS) for m in pattern.finditer(text)]
+    assert hits == []
+    # The patterns do find literals (a scan that cannot fail proves nothing).
+    planted = 'pg_password = "hunter22"\nurl = "postgresql://app:hunter22@db/x"\n--requirepass hunter22\nPASSWORD=x\n'
+    assert all(p.search(planted) for p in _LITERALS)
+    # The committed example env file holds placeholders only, and .env itself is never committed.
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", ".env"], cwd=ROOT, capture_output=True)
+    assert tracked.returncode != 0
+    example = (ROOT / ".env.example").read_text()
+    values = [line.split("=", 1)[1] for line in example.splitlines() if "=" in line and not line.startswith("#")]
+    assert values and all(v == "" or v.startswith("change-me") for v in values)
+
+
+# --- against the real services ----------------------------------------------------------------------
+
+class SecuredRedis:
+    """A private redis-server requiring a password, on a free loopback port (the machine's Redis is untouched)."""
+
+    def __init__(self, password: str):
+        self.port = free_port()
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--requirepass", password],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, password=password, socket_timeout=1)
+        for _ in range(100):
+            try:
+                client.ping()
+                return
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def secured(tmp_path, monkeypatch):
+    """Services settings whose every credential is real and random; the environment holds them (as deployed)."""
+    if shutil.which("redis-server") is None:
+        if IN_CI:
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    tag = uuid.uuid4().hex[:10]
+    pg_secret, redis_secret, hook_token = f"pg s3cr'et {tag}", f"rd-s3cret-{tag}", f"hook-{tag}"
+    server = SecuredRedis(redis_secret)
+    role = f"fp_sec_{tag}"
+    with services_settings_in(tmp_path) as base:
+        with psycopg.connect(base.pg_conninfo("postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(pg_secret)))
+        try:
+            settings = base.with_(pg_user=role, pg_password=pg_secret, redis_port=server.port, redis_db=0,
+                                  redis_password=redis_secret,
+                                  alert_slack_webhook_url=f"http://127.0.0.1:{free_port()}/services/T0/B0/{hook_token}")
+            for name, value in settings.as_env().items():  # e.g. dagster.yaml reads the password by reference
+                monkeypatch.setenv(name, value)
+            write_sessions(settings.sessions_path,
+                           pd.concat([generate_day(D - timedelta(days=i), 60, seed=3) for i in range(9)]))
+            yield settings, [pg_secret, redis_secret, hook_token, settings.alert_slack_webhook_url]
+        finally:
+            server.stop()
+            with psycopg.connect(base.pg_conninfo("postgres"), autocommit=True) as conn:
+                for db in (base.pg_db, base.dagster_pg_db):  # owned by the role: dropped before it
+                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def postgres_hits(settings: Settings, db: str, secrets) -> list[str]:
+    """Tables of `db` holding a secret, as text or inside bytea (e.g. serialized protos)."""
+    from feature_platform.stores.postgres import connect
+
+    hits = []
+    with connect(settings.with_(pg_user="postgres", pg_password=""), db) as conn:
+        columns = conn.execute("SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
+                               "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')").fetchall()
+        for schema, table, column, dtype in columns:
+            ident = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+            col = sql.Identifier(column)
+            for form in forms(secrets):
+                if dtype == "bytea":
+                    query = sql.SQL("SELECT 1 FROM {} WHERE position(convert_to(%s, 'UTF8') IN {}) > 0 LIMIT 1")
+                else:
+                    query = sql.SQL("SELECT 1 FROM {} WHERE strpos({}::text, %s) > 0 LIMIT 1")
+                if conn.execute(query.format(ident, col), (form,)).fetchone():
+                    hits.append(f"{db}.{schema}.{table}.{column}")
+    return hits
+
+
+@pytest.mark.services
+def test_runs_reads_failures_and_the_cli_leave_no_secret_behind(secured, caplog, capsys, monkeypatch):
+    settings, secrets = secured
+    wrong_redis = "wrong-" + secrets[1]  # a mistyped password is as secret as the right one
+    secrets = [*secrets, wrong_redis]
+    caplog.set_level(logging.DEBUG)
+    platform = FeaturePlatform(settings)
+    platform.materialize("user_activity", D)  # a real run: Feast registry, offline table, online sync
+    users = platform.offline_table("user_activity", D, D)["user_id"].head(3).tolist()
+    assert users
+    got = platform.online_features(FEATURES, [{"user_id": u} for u in users], with_metadata=True,
+                                   now=datetime(2026, 4, 11, 1, tzinfo=timezone.utc))
+    assert (got["sessions_7d__status"] == "present").all()
+
+    failures: list[BaseException] = []
+    # Redis refuses the password: the run fails (recorded in the event log) and so does a read.
+    bad_redis = FeaturePlatform(settings.with_(redis_password=wrong_redis))
+    with pytest.raises(MaterializationError) as run_failed:
+        bad_redis.materialize("user_activity", D)
+    failures.append(run_failed.value)
+    with pytest.raises(StoreUnavailableError, match="Redis at 127.0.0.1:.* is unreachable") as read_failed:
+        bad_redis.online_features(FEATURES, [{"user_id": users[0]}])
+    failures.append(read_failed.value)
+    # Nothing listens on the ports: PostgreSQL and Redis unreachable.
+    with pytest.raises(StoreUnavailableError, match="PostgreSQL at 127.0.0.1:.* is unreachable") as pg_failed:
+        FeaturePlatform(settings.with_(pg_port=free_port())).offline_table("user_activity", D, D)
+    failures.append(pg_failed.value)
+    with pytest.raises(StoreUnavailableError, match="Redis at 127.0.0.1:.* is unreachable") as redis_failed:
+        FeaturePlatform(settings.with_(redis_port=free_port())).online_features(FEATURES, [{"user_id": users[0]}])
+    failures.append(redis_failed.value)
+    for exc in failures:
+        assert_exception_clean(exc, secrets)
+
+    # The CLI, configured by the environment: a read that works and one that fails.
+    capsys.readouterr()
+    assert cli.main(["online", "--view", "user_activity", "--entity", str(users[0])]) == 0
+    monkeypatch.setenv("FEATURE_PLATFORM_REDIS_PASSWORD", wrong_redis)
+    assert cli.main(["online", "--view", "user_activity", "--entity", str(users[0])]) == 1
+    out = capsys.readouterr()
+    assert "sessions_7d" in out.out and "error:" in out.err and "Redis" in out.err
+    assert_clean(out.out + out.err, secrets, "the CLI output")
+
+    # The Dagster event log of every run (messages, errors with their causes, materialization metadata).
+    from dagster import AssetKey
+    from dagster._serdes import serialize_value
+
+    instance = platform.instance()
+    runs = instance.get_runs()
+    assert {r.status.value for r in runs} == {"SUCCESS", "FAILURE"}
+    materializations = instance.fetch_materializations(AssetKey("user_activity"), limit=10).records
+    assert materializations and materializations[0].asset_materialization.metadata
+    for record in materializations:
+        assert_clean(serialize_value(record.asset_materialization.metadata), secrets, "materialization metadata")
+    for run in runs:
+        events = instance.all_logs(run.run_id)
+        assert events
+        assert_clean("\n".join(serialize_value(e) for e in events), secrets, f"the event log of run {run.run_id}")
+    assert_clean(caplog.text, secrets, "the captured logs")
+
+    # At rest: the platform's and Dagster's PostgreSQL databases, and every file under FEATURE_PLATFORM_HOME
+    # (dagster.yaml keeps the password as a reference to its variable; Feast's config is never written).
+    assert postgres_hits(settings, settings.pg_db, secrets) == []
+    assert postgres_hits(settings, settings.dagster_pg_db, secrets) == []
+    files = [p for p in settings.home.rglob("*") if p.is_file()]
+    assert any(p.name == "dagster.yaml" for p in files)
+    leaking = [str(p.relative_to(settings.home)) for p in files
+               if any(f.encode() in p.read_bytes() for f in forms(secrets))]
+    assert leaking == []
+    instance.dispose()
