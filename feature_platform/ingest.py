@@ -77,17 +77,19 @@ def push_direct(runtime: Runtime, spec: FeatureViewSpec, batch: pd.DataFrame) ->
     """The low-latency path: validate, log for the offline store, write online, in this call.
 
     The direct log is written before the online store, so a value served online is always on its
-    way offline too (a crash in between is repaired by the drain, which also writes online)."""
+    way offline too (a crash in between is repaired by the drain, which also writes online). The bad
+    rows are dead-lettered before the online write too: the drain cannot redo that for a crashed call."""
     started = time.perf_counter()
     prepared = prepare_small_batch(spec, batch) or prepare_batch(spec, batch)
     batch_id, written = None, 0
     if not prepared.accepted.empty:
         batch_id = transport_for(runtime, spec, direct_log=True).write(prepared.accepted)
-        with store_errors(runtime.settings, f"writing {spec.name!r} online"):
-            written = runtime.online.write(spec, prepared.accepted)
     batch_id = batch_id or new_batch_id()
     if not prepared.rejected.empty:
         transport_for(runtime, spec).dead_letter(batch_id, prepared.rejected)
+    if not prepared.accepted.empty:
+        with store_errors(runtime.settings, f"writing {spec.name!r} online"):
+            written = runtime.online.write(spec, prepared.accepted)
     return IngestResult(batch_id, len(batch), len(prepared.accepted), len(prepared.rejected), prepared.duplicates,
                         written, _lag(prepared), time.perf_counter() - started)
 

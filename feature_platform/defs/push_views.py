@@ -2,7 +2,7 @@
 batch) and the sensor that turns landed batches into runs (run_key = batch id)."""
 
 import warnings
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
@@ -82,11 +82,21 @@ def build_push_view_defs(spec: FeatureViewSpec, settings) -> tuple[list, list]:
     return [source, _pushed_view], [_sensor]
 
 
+# A run whose worker was killed (OOM, SIGKILL, lost node) stays STARTED forever: Dagster's run monitoring
+# is off by default and cannot check the default launcher's workers. A push run takes seconds, so one
+# started this long ago is presumed dead and its batch asked for again (the writes are idempotent, so a
+# run that was merely slow only does its work twice).
+RUN_PRESUMED_DEAD_AFTER = timedelta(minutes=10)
+
+
 def _finished_attempts(instance: dg.DagsterInstance, view: str, batch_id: str) -> int:
-    """How many runs for this batch have finished; a queued or running one means 'do not ask again' (0)."""
+    """How many runs for this batch have finished (or died); a queued or running one means 'do not ask
+    again' (0)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": batch_id}))
-    if any(not r.is_finished for r in runs):
+        records = instance.get_run_records(filters=dg.RunsFilter(tags={"dagster/partition": batch_id}))
+    oldest_alive = datetime.now(timezone.utc).timestamp() - RUN_PRESUMED_DEAD_AFTER.total_seconds()
+    if any(not r.dagster_run.is_finished and not (r.start_time is not None and r.start_time <= oldest_alive)
+           for r in records):
         return 0
-    return len(runs)
+    return len(records)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pandas as pd
 import redis
@@ -21,6 +22,16 @@ from feature_platform.stores.landing import MalformedBatchError
 GROUP = "feature_platform"
 CONSUMER = "ingest"
 _SCAN = 1000
+_STREAM_ID = re.compile(r"[0-9]{1,19}-[0-9]{1,19}")
+_ADD_ONCE = """
+for _, entry in ipairs(redis.call('XREVRANGE', KEYS[1], '+', ARGV[1])) do
+  local f = entry[2]
+  for i = 1, #f, 2 do
+    if f[i] == 'batch_id' and f[i + 1] == ARGV[2] then return entry[1] end
+  end
+end
+return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+"""
 
 
 class RedisStreamTransport:
@@ -72,14 +83,22 @@ class RedisStreamTransport:
             raise MalformedBatchError(f"batch {batch_id} of {self.stream} cannot be read: {exc}") from exc
 
     def dead_letter(self, batch_id: str, rows: pd.DataFrame) -> str:
-        return self.client.xadd(self.dead_stream, {"batch_id": batch_id,
-                                                   "rows": rows.astype(str).to_json(orient="records")}).decode()
+        return self._dead_letter_once(batch_id, {"rows": rows.astype(str).to_json(orient="records")})
 
     def dead_letter_file(self, batch_id: str, reason: str) -> str:
         raw = self.client.xrange(self.stream, min=batch_id, max=batch_id)
         payload = {k.decode(): v.decode(errors="replace") for k, v in raw[0][1].items()} if raw else {}
-        return self.client.xadd(self.dead_stream, {"batch_id": batch_id, "reason": reason,
-                                                   "raw": json.dumps(payload)}).decode()
+        return self._dead_letter_once(batch_id, {"reason": reason, "raw": json.dumps(payload)})
+
+    def _dead_letter_once(self, batch_id: str, fields: dict) -> str:
+        """XADD to the dead-letter stream unless this batch is there already: a batch replayed after a
+        crash before its XACK must not list its bad rows twice. A batch id is a stream id, so its
+        dead letters are at or after its time; the scan covers only those, in one key (cluster-safe)."""
+        fields = {"batch_id": batch_id, **fields}
+        if not _STREAM_ID.fullmatch(batch_id):  # not from a stream (all rows of a direct push rejected): never replayed
+            return self.client.xadd(self.dead_stream, fields).decode()
+        args = [x for item in fields.items() for x in item]
+        return self.client.eval(_ADD_ONCE, 1, self.dead_stream, batch_id.split("-")[0], batch_id, *args).decode()
 
     def ack(self, batch_id: str) -> None:
         self.client.xack(self.stream, GROUP, batch_id)
