@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: loopback only)")
     serve.add_argument("--port", type=int, default=6566, help="port (default 6566, Feast's)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--allow-unauthenticated", action="store_true",
+                       help="listen beyond loopback without FEATURE_PLATFORM_SERVING_TOKENS_FILE (not recommended)")
 
     args = parser.parse_args(argv)
     try:
@@ -101,6 +103,13 @@ def _redacted(exc: Exception) -> str:
 def _serve(platform: FeaturePlatform, args) -> int:
     from feature_platform.serving.server import serve
 
+    loopback = args.host in ("127.0.0.1", "::1", "localhost")
+    if not loopback and not platform.settings.serving_tokens_file and not args.allow_unauthenticated:
+        print(f"error: refusing to serve on {args.host} without authentication: set FEATURE_PLATFORM_SERVING_TOKENS_FILE "
+              "(see docs/serving.md) or pass --allow-unauthenticated", file=sys.stderr)
+        return 1
+    if not platform.settings.serving_tokens_file:
+        print("warning: no FEATURE_PLATFORM_SERVING_TOKENS_FILE: every caller may read and push", file=sys.stderr)
     print(f"{platform!r}\nserving on http://{args.host}:{args.port} (POST /get-online-features, POST /push, GET /health)",
           file=sys.stderr)
     serve(args.host, args.port, args.workers)

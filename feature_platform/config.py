@@ -35,6 +35,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "FEATURE_PLATFORM_REDIS_PASSWORD": ("", "Redis password (empty for none)"),
     "FEATURE_PLATFORM_ALERT_WEBHOOK_URL": ("", "Generic webhook for alerts (JSON POST); empty: Dagster log only"),
     "FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL": ("", "Slack-compatible incoming webhook for alerts; empty: none"),
+    "FEATURE_PLATFORM_SERVING_TOKENS_FILE": ("", "YAML file of the HTTP feature server's callers: token (or its sha256) and roles; empty: no authentication (loopback only)"),
 }
 
 OFFLINE_SCHEMA = "offline"  # PostgreSQL schema holding one table per feature view
@@ -79,6 +80,7 @@ class Settings:
     alert_webhook_url: str = field(default="", repr=False)
     alert_slack_webhook_url: str = field(default="", repr=False)
     backfill_days_per_run: int = 92
+    serving_tokens_file: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -108,6 +110,7 @@ class Settings:
             alert_webhook_url=_env("FEATURE_PLATFORM_ALERT_WEBHOOK_URL", env),
             alert_slack_webhook_url=_env("FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL", env),
             backfill_days_per_run=_positive_int("FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN", env),
+            serving_tokens_file=_env("FEATURE_PLATFORM_SERVING_TOKENS_FILE", env),
         )
 
     def with_(self, **changes) -> Settings:
@@ -169,6 +172,7 @@ class Settings:
             "FEATURE_PLATFORM_ALERT_WEBHOOK_URL": self.alert_webhook_url,
             "FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL": self.alert_slack_webhook_url,
             "FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN": str(self.backfill_days_per_run),
+            "FEATURE_PLATFORM_SERVING_TOKENS_FILE": self.serving_tokens_file,
         }
         if not self.uses_generated_sessions:
             values["FEATURE_PLATFORM_SESSIONS_PATH"] = str(self.sessions_path)

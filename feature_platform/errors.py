@@ -27,6 +27,14 @@ class SourceDataError(FeaturePlatformError, ValueError):
     """Raw source data that does not match its declared schema."""
 
 
+class InvalidBatchError(FeaturePlatformError, ValueError):
+    """A pushed batch that cannot be judged row by row (e.g. two columns with the same name)."""
+
+
+class InvalidEntityError(FeaturePlatformError, ValueError):
+    """An entity key of the wrong type for its view (e.g. a float or a string for an int64 user id)."""
+
+
 class ValidationFailedError(FeaturePlatformError):
     """Computed features failed their Pandera schema; nothing was written for that partition.
 

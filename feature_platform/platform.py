@@ -4,17 +4,20 @@ reads go to the stores."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
-from feature_platform import training
+from feature_platform import request_time, training
 from feature_platform.config import Settings, dagster_instance_config
 from feature_platform.errors import (
     InvalidDateError,
+    InvalidEntityError,
     MaterializationError,
     UnknownFeatureError,
     UnknownFeatureViewError,
@@ -54,7 +57,7 @@ class FeaturePlatform:
         return dict(all_specs())
 
     def view(self, name: str) -> FeatureViewSpec:
-        return get_spec(name)
+        return _spec(name)
 
     def apply(self, *, user: str | None = None):
         """Apply the specs in code to the registry, as `plan()` shows them; returns that plan.
@@ -80,6 +83,11 @@ class FeaturePlatform:
         its offline table is kept."""
         from feature_platform.versioning import workflow
 
+        if not isinstance(view, str):
+            raise TypeError(f"a feature view name must be a string, not {type(view).__name__}")
+        if not _NAME.fullmatch(view):
+            raise UnknownFeatureViewError(f"feature view {_short(view)} is not in the registry (view names are "
+                                          "snake_case identifiers)")
         return workflow.remove(self.runtime, view, user=user)
 
     def resolve_version(self, family: str, version: int) -> str:
@@ -93,6 +101,9 @@ class FeaturePlatform:
         first; `view` filters by view, family or feature service name."""
         from feature_platform.versioning import workflow
 
+        if view is not None and not (isinstance(view, str) and _NAME.fullmatch(view)):
+            raise UnknownFeatureViewError(f"{_short(view)} is not a view, family or feature service name "
+                                          "(snake_case identifiers)")
         return workflow.history(self.runtime, view)
 
     # --- materialization ----------------------------------------------------------------------
@@ -111,7 +122,7 @@ class FeaturePlatform:
         """
         import dagster as dg
 
-        spec = get_spec(view)
+        spec = _spec(view)
         if spec.aggregation is None:
             raise InvalidDateError(f"feature view {view!r} is fed by push source {spec.push_source!r}, "
                                    "not by daily partitions: use push() / ingest_pending()")
@@ -134,7 +145,7 @@ class FeaturePlatform:
         """Materialize the raw source partitions `start..end` that `view` reads (demo data)."""
         from feature_platform.defs.raw_sessions import raw_source_key
 
-        spec = get_spec(view)
+        spec = _spec(view)
         first, last = self._day_range(start, end, clamp=False)
         key = raw_source_key(spec.aggregation.source)
         days = [d.isoformat() for d in pd.date_range(first, last, freq="D").date]
@@ -153,13 +164,15 @@ class FeaturePlatform:
         the dead-letter with a reason either way.
         """
         from feature_platform.ingest import push_direct, transport_for
+        from feature_platform.push import check_columns, transportable
 
         spec = self._push_view(source)
         if not isinstance(batch, pd.DataFrame):
             raise TypeError(f"push expects a pandas DataFrame, not {type(batch).__name__}")
+        batch = check_columns(spec, batch)  # text names: the dead-letter and the transports need them
         if direct:
             return push_direct(self.runtime, spec, batch)
-        return transport_for(self.runtime, spec).write(batch)
+        return transport_for(self.runtime, spec).write(transportable(batch))
 
     def ingest_pending(self, source: str) -> list:
         """Process every landed batch of `source`, and drain its direct log, now, through Dagster runs
@@ -184,7 +197,7 @@ class FeaturePlatform:
         views = [s for s in all_specs().values() if s.push_source == source]
         if not views:
             known = sorted(s.push_source for s in all_specs().values() if s.push_source)
-            raise UnknownFeatureViewError(f"unknown push source {source!r}; known: {', '.join(known) or 'none'}")
+            raise UnknownFeatureViewError(f"unknown push source {_short(source)}; known: {', '.join(known) or 'none'}")
         return views[0]
 
     def freshness(self, now: datetime | None = None) -> pd.DataFrame:
@@ -263,7 +276,7 @@ class FeaturePlatform:
     # --- reads --------------------------------------------------------------------------------
     def offline_table(self, view: str, start: str | date | None = None, end: str | date | None = None) -> pd.DataFrame:
         """The offline rows of partitions `start..end` (inclusive; default: all)."""
-        spec = get_spec(view)
+        spec = _spec(view)
         first = _parse_day(start, "start") if start is not None else None
         last = _parse_day(end, "end") if end is not None else None
         if first and last and first > last:
@@ -283,21 +296,48 @@ class FeaturePlatform:
         the epoch): no DataFrame is built, for callers on a latency budget.
         """
         if output not in ("pandas", "dict"):
-            raise ValueError(f"output must be 'pandas' or 'dict', not {output!r}")
+            raise ValueError(f"output must be 'pandas' or 'dict', not {_short(output)}")
+        if now is not None and not isinstance(now, datetime):
+            raise TypeError(f"now must be a datetime, not {type(now).__name__}")
+        _check_features(features)
+        _check_entity_rows(entity_rows)
+        plan = request_time.plan(features, full_feature_names) if self._has_request_features(features) else None
+        if plan is not None:
+            return request_time.online(self, plan, entity_rows, with_metadata=with_metadata, now=now, output=output)
         columns, specs = self._resolved(features, full_feature_names)
         warn_deprecated(specs.values())
         rows = [dict(r) for r in entity_rows]
         for spec in specs.values():
+            key = spec.entity.join_key
             for i, row in enumerate(rows):
-                if spec.entity.join_key not in row:
+                if key not in row:
                     raise UnknownFeatureError(
-                        f"entity row {i} lacks join key {spec.entity.join_key!r} of view {spec.name!r}: {row}")
+                        f"entity row {i} lacks join key {key!r} of view {spec.name!r}: {_short(row)}")
+                if not _valid_key(spec.entity.dtype, row[key]):
+                    # Before any store sees it: a float or bool would be truncated into another entity's
+                    # key, a value outside int64 would wrap around.
+                    raise InvalidEntityError(
+                        f"entity row {i}: join key {key!r} of view {spec.name!r} must be "
+                        f"{'an integer in the int64 range' if spec.entity.dtype == 'int64' else 'a string'}, "
+                        f"not {_short(row[key])} ({type(row[key]).__name__})")
         if output == "dict":
             return self.runtime.online.read_lists(specs, columns, rows, now=now, with_metadata=with_metadata)
         frame = self.runtime.online.read(specs, columns, rows, now=now)
         if not with_metadata:
             frame = frame.drop(columns=[c for c in frame.columns if c.endswith(("__status", "__event_timestamp"))])
         return frame
+
+    def _has_request_features(self, features) -> bool:
+        """Whether `features` names any request-time feature (cached: serving asks per request)."""
+        key = features if isinstance(features, str) else tuple(features)
+        cache = self.__dict__.setdefault("_request_feature_lists", {})
+        try:
+            return cache[key]
+        except KeyError:
+            cache[key] = bool(request_time.plan(features, True).request_views)
+            return cache[key]
+        except TypeError:  # unhashable items: plan() rejects them with a clear error
+            return bool(request_time.plan(features, True).request_views)
 
     def _resolved(self, features, full_feature_names: bool):
         """Resolved columns and specs of a feature list, cached: serving resolves the same list per request."""
@@ -320,7 +360,9 @@ class FeaturePlatform:
         `output`: "pandas" (default) or "arrow"; with `path`, the set is written there as Parquet
         and the path returned. `engine="feast"` uses Feast's get_historical_features (the reference).
         """
-        warn_deprecated(get_spec(view) for view in dict.fromkeys(c.view for c in resolve_features(features, True)))
+        _check_features(features)
+        stored = request_time.plan(features, True).stored
+        warn_deprecated(get_spec(view) for view in dict.fromkeys(ref.partition(":")[0] for ref in stored))
         frame = training.training_set(self.runtime, entity_df, features,
                                       full_feature_names=full_feature_names, engine=engine)
         if path is not None:
@@ -366,12 +408,75 @@ class FeaturePlatform:
 
 
 def _parse_day(value, name: str) -> date:
+    if value is pd.NaT:
+        raise InvalidDateError(f"{name} date is NaT; pass an ISO day like 2026-01-31")
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):
         return value
+    if not isinstance(value, str):  # str(20260131) would parse as a day
+        raise InvalidDateError(f"{name} date must be an ISO day string like 2026-01-31 or a date, "
+                               f"not {type(value).__name__}")
     try:
-        return date.fromisoformat(str(value))
+        return date.fromisoformat(value)
     except ValueError:
-        raise InvalidDateError(f"{name} date {value!r} is not an ISO day like 2026-01-31") from None
+        raise InvalidDateError(f"{name} date {_short(value)} is not an ISO day like 2026-01-31") from None
+
+
+# Every declared name matches this (spec.py), so anything else is unknown without a lookup: a hostile
+# name never reaches a store, and a megabyte of name never reaches a message.
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _short(value, limit: int = 80) -> str:
+    """repr(value), cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} chars)"
+
+
+def _spec(name) -> FeatureViewSpec:
+    if not isinstance(name, str):
+        raise TypeError(f"a feature view name must be a string, not {type(name).__name__}")
+    if not _NAME.fullmatch(name):
+        raise UnknownFeatureViewError(f"unknown feature view {_short(name)}: view names are snake_case "
+                                      f"identifiers (known views: {', '.join(sorted(all_specs()))})")
+    return get_spec(name)
+
+
+def _check_features(features) -> None:
+    """A feature service name or a list of 'view:feature' strings whose names could have been declared."""
+    if isinstance(features, str):
+        if not _NAME.fullmatch(features):
+            raise UnknownFeatureError(f"{_short(features)} is not a feature service; pass a list of "
+                                      "'view:feature' references or a service name")
+        return
+    if not isinstance(features, (list, tuple)):
+        raise TypeError(f"features must be a list of 'view:feature' strings or a feature service name, "
+                        f"not {type(features).__name__}")
+    for ref in features:
+        if not isinstance(ref, str):
+            raise UnknownFeatureError(f"feature reference {_short(ref)} must be a 'view:feature' string")
+        view, sep, feature = ref.partition(":")
+        if sep and not _NAME.fullmatch(view):
+            raise UnknownFeatureViewError(f"unknown feature view {_short(view)} in {_short(ref)}: view names "
+                                          "are snake_case identifiers")
+        if sep and not _NAME.fullmatch(feature):
+            raise UnknownFeatureError(f"feature view {view!r} has no feature {_short(feature)}: feature names "
+                                      "are snake_case identifiers")
+
+
+def _check_entity_rows(entity_rows) -> None:
+    if isinstance(entity_rows, (str, bytes, Mapping, pd.DataFrame)) or not isinstance(entity_rows, Sequence):
+        raise TypeError(f"entity_rows must be a list of dicts, not {type(entity_rows).__name__}")
+    for i, row in enumerate(entity_rows):
+        if not isinstance(row, Mapping):
+            raise TypeError(f"entity row {i} must be a dict, not {type(row).__name__}")
+
+
+def _valid_key(dtype: str, value) -> bool:
+    if dtype == "int64":
+        return (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+                and _INT64[0] <= int(value) <= _INT64[1])
+    return isinstance(value, str)
 

@@ -12,9 +12,11 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 from feature_platform.derive.pandera_schema import pandera_schema
+from feature_platform.errors import InvalidBatchError
 from feature_platform.pipeline import validate
 from feature_platform.spec import FeatureViewSpec
 
@@ -34,9 +36,39 @@ class PreparedBatch:
         return None if self.accepted.empty else self.accepted[EVENT_TIMESTAMP].max()
 
 
+def check_columns(spec: FeatureViewSpec, batch: pd.DataFrame) -> pd.DataFrame:
+    """`batch` with text column names, or `InvalidBatchError` when two columns share a name (no row could
+    be judged: which one is the value?)."""
+    names = [str(c) for c in batch.columns]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InvalidBatchError(f"batch for view {spec.name!r} has repeated column(s) {repeated}")
+    return batch if list(batch.columns) == names else batch.set_axis(names, axis=1)
+
+
+def transportable(batch: pd.DataFrame) -> pd.DataFrame:
+    """`batch` as the transports can store it: an object column that Arrow cannot type (mixed ints and
+    text, ints beyond int64, lists...) becomes text, nulls kept, so the sensor path judges the same values
+    the direct path does instead of the transport crashing on them."""
+    out = None
+    for name in batch.columns:
+        column = batch[name]
+        if column.dtype != object:
+            continue
+        try:
+            pa.array(column, from_pandas=True)
+            continue
+        except (pa.ArrowException, OverflowError, TypeError, ValueError):
+            pass
+        out = batch.copy() if out is None else out
+        out[name] = column.map(lambda v: v if isinstance(v, str) else str(v), na_action="ignore")
+    return batch if out is None else out
+
+
 def prepare_batch(spec: FeatureViewSpec, batch: pd.DataFrame, now: datetime | None = None) -> PreparedBatch:
     """Coerce, check and dedupe one pushed batch for `spec`."""
     now = pd.Timestamp(now or datetime.now(timezone.utc))
+    batch = check_columns(spec, batch)
     key = spec.entity.join_key
     wanted = [key, EVENT_TIMESTAMP, *spec.feature_names]
     missing = [c for c in wanted if c not in batch.columns]
@@ -48,13 +80,20 @@ def prepare_batch(spec: FeatureViewSpec, batch: pd.DataFrame, now: datetime | No
     reasons = pd.Series([[] for _ in range(len(frame))], dtype=object)
     typed = pd.DataFrame(index=frame.index)
 
-    keys = pd.to_numeric(frame[key], errors="coerce") if spec.entity.dtype == "int64" else frame[key]
-    bad_key = keys.isna() | ((keys % 1) != 0 if spec.entity.dtype == "int64" else False)
-    _note(reasons, bad_key, f"{key}: missing or not an integer" if spec.entity.dtype == "int64" else f"{key}: missing")
-    typed[key] = keys.where(~bad_key, 0).astype("int64" if spec.entity.dtype == "int64" else object)
+    if spec.entity.dtype == "int64":
+        keys, problems = _integers(frame[key])
+        bad_key = problems.notna()
+        _note(reasons, bad_key & (problems != "outside the int64 range"), f"{key}: missing or not an integer")
+        _note(reasons, problems == "outside the int64 range", f"{key}: outside the int64 range")
+        typed[key] = keys.where(~bad_key, 0).astype("int64")
+    else:
+        bad_key = frame[key].isna()
+        _note(reasons, bad_key, f"{key}: missing")
+        typed[key] = frame[key].where(~bad_key, "").astype(str).astype(object)
 
-    stamps, naive, unparsable = _timestamps(frame[EVENT_TIMESTAMP])
+    stamps, naive, unparsable, out_of_range = _timestamps(frame[EVENT_TIMESTAMP])
     _note(reasons, unparsable, f"{EVENT_TIMESTAMP}: missing or not a timestamp")
+    _note(reasons, out_of_range, f"{EVENT_TIMESTAMP}: outside {_TS_MIN.date()}..{_TS_MAX.date()}")
     _note(reasons, naive, f"{EVENT_TIMESTAMP}: timezone-naive (send UTC offsets, e.g. 2026-01-01T12:00:00Z)")
     future = stamps > now + MAX_CLOCK_SKEW
     _note(reasons, future.fillna(False), f"{EVENT_TIMESTAMP}: more than {MAX_CLOCK_SKEW} in the future")
@@ -62,11 +101,14 @@ def prepare_batch(spec: FeatureViewSpec, batch: pd.DataFrame, now: datetime | No
 
     for f in spec.fields:
         column = frame[f.name]
-        if f.dtype in _NUMERIC:
-            values = pd.to_numeric(column, errors="coerce")
+        if f.dtype == "int64":
+            values, problems = _integers(column)
+            for problem in ("not a number (int64)", "not an integer", "outside the int64 range"):
+                _note(reasons, problems == problem, f"{f.name}: {problem}")
+            typed[f.name] = values
+        elif f.dtype in _NUMERIC:
+            values = _floats(column)
             _note(reasons, values.isna() & column.notna(), f"{f.name}: not a number ({f.dtype})")
-            if f.dtype == "int64":
-                _note(reasons, values.notna() & ((values % 1) != 0), f"{f.name}: not an integer")
             typed[f.name] = values
         else:
             typed[f.name] = column.where(column.isna(), column.astype(str))
@@ -153,7 +195,8 @@ def _empty_rejected(batch: pd.DataFrame) -> pd.DataFrame:
 
 
 def _well_typed(spec: FeatureViewSpec, batch: pd.DataFrame) -> bool:
-    if not isinstance(batch[EVENT_TIMESTAMP].dtype, pd.DatetimeTZDtype):
+    stamps = batch[EVENT_TIMESTAMP]
+    if not isinstance(stamps.dtype, pd.DatetimeTZDtype) or ((stamps < _TS_MIN) | (stamps > _TS_MAX)).any():
         return False
     kinds = {spec.entity.join_key: spec.entity.dtype, **{f.name: f.dtype for f in spec.fields}}
     return all(_fits(dtype, batch[column]) for column, dtype in kinds.items())
@@ -162,7 +205,8 @@ def _well_typed(spec: FeatureViewSpec, batch: pd.DataFrame) -> bool:
 def _fits(dtype: str, column: pd.Series) -> bool:
     """Whether `column` already holds `dtype` the way prepare_batch would coerce it (no coercion needed)."""
     d = column.dtype
-    numpy_int = isinstance(d, np.dtype) and d.kind in "iu"
+    # uint64 may exceed int64: prepare_batch rejects those rather than letting them wrap around.
+    numpy_int = isinstance(d, np.dtype) and (d.kind == "i" or (d.kind == "u" and d.itemsize < 8))
     if dtype == "int64":
         return numpy_int
     if dtype in ("float32", "float64"):
@@ -191,20 +235,27 @@ def _field_failures(f, value) -> list[str]:
     return out
 
 
-def _timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """UTC timestamps, plus masks of naive and unparsable values."""
+_TS_MIN, _TS_MAX = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")  # nanosecond range
+
+
+def _timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series, pd.Series]:
+    """UTC nanosecond timestamps, plus masks of naive, unparsable and out-of-range values (pandas
+    parses years 1..9999, but the stores hold nanoseconds: converting those would raise)."""
+    none = pd.Series(False, index=values.index)
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         stamps = values.dt.tz_convert("UTC")
-        none = pd.Series(False, index=values.index)
-        return stamps, none, values.isna()
+        out = (stamps < _TS_MIN) | (stamps > _TS_MAX)
+        return stamps.where(~out).astype("datetime64[ns, UTC]"), none, values.isna(), out
     if pd.api.types.is_datetime64_dtype(values.dtype):
         naive = values.notna()
-        return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]"), naive, values.isna()
+        return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]"), naive, values.isna(), none
     parsed = [_parse(v) for v in values]
     naive = pd.Series([p is not None and p.tzinfo is None for p in parsed], index=values.index)
-    stamps = pd.Series([p.tz_convert("UTC") if p is not None and p.tzinfo else pd.NaT for p in parsed],
+    aware = [p.tz_convert("UTC") if p is not None and p.tzinfo else None for p in parsed]
+    out = pd.Series([p is not None and not _TS_MIN <= p <= _TS_MAX for p in aware], index=values.index)
+    stamps = pd.Series([p if p is not None and not o else pd.NaT for p, o in zip(aware, out)],
                        index=values.index, dtype="datetime64[ns, UTC]")
-    return stamps, naive, pd.Series([p is None for p in parsed], index=values.index)
+    return stamps, naive, pd.Series([p is None for p in parsed], index=values.index), out
 
 
 def _parse(value) -> pd.Timestamp | None:
@@ -215,6 +266,54 @@ def _parse(value) -> pd.Timestamp | None:
     except (ValueError, TypeError):
         return None
     return None if pd.isna(stamp) else stamp
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _integers(column: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Exact int64 values (nullable Int64) and, per row, None or the problem: "missing", "not a number
+    (int64)", "not an integer" or "outside the int64 range". No float round trip, so 2**60 + 1 stays
+    itself, and nothing wraps around: a key outside int64 must never land as another entity's key."""
+    d = column.dtype
+    if isinstance(d, np.dtype) and d.kind == "i":
+        return column.astype("Int64"), pd.Series(None, index=column.index, dtype=object)
+    parsed = [_integer(v) for v in column.tolist()]
+    values = pd.array([v for v, _ in parsed], dtype="Int64")
+    return pd.Series(values, index=column.index), pd.Series([p for _, p in parsed], index=column.index, dtype=object)
+
+
+def _integer(v) -> tuple[int | None, str | None]:
+    if _missing(v) or v is pd.NA or v is pd.NaT:
+        return None, "missing"
+    if isinstance(v, (bool, np.bool_)):
+        return None, "not a number (int64)"  # True is not a count, nor a user id
+    if isinstance(v, str):
+        try:
+            v = int(v.strip())
+        except ValueError:
+            try:
+                v = float(v)
+            except ValueError:
+                return None, "not a number (int64)"
+    if isinstance(v, (float, np.floating)):
+        if not np.isfinite(v):
+            return None, "not a number (int64)"
+        if not float(v).is_integer():
+            return None, "not an integer"
+    elif not isinstance(v, (int, np.integer)):
+        return None, "not a number (int64)"
+    n = int(v)
+    return (n, None) if _INT64_MIN <= n <= _INT64_MAX else (None, "outside the int64 range")
+
+
+def _floats(column: pd.Series) -> pd.Series:
+    """Numbers as float64 (NaN where not a number); bools are not numbers here."""
+    if column.dtype == bool:
+        return pd.Series(np.nan, index=column.index)
+    if column.dtype == object:
+        column = column.map(lambda v: None if isinstance(v, (bool, np.bool_)) else v)
+    return pd.to_numeric(column, errors="coerce").astype("float64")
 
 
 def _note(reasons: pd.Series, mask: pd.Series, text: str) -> None:

@@ -269,3 +269,87 @@ class TrainingSetSpec:
     def fingerprint(self) -> str:
         payload = json.dumps(asdict(self), default=str, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class RequestFeatureViewSpec:
+    """Features computed at request time (Feast's on-demand feature view), declared once.
+
+    `function` takes a DataFrame whose columns are the input features (by feature name, with the
+    serving dtypes) and the `request_fields` (values sent with the request, or columns of a training
+    set's entity frame) and returns a DataFrame with the `features`. The same function computes them
+    for `training_set` and for online reads, so the two cannot drift apart. Reference them as
+    `name:feature`, like stored features.
+    """
+
+    name: str
+    inputs: tuple[str, ...]  # 'view:feature' references of stored features
+    features: tuple[Field, ...]
+    function: Any  # Callable[[pd.DataFrame], pd.DataFrame]
+    request_fields: tuple[Field, ...] = ()
+    version: int = 1
+    description: str = ""
+    owner: str = "platform"
+
+    def __post_init__(self) -> None:
+        problems = list(_request_view_problems(self))
+        if problems:
+            raise SpecError(f"request feature view {self.name!r}: " + "; ".join(problems))
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def field(self, name: str) -> Field:
+        return next(f for f in self.features if f.name == name)
+
+
+def _request_view_problems(spec: RequestFeatureViewSpec):
+    if not _NAME.match(spec.name) or len(spec.name) > _MAX_NAME:
+        yield f"name must be snake_case (^[a-z][a-z0-9_]*$, at most {_MAX_NAME} characters)"
+    if not callable(spec.function):
+        yield "function must be callable"
+    bad = [ref for ref in spec.inputs if ref.count(":") != 1]
+    if not spec.inputs or bad:
+        yield f"inputs must be 'view:feature' references, got {bad or 'none'}"
+    names = [ref.partition(":")[2] for ref in spec.inputs] + [f.name for f in spec.request_fields]
+    if len(set(names)) != len(names):
+        yield f"input feature and request field names must be distinct, got {names}"
+    outputs = [f.name for f in spec.features]
+    if not outputs or len(set(outputs)) != len(outputs):
+        yield f"features must be a non-empty list of distinct fields, got {outputs}"
+    for f in (*spec.features, *spec.request_fields):
+        if not _NAME.match(f.name) or len(f.name) > _MAX_NAME:
+            yield f"field {f.name!r}: name must be snake_case"
+
+
+Action = Literal["read", "push"]
+
+
+@dataclass(frozen=True)
+class AccessSpec:
+    """Who may do what through the HTTP feature server: callers holding any of `roles` may perform
+    `actions` (read online features, push events) on the listed feature views and feature services.
+    Nothing is granted otherwise. Derived into Feast `Permission`s (role-based policies)."""
+
+    name: str
+    roles: tuple[str, ...]
+    actions: tuple[Action, ...]
+    feature_views: tuple[str, ...] = ()
+    feature_services: tuple[str, ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not _NAME.match(self.name):
+            problems.append("name must be snake_case")
+        if not self.roles or not all(isinstance(r, str) and r for r in self.roles):
+            problems.append("roles must be a non-empty list of role names")
+        if not self.actions or not set(self.actions) <= {"read", "push"}:
+            problems.append(f"actions must be 'read' and/or 'push', got {list(self.actions)}")
+        if not self.feature_views and not self.feature_services:
+            problems.append("grant at least one feature view or feature service")
+        if "push" in self.actions and self.feature_services:
+            problems.append("feature services are read-only: push is granted on feature views")
+        if problems:
+            raise SpecError(f"access {self.name!r}: " + "; ".join(problems))

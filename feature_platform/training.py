@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from feature_platform import request_time
 from feature_platform.compute.point_in_time import ViewJoin, point_in_time_join
 from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
 from feature_platform.errors import FeaturePlatformError, UnknownFeatureError
@@ -99,6 +100,12 @@ def check_entity_frame(entity_df: pd.DataFrame, specs: Sequence[FeatureViewSpec]
 def training_set(runtime: Runtime, entity_df: pd.DataFrame, features, *, full_feature_names: bool = False,
                  engine: str = "duckdb") -> pd.DataFrame:
     """`entity_df` (unchanged, same rows and order) with one column per requested feature."""
+    plan = request_time.plan(features, full_feature_names)
+    if plan.request_views:  # fetch the stored inputs, then compute the request-time features from them
+        request = request_time.request_frame(plan, entity_df, "entity_df") if isinstance(entity_df, pd.DataFrame) \
+            else None
+        stored = training_set(runtime, entity_df, list(plan.stored), full_feature_names=True, engine=engine)
+        return entity_df.assign(**request_time.assemble(plan, stored, request))
     columns = resolve_features(features, full_feature_names)
     specs = {c.view: get_spec(c.view) for c in columns}
     check_entity_frame(entity_df, list(specs.values()))

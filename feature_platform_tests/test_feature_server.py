@@ -17,7 +17,7 @@ import feature_platform as fp
 from feature_platform.demo.generator import generate_day
 from feature_platform.serving.server import running_server
 from feature_platform_tests.browser import free_port
-from feature_platform_tests.conftest import write_sessions
+from feature_platform_tests.conftest import make_embedded_settings, services_settings_in, write_sessions
 
 FEATURES = ["user_activity:sessions_7d", "user_activity:avg_session_duration_sec", "user_activity:preferred_model",
             "user_activity:total_tokens_7d", "user_realtime:current_session_messages"]
@@ -25,13 +25,19 @@ STATUS = {"present": "PRESENT", "missing": "NOT_FOUND", "expired": "OUTSIDE_MAX_
 REALTIME = "user_realtime_events"
 
 
-@pytest.fixture(params=["embedded", "services"])
-def served(request, tmp_path):
-    """A platform with the last days materialized and a few pushed events, and its running server."""
+@pytest.fixture(scope="module", params=["embedded", "services"])
+def served(request, tmp_path_factory):
+    """A platform with yesterday materialized and a few pushed events, and its running server (shared by
+    the module's tests: they push to entities of their own)."""
+    root = tmp_path_factory.mktemp(request.param)
     if request.param == "services":
-        settings = request.getfixturevalue("services_settings")
+        with services_settings_in(root) as settings:
+            yield from _serve(settings)
     else:
-        settings = request.getfixturevalue("embedded_settings")
+        yield from _serve(make_embedded_settings(root))
+
+
+def _serve(settings):
     yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
     write_sessions(settings.sessions_path,
                    pd.concat([generate_day(yesterday - timedelta(days=d), 60) for d in range(8)], ignore_index=True))
@@ -101,31 +107,31 @@ def test_push_over_http_is_validated_newest_wins_and_reaches_offline(served):
     now = pd.Timestamp.now(tz="UTC")
     newer, older = now - pd.Timedelta(seconds=1), now - pd.Timedelta(seconds=30)
     body = {"push_source_name": REALTIME, "to": "online_and_offline",
-            "df": _events([7, 7, 8], [newer.isoformat(), older.isoformat(), newer.isoformat()], [5, 3, -1]).to_dict("list")}
+            "df": _events([70007, 70007, 70008], [newer.isoformat(), older.isoformat(), newer.isoformat()], [5, 3, -1]).to_dict("list")}
     response = _post(url, "/push", body)
     assert response.status_code == 200, response.text
     assert {k: response.json()[k] for k in ("received", "accepted", "rejected")} == {"received": 3, "accepted": 2, "rejected": 1}
     # An older event pushed afterwards (Feast's push would overwrite) does not replace the newer value.
-    body["df"] = _events([7], [(now - pd.Timedelta(seconds=20)).isoformat()], [1]).to_dict("list")
+    body["df"] = _events([70007], [(now - pd.Timedelta(seconds=20)).isoformat()], [1]).to_dict("list")
     assert _post(url, "/push", body).status_code == 200
     read = _by_name(_post(url, "/get-online-features", {"features": ["user_realtime:current_session_messages"],
-                                                      "entities": {"user_id": [7, 8]}}).json())
+                                                      "entities": {"user_id": [70007, 70008]}}).json())
     assert read["current_session_messages"]["values"] == [5, None]
     platform.ingest_pending(REALTIME)
     offline = platform.offline_table("user_realtime")
-    seven = offline[offline["user_id"] == 7].sort_values("event_timestamp")
+    seven = offline[offline["user_id"] == 70007].sort_values("event_timestamp")
     assert seven["current_session_messages"].tolist() == [3, 1, 5]  # every accepted event once, none twice
-    assert (offline["user_id"] != 8).all()  # the rejected row (negative count) went to the dead-letter only
+    assert (offline["user_id"] != 70008).all()  # the rejected row (negative count) went to the dead-letter only
 
 
 def test_offline_push_lands_in_the_transport_for_the_sensor(served):
     platform, url = served
     stamp = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=3)).isoformat()
     response = _post(url, "/push", {"push_source_name": REALTIME, "to": "offline",
-                                    "df": _events([11], [stamp], [2]).to_dict("list")})
+                                    "df": _events([70011], [stamp], [2]).to_dict("list")})
     assert response.status_code == 202, response.text
     assert response.json()["batch_id"] in platform.ingest_pending(REALTIME)
-    assert 11 in set(platform.offline_table("user_realtime")["user_id"])
+    assert 70011 in set(platform.offline_table("user_realtime")["user_id"])
 
 
 def test_clear_http_errors(served):
@@ -154,13 +160,13 @@ def test_health_checks_the_online_store(served):
                              "online_store": "ok"}
 
 
-def test_the_cli_serves_feasts_endpoints(served, workers=2):
+def test_the_cli_serves_feasts_endpoints(served, tmp_path, workers=2):
     """`feature-platform serve` from the README, in its own process (two workers: each builds its app)."""
     platform, _url = served
-    port = free_port()
+    port, log = free_port(), tmp_path / "serve.log"
     env = {**os.environ, **platform.settings.as_env(), "FEATURE_PLATFORM_SESSIONS_PATH": str(platform.settings.sessions_path)}
     server = subprocess.Popen([sys.executable, "-m", "feature_platform.cli", "serve", "--port", str(port),
-                               "--workers", str(workers)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               "--workers", str(workers)], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -170,7 +176,10 @@ def test_the_cli_serves_feasts_endpoints(served, workers=2):
                     break
             except requests.ConnectionError:
                 pass
-            assert server.poll() is None and time.monotonic() < deadline, server.stdout.read().decode()[-3000:]
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                server.wait()
+                pytest.fail(f"the server did not become healthy: {log.read_text()[-3000:]}")
             time.sleep(0.5)
         got = _by_name(_post(url, "/get-online-features", {"features": FEATURES[:2], "entities": {"user_id": [1, 2]}}).json())
         expected = platform.online_features(FEATURES[:2], [{"user_id": 1}, {"user_id": 2}], output="dict")
@@ -179,3 +188,24 @@ def test_the_cli_serves_feasts_endpoints(served, workers=2):
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
+
+
+def test_request_time_features_over_http(served):
+    platform, url = served
+    features = ["user_activity:messages_sent_7d", "user_activity_request:tokens_per_message",
+                "user_activity_request:prompt_vs_typical_message"]
+    users = [int(u) for u in platform.offline_table("user_activity")["user_id"].unique()[:10]] + [987654321]
+    prompts = list(range(len(users)))
+    response = _post(url, "/get-online-features", {"features": features,
+                                                   "entities": {"user_id": users, "prompt_tokens": prompts}})
+    assert response.status_code == 200, response.text
+    got = _by_name(response.json())
+    expected = platform.online_features(features, [{"user_id": u, "prompt_tokens": p} for u, p in zip(users, prompts)],
+                                        with_metadata=True, output="dict")
+    assert list(got) == ["user_id", "messages_sent_7d", "tokens_per_message", "prompt_vs_typical_message"]
+    for name in list(got)[1:]:
+        assert got[name]["values"] == expected[name], name
+        assert got[name]["statuses"] == [STATUS[s] for s in expected[f"{name}__status"]], name
+    assert got["tokens_per_message"]["statuses"][-1] == "NOT_FOUND"
+    no_prompt = _post(url, "/get-online-features", {"features": features, "entities": {"user_id": users}})
+    assert no_prompt.status_code == 400 and "prompt_tokens" in no_prompt.json()["detail"]

@@ -1,7 +1,8 @@
 """The HTTP app of `feature-platform serve`: Feast's feature server, trimmed to what serving needs.
 
 Feast's `/get-online-features` is kept as Feast builds it (request and response formats, metrics,
-registry refresh) over `PlatformFeatureStore`. `/push` and `/health` are replaced: the push answers
+registry refresh) over `PlatformFeatureStore`, behind the platform's authorization. `/push` and
+`/health` are replaced: the push answers
 with what the platform did (accepted, rejected, duplicates) and `/health` checks the online store
 too, not only the registry. Feast's `/materialize*` and `/write-to-online-store` are not mounted:
 materialization is a Dagster run, and raw online writes would bypass validation and newest-wins.
@@ -14,7 +15,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from feast.data_source import PushMode
-from feast.feature_server import PushFeaturesRequest, get_app
+from feast.feature_server import GetOnlineFeaturesRequest, PushFeaturesRequest, get_app
 
 from feature_platform.errors import (
     FeaturePlatformError,
@@ -25,9 +26,11 @@ from feature_platform.errors import (
     UnknownFeatureViewError,
 )
 from feature_platform.ingest import IngestResult
+from feature_platform.request_time import RequestFeatureError
+from feature_platform.serving.access import AccessDeniedError, AuthenticationError, Authorizer, Tokens
 from feature_platform.serving.feature_store import PlatformFeatureStore
 
-SERVED = {"/get-online-features", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+SERVED = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}  # kept from Feast's app as they are
 PUSH_MODES = {"online": PushMode.ONLINE, "offline": PushMode.OFFLINE, "online_and_offline": PushMode.ONLINE_AND_OFFLINE}
 REGISTRY_TTL_SEC = 60  # how often the server re-reads the registry (a new view appears within a minute)
 
@@ -39,18 +42,35 @@ class BadRequestError(FeaturePlatformError, ValueError):
 HTTP_STATUS = [
     (UnknownFeatureViewError, status.HTTP_404_NOT_FOUND),
     (UnknownFeatureError, status.HTTP_404_NOT_FOUND),
-    ((BadRequestError, InvalidDateError, SourceDataError), status.HTTP_400_BAD_REQUEST),
+    ((BadRequestError, InvalidDateError, SourceDataError, RequestFeatureError), status.HTTP_400_BAD_REQUEST),
     (StoreUnavailableError, status.HTTP_503_SERVICE_UNAVAILABLE),
+    (AuthenticationError, status.HTTP_401_UNAUTHORIZED),
+    (AccessDeniedError, status.HTTP_403_FORBIDDEN),
 ]
 
 
-def build_app(platform) -> FastAPI:
+def build_app(platform, tokens: Tokens | None = None) -> FastAPI:
+    """The app; `tokens` default to the settings' tokens file (none configured: no authentication)."""
+    if tokens is None and platform.settings.serving_tokens_file:
+        tokens = Tokens.load(platform.settings.serving_tokens_file)
+    access = Authorizer(platform.settings, tokens)
     store = PlatformFeatureStore(platform)
     app = get_app(store, registry_ttl_sec=REGISTRY_TTL_SEC)
+    feast_read = next(r.endpoint for r in app.router.routes if getattr(r, "path", None) == "/get-online-features")
     app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) in SERVED]
+    app.state.authenticated = tokens is not None
+
+    @app.post("/get-online-features")
+    async def get_online_features(request: GetOnlineFeaturesRequest, http: Request):
+        caller = access.authenticate(http.headers.get("authorization"), http.url.path)
+        await run_in_threadpool(access.read, caller, request.feature_service or request.features, http.url.path)
+        return await feast_read(request)
 
     @app.post("/push")
-    async def push(request: PushFeaturesRequest) -> JSONResponse:
+    async def push(request: PushFeaturesRequest, http: Request) -> JSONResponse:
+        caller = access.authenticate(http.headers.get("authorization"), http.url.path)
+        view = await run_in_threadpool(platform._push_view, request.push_source_name)
+        await run_in_threadpool(access.push, caller, view.name, http.url.path)
         if request.to not in PUSH_MODES:
             raise BadRequestError(f"push mode {request.to!r} is not one of {sorted(PUSH_MODES)}")
         try:
@@ -73,7 +93,8 @@ def build_app(platform) -> FastAPI:
     @app.exception_handler(FeaturePlatformError)
     async def platform_error(_request: Request, exc: FeaturePlatformError) -> JSONResponse:
         code = next((c for kinds, c in HTTP_STATUS if isinstance(exc, kinds)), status.HTTP_500_INTERNAL_SERVER_ERROR)
-        return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=code)
+        headers = {"WWW-Authenticate": "Bearer"} if code == status.HTTP_401_UNAUTHORIZED else None
+        return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=code, headers=headers)
 
     return app
 

@@ -19,6 +19,8 @@ from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from feature_platform import request_time
+from feature_platform.specs import get_spec
 from feature_platform.stores.online import EXPIRED, MISSING, PRESENT
 
 VALUE_TYPE = {"int64": ValueType.INT64, "float32": ValueType.FLOAT, "float64": ValueType.DOUBLE,
@@ -39,15 +41,16 @@ class PlatformFeatureStore(FeatureStore):
         rows = _rows(entity_rows)
         data = self.platform.online_features(refs, rows, with_metadata=True, full_feature_names=full_feature_names,
                                              output="dict")
-        columns, specs = self.platform._resolved(refs, full_feature_names)
+        plan = request_time.plan(refs, full_feature_names)
+        stored = [get_spec(v) for v in dict.fromkeys(ref.partition(":")[0] for ref in plan.stored)]
+        request_views = {v.name: v for v in plan.request_views}
         proto = GetOnlineFeaturesResponse()
-        for key in dict.fromkeys(s.entity.join_key for s in specs.values()):
-            dtype = next(s.entity.dtype for s in specs.values() if s.entity.join_key == key)
+        for key, dtype in dict((s.entity.join_key, s.entity.dtype) for s in stored).items():
             _append(proto, key, data[key], VALUE_TYPE[dtype], [FieldStatus.PRESENT] * len(rows), [None] * len(rows))
-        for c in columns:
-            dtype = specs[c.view].field(c.feature).dtype
-            _append(proto, c.column, data[c.column], VALUE_TYPE[dtype],
-                    [STATUS[s] for s in data[f"{c.column}__status"]], data[f"{c.column}__event_timestamp"])
+        for o in plan.outputs:
+            view = request_views[o.view] if o.request else get_spec(o.view)
+            _append(proto, o.column, data[o.column], VALUE_TYPE[view.field(o.feature).dtype],
+                    [STATUS[s] for s in data[f"{o.column}__status"]], data[f"{o.column}__event_timestamp"])
         return OnlineResponse(proto)
 
     async def get_online_features_async(self, features, entity_rows, full_feature_names: bool = False,

@@ -11,13 +11,16 @@ import uvicorn
 from feature_platform.serving.app import build_app
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 6566  # Feast's feature server port
+# A worker imports Feast and loads the registry before it answers uvicorn's health ping: its default 5 s
+# would kill and respawn slow-starting workers forever on a busy machine.
+WORKER_STARTUP_SEC = 120
 
 
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, workers: int = 1) -> None:
     """Serve the platform configured by the environment until interrupted; each worker process builds
     its own app. Loopback by default: exposing it is a deployment decision."""
     uvicorn.run("feature_platform.serving.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="info", access_log=False)
+                log_level="info", access_log=False, timeout_worker_healthcheck=WORKER_STARTUP_SEC)
 
 
 @contextmanager

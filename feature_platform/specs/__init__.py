@@ -8,7 +8,13 @@ import pkgutil
 from functools import cache
 
 from feature_platform.errors import UnknownFeatureViewError
-from feature_platform.spec import FeatureServiceSpec, FeatureViewSpec, TrainingSetSpec
+from feature_platform.spec import (
+    AccessSpec,
+    FeatureServiceSpec,
+    FeatureViewSpec,
+    RequestFeatureViewSpec,
+    TrainingSetSpec,
+)
 
 
 @cache
@@ -44,6 +50,20 @@ def check_versions(specs) -> None:
 
 def all_feature_services() -> dict[str, FeatureServiceSpec]:
     return _declared(FeatureServiceSpec)  # type: ignore[return-value]
+
+
+def all_request_views() -> dict[str, RequestFeatureViewSpec]:
+    """Request-time feature views, by name (their names may not clash with stored views')."""
+    views: dict[str, RequestFeatureViewSpec] = _declared(RequestFeatureViewSpec)  # type: ignore[assignment]
+    clashes = sorted(set(views) & set(all_specs()))
+    if clashes:
+        raise ValueError(f"request feature view(s) {clashes} have the name of a stored feature view")
+    return views
+
+
+def all_access() -> dict[str, AccessSpec]:
+    """The serving permissions, by name."""
+    return _declared(AccessSpec)  # type: ignore[return-value]
 
 
 def all_training_sets() -> dict[str, TrainingSetSpec]:

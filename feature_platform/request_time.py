@@ -1,0 +1,162 @@
+"""Request-time features: one function, applied to training sets and to online reads alike.
+
+A feature list may mix stored features (`view:feature`) and request-time ones (`request_view:feature`).
+`FeaturePlan` splits it: the stored features the engines fetch (the requested ones plus the request
+views' inputs), and the order and names of the output columns. `compute` is the only place a request
+view's function is called; both paths hand it the same columns with the same (serving) dtypes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from feature_platform.errors import FeaturePlatformError, UnknownFeatureError
+from feature_platform.spec import RequestFeatureViewSpec
+from feature_platform.specs import all_feature_services, all_request_views
+from feature_platform.stores.schema import SERVING_DTYPE
+
+
+class RequestFeatureError(FeaturePlatformError, ValueError):
+    """A request view's function failed or returned something other than its declared features, or the
+    request lacks one of its request fields."""
+
+
+@dataclass(frozen=True)
+class Output:
+    view: str
+    feature: str
+    column: str
+    request: bool  # computed at request time (else stored)
+
+
+@dataclass(frozen=True)
+class FeaturePlan:
+    outputs: tuple[Output, ...]
+    stored: tuple[str, ...]  # stored 'view:feature' references to fetch (full names: view__feature)
+    request_views: tuple[RequestFeatureViewSpec, ...]
+
+    @property
+    def request_fields(self) -> list:
+        return list({f.name: f for v in self.request_views for f in v.request_fields}.values())
+
+
+def references(features: str | Sequence[str]) -> list[str]:
+    """A feature service name or a list of references, as a list of references."""
+    if isinstance(features, str):
+        services = all_feature_services()
+        if features not in services:
+            raise UnknownFeatureError(
+                f"{features!r} is not a feature service (known: {', '.join(services) or 'none'}); "
+                "pass a list of 'view:feature' references or a service name")
+        return list(services[features].features)
+    if not isinstance(features, Sequence):
+        raise UnknownFeatureError(f"features must be a list of 'view:feature' references or a feature service name, "
+                                  f"not {type(features).__name__}")
+    return list(features)
+
+
+def plan(features: str | Sequence[str], full_feature_names: bool = False) -> FeaturePlan:
+    refs = references(features)
+    views = all_request_views()
+    outputs, stored, used = [], [], {}
+    for ref in refs:
+        if not isinstance(ref, str):
+            raise UnknownFeatureError(f"feature reference {ref!r} must be a 'view:feature' string")
+        view, _, feature = ref.partition(":")
+        request = view in views
+        if request:
+            spec = views[view]
+            if feature not in spec.feature_names:
+                raise UnknownFeatureError(f"request feature view {view!r} has no feature {feature!r}; "
+                                          f"it has {', '.join(spec.feature_names)}")
+            used[view] = spec
+            stored.extend(spec.inputs)
+        else:
+            stored.append(ref)
+        outputs.append(Output(view, feature, f"{view}__{feature}" if full_feature_names else feature, request))
+    names = [o.column for o in outputs]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise UnknownFeatureError(
+            f"feature name(s) {clashes} appear more than once; pass full_feature_names=True to prefix view names")
+    return FeaturePlan(tuple(outputs), tuple(dict.fromkeys(stored)), tuple(used.values()))
+
+
+def compute(spec: RequestFeatureViewSpec, stored: pd.DataFrame, request: pd.DataFrame) -> pd.DataFrame:
+    """`spec`'s features for each row. `stored` has the inputs as `view__feature` columns, `request`
+    the request fields; both come with the serving dtypes, so training and serving see equal frames."""
+    frame = pd.DataFrame(index=stored.index)
+    for ref in spec.inputs:
+        frame[ref.partition(":")[2]] = stored[ref.replace(":", "__")]
+    for f in spec.request_fields:
+        frame[f.name] = request[f.name]
+    try:
+        out = spec.function(frame.copy())
+    except Exception as exc:  # noqa: BLE001 - a user function's failure, reported with the view's name
+        raise RequestFeatureError(f"request feature view {spec.name!r}: its function raised "
+                                  f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(out, pd.DataFrame) or len(out) != len(frame):
+        raise RequestFeatureError(f"request feature view {spec.name!r}: its function must return a DataFrame of "
+                                  f"{len(frame)} rows, got {type(out).__name__} of {len(out) if hasattr(out, '__len__') else '?'}")
+    missing = [f.name for f in spec.features if f.name not in out.columns]
+    if missing:
+        raise RequestFeatureError(f"request feature view {spec.name!r}: its function did not return {missing}")
+    result = pd.DataFrame(index=stored.index)
+    for f in spec.features:
+        try:
+            result[f.name] = pd.Series(out[f.name].to_numpy(), index=stored.index).astype(SERVING_DTYPE[f.dtype])
+        except (TypeError, ValueError) as exc:
+            raise RequestFeatureError(f"request feature view {spec.name!r}: feature {f.name!r} is not "
+                                      f"{f.dtype}: {exc}") from None
+    return result
+
+
+def request_frame(plan_: FeaturePlan, source: pd.DataFrame, where: str) -> pd.DataFrame:
+    """The request fields out of `source` (entity rows or an entity frame), cast to their serving dtypes."""
+    out = pd.DataFrame(index=source.index)
+    for f in plan_.request_fields:
+        if f.name not in source.columns:
+            views = [v.name for v in plan_.request_views if f in v.request_fields]
+            raise RequestFeatureError(f"{where} lacks request field {f.name!r} of request feature view(s) {views}")
+        try:
+            out[f.name] = source[f.name].astype(SERVING_DTYPE[f.dtype])
+        except (TypeError, ValueError) as exc:
+            raise RequestFeatureError(f"{where}: request field {f.name!r} is not {f.dtype}: {exc}") from None
+    return out
+
+
+def assemble(plan_: FeaturePlan, stored: pd.DataFrame, request: pd.DataFrame) -> dict[str, pd.Series]:
+    """The output columns in the plan's order, from the fetched stored columns and the request fields."""
+    computed = {v.name: compute(v, stored, request) for v in plan_.request_views}
+    return {o.column: computed[o.view][o.feature] if o.request else stored[f"{o.view}__{o.feature}"]
+            for o in plan_.outputs}
+
+
+def online(platform, plan_: FeaturePlan, entity_rows: list[dict], *, with_metadata: bool, now, output: str):
+    """`FeaturePlatform.online_features` for a plan with request-time features: the stored inputs are
+    read as usual (serving dtypes), then `compute` runs on them as it does for training sets. A
+    request-time value is `present` when the function gave one, else `missing`."""
+    rows = [dict(r) for r in entity_rows]
+    stored = platform.online_features(list(plan_.stored), rows, with_metadata=True, full_feature_names=True, now=now)
+    request = request_frame(plan_, pd.DataFrame(rows, index=stored.index), "entity rows")
+    values = assemble(plan_, stored, request)
+    keys = list(dict.fromkeys(k for r in rows for k in r)) if rows else []
+    frame = pd.DataFrame({k: stored[k] if k in stored.columns else [r.get(k) for r in rows] for k in keys},
+                         index=stored.index)
+    for o in plan_.outputs:
+        frame[o.column] = values[o.column]
+        if with_metadata:
+            if o.request:
+                frame[f"{o.column}__status"] = values[o.column].notna().map({True: "present", False: "missing"})
+                frame[f"{o.column}__event_timestamp"] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
+            else:
+                full = f"{o.view}__{o.feature}"
+                frame[f"{o.column}__status"] = stored[f"{full}__status"]
+                frame[f"{o.column}__event_timestamp"] = stored[f"{full}__event_timestamp"]
+    if output == "pandas":
+        return frame
+    return {c: [None if pd.isna(v) else (int(v.value) if isinstance(v, pd.Timestamp) else v)
+                for v in frame[c].tolist()] for c in frame.columns}

@@ -1,0 +1,129 @@
+"""Fuzzed raw sessions (issue 9 item 6): generated logs written as Parquet, each with at most one kind of
+corruption. A corrupt log is a `SourceDataError` naming the column (nothing is computed from it); a clean
+one (extra columns, naive or other-zone times, far-future rows, huge or unicode strings, empty) reads back
+exactly as written."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import feature_platform as fp
+from feature_platform.sources.sessions import SCHEMA, read_sessions
+from feature_platform_tests.conftest import make_embedded_settings, sessions_frame, write_sessions
+
+LO, HI = datetime(2026, 1, 2, tzinfo=timezone.utc), datetime(2026, 1, 9, tzinfo=timezone.utc)
+COUNTS = ("message_count", "tool_invocations", "tokens")
+
+session = st.tuples(
+    st.integers(-(2**63), 2**63 - 1),
+    st.integers(0, 86_400 * 7 - 1),  # seconds after LO
+    st.floats(0, 1e9, allow_nan=False),
+    st.integers(0, 2**40), st.integers(0, 2**40), st.integers(0, 2**40),  # messages, tools, tokens
+    st.text(min_size=1, max_size=20),
+)
+
+
+def clean(items) -> pd.DataFrame:
+    rows = [(u, f"s{i}", (LO + pd.Timedelta(seconds=t)).isoformat(), d, m, tl, model, tok)
+            for i, (u, t, d, m, tl, tok, model) in enumerate(items)]
+    return sessions_frame(rows) if rows else sessions_frame([(1, "x", LO.isoformat(), 1.0, 1, 1, "m", 1)]).iloc[:0]
+
+
+# (name, column it names or None when the log stays valid, corruption)
+CORRUPTIONS = [
+    ("null", None, None),  # filled in per column below
+    ("negative", None, None),
+    ("nan duration", "duration_sec", lambda df, i: df.assign(duration_sec=df["duration_sec"].mask(df.index == i, np.nan))),
+    ("inf duration", "duration_sec", lambda df, i: df.assign(duration_sec=df["duration_sec"].mask(df.index == i, np.inf))),
+    ("repeated session", "session_id", lambda df, i: df.assign(session_id=df["session_id"].mask(df.index == i, "s0"))),
+    ("text counts", "tokens", lambda df, i: df.assign(tokens=df["tokens"].astype(str))),
+    ("bool counts", "message_count", lambda df, i: df.assign(message_count=df["message_count"] > 0)),
+    ("numeric model", "model", lambda df, i: df.assign(model=np.arange(len(df)))),
+    ("float user ids", "user_id", lambda df, i: df.assign(user_id=df["user_id"].astype(float).mask(df.index == i, 0.5))),
+    ("text timestamps", "event_timestamp", lambda df, i: df.assign(event_timestamp=df["event_timestamp"].astype(str))),
+    ("missing column", "tool_invocations", lambda df, i: df.drop(columns="tool_invocations")),
+]
+VALID = [
+    ("extra column", lambda df: df.assign(extra="x", another=1.5)),
+    ("naive times", lambda df: df.assign(event_timestamp=df["event_timestamp"].dt.tz_localize(None))),
+    ("other zone", lambda df: df.assign(event_timestamp=df["event_timestamp"].dt.tz_convert("Pacific/Chatham"))),
+    ("huge strings", lambda df: df.assign(model="\u00e9\U0001f600" * 50_000, session_id=df["session_id"] + "-" * 10_000)),
+    ("int32 counts", lambda df: df.assign(**{c: (df[c] % 2**31).astype("int32") for c in COUNTS})),
+    ("unchanged", lambda df: df),
+]
+
+
+def corruption(df: pd.DataFrame, kind: str, column: str, i: int) -> pd.DataFrame:
+    if kind == "null":
+        values = df[column].astype(object).copy()
+        values.iloc[i] = None
+        return df.assign(**{column: pd.array(values, dtype="Int64") if column in (*COUNTS, "user_id") else values})
+    if kind == "negative":
+        return df.assign(**{column: df[column].mask(df.index == i, -1)})
+    raise AssertionError(kind)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(session, min_size=1, max_size=8), st.sampled_from(range(len(CORRUPTIONS))),
+       st.sampled_from(SCHEMA.names), st.sampled_from(("duration_sec", *COUNTS)), st.data())
+def test_a_corrupt_log_is_a_clear_error_naming_the_column(tmp_path_factory, items, which, null_col, neg_col, data):
+    df = clean(items)
+    i = data.draw(st.integers(0, len(df) - 1))
+    kind, column, corrupt = CORRUPTIONS[which]
+    if kind == "null":
+        bad, column = corruption(df, "null", null_col, i), null_col
+    elif kind == "negative":
+        bad, column = corruption(df, "negative", neg_col, i), neg_col
+    else:
+        bad = corrupt(df, i)
+        if kind == "repeated session" and i == 0:
+            bad = bad.assign(session_id=bad["session_id"].mask(bad.index == len(df) - 1, "s0"))
+            if len(df) == 1:
+                bad = pd.concat([bad, bad], ignore_index=True)
+    directory = write_sessions(tmp_path_factory.mktemp("raw"), bad)
+    with pytest.raises(fp.SourceDataError) as info:
+        read_sessions(directory, LO, HI)
+    assert repr(column) in str(info.value) and len(str(info.value)) < 3000, str(info.value)[:500]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(session, min_size=0, max_size=8), st.sampled_from(VALID), st.integers(0, 3))
+def test_a_clean_log_reads_back_exactly(tmp_path_factory, items, variant, far_future):
+    df = clean(items)
+    name, change = variant
+    written = change(df)
+    future = clean(items[:far_future]).assign(
+        session_id=lambda d: "f" + d["session_id"], event_timestamp=pd.Timestamp("2200-01-01", tz="UTC"))
+    if name == "naive times":
+        future = future.assign(event_timestamp=future["event_timestamp"].dt.tz_localize(None))
+    directory = tmp_path_factory.mktemp("raw")
+    written.to_parquet(directory / "a.parquet", index=False)
+    if len(future):  # a second file: rows no partition before 2200 may read
+        future.astype(written[future.columns].dtypes.to_dict()).to_parquet(directory / "b.parquet", index=False)
+    got = read_sessions(directory, LO, HI).sort_values("session_id", kind="stable").reset_index(drop=True)
+    want = written[SCHEMA.names].sort_values("session_id", kind="stable").reset_index(drop=True)
+    assert got["event_timestamp"].tolist() == pd.to_datetime(want["event_timestamp"], utc=True).tolist()
+    for column in SCHEMA.names:
+        if column != "event_timestamp":
+            assert got[column].tolist() == want[column].tolist(), column
+
+
+def test_a_corrupt_file_in_a_directory_fails_the_run_and_writes_nothing(tmp_path):
+    settings_ = make_embedded_settings(tmp_path)
+    good = clean([(1, 3600, 10.0, 1, 0, 5, "opus"), (2, 7200, 20.0, 2, 1, 6, "haiku")])
+    write_sessions(settings_.sessions_path, good)
+    (settings_.sessions_path / "later.parquet").write_bytes(b"PAR1 half a file")
+    platform = fp.FeaturePlatform(settings_)
+    with pytest.raises(fp.MaterializationError, match=r"SourceDataError: .*cannot be read as Parquet.*later\.parquet"):
+        platform.materialize("user_activity", "2026-01-03")
+    (settings_.sessions_path / "later.parquet").unlink()
+    good.assign(session_id=["s1", "s1"]).to_parquet(settings_.sessions_path / "sessions.parquet", index=False)
+    with pytest.raises(fp.MaterializationError, match=r"column 'session_id': 2 repeated value\(s\)"):
+        platform.materialize("user_activity", "2026-01-03")
+    assert platform.offline_table("user_activity").empty
