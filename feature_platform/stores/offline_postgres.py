@@ -2,6 +2,8 @@
 
 A partition is replaced in one transaction (delete its feature timestamp, COPY the new rows),
 under an advisory lock per (view, partition) so concurrent writers of the same partition queue.
+A connection lost mid-write rolls the transaction back (StoreUnavailableError names the view and
+partition); if it is lost during COMMIT, the server may have committed: old rows or new, never a mix.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.offline import OfflineStore
 from feature_platform.stores.postgres import connect
 from feature_platform.stores.schema import arrow_schema, sql_columns
+from feature_platform.stores.unavailable import store_errors
 
 
 class PostgresOfflineStore(OfflineStore):
@@ -49,7 +52,8 @@ class PostgresOfflineStore(OfflineStore):
         columns = self.columns(spec)
         buf = io.StringIO()
         rows[columns].to_csv(buf, index=False, header=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S.%f%z")
-        with connect(self.settings) as conn:
+        doing = f"writing partition {day} of {spec.name!r} offline (all or nothing: re-run it)"
+        with store_errors(self.settings, doing), connect(self.settings) as conn:
             self._ensure(conn, spec)
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{spec.name}/{day.isoformat()}",))
@@ -74,7 +78,7 @@ class PostgresOfflineStore(OfflineStore):
         updates = sql.SQL(", ").join(
             sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in columns if c not in key
         )
-        with connect(self.settings) as conn:
+        with store_errors(self.settings, f"writing batch {batch_id} of {spec.name!r} offline"), connect(self.settings) as conn:
             self._ensure(conn, spec)
             with conn.transaction():
                 conn.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {}) ON COMMIT DROP").format(staging, self._table(spec)))
