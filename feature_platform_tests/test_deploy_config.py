@@ -26,7 +26,7 @@ from feature_platform_tests.conftest import IN_CI
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-PLATFORM_SERVICES = ("user_code", "webserver", "daemon")
+PLATFORM_SERVICES = ("user_code", "webserver", "daemon", "feature_server")
 
 
 def compose_env(service: str) -> dict[str, str]:
@@ -80,7 +80,13 @@ def test_compose_variables_are_the_ones_the_code_reads():
 
 def test_compose_publishes_only_the_webserver_and_reads_secrets_from_an_env_file():
     services = COMPOSE["services"]
-    assert {name for name, service in services.items() if "ports" in service} == {"webserver"}
+    assert {name for name, service in services.items() if "ports" in service} == {"webserver", "feature_server"}
+    # The feature server is published for inference services, so it must authenticate them.
+    server = services["feature_server"]
+    assert server["environment"]["FEATURE_PLATFORM_SERVING_TOKENS_FILE"] == "/run/secrets/serving_tokens"
+    assert server["secrets"] == ["serving_tokens"] and "--host" in server["command"]
+    assert COMPOSE["secrets"]["serving_tokens"]["file"].startswith("./secrets/")
+    assert "/secrets/" in (ROOT / ".gitignore").read_text().splitlines()
     assert not any("expose" in service or service.get("network_mode") == "host" for service in services.values())
     for name in PLATFORM_SERVICES:
         assert services[name]["env_file"] == [".env"], name

@@ -129,3 +129,14 @@ def test_the_cli_will_not_expose_an_unauthenticated_server(monkeypatch, tmp_path
     monkeypatch.delenv("FEATURE_PLATFORM_SERVING_TOKENS_FILE", raising=False)
     assert main(["serve", "--host", "0.0.0.0"]) == 1
     assert "without authentication" in capsys.readouterr().err
+
+
+def test_the_deployment_template_loads_and_names_declared_roles():
+    from pathlib import Path
+
+    from feature_platform.specs import all_access
+
+    template = Path(__file__).resolve().parents[1] / "deploy" / "serving_tokens.example.yaml"
+    callers = Tokens.load(template)._callers.values()
+    declared = {role for spec in all_access().values() for role in spec.roles}
+    assert callers and all(set(c.roles) <= declared for c in callers)
