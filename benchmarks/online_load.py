@@ -129,7 +129,9 @@ def _request_fns(platform, expected: Expected, now):
 
 def _client_loop(fn, expected: Expected, path: str, entities: int, max_id: int, deadline: float, seed, out: dict):
     rng = np.random.default_rng(seed)
-    lat, errors, wrong, exceptions, present, checked = [], [], 0, 0, 0, 0
+    lat, errors, wrong, exceptions, non_200, present, checked = [], [], 0, 0, 0, 0, 0
+    if hasattr(fn, "prepare"):
+        fn.prepare()  # e.g. an HTTP path opens this thread's keep-alive connection before its first timed call
     while time.perf_counter() < deadline:
         users = rng.integers(1, max_id + 1, entities).tolist()
         t0 = time.perf_counter()
@@ -138,6 +140,7 @@ def _client_loop(fn, expected: Expected, path: str, entities: int, max_id: int, 
         except Exception as exc:  # noqa: BLE001 - counted and sampled: a load test reports, it does not stop
             lat.append(time.perf_counter() - t0)
             exceptions += 1
+            non_200 += getattr(exc, "http_status", None) is not None  # an HTTP path's error response
             if len(errors) < ERROR_SAMPLES:
                 errors.append(f"{path}: {type(exc).__name__}: {exc}")
             continue
@@ -149,12 +152,14 @@ def _client_loop(fn, expected: Expected, path: str, entities: int, max_id: int, 
             if len(errors) < ERROR_SAMPLES:
                 errors.append(why)
         present += sum(1 for row in got if any(v is not None for v in row))
-    out.update(lat=lat, errors=errors, wrong=wrong, exceptions=exceptions, present=present, checked=checked)
+    out.update(lat=lat, errors=errors, wrong=wrong, exceptions=exceptions, non_200=non_200, present=present,
+               checked=checked)
 
 
 def _worker(index: int, settings, expected: Expected, now, scenarios, seconds: float, threads: int, max_id: int,
-            seed: int, barrier, results) -> None:
-    """One client process: set up once, then each scenario with `threads` clients, in step with the others."""
+            seed: int, barrier, results, factory=None) -> None:
+    """One client process: set up once, then each scenario with `threads` clients, in step with the others.
+    `factory(platform, expected, now)` -> {path: fn} adds paths (a picklable callable; default: raw and platform)."""
     try:
         import warnings
 
@@ -162,7 +167,7 @@ def _worker(index: int, settings, expected: Expected, now, scenarios, seconds: f
         from feature_platform.platform import FeaturePlatform
 
         platform = FeaturePlatform(settings)
-        fns = _request_fns(platform, expected, now)
+        fns = (factory or _request_fns)(platform, expected, now)
         for fn in fns.values():
             fn([1])  # resolves features and opens the store in this thread, before any client thread
         gc.collect()
@@ -171,7 +176,7 @@ def _worker(index: int, settings, expected: Expected, now, scenarios, seconds: f
         for step, (kind, path, entities, duration) in enumerate(plan):
             barrier.wait(timeout=600)
             cpu0 = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
-            t0 = time.perf_counter()
+            wall0, t0 = time.time(), time.perf_counter()
             deadline = t0 + duration
             outs = [{} for _ in range(threads)]
             pool = [threading.Thread(target=_client_loop, daemon=True,
@@ -184,10 +189,10 @@ def _worker(index: int, settings, expected: Expected, now, scenarios, seconds: f
             if kind == "warmup":
                 continue
             results.put(("ok", index, (path, entities), {
-                "elapsed_sec": time.perf_counter() - t0,
+                "elapsed_sec": time.perf_counter() - t0, "window": (wall0, time.time()),  # for server-side samplers
                 "cpu_sec": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - cpu0,
                 "lat": np.concatenate([np.asarray(o["lat"], dtype="float64") for o in outs]),
-                **{k: sum(o[k] for o in outs) for k in ("wrong", "exceptions", "present", "checked")},
+                **{k: sum(o[k] for o in outs) for k in ("wrong", "exceptions", "non_200", "present", "checked")},
                 "errors": [e for o in outs for e in o["errors"]][:ERROR_SAMPLES],
             }))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the run with it
@@ -196,15 +201,16 @@ def _worker(index: int, settings, expected: Expected, now, scenarios, seconds: f
 
 
 def run_load(settings, expected: Expected, *, now, seconds: float, processes: int = 2, threads: int = 4,
-             max_id: int | None = None, scenarios=SCENARIOS, seed: int = 3) -> dict:
+             max_id: int | None = None, scenarios=SCENARIOS, seed: int = 3, factory=None) -> dict:
     """Run every scenario for `seconds` with `processes` x `threads` closed-loop clients; returns per
-    scenario the requests served, requests/s, errors and latency percentiles, plus the ratios to raw."""
+    scenario the requests served, requests/s, errors and latency percentiles, plus the ratios to raw.
+    `factory`: see `_worker` (benchmarks/http_serving.py adds the HTTP server as a path)."""
     max_id = max_id or len(expected.rows) - 1
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(processes), ctx.Queue()
     workers = [ctx.Process(target=_worker, name=f"online-load-{i}", daemon=True,
                            args=(i, settings, expected, now, tuple(scenarios), seconds, threads, max_id, seed,
-                                 barrier, results)) for i in range(processes)]
+                                 barrier, results, factory)) for i in range(processes)]
     load = [round(os.getloadavg()[0], 2)]
     for w in workers:
         w.start()
@@ -256,11 +262,13 @@ def _summarize(path: str, entities: int, parts: list[dict]) -> dict:
         "path": path, "entities_per_request": entities, "requests": requests, "elapsed_sec": round(elapsed, 3),
         "requests_per_sec": round(requests / elapsed, 1), "entities_per_sec": round(requests * entities / elapsed, 1),
         "errors": wrong + exceptions, "wrong_answers": wrong, "exceptions": exceptions,
+        "non_200": sum(p.get("non_200", 0) for p in parts),  # of the exceptions: HTTP error responses
         "responses_checked": sum(p["checked"] for p in parts),
         "entities_read": requests * entities, "entities_with_values": sum(p["present"] for p in parts),
         "p50_ms": pct(50), "p99_ms": pct(99), "p999_ms": pct(99.9), "max_ms": round(float(lat.max()), 4) if requests else None,
         "client_cpu_ms_per_request": round(1000 * sum(p["cpu_sec"] for p in parts) / requests, 4) if requests else None,
         "error_samples": [e for p in parts for e in p["errors"]][:ERROR_SAMPLES],
+        "window": [min(p["window"][0] for p in parts), max(p["window"][1] for p in parts)],  # wall clock (epoch s)
     }
 
 

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import backfill, data, online, online_load, push, report, training_set
+from benchmarks import backfill, data, http_serving, online, online_load, push, report, training_set
 
 HERE = Path(__file__).resolve().parent
 # name -> callable(args, log) -> (results, markdown)
@@ -51,6 +51,14 @@ def _online_load(args: argparse.Namespace, log) -> tuple[dict, str]:
 
 
 BENCHMARKS[online_load.NAME] = _online_load
+
+
+def _http_serving(args: argparse.Namespace, log) -> tuple[dict, str]:
+    seconds, step_seconds = (3, 1.5) if args.quick else (10, 4)
+    return http_serving.run(users=args.users, seed=args.seed, seconds=seconds, step_seconds=step_seconds, log=log)
+
+
+BENCHMARKS[http_serving.NAME] = _http_serving
 
 
 def _backfill(args: argparse.Namespace, log) -> tuple[dict, str]:
