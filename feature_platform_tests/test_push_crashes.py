@@ -12,6 +12,7 @@ import json
 import multiprocessing as mp
 import os
 import signal
+import sys
 import warnings
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -34,6 +35,13 @@ SOURCE = "user_realtime_events"
 SENSOR = f"{SOURCE}_sensor"
 FEATURES = [f"user_realtime:{f}" for f in SPEC.feature_names]
 NOW = pd.Timestamp(datetime.now(timezone.utc)).floor("s")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_now(monkeypatch):
+    """Event times relative to each test's start: a long suite must not age them past the lag bounds or
+    the view's one-hour TTL."""
+    monkeypatch.setattr(sys.modules[__name__], "NOW", pd.Timestamp(datetime.now(timezone.utc)).floor("s"))
 # (user_id, seconds_ago, messages, tokens, minutes_ago); messages < 0 is rejected by the schema.
 FIRST = [(1, 300, 1, 10, 5.0), (2, 290, 2, 20, 4.0)]
 CRASHED = [(1, 100, 3, 30, 1.0), (3, 95, 4, 40, 1.5), (4, 90, -1, 0, 0.0)]  # the batch being processed at the crash

@@ -4,6 +4,7 @@ idempotent offline writes, newest-wins online values, crash recovery, and the lo
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -21,6 +22,13 @@ from feature_platform.stores.redis_stream import RedisStreamTransport
 
 FEATURES = [f"user_realtime:{f}" for f in SPEC.feature_names]
 NOW = pd.Timestamp(datetime.now(timezone.utc)).floor("s")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_now(monkeypatch):
+    """Event times relative to each test's start: a long suite must not age them past the lag bounds or
+    the view's one-hour TTL."""
+    monkeypatch.setattr(sys.modules[__name__], "NOW", pd.Timestamp(datetime.now(timezone.utc)).floor("s"))
 
 
 def events(rows: list[tuple]) -> pd.DataFrame:
