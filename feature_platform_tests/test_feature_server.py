@@ -209,3 +209,25 @@ def test_request_time_features_over_http(served):
     assert got["tokens_per_message"]["statuses"][-1] == "NOT_FOUND"
     no_prompt = _post(url, "/get-online-features", {"features": features, "entities": {"user_id": users}})
     assert no_prompt.status_code == 400 and "prompt_tokens" in no_prompt.json()["detail"]
+
+
+def test_a_stock_feast_client_reads_through_the_server(served):
+    """Feast's own remote online store (`online_store: {type: remote, path: <url>}`) against the server:
+    what a Feast user's client code gets, with the platform's values and TTL."""
+    from feast import FeatureStore, RepoConfig
+
+    platform, url = served
+    base = platform.runtime.feast.config  # the same registry; the values come over HTTP
+    client = FeatureStore(config=RepoConfig(project=base.project, provider="local", registry=base.registry_config,
+                                            online_store={"type": "remote", "path": url},
+                                            entity_key_serialization_version=3))
+    assert type(client.config.online_store).__name__ == "RemoteOnlineStoreConfig"
+    users = [int(u) for u in platform.offline_table("user_activity")["user_id"].unique()[:5]] + [1, 2, 987654321]
+    refs = ["user_activity:sessions_7d", "user_activity:preferred_model", "user_realtime:current_session_messages"]
+    got = client.get_online_features(features=refs, entity_rows=[{"user_id": u} for u in users]).to_dict()
+    expected = platform.online_features(refs, [{"user_id": u} for u in users], output="dict")
+    assert got["user_id"] == users
+    for ref in refs:
+        name = ref.split(":")[1]
+        assert got[name] == expected[name], name
+    assert got["current_session_messages"][-3:] == [4, None, None]  # fresh, expired (TTL), absent
