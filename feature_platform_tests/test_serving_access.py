@@ -29,7 +29,12 @@ READ_REQUEST = {"features": ["user_activity_request:tokens_per_message"], "entit
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(server_with_platform):
+    return server_with_platform[1]
+
+
+@pytest.fixture(scope="module")
+def server_with_platform(tmp_path_factory):
     root = tmp_path_factory.mktemp("access")
     tokens_file = root / "tokens.yaml"
     tokens_file.write_text(
@@ -44,7 +49,7 @@ def server(tmp_path_factory):
     platform = fp.FeaturePlatform(settings)
     platform.materialize("user_activity", start=yesterday.isoformat())
     with running_server(platform) as url:
-        yield url
+        yield platform, url
 
 
 def _call(url: str, path: str, body: dict, caller: str | None = None, token: str | None = None) -> requests.Response:
@@ -140,3 +145,23 @@ def test_the_deployment_template_loads_and_names_declared_roles():
     callers = Tokens.load(template)._callers.values()
     declared = {role for spec in all_access().values() for role in spec.roles}
     assert callers and all(set(c.roles) <= declared for c in callers)
+
+
+def test_a_stock_feast_client_sends_its_token(server_with_platform):
+    """Feast's remote online store with `auth: {type: kubernetes, user_token: ...}` sends the bearer token."""
+    from feast import FeatureStore, RepoConfig
+
+    platform, url = server_with_platform
+    base = platform.runtime.feast.config
+
+    def client(token: str) -> FeatureStore:
+        return FeatureStore(config=RepoConfig(
+            project=base.project, provider="local", registry=base.registry_config, entity_key_serialization_version=3,
+            online_store={"type": "remote", "path": url}, auth={"type": "kubernetes", "user_token": token}))
+
+    refs = ["user_activity:sessions_7d"]
+    got = client(TOKENS["reader"]).get_online_features(features=refs, entity_rows=[{"user_id": 1}, {"user_id": 2}])
+    assert got.to_dict()["sessions_7d"] == platform.online_features(refs, [{"user_id": 1}, {"user_id": 2}],
+                                                                     output="dict")["sessions_7d"]
+    with pytest.raises(Exception, match="403|may not"):
+        client(TOKENS["producer"]).get_online_features(features=refs, entity_rows=[{"user_id": 1}])
