@@ -12,7 +12,6 @@ import json
 import multiprocessing as mp
 import os
 import signal
-import sys
 import warnings
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -30,6 +29,7 @@ from feature_platform.ingest import transport_for
 from feature_platform.specs.user_realtime import SPEC
 from feature_platform.stores.landing import LandingDirectory
 from feature_platform.stores.online import OnlineStore
+from feature_platform_tests.realtime_events import event_batch
 
 SOURCE = "user_realtime_events"
 SENSOR = f"{SOURCE}_sensor"
@@ -38,10 +38,12 @@ NOW = pd.Timestamp(datetime.now(timezone.utc)).floor("s")
 
 
 @pytest.fixture(autouse=True)
-def _fresh_now(monkeypatch):
+def _fresh_now():
     """Event times relative to each test's start: a long suite must not age them past the lag bounds or
     the view's one-hour TTL."""
-    monkeypatch.setattr(sys.modules[__name__], "NOW", pd.Timestamp(datetime.now(timezone.utc)).floor("s"))
+    global NOW
+    NOW = pd.Timestamp(datetime.now(timezone.utc)).floor("s")
+
 # (user_id, seconds_ago, messages, tokens, minutes_ago); messages < 0 is rejected by the schema.
 FIRST = [(1, 300, 1, 10, 5.0), (2, 290, 2, 20, 4.0)]
 CRASHED = [(1, 100, 3, 30, 1.0), (3, 95, 4, 40, 1.5), (4, 90, -1, 0, 0.0)]  # the batch being processed at the crash
@@ -54,13 +56,7 @@ class Crash(RuntimeError):
 
 
 def events(rows: list[tuple]) -> pd.DataFrame:
-    return pd.DataFrame({
-        "user_id": [r[0] for r in rows],
-        "event_timestamp": [(NOW - pd.Timedelta(seconds=r[1])).isoformat() for r in rows],
-        "current_session_messages": [r[2] for r in rows],
-        "current_session_tokens": [r[3] for r in rows],
-        "last_active_minutes_ago": [r[4] for r in rows],
-    })
+    return event_batch(rows, NOW)
 
 
 def boundary(platform, step: str):

@@ -4,7 +4,6 @@ idempotent offline writes, newest-wins online values, crash recovery, and the lo
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -19,27 +18,23 @@ from feature_platform.push import prepare_batch
 from feature_platform.specs.user_realtime import SPEC
 from feature_platform.stores.landing import LandingDirectory
 from feature_platform.stores.redis_stream import RedisStreamTransport
+from feature_platform_tests.realtime_events import event_batch
 
 FEATURES = [f"user_realtime:{f}" for f in SPEC.feature_names]
 NOW = pd.Timestamp(datetime.now(timezone.utc)).floor("s")
 
 
 @pytest.fixture(autouse=True)
-def _fresh_now(monkeypatch):
+def _fresh_now():
     """Event times relative to each test's start: a long suite must not age them past the lag bounds or
     the view's one-hour TTL."""
-    monkeypatch.setattr(sys.modules[__name__], "NOW", pd.Timestamp(datetime.now(timezone.utc)).floor("s"))
+    global NOW
+    NOW = pd.Timestamp(datetime.now(timezone.utc)).floor("s")
+
 
 
 def events(rows: list[tuple]) -> pd.DataFrame:
-    """(user_id, seconds_ago, messages, tokens, minutes_ago) -> a batch as producers send it."""
-    return pd.DataFrame({
-        "user_id": [r[0] for r in rows],
-        "event_timestamp": [(NOW - pd.Timedelta(seconds=r[1])).isoformat() for r in rows],
-        "current_session_messages": [r[2] for r in rows],
-        "current_session_tokens": [r[3] for r in rows],
-        "last_active_minutes_ago": [r[4] for r in rows],
-    })
+    return event_batch(rows, NOW)
 
 
 @pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])

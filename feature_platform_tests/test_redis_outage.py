@@ -6,20 +6,19 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
 import threading
 import time
 from datetime import date, datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
-import redis
 
 from feature_platform.demo.generator import generate_day
 from feature_platform.errors import StoreUnavailableError
 from feature_platform.platform import FeaturePlatform
 from feature_platform.specs.user_activity import SPEC
 from feature_platform_tests.conftest import IN_CI, services_settings_in, write_sessions
+from feature_platform_tests.redis_server import start_redis_server
 
 pytestmark = pytest.mark.services
 D = date(2026, 4, 10)
@@ -34,16 +33,7 @@ class PrivateRedis:
         self.proc = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_timeout=1)
-        for _ in range(100):
-            try:
-                client.ping()
-                return
-            except redis.exceptions.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        self.proc = start_redis_server(self.port)
 
     def stop(self) -> None:
         self.proc.kill()

@@ -15,7 +15,6 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 import traceback
 import uuid
 from datetime import date, datetime, timedelta, timezone
@@ -25,7 +24,6 @@ from urllib.parse import quote
 import pandas as pd
 import psycopg
 import pytest
-import redis
 import sqlalchemy
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
@@ -39,6 +37,7 @@ from feature_platform.platform import FeaturePlatform
 from feature_platform.redact import MASK, redact, secrets_of, url_origin
 from feature_platform.stores.feast_repo import repo_config
 from feature_platform_tests.conftest import IN_CI, services_settings_in, write_sessions
+from feature_platform_tests.redis_server import start_redis_server
 
 ROOT = Path(__file__).resolve().parents[1]
 D = date(2026, 4, 10)
@@ -150,18 +149,7 @@ class SecuredRedis:
 
     def __init__(self, password: str):
         self.port = free_port()
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--requirepass", password],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, password=password, socket_timeout=1)
-        for _ in range(100):
-            try:
-                client.ping()
-                return
-            except redis.exceptions.ConnectionError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("redis-server did not start")
+        self.proc = start_redis_server(self.port, password)
 
     def stop(self) -> None:
         self.proc.kill()

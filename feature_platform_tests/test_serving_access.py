@@ -136,13 +136,16 @@ def test_the_cli_will_not_expose_an_unauthenticated_server(monkeypatch, tmp_path
     assert "without authentication" in capsys.readouterr().err
 
 
-def test_the_deployment_template_loads_and_names_declared_roles():
+def test_the_deployment_template_loads_and_names_declared_roles(tmp_path):
     from pathlib import Path
 
     from feature_platform.specs import all_access
 
-    template = Path(__file__).resolve().parents[1] / "deploy" / "serving_tokens.example.yaml"
-    callers = Tokens.load(template)._callers.values()
+    template = (Path(__file__).resolve().parents[1] / "deploy" / "serving_tokens.example.yaml").read_text()
+    with pytest.raises(TokensFileError, match="token_sha256"):  # placeholders are not tokens
+        Tokens.load(_written(tmp_path / "as-is.yaml", template))
+    filled = template.replace("REPLACE-with-the-sha256-of-its-token", hashlib.sha256(b"t").hexdigest())
+    callers = Tokens.load(_written(tmp_path / "filled.yaml", filled))._callers.values()
     declared = {role for spec in all_access().values() for role in spec.roles}
     assert callers and all(set(c.roles) <= declared for c in callers)
 
@@ -165,3 +168,8 @@ def test_a_stock_feast_client_sends_its_token(server_with_platform):
                                                                      output="dict")["sessions_7d"]
     with pytest.raises(Exception, match="403|may not"):
         client(TOKENS["producer"]).get_online_features(features=refs, entity_rows=[{"user_id": 1}])
+
+
+def _written(path, text: str):
+    path.write_text(text)
+    return path
