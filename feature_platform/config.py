@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Literal
 
 Profile = Literal["embedded", "services"]
+Engine = Literal["pandas", "spark"]
+ENGINES = ("pandas", "spark")
 
 # name -> (default, description); the README's configuration table is generated from this.
 ENV_VARS: dict[str, tuple[str, str]] = {
@@ -21,6 +23,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "FEATURE_PLATFORM_SESSIONS_PATH": ("$FEATURE_PLATFORM_HOME/raw/sessions", "Parquet file or directory of the raw sessions log; when set, the demo generator is not used"),
     "FEATURE_PLATFORM_PARTITIONS_START": ("2025-01-01", "First daily partition of every feature view"),
     "FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN": ("92", "Partitions per Dagster run in a backfill (BackfillPolicy.multi_run); each run computes them in one pass"),
+    "FEATURE_PLATFORM_ENGINE": ("pandas", "Compute engine of the window aggregations: `pandas` (single machine) or `spark` (PySpark)"),
+    "FEATURE_PLATFORM_SPARK_MASTER": ("local[2]", "Spark master URL of the `spark` engine (e.g. `spark://host:7077`)"),
     "FEATURE_PLATFORM_DEMO_USERS": ("2000", "Users in the generated demo sessions log"),
     "FEATURE_PLATFORM_DEMO_SEED": ("7", "Seed of the demo generator"),
     "FEATURE_PLATFORM_PG_HOST": ("127.0.0.1", "PostgreSQL host (services profile)"),
@@ -33,6 +37,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "FEATURE_PLATFORM_REDIS_PORT": ("6379", "Redis port"),
     "FEATURE_PLATFORM_REDIS_DB": ("0", "Redis database number"),
     "FEATURE_PLATFORM_REDIS_PASSWORD": ("", "Redis password (empty for none)"),
+    "FEATURE_PLATFORM_REDIS_CLUSTER_NODES": ("", "Comma-separated `host:port` seed nodes of a Redis Cluster online store; empty: the single Redis above"),
     "FEATURE_PLATFORM_ALERT_WEBHOOK_URL": ("", "Generic webhook for alerts (JSON POST); empty: Dagster log only"),
     "FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL": ("", "Slack-compatible incoming webhook for alerts; empty: none"),
     "FEATURE_PLATFORM_SERVING_TOKENS_FILE": ("", "YAML file of the HTTP feature server's callers: token (or its sha256) and roles; empty: no authentication (loopback only)"),
@@ -57,6 +62,27 @@ def _positive_int(name: str, environ: dict[str, str]) -> int:
     return value
 
 
+def parse_nodes(raw: str) -> list[tuple[str, int]]:
+    """`host:port,host:port` -> [(host, port)]; ValueError naming the variable on anything else (Feast splits
+    each node on ':', so a host cannot hold one: no IPv6 literals)."""
+    nodes = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        host, _, port = item.partition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536 or "=" in item:
+            raise ValueError(f"FEATURE_PLATFORM_REDIS_CLUSTER_NODES must be comma-separated host:port seed nodes, "
+                             f"not {item!r} in {raw!r}")
+        nodes.append((host, int(port)))
+    return nodes
+
+
+def _cluster_nodes(env: dict[str, str]) -> str:
+    nodes = parse_nodes(_env("FEATURE_PLATFORM_REDIS_CLUSTER_NODES", env))
+    if nodes and int(_env("FEATURE_PLATFORM_REDIS_DB", env)) != 0:
+        raise ValueError("FEATURE_PLATFORM_REDIS_DB must be 0 with FEATURE_PLATFORM_REDIS_CLUSTER_NODES: "
+                         "a Redis Cluster has database 0 only")
+    return ",".join(f"{host}:{port}" for host, port in nodes)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved configuration of one deployment."""
@@ -77,10 +103,13 @@ class Settings:
     redis_port: int
     redis_db: int
     redis_password: str = field(repr=False)
+    redis_cluster_nodes: str = ""  # comma-separated host:port seed nodes; empty: the single Redis
     alert_webhook_url: str = field(default="", repr=False)
     alert_slack_webhook_url: str = field(default="", repr=False)
     backfill_days_per_run: int = 92
     serving_tokens_file: str = ""
+    engine: Engine = "pandas"
+    spark_master: str = "local[2]"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -88,6 +117,9 @@ class Settings:
         profile = _env("FEATURE_PLATFORM_PROFILE", env)
         if profile not in ("embedded", "services"):
             raise ValueError(f"FEATURE_PLATFORM_PROFILE must be 'embedded' or 'services', not {profile!r}")
+        engine = _env("FEATURE_PLATFORM_ENGINE", env)
+        if engine not in ENGINES:
+            raise ValueError(f"FEATURE_PLATFORM_ENGINE must be 'pandas' or 'spark', not {engine!r}")
         home = Path(_env("FEATURE_PLATFORM_HOME", env)).expanduser().absolute()
         sessions = env.get("FEATURE_PLATFORM_SESSIONS_PATH")
         return cls(
@@ -107,14 +139,29 @@ class Settings:
             redis_port=int(_env("FEATURE_PLATFORM_REDIS_PORT", env)),
             redis_db=int(_env("FEATURE_PLATFORM_REDIS_DB", env)),
             redis_password=_env("FEATURE_PLATFORM_REDIS_PASSWORD", env),
+            redis_cluster_nodes=_cluster_nodes(env),
             alert_webhook_url=_env("FEATURE_PLATFORM_ALERT_WEBHOOK_URL", env),
             alert_slack_webhook_url=_env("FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL", env),
             backfill_days_per_run=_positive_int("FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN", env),
             serving_tokens_file=_env("FEATURE_PLATFORM_SERVING_TOKENS_FILE", env),
+            engine=engine,  # type: ignore[arg-type]
+            spark_master=_env("FEATURE_PLATFORM_SPARK_MASTER", env),
         )
 
     def with_(self, **changes) -> Settings:
         return replace(self, **changes)
+
+    @property
+    def redis_nodes(self) -> list[tuple[str, int]]:
+        """The Redis Cluster's seed nodes; empty for a single Redis."""
+        return parse_nodes(self.redis_cluster_nodes)
+
+    @property
+    def redis_address(self) -> str:
+        """Where the online store is, for messages: the single Redis or the cluster's seed nodes."""
+        if self.redis_cluster_nodes:
+            return f"Redis Cluster {self.redis_cluster_nodes}"
+        return f"Redis at {self.redis_host}:{self.redis_port}"
 
     @property
     def uses_generated_sessions(self) -> bool:
@@ -157,6 +204,8 @@ class Settings:
             "FEATURE_PLATFORM_PROFILE": self.profile,
             "FEATURE_PLATFORM_HOME": str(self.home),
             "FEATURE_PLATFORM_PARTITIONS_START": self.partitions_start.isoformat(),
+            "FEATURE_PLATFORM_ENGINE": self.engine,
+            "FEATURE_PLATFORM_SPARK_MASTER": self.spark_master,
             "FEATURE_PLATFORM_DEMO_USERS": str(self.demo_users),
             "FEATURE_PLATFORM_DEMO_SEED": str(self.demo_seed),
             "FEATURE_PLATFORM_PG_HOST": self.pg_host,
@@ -169,6 +218,7 @@ class Settings:
             "FEATURE_PLATFORM_REDIS_PORT": str(self.redis_port),
             "FEATURE_PLATFORM_REDIS_DB": str(self.redis_db),
             "FEATURE_PLATFORM_REDIS_PASSWORD": self.redis_password,
+            "FEATURE_PLATFORM_REDIS_CLUSTER_NODES": self.redis_cluster_nodes,
             "FEATURE_PLATFORM_ALERT_WEBHOOK_URL": self.alert_webhook_url,
             "FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL": self.alert_slack_webhook_url,
             "FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN": str(self.backfill_days_per_run),

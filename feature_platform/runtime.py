@@ -10,9 +10,9 @@ from functools import cached_property
 import pandas as pd
 from feast import FeatureStore
 
-from feature_platform.compute.window_aggregate import DayChunk, aggregate_chunk, raw_range_for
+from feature_platform.compute.engine import ComputeEngine, engine_for
+from feature_platform.compute.window_aggregate import DayChunk
 from feature_platform.config import Settings
-from feature_platform.sources.sessions import read_sessions
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.feast_repo import feature_store
 from feature_platform.stores.offline import OfflineStore, offline_store
@@ -34,6 +34,11 @@ class Runtime:
     @cached_property
     def offline(self) -> OfflineStore:
         return offline_store(self.settings)
+
+    @cached_property
+    def engine(self) -> ComputeEngine:
+        """The compute engine of this deployment (`FEATURE_PLATFORM_ENGINE`)."""
+        return engine_for(self.settings)
 
     @cached_property
     def feast(self) -> FeatureStore:
@@ -59,16 +64,11 @@ class Runtime:
     def mark_applied(self) -> None:
         self._applied = True
 
-    def read_raw(self, spec: FeatureViewSpec, first: date, last: date) -> pd.DataFrame:
-        """Raw events needed to compute partitions `first..last` of `spec`, and nothing more."""
-        start, end = raw_range_for(spec, first, last)
-        return read_sessions(self.settings.sessions_path, start, end)
-
     def compute_chunks(self, spec: FeatureViewSpec, first: date, last: date) -> Iterator[DayChunk]:
         """Yield the partition days of `first..last` as `DayChunk`s of `COMPUTE_CHUNK_DAYS` days, in order: raw
-        events are read and aggregated a chunk (plus its window) at a time, so memory stays bounded however
-        long the range."""
+        events are read and aggregated a chunk (plus its window) at a time by the deployment's engine, so memory
+        stays bounded however long the range."""
         days = list(pd.date_range(first, last, freq="D").date)
         for i in range(0, len(days), COMPUTE_CHUNK_DAYS):
             chunk = days[i:i + COMPUTE_CHUNK_DAYS]
-            yield aggregate_chunk(spec, self.read_raw(spec, chunk[0], chunk[-1]), chunk)
+            yield self.engine.compute_chunk(spec, chunk)

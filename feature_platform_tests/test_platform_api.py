@@ -110,15 +110,16 @@ def test_long_ranges_read_only_each_partitions_window(platform, monkeypatch):
     """Bounded memory: a range is computed a chunk of days at a time, each chunk reading only its days'
     windows (7 days plus the day before for closing rows), never the whole range at once."""
     from feature_platform import runtime
+    from feature_platform.compute import engine  # the pandas engine reads the raw events
 
     ranges = []
-    real = runtime.read_sessions
+    real = engine.read_sessions
 
     def recording(path, start, end):
         ranges.append((start, end))
         return real(path, start, end)
 
-    monkeypatch.setattr(runtime, "read_sessions", recording)
+    monkeypatch.setattr(engine, "read_sessions", recording)
     monkeypatch.setattr(runtime, "COMPUTE_CHUNK_DAYS", 3)
     platform.materialize("user_activity", "2026-01-05", "2026-01-11")
     assert [(end - start).days for start, end in ranges] == [3 + 7, 3 + 7, 1 + 7]

@@ -34,8 +34,11 @@ class FeaturePlatformResource(dg.ConfigurableResource):
     redis_port: int = 6379
     redis_db: int = 0
     redis_password: str = Field(default="", repr=False)  # a secret: not in repr
+    redis_cluster_nodes: str = ""  # host:port seed nodes of a Redis Cluster; empty: the single Redis
     alert_webhook_url: str = Field(default="", repr=False)  # a secret: not in repr
     alert_slack_webhook_url: str = Field(default="", repr=False)  # a secret: not in repr
+    engine: str = "pandas"  # the compute engine runs use (FEATURE_PLATFORM_ENGINE)
+    spark_master: str = "local[2]"
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides) -> FeaturePlatformResource:

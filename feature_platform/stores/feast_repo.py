@@ -6,7 +6,7 @@ from __future__ import annotations
 from feast import FeatureStore, RepoConfig
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres import PostgreSQLOfflineStoreConfig
 from feast.infra.offline_stores.dask import DaskOfflineStoreConfig
-from feast.infra.online_stores.redis import RedisOnlineStoreConfig
+from feast.infra.online_stores.redis import RedisOnlineStoreConfig, RedisType
 from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 from feast.infra.registry.sql import SqlRegistryConfig
 from feast.repo_config import RegistryConfig
@@ -19,15 +19,17 @@ def repo_config(settings: Settings) -> RepoConfig:
         if "," in settings.redis_password:  # Feast splits its Redis connection string on commas
             raise ValueError("FEATURE_PLATFORM_REDIS_PASSWORD must not contain ',' (Feast's Redis connection string)")
         password = f",password={settings.redis_password}" if settings.redis_password else ""
+        if settings.redis_cluster_nodes:  # seed nodes, then options; a cluster has no `db`
+            redis = {"redis_type": RedisType.redis_cluster,
+                     "connection_string": f"{settings.redis_cluster_nodes}{password}"}
+        else:
+            redis = {"connection_string": f"{settings.redis_host}:{settings.redis_port},db={settings.redis_db}{password}"}
         return RepoConfig(
             project=FEAST_PROJECT,
             provider="local",
             registry=SqlRegistryConfig(path=settings.pg_sqlalchemy_url(), cache_ttl_seconds=60),
-            online_store=RedisOnlineStoreConfig(
-                connection_string=f"{settings.redis_host}:{settings.redis_port},db={settings.redis_db}{password}",
-                # Newest-wins is enforced by the platform (ties rewrite, so a re-run replaces a partition).
-                skip_dedup=True,
-            ),
+            # Newest-wins is enforced by the platform (ties rewrite, so a re-run replaces a partition).
+            online_store=RedisOnlineStoreConfig(**redis, skip_dedup=True),
             offline_store=PostgreSQLOfflineStoreConfig(
                 host=settings.pg_host, port=settings.pg_port, database=settings.pg_db, db_schema=OFFLINE_SCHEMA,
                 user=settings.pg_user, password=settings.pg_password, sslmode="disable",

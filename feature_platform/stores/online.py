@@ -18,6 +18,8 @@ from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
 from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
 from feature_platform.config import Settings
+from feature_platform.errors import StoreUnavailableError
+from feature_platform.redact import redact, secrets_of
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.redis_online import RedisFeatures
 from feature_platform.stores.schema import SERVING_DTYPE
@@ -84,16 +86,35 @@ REDIS_BACKOFF = (0.05, 2.0)  # exponential backoff with jitter: base, cap (secon
 
 def redis_client(settings: Settings):
     """A Redis client with timeouts and bounded retries, so an outage fails fast instead of hanging a run
-    or a request, and a brief restart does not fail it at all."""
+    or a request, and a brief restart does not fail it at all. A `RedisCluster` when cluster nodes are set
+    (the same timeouts, retry policy and password; it also follows MOVED/ASK redirections)."""
     import redis
     from redis.backoff import ExponentialWithJitterBackoff
     from redis.retry import Retry
 
+    if settings.redis_cluster_nodes:
+        retry = Retry(ExponentialWithJitterBackoff(base=REDIS_BACKOFF[0], cap=REDIS_BACKOFF[1]), REDIS_RETRIES)
+        return cluster_client(settings, socket_timeout=5, socket_connect_timeout=2, retry=retry)
     return redis.Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db,
                        password=settings.redis_password or None, socket_timeout=5, socket_connect_timeout=2,
                        retry=Retry(ExponentialWithJitterBackoff(base=REDIS_BACKOFF[0], cap=REDIS_BACKOFF[1]),
                                    REDIS_RETRIES),
                        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])
+
+
+def cluster_client(settings: Settings, purpose: str = "the online store", **options):
+    """A `redis.cluster.RedisCluster` on the seed nodes. It discovers the slot map when created, so an
+    unreachable cluster fails here: as StoreUnavailableError, like any other Redis outage."""
+    from redis.cluster import ClusterNode, RedisCluster
+    from redis.exceptions import RedisClusterException
+
+    with store_errors(settings, f"connecting to {purpose}"):
+        try:
+            return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in settings.redis_nodes],
+                                password=settings.redis_password or None, **options)
+        except RedisClusterException as exc:  # "cannot be connected", or slots not covered
+            raise StoreUnavailableError(redact(f"connecting to {purpose}: {settings.redis_address} is "
+                                               f"unreachable: {exc}", secrets_of(settings))) from exc
 
 
 def watermarks(settings: Settings, client=None) -> Watermarks:

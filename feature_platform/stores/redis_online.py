@@ -6,6 +6,11 @@ rows compares each stored `_ts:<view>` with the incoming one inside Redis and wr
 the incoming timestamp is the same or newer: newest-wins with no read round trip, atomic per batch,
 safe against concurrent writers. Batches are packed by hiredis and streamed on one connection while
 Redis executes the previous ones (replies are read at the end), so client and server work overlap.
+
+On a Redis Cluster a script may only touch keys of one hash slot, and Feast's keys carry no hash tag
+(the slot is CRC16 of the whole entity key), so there the rows are grouped by slot: one script call per
+slot and batch, sent through redis-py's cluster pipeline, which routes each call to its slot's master
+and sends the masters their calls in parallel. Reads are the same pipelined HMGETs (one key each).
 """
 
 from __future__ import annotations
@@ -16,12 +21,15 @@ from itertools import chain
 import hiredis
 import pandas as pd
 import redis
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
 
 from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores import feast_redis_format as fmt
 
 BATCH_ROWS = 1_000  # rows per script call: big enough to amortize the call, small enough to not block Redis
+CLUSTER_CHUNK_ROWS = 20_000  # rows per cluster pipeline: bounds the client's memory for the queued calls
 
 # KEYS: entity hashes. ARGV: ts field, n features, the n feature fields, then per key the encoded
 # timestamp followed by its n values. The stored and incoming Timestamp protos are decoded in Lua.
@@ -77,6 +85,7 @@ class RedisFeatures:
         self.client = client
         self.project = project
         self._sha: str | None = None
+        self.cluster = isinstance(client, RedisCluster)
 
     def keys(self, spec: FeatureViewSpec, values: Sequence) -> list[bytes]:
         return fmt.entity_keys(spec.entity.join_key, spec.entity.dtype, values, self.project)
@@ -92,12 +101,13 @@ class RedisFeatures:
         keys = self.keys(spec, rows[spec.entity.join_key])
         cells = [fmt.encode_timestamps(rows[EVENT_TIMESTAMP])]
         cells += [fmt.encode_values(rows[f.name], f.dtype) for f in spec.fields]
+        send = self._send_cluster if self.cluster else self._send
         try:
-            return self._send(header, keys, argv, cells, progress)
-        except redis.exceptions.NoScriptError:  # the server restarted or its script cache was flushed
+            return send(header, keys, argv, cells, progress)
+        except redis.exceptions.NoScriptError:  # a server restarted or its script cache was flushed
             self._sha = None
             header[1] = self._script()
-            return self._send(header, keys, argv, cells, progress)  # idempotent: ties rewrite the same bytes
+            return send(header, keys, argv, cells, progress)  # idempotent: ties rewrite the same bytes
 
     def _send(self, header: list, keys: list[bytes], argv: list[bytes], cells: list[list[bytes]], progress) -> int:
         connection = self.client.connection_pool.get_connection()
@@ -119,6 +129,30 @@ class RedisFeatures:
             raise
         finally:
             self.client.connection_pool.release(connection)
+        return written
+
+    def _send_cluster(self, header: list, keys: list[bytes], argv: list[bytes], cells: list[list[bytes]],
+                      progress) -> int:
+        """`_send` on a Redis Cluster: per chunk of rows, one script call per hash slot and batch (a script
+        may touch one slot only), in row order within a slot, so a key repeated in `rows` ends newest-wins."""
+        written = 0
+        for chunk in range(0, len(keys), CLUSTER_CHUNK_ROWS):
+            by_slot: dict[int, list[int]] = {}
+            for i in range(chunk, min(chunk + CLUSTER_CHUNK_ROWS, len(keys))):
+                by_slot.setdefault(key_slot(keys[i]), []).append(i)
+            with self.client.pipeline() as pipe:
+                for rows in by_slot.values():
+                    # The node is named here because redis-py 7.4 would otherwise ask a server for the keys
+                    # of every EVALSHA (COMMAND GETKEYS): a round trip per call. MOVED is still followed.
+                    node = self.client.get_node_from_key(keys[rows[0]])
+                    for start in range(0, len(rows), BATCH_ROWS):
+                        batch = rows[start:start + BATCH_ROWS]
+                        pipe.execute_command("EVALSHA", header[1], len(batch), *(keys[i] for i in batch), *argv,
+                                             *chain.from_iterable([c[i] for c in cells] for i in batch),
+                                             target_nodes=node)
+                written += sum(int(n) for n in pipe.execute())
+            if progress:
+                progress(written)
         return written
 
     def read(self, spec: FeatureViewSpec, keys: Sequence, features: Sequence[str], view: str | None = None

@@ -5,6 +5,10 @@ row objects>` (what `FeaturePlatform.push` does). The entry id is the batch id. 
 batches delivers new entries to the group (XREADGROUP) and returns everything delivered but not yet
 acknowledged (XPENDING); a batch is acknowledged (XACK) only after its rows are safely written, so a
 crash anywhere before leaves it pending. Bad rows go to `<stream>:dead_letter` with a reason each.
+
+Every command and script here touches a single key (the stream, or its dead-letter stream, written on
+its own), so the transport works unchanged on a Redis Cluster, where the two streams may live on
+different masters.
 """
 
 from __future__ import annotations
@@ -36,9 +40,15 @@ return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
 
 class RedisStreamTransport:
     def __init__(self, settings: Settings, source: str):
-        self.client = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db,
-                                  password=settings.redis_password or None, socket_timeout=10,
-                                  socket_connect_timeout=5)
+        if settings.redis_cluster_nodes:  # every command below touches one key, so each goes to its slot's master
+            from feature_platform.stores.online import cluster_client
+
+            self.client = cluster_client(settings, f"the push stream of {source!r}", socket_timeout=10,
+                                         socket_connect_timeout=5)
+        else:
+            self.client = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db,
+                                      password=settings.redis_password or None, socket_timeout=10,
+                                      socket_connect_timeout=5)
         self.stream = f"feature_platform:push:{source}"
         self.dead_stream = f"{self.stream}:dead_letter"
 

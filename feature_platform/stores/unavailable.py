@@ -20,9 +20,10 @@ def store_errors(settings: Settings, doing: str) -> Iterator[None]:
     a driver's message may quote a connection string)."""
     try:
         yield
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+            redis.exceptions.ClusterDownError, redis.exceptions.SlotNotCoveredError) as exc:  # the last two: a cluster
         raise StoreUnavailableError(redact(
-            f"{doing}: Redis at {settings.redis_host}:{settings.redis_port} is unreachable: {exc}", secrets_of(settings)
+            f"{doing}: {settings.redis_address} is unreachable: {exc}", secrets_of(settings)
         )) from exc
     except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as exc:
         raise StoreUnavailableError(redact(

@@ -1,0 +1,53 @@
+"""Compute engines: who executes a view's declared aggregation, chosen per deployment by configuration.
+
+An engine turns the spec's `WindowAggregation` and a run of partition days into a `DayChunk` (the rows of
+each day, sorted by key, in the spec's dtypes). Everything after that (Pandera validation, offline and
+online writes, metadata) is the same code whichever engine computed the rows, so a view never changes
+when its deployment moves from one machine (`pandas`) to a cluster (`spark`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Protocol
+
+import pandas as pd
+
+from feature_platform.compute.window_aggregate import DayChunk, aggregate_chunk, raw_range_for
+from feature_platform.config import Settings
+from feature_platform.sources.sessions import read_sessions
+from feature_platform.spec import FeatureViewSpec
+
+
+class ComputeEngine(Protocol):
+    name: str
+
+    def compute_chunk(self, spec: FeatureViewSpec, days: Sequence[date]) -> DayChunk:
+        """The feature rows of `days` (consecutive, ascending), read from the view's raw source."""
+
+
+class PandasEngine:
+    """The single-machine engine: pyarrow reads the window's raw events, numpy/pandas aggregate them."""
+
+    name = "pandas"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def read_raw(self, spec: FeatureViewSpec, first: date, last: date) -> pd.DataFrame:
+        """Raw events needed to compute partitions `first..last` of `spec`, and nothing more."""
+        start, end = raw_range_for(spec, first, last)
+        return read_sessions(self.settings.sessions_path, start, end)
+
+    def compute_chunk(self, spec: FeatureViewSpec, days: Sequence[date]) -> DayChunk:
+        return aggregate_chunk(spec, self.read_raw(spec, days[0], days[-1]), days)
+
+
+def engine_for(settings: Settings) -> ComputeEngine:
+    """The engine `FEATURE_PLATFORM_ENGINE` names (PySpark is imported only when it is chosen)."""
+    if settings.engine == "spark":
+        from feature_platform.compute.spark_engine import SparkEngine
+
+        return SparkEngine(settings)
+    return PandasEngine(settings)
