@@ -138,7 +138,7 @@ def _sync_online(runtime: Runtime, spec: FeatureViewSpec, done: list[PartitionRe
     (a single partition: the rows written, after newest-wins)."""
     if not done or latest is None or latest.empty:
         return done
-    written = runtime.online.write(spec, latest)
+    written = _write_online(runtime, spec, latest)
     if len(done) == 1:  # one partition: what newest-wins let through (rows with a newer value online are kept)
         done[0].rows_online = written
         return done
@@ -146,6 +146,14 @@ def _sync_online(runtime: Runtime, spec: FeatureViewSpec, done: list[PartitionRe
     for result in done:
         result.rows_online = int(sent.get(pd.Timestamp(day_end(result.day)), 0))
     return done
+
+
+def _write_online(runtime: Runtime, spec: FeatureViewSpec, latest: pd.DataFrame) -> int:
+    """The Spark engine on Redis writes from its executors (`compute.spark_online_sync`); otherwise the driver
+    writes (the embedded profile's SQLite online store is one local file)."""
+    if runtime.settings.engine == "spark" and runtime.online.redis is not None:
+        return runtime.engine.sync_online(spec, latest, runtime.online)
+    return runtime.online.write(spec, latest)
 
 
 def feature_stats(spec: FeatureViewSpec, rows: pd.DataFrame) -> dict:

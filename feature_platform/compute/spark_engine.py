@@ -14,6 +14,8 @@ is code point order, as Python does), days are UTC (the session's time zone is p
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Sequence
 from datetime import date, timedelta
@@ -54,6 +56,9 @@ def spark_session(master: str, conf: dict[str, str] | None = None):
         builder = (builder.config("spark.sql.shuffle.partitions", str(LOCAL_SHUFFLE_PARTITIONS))
                    .config("spark.ui.enabled", "false")  # in-process: no web UI to bind a port for
                    .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1"))
+        # Local Python workers (the online sync's) must import this interpreter's packages; PySpark reads the
+        # variable when the context starts (a cluster's executors set it in their own environment).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for name, value in (conf or {}).items():
         builder = builder.config(name, value)
     with _lock:
@@ -80,6 +85,12 @@ class SparkEngine:
         start, end = raw_range_for(spec, wanted[0], wanted[-1])
         events = read_source(self.spark, spec, self.settings, start, end)
         return _to_chunk(spec, aggregate(spec, events, wanted).toPandas(), wanted)
+
+    def sync_online(self, spec: FeatureViewSpec, rows: pd.DataFrame, online) -> int:
+        """Write `rows` to the Redis online store from Spark's executors (`spark_online_sync`), newest-wins."""
+        from feature_platform.compute.spark_online_sync import sync_online
+
+        return sync_online(self.spark.createDataFrame(rows), spec, self.settings, online.store.config.project)
 
 
 def read_source(spark, spec: FeatureViewSpec, settings: Settings, start, end):
