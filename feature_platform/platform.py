@@ -358,7 +358,8 @@ class FeaturePlatform:
         `[event_timestamp - ttl, event_timestamp]`, else null. Rows, order and extra columns of
         `entity_df` are kept. `features`: `view:feature` references or a feature service name.
         `output`: "pandas" (default) or "arrow"; with `path`, the set is written there as Parquet
-        and the path returned. `engine="feast"` uses Feast's get_historical_features (the reference).
+        and the path returned. `engine="feast"` uses Feast's get_historical_features (the reference);
+        `engine="spark"` runs the same join in Spark (docs/scaling-out.md).
         """
         _check_features(features)
         stored = request_time.plan(features, True).stored

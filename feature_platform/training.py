@@ -2,7 +2,8 @@
 
 Input checks run before any heavy work. The join itself is `compute.point_in_time` over the
 offline tables (DuckDB), or Feast's `get_historical_features` when asked (`engine="feast"`), the
-reference the fast path is tested against.
+reference the fast path is tested against, or the same join in Spark (`engine="spark"`,
+`compute.spark_point_in_time`) for feature tables too large for one machine.
 """
 
 from __future__ import annotations
@@ -113,8 +114,10 @@ def training_set(runtime: Runtime, entity_df: pd.DataFrame, features, *, full_fe
         values = _feast_join(runtime, entity_df, columns)
     elif engine == "duckdb":
         values = _duckdb_join(runtime, entity_df, columns, specs)
+    elif engine == "spark":
+        values = _spark_join(runtime, entity_df, columns, specs)
     else:
-        raise ValueError(f"engine must be 'duckdb' or 'feast', not {engine!r}")
+        raise ValueError(f"engine must be 'duckdb', 'spark' or 'feast', not {engine!r}")
     out = entity_df.copy()
     for c in columns:
         out[c.column] = pd.Series(values[c.column].to_numpy(), index=out.index).astype(
@@ -141,6 +144,24 @@ def _duckdb_join(runtime: Runtime, entity_df: pd.DataFrame, columns, specs) -> p
         return point_in_time_join(con, frame, joins)
     finally:
         con.close()
+
+
+def _spark_join(runtime: Runtime, entity_df: pd.DataFrame, columns, specs) -> pd.DataFrame:
+    """The join in Spark (`compute.spark_point_in_time`) over each view's offline table."""
+    if entity_df.empty:
+        return pd.DataFrame({c.column: pd.Series([], dtype=object) for c in columns})
+    from feature_platform.compute.spark_engine import spark_session
+    from feature_platform.compute.spark_point_in_time import SparkViewJoin, offline_frame, spark_point_in_time_join
+
+    spark = spark_session(runtime.settings.spark_master)
+    ts = entity_df[EVENT_TIMESTAMP]
+    joins = []
+    for view, spec in specs.items():
+        mine = [c for c in columns if c.view == view]
+        table = offline_frame(spark, runtime.offline, spec, ts.min() - pd.Timedelta(spec.ttl), ts.max())
+        joins.append(SparkViewJoin(table=table, join_key=spec.entity.join_key, ttl=spec.ttl,
+                                   features=tuple(c.feature for c in mine), outputs=tuple(c.column for c in mine)))
+    return spark_point_in_time_join(spark, entity_df, joins)
 
 
 def _feast_join(runtime: Runtime, entity_df: pd.DataFrame, columns) -> pd.DataFrame:
