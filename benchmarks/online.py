@@ -190,13 +190,7 @@ def _read_paths(platform, store, client, refs, fields, users: list[int], calls: 
     keys = fmt.entity_keys("user_id", "int64", users, store.config.project)
 
     def raw():
-        if len(keys) == 1:
-            replies = [client.hmget(keys[0], fields)]
-        else:
-            with client.pipeline(transaction=False) as pipe:
-                for k in keys:
-                    pipe.hmget(k, fields)
-                replies = pipe.execute()
+        replies = hmget_all(client, keys, fields)
         return [[ValueProto.FromString(v) for v in r[:-1]] + [fmt.decode_timestamp(r[-1])] for r in replies]
 
     return {
@@ -302,3 +296,13 @@ def render(r: dict) -> str:
     if "environment" in r:
         lines += [environment_markdown(r["environment"])]
     return "\n".join(lines) + "\n"
+
+
+def hmget_all(client, keys: list[bytes], fields: list) -> list:
+    """The raw redis-py baseline: one HMGET, or a non-transactional pipeline of them (one round trip)."""
+    if len(keys) == 1:
+        return [client.hmget(keys[0], fields)]
+    with client.pipeline(transaction=False) as pipe:
+        for k in keys:
+            pipe.hmget(k, fields)
+        return pipe.execute()

@@ -34,6 +34,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
+from benchmarks.online import hmget_all
 from benchmarks.report import environment, environment_markdown
 
 NAME = "online_load"
@@ -110,14 +111,7 @@ def _request_fns(platform, expected: Expected, now):
         return list(zip(*(data[c] for c in cols))), data["user_id"]
 
     def raw(users):
-        keys = fmt.entity_keys("user_id", "int64", users, project)
-        if len(keys) == 1:
-            replies = [client.hmget(keys[0], fields)]
-        else:
-            with client.pipeline(transaction=False) as pipe:
-                for k in keys:
-                    pipe.hmget(k, fields)
-                replies = pipe.execute()
+        replies = hmget_all(client, fmt.entity_keys("user_id", "int64", users, project), fields)
         out = []
         for r in replies:
             fmt.decode_timestamp(r[0])

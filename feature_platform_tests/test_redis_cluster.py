@@ -33,6 +33,7 @@ from feature_platform.specs.user_realtime import SPEC as REALTIME
 from feature_platform.stores.feast_repo import feature_store, repo_config
 from feature_platform.stores.online import redis_client
 from feature_platform_tests.conftest import IN_CI, services_settings_in, sessions_frame, write_sessions
+from feature_platform_tests.realtime_events import event_batch
 
 USERS = range(1, 41)  # 40 entity keys: every master owns some of them (asserted, not assumed)
 DAYS = ["2026-01-05", "2026-01-06", "2026-01-07", "2026-01-08"]
@@ -142,17 +143,6 @@ def entity_keys_per_master(ports: list[int]) -> dict[int, int]:
     return out
 
 
-def realtime_events(rows: list[tuple], now: pd.Timestamp) -> pd.DataFrame:
-    """(user_id, seconds_ago, messages, tokens, minutes_ago) -> a push batch."""
-    return pd.DataFrame({
-        "user_id": [r[0] for r in rows],
-        "event_timestamp": [(now - pd.Timedelta(seconds=r[1])).isoformat() for r in rows],
-        "current_session_messages": [r[2] for r in rows],
-        "current_session_tokens": [r[3] for r in rows],
-        "last_active_minutes_ago": [r[4] for r in rows],
-    })
-
-
 @pytest.mark.services
 def test_the_services_profile_runs_on_a_redis_cluster(tmp_path):
     with services_settings_in(tmp_path) as base, redis_cluster(tmp_path / "cluster") as ports:
@@ -204,7 +194,7 @@ def test_the_services_profile_runs_on_a_redis_cluster(tmp_path):
 
         # Push, sensor path: XADD to the cluster's stream, the sensor asks for a run, the run lands it.
         push_now = pd.Timestamp(datetime.now(timezone.utc)).floor("s")
-        batch = realtime_events([(3, 20, 5, 50, 0.5), (17, 20, 2, 20, 1.0), (29, 20, -1, 1, 0.0)], push_now)
+        batch = event_batch([(3, 20, 5, 50, 0.5), (17, 20, 2, 20, 1.0), (29, 20, -1, 1, 0.0)], push_now)
         batch_id = platform.push("user_realtime_events", batch)
         stream = transport_for(platform.runtime, REALTIME)
         assert stream.pending() == [batch_id]
@@ -217,10 +207,10 @@ def test_the_services_profile_runs_on_a_redis_cluster(tmp_path):
         assert dead["batch_id"] == batch_id and "current_session_messages" in json.loads(dead["rows"])[0]["reason"]
 
         # Push, direct: online in the call; an older event for the same user does not overwrite.
-        result = platform.push("user_realtime_events", realtime_events([(3, 5, 9, 90, 0.1), (40, 5, 1, 10, 0.2)],
+        result = platform.push("user_realtime_events", event_batch([(3, 5, 9, 90, 0.1), (40, 5, 1, 10, 0.2)],
                                                                        push_now), direct=True)
         assert result.written_online == 2
-        stale = platform.push("user_realtime_events", realtime_events([(3, 60, 1, 1, 3.0)], push_now), direct=True)
+        stale = platform.push("user_realtime_events", event_batch([(3, 60, 1, 1, 3.0)], push_now), direct=True)
         assert stale.accepted == 1 and stale.written_online == 0
         rt = [f"user_realtime:{f}" for f in REALTIME.feature_names]
         vec = platform.online_features(rt, [{"user_id": u} for u in (3, 17, 29, 40)], output="dict")
