@@ -140,6 +140,8 @@ def test_clear_http_errors(served):
     unknown = _post(url, "/get-online-features", {"features": ["user_activity:nope"], "entities": users})
     assert unknown.status_code == 404 and "nope" in unknown.json()["detail"]
     assert _post(url, "/get-online-features", {"features": ["nope:x"], "entities": users}).status_code == 404
+    bad_key = _post(url, "/get-online-features", {"features": FEATURES[:1], "entities": {"user_id": ["abc"]}})
+    assert bad_key.status_code == 400 and "user_id" in bad_key.json()["detail"]
     missing_key = _post(url, "/get-online-features", {"features": FEATURES[:1], "entities": {"account": [1]}})
     assert missing_key.status_code == 404 and "user_id" in missing_key.json()["detail"]
     bad_mode = _post(url, "/push", {"push_source_name": REALTIME, "to": "sideways", "df": {"user_id": [1]}})

@@ -19,14 +19,11 @@ from feast.feature_server import GetOnlineFeaturesRequest, PushFeaturesRequest, 
 
 from feature_platform.errors import (
     FeaturePlatformError,
-    InvalidDateError,
-    SourceDataError,
     StoreUnavailableError,
     UnknownFeatureError,
     UnknownFeatureViewError,
 )
 from feature_platform.ingest import IngestResult
-from feature_platform.request_time import RequestFeatureError
 from feature_platform.serving.access import AccessDeniedError, AuthenticationError, Authorizer, Tokens
 from feature_platform.serving.feature_store import PlatformFeatureStore
 
@@ -42,7 +39,7 @@ class BadRequestError(FeaturePlatformError, ValueError):
 HTTP_STATUS = [
     (UnknownFeatureViewError, status.HTTP_404_NOT_FOUND),
     (UnknownFeatureError, status.HTTP_404_NOT_FOUND),
-    ((BadRequestError, InvalidDateError, SourceDataError, RequestFeatureError), status.HTTP_400_BAD_REQUEST),
+    (ValueError, status.HTTP_400_BAD_REQUEST),  # the platform's input errors (dates, entities, batches, request fields)
     (StoreUnavailableError, status.HTTP_503_SERVICE_UNAVAILABLE),
     (AuthenticationError, status.HTTP_401_UNAUTHORIZED),
     (AccessDeniedError, status.HTTP_403_FORBIDDEN),
@@ -58,7 +55,6 @@ def build_app(platform, tokens: Tokens | None = None) -> FastAPI:
     app = get_app(store, registry_ttl_sec=REGISTRY_TTL_SEC)
     feast_read = next(r.endpoint for r in app.router.routes if getattr(r, "path", None) == "/get-online-features")
     app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) in SERVED]
-    app.state.authenticated = tokens is not None
 
     @app.post("/get-online-features")
     async def get_online_features(request: GetOnlineFeaturesRequest, http: Request):
