@@ -94,13 +94,13 @@ def ensure_sessions(users: int, days: int, seed: int, log=print) -> tuple[Path, 
     return path, total
 
 
-def _settings(home: Path, sessions: Path, days: int, per_run: int):
+def _settings(home: Path, sessions: Path, days: int, per_run: int, engine: str = "pandas"):
     from feature_platform.config import Settings
 
     return Settings.from_env({
         "FEATURE_PLATFORM_HOME": str(home), "FEATURE_PLATFORM_SESSIONS_PATH": str(sessions),
         "FEATURE_PLATFORM_PARTITIONS_START": first_day(days).isoformat(),
-        "FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN": str(per_run),
+        "FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN": str(per_run), "FEATURE_PLATFORM_ENGINE": engine,
     })
 
 
@@ -144,7 +144,7 @@ def job_platform(args: dict, timer: Timer) -> dict:
 
     home = Path(args["home"])
     shutil.rmtree(home, ignore_errors=True)
-    settings = _settings(home, Path(args["sessions"]), args["days"], args["per_run"])
+    settings = _settings(home, Path(args["sessions"]), args["days"], args["per_run"], args.get("engine", "pandas"))
     platform = FeaturePlatform(settings)
     platform.apply()  # the registry exists before the backfill, as in a deployment
     platform.instance()
@@ -239,6 +239,61 @@ def run(*, users: int, days: int, seed: int, repeat: int, per_run: int, mem_cap_
             log(f"backfill: {key}: {m.status} {m.wall_sec}s peak {m.peak_rss_mb} MB {m.error or ''}")
             results[key].append(m.as_dict())
     return results, render(results)
+
+
+ENGINES_NAME = "backfill_engines"
+ENGINE_LABELS = {"floor": "DuckDB per-partition loop (compute only, floor)",
+                 "pandas": "platform, pandas engine (the default), 1 run at a time",
+                 "spark": "platform, Spark engine (PySpark `local[2]`), 1 run at a time"}
+
+
+def run_engines(*, users: int, days: int, seed: int, per_run: int, mem_cap_mb: float, log) -> tuple[dict, str]:
+    """The same backfill with each compute engine, one run at a time, beside the DuckDB floor (one run each)."""
+    sessions, n_sessions = ensure_sessions(users, days, seed, log=log)
+    results: dict = {"users": users, "days": days, "seed": seed, "sessions": n_sessions, "per_run": per_run,
+                     "environment": environment()}
+    base = {"sessions": str(sessions), "days": days, "users": users, "per_run": per_run}
+    jobs = (("floor", "job_floor", {}),
+            *((engine, "job_platform", {"workers": 1, "engine": engine,
+                                        "home": str(DATA_ROOT / f"backfill-{engine}-home-users{users}-days{days}")})
+              for engine in ("pandas", "spark")))
+    for key, job, extra in jobs:
+        log(f"backfill engines: {key}")
+        m = measure(key, f"benchmarks.backfill:{job}", base | extra, timeout_sec=3600, mem_cap_mb=mem_cap_mb)
+        log(f"backfill engines: {key}: {m.status} {m.wall_sec}s peak {m.peak_rss_mb} MB {m.error or ''}")
+        results[key] = m.as_dict()
+    return results, render_engines(results)
+
+
+def render_engines(r: dict) -> str:
+    lines = [f"## Backfill by compute engine: {r['days']} daily partitions of `user_activity` ({r['users']:,} users, "
+             f"{r['sessions']:,} sessions)", "",
+             "One fresh process per path, one run each (wall time of the backfill call; peak RSS of the process, "
+             "imports included; the Spark engine's JVM is a child process and not in it). Embedded profile, runs of "
+             f"{r['per_run']} partitions, one at a time; each result verified as in the backfill section (rows per day "
+             "and three days value by value against the floor, 2,000 entities online).", "",
+             "| path | wall (s) | peak RSS (MB) | rows | vs floor | vs pandas engine | verified |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    floor, pandas_ = r.get("floor") or {}, r.get("pandas") or {}
+    for key, label in ENGINE_LABELS.items():
+        m = r.get(key)
+        if not m or m["status"] != "ok":
+            lines.append(f"| {label} | failed: {((m or {}).get('error') or 'not run')[:120]} | | | | | |")
+            continue
+        i = m["info"]
+        rows = i.get("offline_rows", i.get("rows"))
+        vs_floor = m["wall_sec"] / floor["wall_sec"] if floor.get("status") == "ok" else float("nan")
+        vs_pandas = m["wall_sec"] / pandas_["wall_sec"] if pandas_.get("status") == "ok" and key != "floor" else None
+        verified = "-" if key == "floor" else (
+            f"rows/day = floor: {floor.get('info', {}).get('rows_per_day') == i['rows_per_day']}; days differing: "
+            f"{i['days_differing_from_floor'] or 'none'}; online mismatches: {i['online_value_mismatches']}")
+        peak = i.get("backfill_peak_rss_mb", m["peak_rss_mb"])
+        lines.append(f"| {label} | {m['wall_sec']:.1f} | {peak:,.0f} | {rows:,} | {vs_floor:.2f}x | "
+                     f"{'' if vs_pandas is None else f'{vs_pandas:.2f}x'} | {verified} |")
+    lines.append("")
+    if "environment" in r:
+        lines.append(environment_markdown(r["environment"]))
+    return "\n".join(lines) + "\n"
 
 
 def _median(runs: list[dict]) -> dict | None:

@@ -69,6 +69,14 @@ def _backfill(args: argparse.Namespace, log) -> tuple[dict, str]:
 BENCHMARKS[backfill.NAME] = _backfill
 
 
+def _backfill_engines(args: argparse.Namespace, log) -> tuple[dict, str]:
+    return backfill.run_engines(users=args.users, days=args.days, seed=args.seed, per_run=args.per_run,
+                                mem_cap_mb=args.mem_cap_gb * 1024, log=log)
+
+
+BENCHMARKS[backfill.ENGINES_NAME] = _backfill_engines
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes: 2,000 users, 30 days, 5,000 entity rows")
