@@ -58,6 +58,14 @@ def references(features: str | Sequence[str]) -> list[str]:
     return list(features)
 
 
+def check_unique_columns(names: Sequence[str]) -> None:
+    """Output column names must not repeat (two views' features of the same name, without prefixes)."""
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise UnknownFeatureError(
+            f"feature name(s) {clashes} appear more than once; pass full_feature_names=True to prefix view names")
+
+
 def plan(features: str | Sequence[str], full_feature_names: bool = False) -> FeaturePlan:
     refs = references(features)
     views = all_request_views()
@@ -77,11 +85,7 @@ def plan(features: str | Sequence[str], full_feature_names: bool = False) -> Fea
         else:
             stored.append(ref)
         outputs.append(Output(view, feature, f"{view}__{feature}" if full_feature_names else feature, request))
-    names = [o.column for o in outputs]
-    clashes = sorted({n for n in names if names.count(n) > 1})
-    if clashes:
-        raise UnknownFeatureError(
-            f"feature name(s) {clashes} appear more than once; pass full_feature_names=True to prefix view names")
+    check_unique_columns([o.column for o in outputs])
     return FeaturePlan(tuple(outputs), tuple(dict.fromkeys(stored)), tuple(used.values()))
 
 

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from feature_platform.config import Settings
+from feature_platform_tests.realtime_events import clock
 
 warnings.filterwarnings("ignore", message=".*(beta|preview|superseded|deprecated).*")
 
@@ -71,6 +72,12 @@ def services_settings_in(root: Path) -> Iterator[Settings]:
         with psycopg.connect(base.pg_conninfo("postgres"), autocommit=True) as conn:
             for db in (name, name + "_dagster"):
                 conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+@pytest.fixture
+def fresh_clock():
+    """The push tests' clock, reset to this test's start."""
+    return clock.reset()
 
 
 @pytest.fixture

@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pandas as pd
+
+
+class TestClock:
+    """The push tests' "now": reset at each test's start (the `fresh_clock` fixture), so a long suite
+    does not age their events past the lag bounds or the view's one-hour TTL."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> pd.Timestamp:
+        self.now = pd.Timestamp(datetime.now(timezone.utc)).floor("s")
+        return self.now
+
+
+clock = TestClock()
 
 
 def event_batch(rows: list[tuple], now: pd.Timestamp) -> pd.DataFrame:

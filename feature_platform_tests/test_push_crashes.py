@@ -13,7 +13,7 @@ import multiprocessing as mp
 import os
 import signal
 import warnings
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from functools import lru_cache
 
 import dagster as dg
@@ -29,20 +29,12 @@ from feature_platform.ingest import transport_for
 from feature_platform.specs.user_realtime import SPEC
 from feature_platform.stores.landing import LandingDirectory
 from feature_platform.stores.online import OnlineStore
-from feature_platform_tests.realtime_events import event_batch
+from feature_platform_tests.realtime_events import clock, event_batch
 
 SOURCE = "user_realtime_events"
 SENSOR = f"{SOURCE}_sensor"
 FEATURES = [f"user_realtime:{f}" for f in SPEC.feature_names]
-NOW = pd.Timestamp(datetime.now(timezone.utc)).floor("s")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_now():
-    """Event times relative to each test's start: a long suite must not age them past the lag bounds or
-    the view's one-hour TTL."""
-    global NOW
-    NOW = pd.Timestamp(datetime.now(timezone.utc)).floor("s")
+pytestmark = pytest.mark.usefixtures("fresh_clock")
 
 # (user_id, seconds_ago, messages, tokens, minutes_ago); messages < 0 is rejected by the schema.
 FIRST = [(1, 300, 1, 10, 5.0), (2, 290, 2, 20, 4.0)]
@@ -56,7 +48,7 @@ class Crash(RuntimeError):
 
 
 def events(rows: list[tuple]) -> pd.DataFrame:
-    return event_batch(rows, NOW)
+    return event_batch(rows, clock.now)
 
 
 def boundary(platform, step: str):

@@ -4,7 +4,7 @@ idempotent offline writes, newest-wins online values, crash recovery, and the lo
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import dagster as dg
 import pandas as pd
@@ -18,23 +18,15 @@ from feature_platform.push import prepare_batch
 from feature_platform.specs.user_realtime import SPEC
 from feature_platform.stores.landing import LandingDirectory
 from feature_platform.stores.redis_stream import RedisStreamTransport
-from feature_platform_tests.realtime_events import event_batch
+from feature_platform_tests.realtime_events import clock, event_batch
 
 FEATURES = [f"user_realtime:{f}" for f in SPEC.feature_names]
-NOW = pd.Timestamp(datetime.now(timezone.utc)).floor("s")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_now():
-    """Event times relative to each test's start: a long suite must not age them past the lag bounds or
-    the view's one-hour TTL."""
-    global NOW
-    NOW = pd.Timestamp(datetime.now(timezone.utc)).floor("s")
+pytestmark = pytest.mark.usefixtures("fresh_clock")
 
 
 
 def events(rows: list[tuple]) -> pd.DataFrame:
-    return event_batch(rows, NOW)
+    return event_batch(rows, clock.now)
 
 
 @pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])
@@ -61,14 +53,14 @@ def online(platform, users):
 def test_bad_rows_get_a_reason_and_good_rows_still_land():
     batch = pd.DataFrame({
         "user_id": [1, "x", 3, 4, 5, 6, 1],
-        "event_timestamp": [NOW.isoformat(), NOW.isoformat(), "2026-05-01T10:00:00", "not a time",
-                            (NOW + pd.Timedelta(hours=1)).isoformat(), NOW.isoformat(), NOW.isoformat()],
+        "event_timestamp": [clock.now.isoformat(), clock.now.isoformat(), "2026-05-01T10:00:00", "not a time",
+                            (clock.now + pd.Timedelta(hours=1)).isoformat(), clock.now.isoformat(), clock.now.isoformat()],
         "current_session_messages": [3, 1, 1, 1, 1, -2, 4],
         "current_session_tokens": [30, 1, 1, 1, 1, 1, 40],
         "last_active_minutes_ago": [0.5, 1, 1, 1, 1, 1, 0.1],
         "unrelated": "ignored",
     })
-    prepared = prepare_batch(SPEC, batch, now=NOW)
+    prepared = prepare_batch(SPEC, batch, now=clock.now)
     assert prepared.accepted["user_id"].tolist() == [1] and prepared.duplicates == 1
     assert prepared.accepted["current_session_messages"].tolist() == [4]  # the last repeat of (user, time) wins
     reasons = dict(zip(prepared.rejected["user_id"], prepared.rejected["reason"]))
@@ -80,7 +72,7 @@ def test_bad_rows_get_a_reason_and_good_rows_still_land():
 
 
 def test_batch_without_required_columns_is_rejected_whole():
-    prepared = prepare_batch(SPEC, pd.DataFrame({"user_id": [1], "event_timestamp": [NOW.isoformat()]}), now=NOW)
+    prepared = prepare_batch(SPEC, pd.DataFrame({"user_id": [1], "event_timestamp": [clock.now.isoformat()]}), now=clock.now)
     assert prepared.accepted.empty
     assert "lacks column(s) ['current_session_messages'" in prepared.rejected["reason"].item()
 
@@ -114,7 +106,7 @@ def test_out_of_order_events_never_make_online_values_older(platform):
     platform.ingest_pending("user_realtime_events")
     vec = online(platform, [7])
     assert vec.loc[7, "current_session_messages"] == 9
-    assert vec.loc[7, "current_session_messages__event_timestamp"] == NOW - pd.Timedelta(seconds=10)
+    assert vec.loc[7, "current_session_messages__event_timestamp"] == clock.now - pd.Timedelta(seconds=10)
     assert len(platform.offline_table("user_realtime")) == 2  # both events are history
 
 
@@ -216,7 +208,7 @@ def test_sensor_drains_many_direct_pushes_in_one_run_and_a_crashed_drain_loses_n
 
 def test_online_values_expire_after_the_one_hour_ttl(platform):
     platform.push("user_realtime_events", events([(51, 30, 1, 1, 0.0)]), direct=True)
-    later = (NOW + timedelta(hours=1, minutes=1)).to_pydatetime()
+    later = (clock.now + timedelta(hours=1, minutes=1)).to_pydatetime()
     vec = platform.online_features(FEATURES, [{"user_id": 51}], with_metadata=True, now=later)
     assert vec["current_session_messages__status"].item() == "expired"
 
