@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 
 from feature_platform import request_time, training
+from feature_platform.compute import spark_entity_sets, spark_point_in_time
 from feature_platform.config import Settings, dagster_instance_config
 from feature_platform.errors import (
     InvalidDateError,
@@ -349,7 +350,7 @@ class FeaturePlatform:
         return cache[key]
 
     def training_set(
-        self, entity_df: pd.DataFrame, features, *, full_feature_names: bool = False,
+        self, entity_df, features, *, full_feature_names: bool = False,
         output: str = "pandas", path: str | os.PathLike | None = None, engine: str = "duckdb",
     ):
         """Point-in-time correct features for `entity_df` (keys + tz-aware `event_timestamp` + labels).
@@ -360,10 +361,45 @@ class FeaturePlatform:
         `output`: "pandas" (default) or "arrow"; with `path`, the set is written there as Parquet
         and the path returned. `engine="feast"` uses Feast's get_historical_features (the reference);
         `engine="spark"` runs the same join in Spark (docs/scaling-out.md).
+
+        `entity_df` may also be a Parquet path or, with `engine="spark"`, a Spark DataFrame. With
+        `engine="spark"` such an entity set stays in Spark: with `path`, Spark writes the set there as a
+        directory of Parquet files (in the entity rows' order; what was at `path` is replaced only once
+        the write succeeded) and nothing but the schema reaches this process; `output="spark"` returns
+        the Spark DataFrame.
         """
         _check_features(features)
         stored = request_time.plan(features, True).stored
         warn_deprecated(get_spec(view) for view in dict.fromkeys(ref.partition(":")[0] for ref in stored))
+        if output not in ("pandas", "arrow", "spark"):
+            raise ValueError(f"output must be 'pandas', 'arrow' or 'spark', not {output!r}")
+        in_spark = not isinstance(entity_df, pd.DataFrame) and (
+            isinstance(entity_df, (str, os.PathLike)) or spark_entity_sets.is_spark_frame(entity_df))
+        if engine == "spark" and (in_spark or output == "spark"):
+            persisted: list = []  # a returned Spark DataFrame keeps them (released when Spark collects it)
+            frame = training.spark_training_set(self.runtime, entity_df, features,
+                                                full_feature_names=full_feature_names, persisted=persisted)
+            if output == "spark" and path is None:
+                return frame
+            try:
+                if path is not None:
+                    return spark_entity_sets.write_parquet(frame, path)
+                table = frame.toArrow()
+                return table if output == "arrow" else spark_point_in_time.arrow_to_pandas(table)
+            except Exception as exc:
+                raised = spark_entity_sets.executor_errors(exc)
+                if raised is exc:
+                    raise
+                raise raised from None
+            finally:
+                for rows in persisted:
+                    rows.unpersist()
+        if output == "spark":
+            raise ValueError("output='spark' needs engine='spark'")
+        if in_spark:
+            if not isinstance(entity_df, (str, os.PathLike)):
+                raise ValueError(f"a Spark DataFrame entity set needs engine='spark', not {engine!r}")
+            entity_df = pd.read_parquet(entity_df)
         frame = training.training_set(self.runtime, entity_df, features,
                                       full_feature_names=full_feature_names, engine=engine)
         if path is not None:
@@ -373,8 +409,6 @@ class FeaturePlatform:
             import pyarrow as pa
 
             return pa.Table.from_pandas(frame, preserve_index=False)
-        if output != "pandas":
-            raise ValueError(f"output must be 'pandas' or 'arrow', not {output!r}")
         return frame
 
     # --- helpers ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
 from feature_platform.errors import FeaturePlatformError, UnknownFeatureError
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec, TrainingSetSpec
-from feature_platform.specs import all_feature_services, get_spec
+from feature_platform.specs import get_spec
 from feature_platform.stores.schema import SERVING_DTYPE
 
 
@@ -39,19 +39,12 @@ class FeatureColumn:
 
 def resolve_features(features: str | Sequence[str], full_feature_names: bool = False) -> list[FeatureColumn]:
     """`view:feature` references, or a feature service name, as output columns (checked)."""
-    if isinstance(features, str):
-        services = all_feature_services()
-        if features not in services:
-            raise UnknownFeatureError(
-                f"{features!r} is not a feature service (known: {', '.join(services) or 'none'}); "
-                "pass a list of 'view:feature' references or a service name"
-            )
-        features = services[features].features
+    features = request_time.references(features)
     if not features:
         raise UnknownFeatureError("features must be a non-empty list of 'view:feature' references")
     columns: list[FeatureColumn] = []
     for ref in features:
-        view, sep, feature = ref.partition(":")
+        view, sep, feature = ref.partition(":") if isinstance(ref, str) else ("", "", "")
         if not sep:
             raise UnknownFeatureError(f"feature reference {ref!r} must look like 'view:feature'")
         spec = get_spec(view)
@@ -60,12 +53,7 @@ def resolve_features(features: str | Sequence[str], full_feature_names: bool = F
                 f"feature view {view!r} has no feature {feature!r}; it has {', '.join(spec.feature_names)}"
             )
         columns.append(FeatureColumn(view, feature, f"{view}__{feature}" if full_feature_names else feature))
-    names = [c.column for c in columns]
-    clashes = sorted({n for n in names if names.count(n) > 1})
-    if clashes:
-        raise UnknownFeatureError(
-            f"feature name(s) {clashes} appear more than once; pass full_feature_names=True to prefix view names"
-        )
+    request_time.check_unique_columns([c.column for c in columns])
     return columns
 
 
@@ -162,6 +150,51 @@ def _spark_join(runtime: Runtime, entity_df: pd.DataFrame, columns, specs) -> pd
         joins.append(SparkViewJoin(table=table, join_key=spec.entity.join_key, ttl=spec.ttl,
                                    features=tuple(c.feature for c in mine), outputs=tuple(c.column for c in mine)))
     return spark_point_in_time_join(spark, entity_df, joins)
+
+
+def spark_training_set(runtime: Runtime, entities, features, *, full_feature_names: bool = False,
+                       persisted: list | None = None):
+    """The training set of an entity set kept in Spark (a Parquet path or a Spark DataFrame), as a Spark
+    DataFrame: the entity columns and rows in their order, then one column per feature (Spark types of
+    the views' dtypes); the same join as `engine="spark"`, but the entity rows never reach the driver.
+    The entity rows are persisted (their row ids must not change between uses); `persisted` collects
+    them for the caller to unpersist once the result is written or collected."""
+    from pyspark.sql import functions as F
+
+    from feature_platform.compute import spark_entity_sets as sets
+    from feature_platform.compute import spark_point_in_time as spit
+    from feature_platform.compute.spark_engine import spark_session
+
+    spark = spark_session(runtime.settings.spark_master)
+    entities = sets.read_entity_set(spark, entities)
+    plan = request_time.plan(features, full_feature_names)
+    if plan.request_views:  # the stored inputs first, then the request views' function on the executors
+        stored = spark_training_set(runtime, entities, list(plan.stored), full_feature_names=True,
+                                    persisted=persisted)
+        return sets.with_request_features(plan, stored, entities.columns)
+    columns = resolve_features(features, full_feature_names)
+    specs = {c.view: get_spec(c.view) for c in columns}
+    sets.check_entity_set(entities, list(specs.values()))
+    rows = spit.spark_entities(entities)
+    if persisted is not None:
+        persisted.append(rows)
+    lo_us, hi_us = rows.agg(F.min(spit._T), F.max(spit._T)).first()
+    internal = {c.column: f"__fp_out{i}" for i, c in enumerate(columns)}  # entity columns may share a name
+    joins = []
+    if lo_us is not None:
+        lo, hi = pd.Timestamp(lo_us, unit="us", tz="UTC"), pd.Timestamp(hi_us, unit="us", tz="UTC")
+        for view, spec in specs.items():
+            mine = [c for c in columns if c.view == view]
+            table = spit.offline_frame(spark, runtime.offline, spec, lo - pd.Timedelta(spec.ttl), hi)
+            joins.append(spit.SparkViewJoin(table=table, join_key=spec.entity.join_key, ttl=spec.ttl,
+                                            features=tuple(c.feature for c in mine),
+                                            outputs=tuple(internal[c.column] for c in mine)))
+    joined = spit.join_features(rows, joins)
+    features_out = {c.column: (F.col(internal[c.column]) if joins else F.lit(None)).cast(
+        sets.spark_type(specs[c.view].field(c.feature).dtype)).alias(c.column) for c in columns}
+    # An entity column of a feature's name is replaced in place, as `DataFrame.assign` does.
+    selected = [features_out.pop(name) if name in features_out else F.col(name) for name in entities.columns]
+    return joined.orderBy(spit.ROW).select(*selected, *features_out.values())
 
 
 def _feast_join(runtime: Runtime, entity_df: pd.DataFrame, columns) -> pd.DataFrame:

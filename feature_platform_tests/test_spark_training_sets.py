@@ -192,3 +192,165 @@ def test_spark_equals_duckdb_on_the_services_profile(spark, tmp_path):  # noqa: 
         ours = p.training_set(entity, features, engine="spark")
         pd.testing.assert_frame_equal(ours, p.training_set(entity, features), check_exact=True)
         assert ours["sessions_7d"].notna().sum() > 10
+
+
+# --- entity sets kept in Spark: a Parquet path or a Spark DataFrame in, Spark's Parquet out ---------------
+
+def read_spark_output(path) -> pd.DataFrame:
+    """A directory Spark wrote, read back by pandas in its rows' order (part files sort by name)."""
+    import pyarrow.parquet as pq
+
+    from feature_platform.compute.spark_point_in_time import arrow_to_pandas
+
+    return arrow_to_pandas(pq.read_table(path))
+
+
+def as_serving(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with `like`'s dtypes and a fresh index (Spark's output has no pandas index)."""
+    return frame.astype(like.dtypes.to_dict()).reset_index(drop=True)
+
+
+def test_parquet_entity_set_written_by_spark_equals_duckdb(platform, tmp_path):
+    entity = pd.concat([edge_entities(), random_entities(21, 300)], ignore_index=True)
+    entity["note"] = [f"row {i}" for i in range(len(entity))]  # extra columns are kept, in place
+    source = tmp_path / "labels.parquet"
+    entity.to_parquet(source, index=False)  # pandas writes nanosecond timestamps: Spark reads them as integers
+    out = platform.training_set(source, FEATURES, engine="spark", path=tmp_path / "set")
+    assert out == tmp_path / "set" and out.is_dir() and len(list(out.glob("part-*.parquet"))) >= 1
+    got = read_spark_output(out)
+    want = platform.training_set(entity, FEATURES)
+    assert list(got.columns) == list(want.columns)
+    assert got["event_timestamp"].dt.tz is not None
+    pd.testing.assert_frame_equal(as_serving(got, want), want.reset_index(drop=True), check_exact=True)
+    assert want["sessions_7d"].notna().sum() > 50 and want["current_session_messages"].notna().sum() >= 3
+
+
+def test_spark_dataframe_entity_set_and_sub_microsecond_times(platform, spark, tmp_path):  # noqa: F811
+    from feature_platform.compute.spark_point_in_time import arrow_to_pandas
+
+    entity = random_entities(22, 200)
+    entity.loc[:9, EVENT_TIMESTAMP] = pd.Timestamp(day_end(LAST)) - pd.Timedelta(nanoseconds=1)  # floored to µs
+    path = tmp_path / "e.parquet"
+    entity.to_parquet(path, index=False)
+    # Spark holds microseconds: the entity times come back floored (the join floors them on every engine)
+    want = platform.training_set(entity, FEATURES)
+    want[EVENT_TIMESTAMP] = want[EVENT_TIMESTAMP].dt.floor("us")
+    for source in (path, str(path)):
+        got = platform.training_set(source, FEATURES, engine="spark")
+        pd.testing.assert_frame_equal(as_serving(got, want), want.reset_index(drop=True), check_exact=True)
+    frame = spark.createDataFrame(entity.assign(**{EVENT_TIMESTAMP: entity[EVENT_TIMESTAMP].dt.floor("us")}))
+    got = platform.training_set(frame, FEATURES, engine="spark", output="spark")
+    assert got.count() == len(entity) and "user_id" in got.columns
+    pd.testing.assert_frame_equal(as_serving(platform.training_set(frame, FEATURES, engine="spark"), want),
+                                  want.reset_index(drop=True), check_exact=True)
+    arrow = platform.training_set(frame, FEATURES, engine="spark", output="arrow")
+    assert arrow.num_rows == len(entity) and arrow.column_names == list(want.columns)
+    lazy = platform.training_set(entity, FEATURES, engine="spark", output="spark")  # a pandas frame, kept in Spark
+    pd.testing.assert_frame_equal(as_serving(arrow_to_pandas(lazy.toArrow()), want), want.reset_index(drop=True),
+                                  check_exact=True)
+
+
+def test_request_time_features_over_a_parquet_entity_set(platform, tmp_path):
+    entity = random_entities(23, 120).assign(prompt_tokens=lambda d: np.arange(len(d), dtype="int64") * 7)
+    entity.to_parquet(tmp_path / "e.parquet", index=False)
+    features = ["user_activity_request:tokens_per_message", "user_activity_request:prompt_vs_typical_message",
+                "user_activity:sessions_7d"]
+    want = platform.training_set(entity, features)
+    got = read_spark_output(platform.training_set(tmp_path / "e.parquet", features, engine="spark",
+                                                  path=tmp_path / "out"))
+    assert list(got.columns) == list(want.columns)
+    pd.testing.assert_frame_equal(as_serving(got, want), want.reset_index(drop=True), check_exact=True)
+    assert want["tokens_per_message"].notna().sum() > 10
+
+
+def test_entity_column_named_like_a_feature_is_replaced_in_place(platform, tmp_path):
+    entity = random_entities(24, 50).assign(sessions_7d="stale")[["sessions_7d", "user_id", EVENT_TIMESTAMP]]
+    entity.to_parquet(tmp_path / "e.parquet", index=False)
+    want = platform.training_set(entity, ["user_activity:sessions_7d"])
+    got = platform.training_set(tmp_path / "e.parquet", ["user_activity:sessions_7d"], engine="spark")
+    assert list(got.columns) == list(want.columns) == ["sessions_7d", "user_id", EVENT_TIMESTAMP]
+    pd.testing.assert_frame_equal(as_serving(got, want), want.reset_index(drop=True), check_exact=True)
+
+
+def test_empty_parquet_entity_set(platform, tmp_path):
+    entity = edge_entities().iloc[:0]
+    entity.to_parquet(tmp_path / "e.parquet", index=False)
+    got = platform.training_set(tmp_path / "e.parquet", FEATURES, engine="spark")
+    want = platform.training_set(entity, FEATURES)
+    assert got.empty and list(got.columns) == list(want.columns)
+
+
+def test_bad_entity_sets_are_refused_with_the_column_and_rows(platform, spark, tmp_path):  # noqa: F811
+    from feature_platform.compute.spark_entity_sets import EntitySetError
+
+    base = random_entities(25, 20)
+
+    def refused(frame, text, features=FEATURES):
+        path = tmp_path / f"bad{len(list(tmp_path.iterdir()))}.parquet"
+        frame.to_parquet(path, index=False)
+        with pytest.raises(EntitySetError, match=text):
+            platform.training_set(path, features, engine="spark", path=tmp_path / "never")
+        assert not (tmp_path / "never").exists()  # nothing written
+
+    refused(base.drop(columns=[EVENT_TIMESTAMP]), "no 'event_timestamp' column")
+    refused(base.assign(**{EVENT_TIMESTAMP: base[EVENT_TIMESTAMP].dt.tz_localize(None)}), "timezone-naive")
+    refused(base.assign(**{EVENT_TIMESTAMP: "2026-01-10"}), "is string; it must be a timestamp")
+    refused(base.drop(columns=["user_id"]), "lacks join key 'user_id' of feature view 'user_activity'")
+    refused(base.assign(user_id=base["user_id"].astype(str)), "'user_id' is string, but feature view 'user_activity'")
+    nulls = base.assign(user_id=pd.array([None, *base["user_id"][1:]], dtype="Int64"), label=range(len(base)))
+    refused(nulls, r"'user_id' has 1 null\(s\); first rows: \[\{'user_id': None, .*'label': 0")
+    with pytest.raises(EntitySetError, match="cannot be read as Parquet"):
+        platform.training_set(tmp_path / "missing.parquet", FEATURES, engine="spark")
+    with pytest.raises(ValueError, match="Spark DataFrame entity set needs engine='spark'"):
+        platform.training_set(spark.createDataFrame(pd.DataFrame({"a": [1]})), FEATURES)
+    with pytest.raises(ValueError, match="output='spark' needs engine='spark'"):
+        platform.training_set(base, FEATURES, output="spark")
+
+
+def test_parquet_entity_set_with_the_duckdb_engine(platform, tmp_path):
+    entity = random_entities(26, 80)
+    entity.to_parquet(tmp_path / "e.parquet", index=False)
+    pd.testing.assert_frame_equal(platform.training_set(tmp_path / "e.parquet", FEATURES),
+                                  platform.training_set(entity, FEATURES))
+
+
+def test_training_set_asset_joins_in_spark_on_the_spark_engine(platform, monkeypatch):
+    """With FEATURE_PLATFORM_ENGINE=spark the training-set asset's join runs in Spark, equal to DuckDB's."""
+    from feature_platform import training
+    from feature_platform.specs import all_training_sets
+    from feature_platform.training import label_frame
+
+    calls = []
+    real = training._spark_join
+    monkeypatch.setattr(training, "_spark_join", lambda *a, **k: calls.append(1) or real(*a, **k))
+    frame = platform.materialize_training_set("churn_training_set")
+    assert calls, "the asset did not join in Spark"
+    labels = label_frame(platform.runtime, all_training_sets()["churn_training_set"])
+    pd.testing.assert_frame_equal(frame, platform.training_set(labels, "churn_features"), check_exact=True)
+    assert len(frame) > 0
+
+
+def test_request_time_errors_over_a_parquet_entity_set(platform, tmp_path, monkeypatch):
+    """A missing request field is refused on the driver; a request function failing on the executors is
+    the platform's RequestFeatureError again on the driver; `path` keeps what it held before."""
+    import dataclasses
+
+    from feature_platform import request_time
+    from feature_platform.specs.user_activity_request import SPEC as REQUEST
+
+    features = ["user_activity_request:tokens_per_message"]
+    entity = random_entities(27, 40)
+    entity.to_parquet(tmp_path / "e.parquet", index=False)
+    with pytest.raises(request_time.RequestFeatureError, match=r"lacks request field\(s\) \['prompt_tokens'\]"):
+        platform.training_set(tmp_path / "e.parquet", features, engine="spark", path=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+    entity.assign(prompt_tokens=np.int64(5)).to_parquet(tmp_path / "e.parquet", index=False)
+    out = platform.training_set(tmp_path / "e.parquet", features, engine="spark", path=tmp_path / "out")
+    before = read_spark_output(out)
+    broken = dataclasses.replace(REQUEST, function=len)  # returns an int, not a DataFrame (a builtin: pickles anywhere)
+    monkeypatch.setattr(request_time, "all_request_views", lambda: {REQUEST.name: broken})
+    with pytest.raises(request_time.RequestFeatureError, match="its function must return a DataFrame"):
+        platform.training_set(tmp_path / "e.parquet", features, engine="spark", path=tmp_path / "out")
+    pd.testing.assert_frame_equal(read_spark_output(out), before)  # the earlier set, whole
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no staging left behind

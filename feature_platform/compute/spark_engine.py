@@ -51,6 +51,8 @@ def spark_session(master: str, conf: dict[str, str] | None = None):
                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
                # pandas writes nanosecond timestamps, which Spark refuses by default: read them as integers
                .config("spark.sql.legacy.parquet.nanosAsLong", "true")
+               # what Spark writes (training sets) reads back as tz-aware UTC times, not INT96's naive ones
+               .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
                .config("spark.ui.showConsoleProgress", "false"))
     if master.startswith("local"):
         builder = (builder.config("spark.sql.shuffle.partitions", str(LOCAL_SHUFFLE_PARTITIONS))

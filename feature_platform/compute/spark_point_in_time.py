@@ -50,18 +50,24 @@ def entities_frame(spark, entity_df: pd.DataFrame, keys: Sequence[str]):
     return spark.createDataFrame(table)
 
 
-def spark_point_in_time_join(spark, entity_df: pd.DataFrame, joins: Sequence[SparkViewJoin]) -> pd.DataFrame:
-    """Feature columns for `entity_df` (same row count and order), one per `SparkViewJoin.outputs` entry.
+def spark_entities(frame):
+    """A Spark DataFrame of entity rows (join keys, `event_timestamp`, any other columns), with `__fp_t`
+    and `__fp_row` added: the row ids follow the input's order and are kept stable by persisting (they
+    are joined on several times)."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
 
-    `entity_df` must hold every join key and a tz-aware `event_timestamp`. Returns only the feature
-    columns, positionally aligned with `entity_df` (integers as nullable Int64, so nothing becomes float).
-    """
+    return (frame.withColumn(_T, F.unix_micros(F.col(EVENT_TIMESTAMP)))
+            .withColumn(ROW, F.monotonically_increasing_id()).persist(StorageLevel.MEMORY_AND_DISK))
+
+
+def join_features(entities, joins: Sequence[SparkViewJoin]):
+    """`entities` (keys, `__fp_t`, `__fp_row` and any other columns) left-joined with each view's
+    output columns: a Spark DataFrame with the same rows."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    keys = sorted({j.join_key for j in joins})
-    entities = entities_frame(spark, entity_df, keys)
-    result = entities.select(ROW)
+    result = entities
     for i, j in enumerate(joins):
         ttl_us = j.ttl // timedelta(microseconds=1)
         alias = f"__fp_f{i}"
@@ -80,10 +86,24 @@ def spark_point_in_time_join(spark, entity_df: pd.DataFrame, joins: Sequence[Spa
         best = (candidates.withColumn("__fp_rank", F.row_number().over(order)).where(F.col("__fp_rank") == 1)
                 .select(ROW, *[F.col(f"{alias}_{n}").alias(out) for n, out in enumerate(j.outputs)]))
         result = result.join(best, ROW, "left")
+    return result
+
+
+def spark_point_in_time_join(spark, entity_df: pd.DataFrame, joins: Sequence[SparkViewJoin]) -> pd.DataFrame:
+    """Feature columns for `entity_df` (same row count and order), one per `SparkViewJoin.outputs` entry.
+
+    `entity_df` must hold every join key and a tz-aware `event_timestamp`. Returns only the feature
+    columns, positionally aligned with `entity_df` (integers as nullable Int64, so nothing becomes float).
+    """
+    keys = sorted({j.join_key for j in joins})
     outputs = [out for j in joins for out in j.outputs]
-    arrow = result.orderBy(ROW).select(*outputs).toArrow()
+    arrow = join_features(entities_frame(spark, entity_df, keys), joins).orderBy(ROW).select(*outputs).toArrow()
+    return arrow_to_pandas(arrow)
+
+
+def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
     # Arrow keeps integer nulls as nulls; pandas' default would turn such a column into floats.
-    return arrow.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int64Dtype()}.get)
+    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int64Dtype()}.get)
 
 
 def offline_frame(spark, store, spec: FeatureViewSpec, lo: pd.Timestamp, hi: pd.Timestamp):
@@ -117,4 +137,5 @@ def offline_frame(spark, store, spec: FeatureViewSpec, lo: pd.Timestamp, hi: pd.
 
 _SPARK = {"int64": "bigint", "float": "float", "double": "double", "string": "string", "bool": "boolean"}
 
-__all__ = ["SparkViewJoin", "entities_frame", "offline_frame", "spark_point_in_time_join"]
+__all__ = ["SparkViewJoin", "arrow_to_pandas", "entities_frame", "join_features", "offline_frame", "spark_entities",
+           "spark_point_in_time_join"]

@@ -48,7 +48,9 @@ def build_training_set_assets(spec: TrainingSetSpec) -> list[dg.AssetsDefinition
     def _training_set(context: dg.AssetExecutionContext, platform: FeaturePlatformResource,
                       labels: pd.DataFrame) -> pd.DataFrame:
         runtime = platform.runtime()
-        frame = training_set(runtime, labels, spec.feature_service)
+        # The join runs on the deployment's engine: Spark's when the views are computed in Spark.
+        engine = "spark" if runtime.settings.engine == "spark" else "duckdb"
+        frame = training_set(runtime, labels, spec.feature_service, engine=engine)
         info = training_set_metadata(runtime, spec, frame)
         for view, about in info["feature_views"].items():
             if "deprecated" in about:

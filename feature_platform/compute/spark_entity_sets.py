@@ -1,0 +1,188 @@
+"""Entity sets that stay in Spark: a Parquet path or a Spark DataFrame of label rows, checked as
+`training.check_entity_frame` checks a pandas frame, and request-time features computed on the executors.
+
+For training sets too large for the driver: the entity rows are read, joined and written by Spark; the
+driver only sees the schema, one row of bounds and, when a check fails, a few sample rows.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from feature_platform import request_time
+from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
+from feature_platform.errors import FeaturePlatformError
+from feature_platform.spec import FeatureViewSpec
+from feature_platform.stores.schema import SERVING_DTYPE
+
+SAMPLE_ROWS = 3
+
+
+class EntitySetError(FeaturePlatformError, ValueError):
+    """An entity set (Parquet path or Spark DataFrame) that cannot be joined."""
+
+
+def is_spark_frame(value) -> bool:
+    return type(value).__module__.startswith("pyspark.sql") and hasattr(value, "schema")
+
+
+def read_entity_set(spark, entities):
+    """A Parquet path (file or directory), a Spark DataFrame or a pandas frame, as a Spark DataFrame whose
+    `event_timestamp` is a Spark timestamp (pandas' nanosecond Parquet times floored to microseconds)."""
+    from pyspark.sql import functions as F
+
+    if is_spark_frame(entities):
+        return entities
+    if isinstance(entities, pd.DataFrame):
+        frame = entities
+        ts = frame.get(EVENT_TIMESTAMP)
+        if ts is not None and isinstance(ts.dtype, pd.DatetimeTZDtype):  # floored to µs, as DuckDB does
+            frame = frame.assign(**{EVENT_TIMESTAMP: ts.dt.tz_convert("UTC").dt.floor("us").dt.as_unit("us")})
+        return spark.createDataFrame(pa.Table.from_pandas(frame, preserve_index=False))
+    path = os.fspath(entities)
+    try:
+        import pyarrow.dataset as ds
+
+        schema = ds.dataset(path, format="parquet").schema
+    except (pa.ArrowException, OSError) as exc:
+        raise EntitySetError(f"entity set {path} cannot be read as Parquet: {exc}") from exc
+    if EVENT_TIMESTAMP not in schema.names:
+        raise EntitySetError(f"entity set {path} has no {EVENT_TIMESTAMP!r} column (columns: {schema.names})")
+    ts_type = schema.field(EVENT_TIMESTAMP).type
+    if pa.types.is_timestamp(ts_type) and ts_type.tz is None:
+        raise EntitySetError(f"entity set {path}: {EVENT_TIMESTAMP!r} is timezone-naive; it must be "
+                             "timezone-aware (e.g. pd.to_datetime(..., utc=True) before writing)")
+    frame = spark.read.parquet(path)
+    if pa.types.is_timestamp(ts_type) and ts_type.unit == "ns":  # read as an integer (spark_session's setting)
+        floored = F.expr(f"({EVENT_TIMESTAMP} - pmod({EVENT_TIMESTAMP}, 1000)) div 1000")  # floor, as DuckDB does
+        frame = frame.withColumn(EVENT_TIMESTAMP, F.timestamp_micros(floored))
+    return frame
+
+
+def check_entity_set(frame, specs: Sequence[FeatureViewSpec]) -> None:
+    """Timestamps tz-aware and non-null; every view's join key present, of its type, non-null (one pass)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    fields = {f.name: f.dataType for f in frame.schema.fields}
+    if EVENT_TIMESTAMP not in fields:
+        raise EntitySetError(f"the entity set has no {EVENT_TIMESTAMP!r} column (columns: {list(fields)})")
+    ts = fields[EVENT_TIMESTAMP]
+    if isinstance(ts, T.TimestampNTZType):
+        raise EntitySetError(f"the entity set's {EVENT_TIMESTAMP!r} is timezone-naive (TIMESTAMP_NTZ); it must be "
+                             "a TIMESTAMP (an instant)")
+    if not isinstance(ts, T.TimestampType):
+        raise EntitySetError(f"the entity set's {EVENT_TIMESTAMP!r} is {ts.simpleString()}; it must be a timestamp")
+    checked = [EVENT_TIMESTAMP]
+    for spec in specs:
+        key = spec.entity.join_key
+        if key not in fields:
+            raise EntitySetError(f"the entity set lacks join key {key!r} of feature view {spec.name!r}")
+        want_int = spec.entity.dtype == "int64"
+        if not isinstance(fields[key], T.IntegralType if want_int else T.StringType):
+            raise EntitySetError(f"the entity set's {key!r} is {fields[key].simpleString()}, but feature view "
+                                 f"{spec.name!r} keys are {spec.entity.dtype}")
+        checked.append(key)
+    checked = list(dict.fromkeys(checked))
+    counts = frame.agg(*[F.sum(F.col(c).isNull().cast("long")).alias(f"c{i}") for i, c in enumerate(checked)]).first()
+    for i, column in enumerate(checked):
+        if counts[f"c{i}"]:
+            sample = [r.asDict() for r in frame.where(F.col(column).isNull()).limit(SAMPLE_ROWS).collect()]
+            raise EntitySetError(f"the entity set's {column!r} has {counts[f'c{i}']} null(s); first rows: {sample}")
+
+
+def with_request_features(plan: request_time.FeaturePlan, stored, entity_columns: Sequence[str]):
+    """`stored` (the entity columns plus the plan's stored inputs as `view__feature` columns) with the
+    plan's output columns, request-time ones computed by `request_time.compute` on the executors from
+    the same serving dtypes the pandas path hands it. Columns as `DataFrame.assign` would order them."""
+    from pyspark.sql import types as T
+
+    missing = [f.name for f in plan.request_fields if f.name not in entity_columns]
+    if missing:  # checked on the driver, from the schema: the executors would fail row batch by row batch
+        views = [v.name for v in plan.request_views if any(f.name in missing for f in v.request_fields)]
+        raise request_time.RequestFeatureError(f"the entity set lacks request field(s) {missing} of request "
+                                               f"feature view(s) {views}")
+    by_name = {f.name: f for f in stored.schema.fields}
+    outputs = {o.column: T.StructField(o.column, spark_type(_request_dtype(plan, o)) if o.request
+                                       else by_name[f"{o.view}__{o.feature}"].dataType, True)
+               for o in plan.outputs}
+    schema = T.StructType([outputs.get(c, by_name[c]) for c in entity_columns]
+                          + [field for c, field in outputs.items() if c not in entity_columns])
+    kept = [c for c in entity_columns if c not in outputs]
+    stored_dtypes = {ref.replace(":", "__"): _stored_dtype(ref) for ref in plan.stored}
+    names = schema.names
+
+    def compute(batches):
+        for batch in batches:
+            inputs = pd.DataFrame({c: batch[c].astype(dtype) for c, dtype in stored_dtypes.items()}, index=batch.index)
+            request = request_time.request_frame(plan, batch, "the entity set")
+            values = request_time.assemble(plan, inputs, request)
+            yield batch[kept].assign(**values)[names]
+
+    return stored.mapInPandas(compute, schema)
+
+
+def write_parquet(frame, path) -> Path:
+    """Spark writes `frame` as a directory of Parquet files at `path` (a local or mounted path), all or
+    nothing: into a hidden sibling first, renamed into place once Spark's job committed; a failed job
+    leaves `path` as it was."""
+    target = Path(path).absolute()
+    staging = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        frame.write.parquet(str(staging))
+        if target.exists():
+            old = target.parent / f".{target.name}.{uuid.uuid4().hex}.old"
+            target.rename(old)
+            staging.rename(target)
+            if old.is_dir():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
+        else:
+            staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return Path(path)
+
+
+def executor_errors(exc: Exception) -> Exception:
+    """A platform error raised inside a Spark task reaches the driver as Spark's PythonException, its
+    traceback as text: raised again as the platform's own type, with its message."""
+    text = str(exc)
+    for error in (request_time.RequestFeatureError,):
+        marker = f"{error.__name__}: "
+        if marker in text:
+            return error(text.split(marker, 1)[1].strip().splitlines()[0])
+    return exc
+
+
+def spark_type(dtype: str):
+    """The Spark type of a spec dtype (the offline tables' reading types)."""
+    from pyspark.sql import types as T
+
+    return {"int64": T.LongType(), "float32": T.FloatType(), "float64": T.DoubleType(), "string": T.StringType(),
+            "bool": T.BooleanType()}[dtype]
+
+
+def _request_dtype(plan: request_time.FeaturePlan, output: request_time.Output) -> str:
+    spec = next(v for v in plan.request_views if v.name == output.view)
+    return next(f.dtype for f in spec.features if f.name == output.feature)
+
+
+def _stored_dtype(ref: str) -> str:
+    from feature_platform.specs import get_spec
+
+    view, _, feature = ref.partition(":")
+    return SERVING_DTYPE[get_spec(view).field(feature).dtype]
+
+
+__all__ = ["EntitySetError", "check_entity_set", "is_spark_frame", "read_entity_set", "spark_type",
+           "executor_errors", "with_request_features", "write_parquet"]
