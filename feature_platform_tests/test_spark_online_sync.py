@@ -138,3 +138,79 @@ def test_materialize_with_the_spark_engine_gives_the_pandas_engines_online_vecto
     pd.testing.assert_frame_equal(online_s, online_p, check_exact=True)
     assert snapshot(runtime_s.online.redis.client) == bytes_p
     assert [r.rows_online for r in results_s] == [r.rows_online for r in results_p]
+
+
+def test_redis_down_fails_the_spark_sync_fast_and_a_rerun_completes(spark, services_settings, tmp_path):  # noqa: F811
+    """A private, password-protected redis-server killed before the sync: the executors' retries give up in
+    bounded time with StoreUnavailableError naming host:port, never the password; nothing is half-counted
+    (no watermark); once Redis is back, the same sync writes every row."""
+    import shutil
+    import socket
+    import time
+
+    from feature_platform.errors import StoreUnavailableError
+    from feature_platform_tests.conftest import IN_CI
+    from feature_platform_tests.redis_server import start_redis_server
+
+    if shutil.which("redis-server") is None:
+        if IN_CI:
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    password = "spark-sync-p@ss w0rd!"
+    server = start_redis_server(port, password)
+    settings = services_settings.with_(redis_port=port, redis_db=0, redis_password=password)
+    project = Runtime(settings).online.store.config.project
+    frame = spark.createDataFrame(feature_rows(T2, range(120))).repartition(2)
+    try:
+        server.kill()
+        server.wait()
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailableError, match=f"127.0.0.1:{port}") as caught:
+            sync_online(frame, SPEC, settings, project)
+        assert time.monotonic() - started < 120  # bounded retries, not a hang
+        assert password not in str(caught.value) and "p@ss" not in str(caught.value)
+
+        server = start_redis_server(port, password)
+        client = redis.Redis(port=port, password=password)
+        assert client.dbsize() == 0  # no persistence: nothing from the failed attempt, no watermark
+        assert sync_online(frame, SPEC, settings, project) == 120
+        assert len(snapshot(client)) == 120
+        assert client.get("feature_platform:watermark:user_activity") == str(T2.value // 1000).encode()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def test_spark_sync_on_a_redis_cluster(spark, services_settings, tmp_path):  # noqa: F811
+    """Executors write to a real three-master Redis Cluster: every master gets entity hashes, the values read
+    back equal the driver writer's on a single Redis, stock Feast reads them, and newest-wins holds."""
+    from feature_platform.config import Settings
+    from feature_platform_tests.test_redis_cluster import CLOSED_PORT, entity_keys_per_master, redis_cluster
+
+    rows = pd.concat([feature_rows(T1, range(30), bump=5), feature_rows(T2, range(200))], ignore_index=True)
+    with redis_cluster(tmp_path / "cluster") as ports:
+        settings = Settings.from_env({**services_settings.as_env(), "FEATURE_PLATFORM_REDIS_DB": "0",
+                                      "FEATURE_PLATFORM_REDIS_CLUSTER_NODES": ",".join(f"127.0.0.1:{p}" for p in ports),
+                                      "FEATURE_PLATFORM_REDIS_PORT": str(CLOSED_PORT)})
+        cluster_runtime = Runtime(settings)
+        project = cluster_runtime.online.store.config.project
+        assert sync_online(spark.createDataFrame(rows).repartition(3), SPEC, settings, project) == 200
+        spread = entity_keys_per_master(ports)
+        assert sum(spread.values()) == 200 and min(spread.values()) > 0, spread
+        users = list(range(200))
+        on_cluster = RedisFeatures(redis_client(settings), project).read(SPEC, users, SPEC.feature_names)
+
+        single = Runtime(services_settings)  # the driver writer on the single Redis: the same values
+        RedisFeatures(single.online.redis.client, project).write(SPEC, _newest(SPEC, None, rows))
+        assert RedisFeatures(single.online.redis.client, project).read(SPEC, users, SPEC.feature_names) == on_cluster
+        assert on_cluster[0] == [T2.value] * 200
+
+        got = cluster_runtime.feast.get_online_features(features=FEATURES, entity_rows=[{"user_id": 7}]).to_dict()
+        assert got["sessions_7d"] == [2] and got["total_tokens_7d"] == [7_000_021]
+        older = feature_rows(T1, range(200), bump=9)
+        assert sync_online(spark.createDataFrame(older), SPEC, settings, project) == 0  # newest-wins
+        assert RedisFeatures(redis_client(settings), project).read(SPEC, users, SPEC.feature_names) == on_cluster
