@@ -15,6 +15,7 @@ from typing import Literal
 Profile = Literal["embedded", "services"]
 Engine = Literal["pandas", "spark"]
 ENGINES = ("pandas", "spark")
+EXECUTORS = ("in_process", "multiprocess", "celery", "k8s")
 
 # name -> (default, description); the README's configuration table is generated from this.
 ENV_VARS: dict[str, tuple[str, str]] = {
@@ -25,6 +26,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN": ("92", "Partitions per Dagster run in a backfill (BackfillPolicy.multi_run); each run computes them in one pass"),
     "FEATURE_PLATFORM_ENGINE": ("pandas", "Compute engine of the window aggregations: `pandas` (single machine) or `spark` (PySpark)"),
     "FEATURE_PLATFORM_SPARK_MASTER": ("local[2]", "Spark master URL of the `spark` engine (e.g. `spark://host:7077`)"),
+    "FEATURE_PLATFORM_EXECUTOR": ("in_process", "Dagster executor of every run: `in_process`, `multiprocess`, `celery` (dagster-celery) or `k8s` (dagster-k8s' `k8s_job_executor`)"),
+    "FEATURE_PLATFORM_EXECUTOR_CONFIG": ("", "YAML file whose `execution: config:` block configures that executor (e.g. `deploy/scaling/celery.yaml`); empty: its defaults"),
     "FEATURE_PLATFORM_DEMO_USERS": ("2000", "Users in the generated demo sessions log"),
     "FEATURE_PLATFORM_DEMO_SEED": ("7", "Seed of the demo generator"),
     "FEATURE_PLATFORM_PG_HOST": ("127.0.0.1", "PostgreSQL host (services profile)"),
@@ -110,6 +113,8 @@ class Settings:
     serving_tokens_file: str = ""
     engine: Engine = "pandas"
     spark_master: str = "local[2]"
+    executor: str = "in_process"
+    executor_config: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -120,6 +125,9 @@ class Settings:
         engine = _env("FEATURE_PLATFORM_ENGINE", env)
         if engine not in ENGINES:
             raise ValueError(f"FEATURE_PLATFORM_ENGINE must be 'pandas' or 'spark', not {engine!r}")
+        executor = _env("FEATURE_PLATFORM_EXECUTOR", env)
+        if executor not in EXECUTORS:
+            raise ValueError(f"FEATURE_PLATFORM_EXECUTOR must be one of {', '.join(EXECUTORS)}, not {executor!r}")
         home = Path(_env("FEATURE_PLATFORM_HOME", env)).expanduser().absolute()
         sessions = env.get("FEATURE_PLATFORM_SESSIONS_PATH")
         return cls(
@@ -146,6 +154,8 @@ class Settings:
             serving_tokens_file=_env("FEATURE_PLATFORM_SERVING_TOKENS_FILE", env),
             engine=engine,  # type: ignore[arg-type]
             spark_master=_env("FEATURE_PLATFORM_SPARK_MASTER", env),
+            executor=executor,
+            executor_config=_env("FEATURE_PLATFORM_EXECUTOR_CONFIG", env),
         )
 
     def with_(self, **changes) -> Settings:
@@ -206,6 +216,8 @@ class Settings:
             "FEATURE_PLATFORM_PARTITIONS_START": self.partitions_start.isoformat(),
             "FEATURE_PLATFORM_ENGINE": self.engine,
             "FEATURE_PLATFORM_SPARK_MASTER": self.spark_master,
+            "FEATURE_PLATFORM_EXECUTOR": self.executor,
+            "FEATURE_PLATFORM_EXECUTOR_CONFIG": self.executor_config,
             "FEATURE_PLATFORM_DEMO_USERS": str(self.demo_users),
             "FEATURE_PLATFORM_DEMO_SEED": str(self.demo_seed),
             "FEATURE_PLATFORM_PG_HOST": self.pg_host,

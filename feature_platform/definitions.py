@@ -5,6 +5,7 @@ import dagster as dg
 
 from feature_platform.config import Settings
 from feature_platform.defs.alerts import feature_platform_alerts
+from feature_platform.defs.executors import executor_for
 from feature_platform.defs.feature_views import build_feature_view_asset
 from feature_platform.defs.freshness_checks import (
     build_freshness_check,
@@ -63,9 +64,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         assets=assets, asset_checks=[*asset_checks, *freshness, *partition_checks],
         sensors=[*sensors, partition_sensor, feature_platform_alerts],
         schedules=[build_freshness_schedule(freshness)], resources=resources_for(settings, platform),
-        # Runs are small (one partition or one pushed batch): a subprocess per step would cost more than
-        # the work. Parallelism comes from concurrent runs (run coordinator), not from steps.
-        executor=dg.in_process_executor,
+        # In process by default: a run is one step, parallelism comes from concurrent runs (defs/executors.py).
+        executor=executor_for(settings),
     )
 
 
