@@ -9,6 +9,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pandas as pd
 import pytest
 import requests
@@ -233,3 +234,42 @@ def test_a_stock_feast_client_reads_through_the_server(served):
         name = ref.split(":")[1]
         assert got[name] == expected[name], name
     assert got["current_session_messages"][-3:] == [4, None, None]  # fresh, expired (TTL), absent
+
+
+def test_the_served_json_is_feasts_own_response_document(served):
+    """The server builds its JSON from the platform's read; it must be exactly the document Feast's endpoint
+    makes from the protobuf response (`convert_response_to_dict`), for every kind of value and status."""
+    from feast.feature_server_utils import convert_response_to_dict
+
+    from feature_platform.serving.feature_store import PlatformFeatureStore
+
+    platform, url = served
+    store = PlatformFeatureStore(platform)
+    users = [int(u) for u in platform.offline_table("user_activity")["user_id"].unique()[:25]] + [1, 2, 987654321]
+    # user 3: a fresh push with a float32 value that is not a short decimal (0.1)
+    platform.push(REALTIME, _events([3], [pd.Timestamp.now(tz="UTC").floor("us") - pd.Timedelta(microseconds=7)],
+                                    [5]).assign(last_active_minutes_ago=[0.1]), direct=True)
+    realtime = [f"user_realtime:{f}" for f in ("current_session_messages", "current_session_tokens",
+                                               "last_active_minutes_ago")]
+    cases = [
+        (FEATURES + realtime[1:], {"user_id": users + [3]}, False),
+        ("churn_features", {"user_id": users}, True),
+        (["user_activity:messages_sent_7d", "user_activity_request:tokens_per_message",
+          "user_activity_request:prompt_vs_typical_message"], {"user_id": users, "prompt_tokens": list(range(len(users)))},
+         False),
+        (realtime, {"user_id": [3]}, True),
+        (["user_activity:sessions_7d"], {"user_id": []}, False),
+    ]
+    for features, entities, full in cases:
+        direct = store.online_response_dict(features, entities, full)
+        refs = store.get_feature_service(features) if isinstance(features, str) else features
+        feasts = convert_response_to_dict(store.get_online_features(refs, entities, full).proto)
+        assert direct == feasts, features
+        body = {"entities": entities, "full_feature_names": full,
+                **({"feature_service": features} if isinstance(features, str) else {"features": features})}
+        response = _post(url, "/get-online-features", body)
+        assert response.status_code == 200, response.text
+        assert response.json() == feasts
+    pushed = _by_name(store.online_response_dict(realtime, {"user_id": [3]}))["last_active_minutes_ago"]
+    assert pushed["statuses"] == ["PRESENT"] and pushed["values"] == [float(np.float32(0.1))]  # float32, as Feast's
+    assert pd.Timestamp(pushed["event_timestamps"][0]) > pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=10)

@@ -1,7 +1,8 @@
 """The HTTP app of `feature-platform serve`: Feast's feature server, trimmed to what serving needs.
 
-Feast's `/get-online-features` is kept as Feast builds it (request and response formats, metrics,
-registry refresh) over `PlatformFeatureStore`, behind the platform's authorization. `/push` and
+Feast's `/get-online-features` keeps Feast's request and response formats (and Feast's app its registry
+refresh), behind the platform's authorization; its JSON is built straight from the platform's read
+(`PlatformFeatureStore.online_response_dict`, equal to Feast's by test). `/push` and
 `/health` are replaced: the push answers
 with what the platform did (accepted, rejected, duplicates) and `/health` checks the online store
 too, not only the registry. Feast's `/materialize*` and `/write-to-online-store` are not mounted:
@@ -53,14 +54,18 @@ def build_app(platform, tokens: Tokens | None = None) -> FastAPI:
     access = Authorizer(platform.settings, tokens)
     store = PlatformFeatureStore(platform)
     app = get_app(store, registry_ttl_sec=REGISTRY_TTL_SEC)
-    feast_read = next(r.endpoint for r in app.router.routes if getattr(r, "path", None) == "/get-online-features")
     app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) in SERVED]
 
     @app.post("/get-online-features")
-    async def get_online_features(request: GetOnlineFeaturesRequest, http: Request):
+    async def get_online_features(request: GetOnlineFeaturesRequest, http: Request) -> JSONResponse:
         caller = access.authenticate(http.headers.get("authorization"), http.url.path)
-        await run_in_threadpool(access.read, caller, request.feature_service or request.features, http.url.path)
-        return await feast_read(request)
+        features = request.feature_service or request.features
+        await run_in_threadpool(access.read, caller, features, http.url.path)
+        # Feast's request and response formats; the JSON is built from the platform's read directly (the
+        # same document Feast's endpoint makes from its protobuf response, at about half the CPU).
+        body = await run_in_threadpool(store.online_response_dict, features, request.entities,
+                                       request.full_feature_names)
+        return JSONResponse(content=body)
 
     @app.post("/push")
     async def push(request: PushFeaturesRequest, http: Request) -> JSONResponse:

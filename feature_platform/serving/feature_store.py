@@ -10,6 +10,8 @@ offline (Feast's push overwrites online values unconditionally and skips validat
 from __future__ import annotations
 
 import asyncio
+import math
+from datetime import datetime, timezone
 
 from feast import FeatureService, FeatureStore
 from feast.data_source import PushMode
@@ -46,12 +48,39 @@ class PlatformFeatureStore(FeatureStore):
         request_views = {v.name: v for v in plan.request_views}
         proto = GetOnlineFeaturesResponse()
         for key, dtype in dict((s.entity.join_key, s.entity.dtype) for s in stored).items():
-            _append(proto, key, data[key], VALUE_TYPE[dtype], [FieldStatus.PRESENT] * len(rows), [None] * len(rows))
+            _append(proto, key, data.get(key, []), VALUE_TYPE[dtype], [FieldStatus.PRESENT] * len(rows),
+                    [None] * len(rows))
         for o in plan.outputs:
             view = request_views[o.view] if o.request else get_spec(o.view)
             _append(proto, o.column, data[o.column], VALUE_TYPE[view.field(o.feature).dtype],
                     [STATUS[s] for s in data[f"{o.column}__status"]], data[f"{o.column}__event_timestamp"])
         return OnlineResponse(proto)
+
+    def online_response_dict(self, features, entity_rows, full_feature_names: bool = False) -> dict:
+        """What Feast's `/get-online-features` answers (`convert_response_to_dict` of the protobuf above),
+        built straight from the platform's read: the same JSON, without the protobuf round trip (about half
+        the server's CPU at 100 entities; benchmarks/report.md). Equal to Feast's form by test."""
+        refs = features.name if isinstance(features, FeatureService) else features
+        rows = _rows(entity_rows)
+        data = self.platform.online_features(refs, rows, with_metadata=True, full_feature_names=full_feature_names,
+                                             output="dict")
+        plan = request_time.plan(refs, full_feature_names)
+        stored = [get_spec(v) for v in dict.fromkeys(ref.partition(":")[0] for ref in plan.stored)]
+        names, results = [], []
+        for key in dict.fromkeys(s.entity.join_key for s in stored):
+            names.append(key)
+            results.append({"values": data.get(key, []), "statuses": ["PRESENT"] * len(rows),
+                            "event_timestamps": [_EPOCH] * len(rows)})
+        for o in plan.outputs:
+            names.append(o.column)
+            results.append({"values": [_json_value(v) for v in data[o.column]],
+                            "statuses": [STATUS_NAME[s] for s in data[f"{o.column}__status"]],
+                            "event_timestamps": [_EPOCH if ns is None else _rfc3339(ns)
+                                                 for ns in data[f"{o.column}__event_timestamp"]]})
+        if not rows:  # Feast's document leaves out empty timestamp lists
+            for result in results:
+                del result["event_timestamps"]
+        return {"results": results, "metadata": {"feature_names": names}}
 
     async def get_online_features_async(self, features, entity_rows, full_feature_names: bool = False,
                                         include_feature_view_version_metadata: bool = False) -> OnlineResponse:
@@ -67,6 +96,32 @@ class PlatformFeatureStore(FeatureStore):
     async def push_async(self, push_source_name: str, df, allow_registry_cache: bool = True,
                          to: PushMode = PushMode.ONLINE, transform_on_write: bool = True):
         return await asyncio.to_thread(self.push, push_source_name, df, allow_registry_cache, to)
+
+
+STATUS_NAME = {PRESENT: "PRESENT", MISSING: "NOT_FOUND", EXPIRED: "OUTSIDE_MAX_AGE"}
+_EPOCH = "1970-01-01T00:00:00Z"  # protobuf's unset Timestamp, as Feast's JSON shows it
+
+
+def _json_value(value):
+    """A value as Feast's JSON has it: floats that JSON cannot hold as protobuf JSON spells them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
+def _rfc3339(ns: int) -> str:
+    """Epoch nanoseconds as protobuf JSON's RFC 3339 (Feast's `_timestamp_to_str`): fraction digits 0/3/6/9."""
+    seconds, nanos = divmod(int(ns), 1_000_000_000)
+    if seconds == 0 and nanos == 0:
+        return _EPOCH
+    base = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    if nanos == 0:
+        return base + "Z"
+    if nanos % 1_000_000 == 0:
+        return base + ".%03dZ" % (nanos // 1_000_000)
+    if nanos % 1_000 == 0:
+        return base + ".%06dZ" % (nanos // 1_000)
+    return base + ".%09dZ" % nanos
 
 
 def _rows(entity_rows) -> list[dict]:

@@ -200,6 +200,8 @@ class OnlineStore:
         return out
 
     def _read_through_feast(self, columns, entity_rows) -> dict:
+        if not entity_rows:  # Feast's SQLite read fails on an empty list (it indexes the first row)
+            return {c.view: ([], {c2.feature: [] for c2 in columns if c2.view == c.view}) for c in columns}
         refs = [f"{c.view}:{c.feature}" for c in columns]
         response = self.store.get_online_features(features=refs, entity_rows=entity_rows, full_feature_names=True)
         values = response.to_dict()
