@@ -62,3 +62,33 @@ def test_overlapping_backfills_in_two_processes(settings):
     live = (got["total_tokens_7d__status"] == "present").to_numpy()
     assert live.sum() > 100
     assert (got.loc[live, "total_tokens_7d"].astype("int64").to_numpy() == newest.loc[live, "total_tokens_7d"].to_numpy()).all()
+
+
+@pytest.mark.services
+def test_first_writers_create_the_offline_schema_and_table_at_once(services_settings):
+    """Eight writers' first partition writes into a database with no offline schema yet, released together:
+    PostgreSQL's CREATE ... IF NOT EXISTS alone raises UniqueViolation for all but one of them (seen in CI)."""
+    import threading
+
+    from feature_platform.stores.offline_postgres import PostgresOfflineStore
+
+    rows = aggregate_day(SPEC, generate_day(date(2026, 3, 1), 50, seed=5), date(2026, 3, 1))
+    start, errors = threading.Barrier(8), []
+
+    def write(i: int) -> None:
+        store = PostgresOfflineStore(services_settings)  # a fresh store: it has not created anything yet
+        day = date(2026, 3, 1) + timedelta(days=i)
+        mine = rows.assign(event_timestamp=store.partition_timestamp(day), created_timestamp=pd.Timestamp.now(tz="UTC"))
+        start.wait()
+        try:
+            store.write_partition(SPEC, day, mine)
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert len(PostgresOfflineStore(services_settings).partitions(SPEC)) == 8

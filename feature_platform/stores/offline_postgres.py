@@ -41,6 +41,9 @@ class PostgresOfflineStore(OfflineStore):
             sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(typ)) for name, typ in sql_columns(spec)
         )
         key = sql.SQL(", ").join([sql.Identifier(spec.entity.join_key), sql.Identifier(EVENT_TIMESTAMP)])
+        # IF NOT EXISTS is not safe against a concurrent creator (PostgreSQL raises UniqueViolation on its
+        # catalog): writers in other processes queue on this lock until the first one's DDL committed.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("feature_platform/offline-ddl",))
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(OFFLINE_SCHEMA)))
         conn.execute(
             sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(self._table(spec), cols, key)
