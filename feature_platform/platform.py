@@ -263,15 +263,21 @@ class FeaturePlatform:
             if os.environ.get("DAGSTER_HOME"):
                 self._instance = DagsterInstance.get()
             else:
+                import fcntl
+
                 home = self.settings.dagster_home
                 home.mkdir(parents=True, exist_ok=True)
                 config = dagster_instance_config(self.settings, resolved=True)
-                (home / "dagster.yaml").write_text(yaml.safe_dump(config))
                 if self.settings.profile == "services":
                     from feature_platform.stores.postgres import ensure_database
 
                     ensure_database(self.settings, self.settings.dagster_pg_db)
-                self._instance = DagsterInstance.from_config(str(home))
+                # Processes opening a fresh home at once would both create Dagster's SQLite tables ("table
+                # snapshots already exists"): the first one creates them while the others wait on this lock.
+                with open(home / ".instance.lock", "w") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+                    self._instance = DagsterInstance.from_config(str(home))
         return self._instance
 
     # --- reads --------------------------------------------------------------------------------

@@ -27,6 +27,28 @@ def _backfill(env: dict, first: date, last: date) -> None:
     FeaturePlatform(Settings.from_env(env)).materialize("user_activity", first, last)
 
 
+def _open_instance(env: dict, start) -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    platform = FeaturePlatform(Settings.from_env(env))
+    start.wait()
+    platform.instance().get_runs()
+
+
+def test_processes_opening_a_fresh_home_at_once(embedded_settings):
+    """Six processes open the Dagster instance of a fresh embedded home together: each would create Dagster's
+    SQLite tables ("table snapshots already exists", seen in CI) were it not for the home's instance lock."""
+    ctx = mp.get_context("spawn")
+    start = ctx.Barrier(6)
+    workers = [ctx.Process(target=_open_instance, args=(embedded_settings.as_env(), start)) for _ in range(6)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=300)
+    assert [w.exitcode for w in workers] == [0] * 6
+
+
 @pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])
 def settings(request):
     s = request.getfixturevalue(f"{request.param}_settings")
