@@ -139,17 +139,28 @@ def _spark_join(runtime: Runtime, entity_df: pd.DataFrame, columns, specs) -> pd
     if entity_df.empty:
         return pd.DataFrame({c.column: pd.Series([], dtype=object) for c in columns})
     from feature_platform.compute.spark_engine import spark_session
-    from feature_platform.compute.spark_point_in_time import SparkViewJoin, offline_frame, spark_point_in_time_join
+    from feature_platform.compute.spark_point_in_time import spark_point_in_time_join
 
     spark = spark_session(runtime.settings.spark_master)
     ts = entity_df[EVENT_TIMESTAMP]
+    joins = _spark_view_joins(spark, runtime, columns, specs, ts.min(), ts.max(), {c.column: c.column for c in columns})
+    return spark_point_in_time_join(spark, entity_df, joins)
+
+
+def _spark_view_joins(spark, runtime: Runtime, columns, specs, lo: pd.Timestamp, hi: pd.Timestamp,
+                      outputs: dict[str, str]) -> list:
+    """One `SparkViewJoin` per view: its offline rows an entity time in `[lo, hi]` can see, and its
+    columns' features under `outputs[column]`."""
+    from feature_platform.compute.spark_point_in_time import SparkViewJoin, offline_frame
+
     joins = []
     for view, spec in specs.items():
         mine = [c for c in columns if c.view == view]
-        table = offline_frame(spark, runtime.offline, spec, ts.min() - pd.Timedelta(spec.ttl), ts.max())
+        table = offline_frame(spark, runtime.offline, spec, lo - pd.Timedelta(spec.ttl), hi)
         joins.append(SparkViewJoin(table=table, join_key=spec.entity.join_key, ttl=spec.ttl,
-                                   features=tuple(c.feature for c in mine), outputs=tuple(c.column for c in mine)))
-    return spark_point_in_time_join(spark, entity_df, joins)
+                                   features=tuple(c.feature for c in mine),
+                                   outputs=tuple(outputs[c.column] for c in mine)))
+    return joins
 
 
 def spark_training_set(runtime: Runtime, entities, features, *, full_feature_names: bool = False,
@@ -180,15 +191,9 @@ def spark_training_set(runtime: Runtime, entities, features, *, full_feature_nam
         persisted.append(rows)
     lo_us, hi_us = rows.agg(F.min(spit._T), F.max(spit._T)).first()
     internal = {c.column: f"__fp_out{i}" for i, c in enumerate(columns)}  # entity columns may share a name
-    joins = []
-    if lo_us is not None:
-        lo, hi = pd.Timestamp(lo_us, unit="us", tz="UTC"), pd.Timestamp(hi_us, unit="us", tz="UTC")
-        for view, spec in specs.items():
-            mine = [c for c in columns if c.view == view]
-            table = spit.offline_frame(spark, runtime.offline, spec, lo - pd.Timedelta(spec.ttl), hi)
-            joins.append(spit.SparkViewJoin(table=table, join_key=spec.entity.join_key, ttl=spec.ttl,
-                                            features=tuple(c.feature for c in mine),
-                                            outputs=tuple(internal[c.column] for c in mine)))
+    joins = [] if lo_us is None else _spark_view_joins(
+        spark, runtime, columns, specs, pd.Timestamp(lo_us, unit="us", tz="UTC"),
+        pd.Timestamp(hi_us, unit="us", tz="UTC"), internal)
     joined = spit.join_features(rows, joins)
     features_out = {c.column: (F.col(internal[c.column]) if joins else F.lit(None)).cast(
         sets.spark_type(specs[c.view].field(c.feature).dtype)).alias(c.column) for c in columns}
