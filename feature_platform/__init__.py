@@ -6,7 +6,9 @@ The public API is `FeaturePlatform` and the error types; specs are declared with
 
 from feature_platform.errors import (
     BreakingChangeError,
+    ConfigurationError,
     FeaturePlatformError,
+    InvalidArgumentError,
     InvalidBatchError,
     InvalidDateError,
     InvalidEntityError,
@@ -23,9 +25,11 @@ from feature_platform.versioning.deprecation import FeatureViewDeprecationWarnin
 
 __all__ = [
     "BreakingChangeError",
+    "ConfigurationError",
     "FeaturePlatform",
     "FeaturePlatformError",
     "FeatureViewDeprecationWarning",
+    "InvalidArgumentError",
     "InvalidBatchError",
     "InvalidDateError",
     "InvalidEntityError",
