@@ -124,11 +124,12 @@ def test_a_corrupt_file_in_a_directory_fails_the_run_and_writes_nothing(tmp_path
     write_sessions(settings_.sessions_path, good)
     (settings_.sessions_path / "later.parquet").write_bytes(b"PAR1 half a file")
     platform = fp.FeaturePlatform(settings_)
-    with pytest.raises(fp.MaterializationError, match=r"SourceDataError: .*cannot be read as Parquet.*later\.parquet"):
+    # Issue 19 item 11: the documented SourceDataError itself (it was a MaterializationError quoting it)
+    with pytest.raises(fp.SourceDataError, match=r"^sessions source .*later\.parquet cannot be read as Parquet"):
         platform.materialize("user_activity", "2026-01-03")
     (settings_.sessions_path / "later.parquet").unlink()
     good.assign(tokens=[5, -6]).to_parquet(settings_.sessions_path / "sessions.parquet", index=False)
-    with pytest.raises(fp.MaterializationError, match=r"column 'tokens': 1 negative value\(s\)"):
+    with pytest.raises(fp.SourceDataError, match=r"column 'tokens': 1 negative value\(s\)"):
         platform.materialize("user_activity", "2026-01-03")
     assert platform.offline_table("user_activity").empty
 

@@ -1,16 +1,21 @@
 """The raw sessions source: any Parquet file or directory, only the requested range, clear errors."""
 
+import os
+import subprocess
+import sys
 from datetime import datetime, timezone
 
+import dagster as dg
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import feature_platform as fp
 from feature_platform.errors import SourceDataError
 from feature_platform.sources.sessions import SCHEMA, read_sessions
 from feature_platform_tests import raw_variants
-from feature_platform_tests.conftest import sessions_frame
+from feature_platform_tests.conftest import make_embedded_settings, sessions_frame, write_sessions
 
 RAW = sessions_frame([
     (1, "a", "2026-01-01T23:59:59.999999Z", 10.0, 1, 0, "opus", 5),
@@ -143,3 +148,60 @@ def test_a_folder_without_parquet_files_is_a_clear_error(tmp_path):
     raw_variants.write_skipped(tmp_path)
     with pytest.raises(SourceDataError, match="holds no Parquet file"):
         read_sessions(tmp_path, LO, HI)
+
+
+def _bad_folder(settings, kind: str):
+    """A good file and a malformed one (`b.parquet`) in the sessions folder; returns the bad file's path."""
+    write_sessions(settings.sessions_path, RAW)
+    if kind == "null time without statistics":
+        return _null_time_without_statistics(settings.sessions_path / "b.parquet", RAW.assign(session_id=["x", "y", "z"]))
+    RAW.assign(session_id=["x", "y", "z"], message_count=[1.0, 6.5, 2.0]).to_parquet(settings.sessions_path / "b.parquet")
+    return settings.sessions_path / "b.parquet"
+
+
+@pytest.mark.parametrize("kind", ["null time without statistics", "fractional count"])
+@pytest.mark.parametrize("profile", ["embedded", pytest.param("services", marks=pytest.mark.services)])
+def test_materialize_raises_the_documented_source_error_and_writes_nothing(request, profile, kind):
+    settings = request.getfixturevalue(f"{profile}_settings")
+    bad = _bad_folder(settings, kind)
+    platform = fp.FeaturePlatform(settings)
+    with pytest.raises(SourceDataError) as info:
+        platform.materialize("user_activity", "2026-01-02", "2026-01-03")
+    message = str(info.value)
+    assert type(info.value) is SourceDataError  # not a MaterializationError quoting it
+    assert message.startswith(f"sessions source {bad}: ") and "\n" not in message, message
+    assert "SourceDataError" not in message and message.count(str(bad)) == 1, message
+    assert platform.offline_table("user_activity").empty
+    assert not platform.instance().get_materialized_partitions(dg.AssetKey("user_activity"))
+    online = platform.online_features(["user_activity:sessions_7d"], [{"user_id": 1}], with_metadata=True)
+    assert online["sessions_7d__status"].tolist() == ["missing"]
+
+
+def test_materialize_reads_naive_and_zone_aware_files_as_the_same_utc_sessions(tmp_path):
+    aware = make_embedded_settings(tmp_path / "aware")
+    write_sessions(aware.sessions_path, RAW)
+    mixed = make_embedded_settings(tmp_path / "mixed")
+    mixed.sessions_path.mkdir(parents=True)
+    RAW.iloc[:2].assign(event_timestamp=RAW["event_timestamp"].iloc[:2].dt.tz_localize(None)).to_parquet(
+        mixed.sessions_path / "a.parquet")
+    RAW.iloc[2:].assign(event_timestamp=RAW["event_timestamp"].iloc[2:].dt.tz_convert("Asia/Tokyo")).to_parquet(
+        mixed.sessions_path / "b.parquet")
+    tables = []
+    for settings in (aware, mixed):
+        platform = fp.FeaturePlatform(settings)
+        platform.materialize("user_activity", "2026-01-01", "2026-01-04")
+        tables.append(platform.offline_table("user_activity").drop(columns="created_timestamp"))
+    assert len(tables[0]) > 3
+    pd.testing.assert_frame_equal(tables[1], tables[0])
+
+
+def test_the_cli_prints_a_bad_raw_file_on_one_line(embedded_settings):
+    bad = _bad_folder(embedded_settings, "fractional count")
+    env = {**os.environ, **embedded_settings.as_env(),
+           "FEATURE_PLATFORM_SESSIONS_PATH": str(embedded_settings.sessions_path)}
+    done = subprocess.run([sys.executable, "-m", "feature_platform.cli", "materialize", "--view", "user_activity",
+                           "--start", "2026-01-02"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("\r")]
+    assert len(lines) == 1 and lines[0].startswith(f"error: sessions source {bad}: "), done.stderr[-3000:]
+    assert "column 'message_count': 1 non-integer value(s)" in lines[0]
