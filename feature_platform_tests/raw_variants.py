@@ -143,3 +143,11 @@ def write_skipped(directory: Path) -> None:
     for name, content in SKIPPED.items():
         (directory / name).parent.mkdir(parents=True, exist_ok=True)
         (directory / name).write_bytes(content)
+
+
+def write_untyped_empty(directory: Path) -> None:
+    """A Parquet file without rows whose columns have no type (pandas' empty object columns: Arrow's null
+    type): it adds nothing."""
+    columns = ["user_id", "session_id", "event_timestamp", "duration_sec", "message_count", "tool_invocations",
+               "model", "tokens"]
+    pd.DataFrame(columns=columns).to_parquet(directory / "no-rows.parquet", index=False)

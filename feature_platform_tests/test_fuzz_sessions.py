@@ -163,6 +163,7 @@ def test_a_folder_of_differently_written_files_reads_exactly_or_names_the_bad_fi
     directory.mkdir()
     if skipped:
         raw_variants.write_skipped(directory)
+        raw_variants.write_untyped_empty(directory)
     bad_file, frames = None, []
     for n, (items, variant) in enumerate(files):
         df = raw_variants.prepared(variant, clean(items).assign(session_id=lambda d, n=n: f"f{n}-" + d["session_id"]))

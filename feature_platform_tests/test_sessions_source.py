@@ -135,6 +135,7 @@ def test_every_valid_way_of_writing_a_file_reads_the_same_sessions(tmp_path):
         write(df, tmp_path, f"part-{n}")
         frames.append(df)
     raw_variants.write_skipped(tmp_path)
+    raw_variants.write_untyped_empty(tmp_path)
     everything = (datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 1, 4, tzinfo=timezone.utc))
     out = read_sessions(tmp_path, *everything).sort_values("session_id").reset_index(drop=True)
     want = pd.concat(frames).sort_values("session_id").reset_index(drop=True)

@@ -215,6 +215,7 @@ def test_both_engines_read_every_valid_way_of_writing_a_file_alike(spark, tmp_pa
     for n, (name, write) in enumerate(sorted(raw_variants.VALID.items())):
         write(raw_variants.prepared(name, _variant_rows(f"v{n}-")), sessions, f"part-{n}")
     raw_variants.write_skipped(sessions)
+    raw_variants.write_untyped_empty(sessions)
     pandas_chunks, spark_chunks = _chunks(tmp_path, "pandas", sessions), _chunks(tmp_path, "spark", sessions)
     assert len(pandas_chunks) == len(spark_chunks) == 1
     assert pandas_chunks[0].frame["sessions_7d"].max() == 2 * len(raw_variants.VALID)  # every file was read

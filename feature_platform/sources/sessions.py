@@ -93,18 +93,16 @@ def source_files(path: str | Path) -> list[ds.ParquetFileFragment]:
 def _read_files(fragments: list[ds.ParquetFileFragment], start: datetime, end: datetime) -> pa.Table:
     """The rows in `[start, end)` of files of one physical schema, and their rows without a time, cast to
     `SCHEMA` and checked. On a problem, each file is read on its own to name the first bad one."""
+    where = fragments[0].path if len(fragments) == 1 else str(Path(fragments[0].path).parent)
     try:
-        where = fragments[0].path if len(fragments) == 1 else str(Path(fragments[0].path).parent)
         return _normalized(_scan(fragments, start, end), where)
     except (SourceDataError, pa.ArrowException, OSError) as exc:
-        if len(fragments) == 1 and isinstance(exc, SourceDataError):
-            raise
-        for fragment in fragments:
-            _normalized(_scan([fragment], start, end), fragment.path)
+        if len(fragments) > 1:
+            for fragment in fragments:
+                _read_files([fragment], start, end)
         if isinstance(exc, SourceDataError):
             raise
-        raise SourceDataError(f"sessions source {Path(fragments[0].path).parent} cannot be read: "
-                              f"{_reason(exc)}") from exc
+        raise SourceDataError(f"sessions source {where} cannot be read: {_reason(exc)}") from exc
 
 
 def _scan(fragments: list[ds.ParquetFileFragment], start: datetime, end: datetime) -> pa.Table:
