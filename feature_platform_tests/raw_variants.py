@@ -63,6 +63,11 @@ VALID: dict[str, Writer] = {
     "large strings": _arrow(lambda t: _set(t, "session_id", t["session_id"].cast(pa.large_string()))),
     "extra columns": _pandas(lambda df: df.assign(note="x", score=np.float16(1.5), when=pd.Timedelta(seconds=3))),
     "columns reordered": _pandas(lambda df: df[list(reversed(df.columns))]),
+    # A struct of two leaves first: the time is Arrow field 1 but Parquet column 2 (column 1 is all null).
+    "nested column first": _arrow(lambda t: t.select(["event_timestamp", *[n for n in t.column_names
+                                                                          if n != "event_timestamp"]]).add_column(
+        0, "device", pa.array([{"os": "linux", "app": None}] * len(t),
+                              pa.struct([("os", pa.string()), ("app", pa.string())])))),
 }
 
 

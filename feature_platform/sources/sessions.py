@@ -149,10 +149,11 @@ def _check_null_times(fragment) -> None:
     """A session without a time falls outside every window: refuse the file from its row-group statistics
     when they count nulls (no data read). Without statistics, the rows are found when read (`_scan`)."""
     metadata = fragment.metadata
-    index = fragment.physical_schema.get_field_index(TIMESTAMP)
+    # The Parquet (leaf) column, by name: a nested column before it shifts the indices of the Arrow fields.
+    leaves = [i for i in range(metadata.num_columns) if metadata.schema.column(i).path == TIMESTAMP]
     nulls = 0
     for i in range(metadata.num_row_groups):
-        stats = metadata.row_group(i).column(index).statistics
+        stats = metadata.row_group(i).column(leaves[0]).statistics if leaves else None
         nulls += stats.null_count if stats is not None and stats.has_null_count else 0
     if nulls:
         raise SourceDataError(f"sessions source {fragment.path}: column {TIMESTAMP!r}: {nulls} null value(s); "
