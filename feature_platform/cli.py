@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         platform = FeaturePlatform.from_env()
+        platform.console_log_level = "CRITICAL"  # a failed run's error is printed below, on one line
         commands = {"demo": _demo, "materialize": _materialize, "online": _online, "stream": _stream,
                     "freshness": _freshness, "plan": _plan, "apply": _apply, "remove": _remove, "history": _history,
                     "serve": _serve}
