@@ -50,6 +50,17 @@ class ValidationFailedError(FeaturePlatformError):
         self.completed: list = []
 
 
+class AggregationOverflowError(FeaturePlatformError, OverflowError):
+    """A window aggregation whose exact value does not fit its feature's dtype (an int64 sum beyond
+    -2**63..2**63-1): the partition fails and nothing is written for it. Both compute engines raise it,
+    naming the view, partition, feature and one entity; `value` is the exact sum (a Python int)."""
+
+    def __init__(self, message: str, *, view: str | None = None, partition: str | None = None,
+                 feature: str | None = None, entity=None, value: int | None = None):
+        super().__init__(message)
+        self.view, self.partition, self.feature, self.entity, self.value = view, partition, feature, entity, value
+
+
 class StoreUnavailableError(FeaturePlatformError, ConnectionError):
     """An offline or online store that cannot be reached."""
 

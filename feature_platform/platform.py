@@ -17,6 +17,7 @@ from feature_platform import request_time, training
 from feature_platform.compute import spark_entity_sets, spark_point_in_time
 from feature_platform.config import Settings, dagster_instance_config
 from feature_platform.errors import (
+    AggregationOverflowError,
     InvalidDateError,
     InvalidEntityError,
     MaterializationError,
@@ -260,7 +261,7 @@ class FeaturePlatform:
             run_config={"loggers": {"console": {"config": {"log_level": self.console_log_level}}}},
         )
         error = _STEP_ERRORS.pop(result.run_id, None)
-        if isinstance(error, SourceDataError):  # bad raw data: the documented error, as the step raised it
+        if isinstance(error, _RAISED_AS_IS):  # bad raw data or sums: the documented error, as the step raised it
             raise error
         if not result.success:
             raise self._run_error(label, partition_key or "..".join(partition_range or ()), result)
@@ -458,6 +459,8 @@ class FeaturePlatform:
         return MaterializationError(f"materializing {what} failed (run {result.run_id})")
 
 
+# Data errors a run raises to the caller unchanged (other failures become MaterializationError).
+_RAISED_AS_IS = (SourceDataError, AggregationOverflowError)
 _STEP_ERRORS: dict[str, BaseException] = {}  # run id -> the exception its first failed step raised
 _HOOK = None
 

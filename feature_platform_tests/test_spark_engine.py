@@ -23,7 +23,7 @@ from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_T
 from feature_platform.config import Settings
 from feature_platform.defs.resources import FeaturePlatformResource
 from feature_platform.demo.generator import generate_day
-from feature_platform.errors import SourceDataError, ValidationFailedError
+from feature_platform.errors import AggregationOverflowError, SourceDataError, ValidationFailedError
 from feature_platform.pipeline import materialize_range
 from feature_platform.runtime import Runtime
 from feature_platform.specs.user_activity import SPEC
@@ -238,6 +238,40 @@ def test_both_engines_refuse_every_malformed_file_with_the_same_error(spark, tmp
         messages.append(str(info.value))
     assert messages[0].startswith(f"sessions source {bad}") and (column is None or repr(column) in messages[0])
     assert messages[1] == messages[0]
+
+
+def test_integer_sums_beyond_int64_fail_alike_in_both_engines_and_write_nothing(spark, tmp_path):
+    """Spark's long sum wraps around (ANSI off) or fails without naming a row (ANSI on, Spark 4's default): both
+    engines sum exactly, keep sums up to 2**63 - 1, and raise the same error for the first one beyond it."""
+    big = 2**62
+    sessions = write_sessions(tmp_path / "sessions", sessions_frame([
+        (7, "s1", "2026-01-05T01:00:00Z", 30.0, 1, 0, "llama-3", big),
+        (7, "s2", "2026-01-05T02:00:00Z", 30.0, 1, 0, "llama-3", big - 1),  # 2**63 - 1: fits exactly
+        (8, "s3", "2026-01-05T03:00:00Z", 30.0, 1, 0, "llama-3", 2**53 + 1),
+        (8, "s4", "2026-01-05T04:00:00Z", 30.0, 1, 0, "llama-3", 2),  # above 2**53: no float rounding
+        (7, "s5", "2026-01-06T01:00:00Z", 30.0, 1, 0, "llama-3", 1),  # 2**63 on 2026-01-06
+        (8, "s6", "2026-01-06T01:00:00Z", 30.0, 1, 0, "llama-3", big),
+        (8, "s7", "2026-01-06T02:00:00Z", 30.0, 1, 0, "llama-3", big),  # 2**63 + 2**53 + 3 on 2026-01-06
+    ]))
+    runtimes = {engine: Runtime(with_engine(make_embedded_settings(tmp_path / engine), engine, sessions))
+                for engine in ("pandas", "spark")}
+    chunks = {engine: list(r.compute_chunks(SPEC, date(2026, 1, 5), date(2026, 1, 5))) for engine, r in runtimes.items()}
+    pd.testing.assert_frame_equal(chunks["spark"][0].frame, chunks["pandas"][0].frame, check_exact=True)
+    assert chunks["spark"][0].frame["total_tokens_7d"].tolist() == [2**63 - 1, 2**53 + 3]
+
+    errors = {}
+    for engine, runtime in runtimes.items():
+        with pytest.raises(AggregationOverflowError) as err:
+            materialize_range(runtime, SPEC, date(2026, 1, 5), date(2026, 1, 7))
+        errors[engine] = err.value
+        assert runtime.offline.partitions(SPEC) == []  # nothing written (nor online: no partition completed)
+    assert str(errors["spark"]) == str(errors["pandas"])
+    error = errors["spark"]
+    assert (error.view, error.partition, error.feature, error.entity, error.value) == \
+        ("user_activity", "2026-01-06", "total_tokens_7d", 7, 2**63)
+    assert str(error).startswith("feature view 'user_activity', partition 2026-01-06: feature 'total_tokens_7d' (sum "
+                                 f"of 'tokens') of user_id=7 is {2**63}, outside int64 ")
+    assert "(2 values of this partition overflow)" in str(error)
 
 
 def test_spark_rows_go_through_the_same_validation_and_a_bad_day_writes_nothing(spark, tmp_path):

@@ -26,7 +26,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP, DayChunk, cast_to_spec, day_end, raw_range_for
+from feature_platform.compute.window_aggregate import (
+    EVENT_TIMESTAMP,
+    DayChunk,
+    cast_to_spec,
+    day_end,
+    overflow_error,
+    raw_range_for,
+)
 from feature_platform.config import Settings
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.sources import sessions
@@ -35,6 +42,7 @@ from feature_platform.spec import Agg, FeatureViewSpec
 _EPOCH = date(1970, 1, 1)
 _DAY = "__fp_day"  # internal columns: spec names are snake_case starting with a letter, so never clash
 _VALUE = "__fp_v{}"
+_HIGH, _LOW = "__fp_high{}", "__fp_low{}"  # an int64 sum's exact high and low parts, where it overflows
 # Shuffle partitions in local mode: the default 200 would make ~200 tiny tasks per stage.
 LOCAL_SHUFFLE_PARTITIONS = 4
 _lock = threading.Lock()
@@ -88,7 +96,7 @@ class SparkEngine:
         wanted = sorted(set(days))
         start, end = raw_range_for(spec, wanted[0], wanted[-1])
         events = read_source(self.spark, spec, self.settings, start, end)
-        return _to_chunk(spec, aggregate(spec, events, wanted).toPandas(), wanted)
+        return _to_chunk(spec, _check_fits(spec, aggregate(spec, events, wanted).toPandas()), wanted)
 
     def sync_online(self, spec: FeatureViewSpec, rows: pd.DataFrame, online) -> int:
         """Write `rows` to the Redis online store from Spark's executors (`spark_online_sync`), newest-wins."""
@@ -288,7 +296,9 @@ def _local_path(uri: str) -> str:
 def aggregate(spec: FeatureViewSpec, events, days: Sequence[date]):
     """A Spark DataFrame of the feature rows of `days`: join key, features (Spark types), `__fp_day` (days
     since 1970-01-01), ordered by day then key. Rows: every entity with an event in the day's window, plus
-    a closing row (each `Agg.empty_value`) for each entity whose window was non-empty the day before only."""
+    a closing row (each `Agg.empty_value`) for each entity whose window was non-empty the day before only.
+    Each int64 sum `i` adds `__fp_high{i}` and `__fp_low{i}`: its exact parts where it overflows, else null
+    (`_check_fits` raises on them)."""
     from pyspark.sql import functions as F
 
     agg, key = spec.aggregation, spec.entity.join_key
@@ -307,17 +317,66 @@ def aggregate(spec: FeatureViewSpec, events, days: Sequence[date]):
                         F.explode(F.when(lo <= hi, F.sequence(lo, hi)).otherwise(F.array().cast("array<int>")))
                         .alias(_DAY)))
     inside = F.col(_DAY) <= F.col("__fp_last")
-    grouped = exploded.groupBy(key, _DAY).agg(
-        F.count(F.when(inside, F.lit(1))).alias("__fp_n"),
-        *[_spark_agg(a, F.when(inside, F.col(_VALUE.format(i)))).alias(a.feature) for i, a in enumerate(agg.aggs)])
+    kinds = dict(exploded.dtypes)
+    aggregations = []
+    exact = set()  # the integer sums, computed exactly in two parts
+    for i, a in enumerate(agg.aggs):
+        value = F.when(inside, F.col(_VALUE.format(i)))
+        if a.fn == "sum" and kinds[_VALUE.format(i)] in _INTEGRAL:
+            # Spark's long sum wraps around (ANSI off) or fails without naming a row (ANSI on): as `rolling_window`
+            # does, sum the signed high and the unsigned low 32 bits apart (no wrap below 2**31 events).
+            value = value.cast("bigint")
+            aggregations += [F.sum(F.shiftright(value, 32)).alias(_HIGH.format(i)),
+                             F.sum(value.bitwiseAND(F.lit(0xFFFFFFFF))).alias(_LOW.format(i))]
+            exact.add(i)
+        else:
+            aggregations.append(_spark_agg(a, value).alias(a.feature))
+    grouped = exploded.groupBy(key, _DAY).agg(F.count(F.when(inside, F.lit(1))).alias("__fp_n"), *aggregations)
     closing = F.col("__fp_n") == 0
     types = dict(grouped.dtypes)
-    features = []
-    for a in agg.aggs:
-        empty = F.lit(a.empty_value).cast(types[a.feature])
-        value = F.coalesce(F.col(a.feature), empty) if a.fn == "mode" else F.col(a.feature)
+    features, parts = [], []
+    for i, a in enumerate(agg.aggs):
+        if i in exact:
+            low = F.coalesce(F.col(_LOW.format(i)), F.lit(0))  # the sum of nothing is 0
+            high = F.coalesce(F.col(_HIGH.format(i)), F.lit(0)) + F.shiftright(low, 32)
+            low = low.bitwiseAND(F.lit(0xFFFFFFFF))
+            if spec.field(a.feature).dtype == "int64":
+                fits = high.between(-(2**31), 2**31 - 1)
+                value = F.when(fits, F.shiftleft(high, 32).bitwiseOR(low))
+                parts += [F.when(~fits, high).alias(_HIGH.format(i)), F.when(~fits, low).alias(_LOW.format(i))]
+            else:  # a float feature: the exact sum, rounded once
+                value = high.cast("double") * F.lit(2.0**32) + low.cast("double")
+            empty = F.lit(a.empty_value).cast("bigint" if spec.field(a.feature).dtype == "int64" else "double")
+        else:
+            empty = F.lit(a.empty_value).cast(types[a.feature])
+            value = F.coalesce(F.col(a.feature), empty) if a.fn == "mode" else F.col(a.feature)
         features.append(F.when(closing, empty).otherwise(value).alias(a.feature))
-    return grouped.where(F.col(_DAY).isin(codes)).select(key, _DAY, *features).orderBy(_DAY, key)
+    return grouped.where(F.col(_DAY).isin(codes)).select(key, _DAY, *features, *parts).orderBy(_DAY, key)
+
+
+_INTEGRAL = ("bigint", "int", "smallint", "tinyint")
+
+
+def _check_fits(spec: FeatureViewSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` without the overflow parts, or `AggregationOverflowError` (as the pandas engine raises it) for its
+    first row, by day then key, with an int64 sum (spec order) outside int64."""
+    parts = [(i, a.feature) for i, a in enumerate(spec.aggregation.aggs) if _HIGH.format(i) in frame.columns]
+    if not parts:
+        return frame
+    order = [f.name for f in spec.fields]
+    parts.sort(key=lambda part: order.index(part[1]))
+    high = frame[[_HIGH.format(i) for i, _ in parts]]
+    bad = high.notna().to_numpy()
+    if bad.any():
+        row = int(bad.any(axis=1).argmax())
+        i, name = parts[int(bad[row].argmax())]
+        day = _EPOCH + timedelta(days=int(frame[_DAY].iloc[row]))
+        entity = frame[spec.entity.join_key].iloc[row]
+        value = int(frame[_HIGH.format(i)].iloc[row]) * 2**32 + int(frame[_LOW.format(i)].iloc[row])
+        same_day = (frame[_DAY] == frame[_DAY].iloc[row]).to_numpy()
+        raise overflow_error(spec, day, name, entity.item() if isinstance(entity, np.generic) else entity, value,
+                             int(bad[same_day].sum()))
+    return frame.drop(columns=[c for i, _ in parts for c in (_HIGH.format(i), _LOW.format(i))])
 
 
 def _prepared(events, a: Agg):
