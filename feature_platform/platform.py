@@ -119,7 +119,8 @@ class FeaturePlatform:
         computed in one pass a chunk of days at a time, so memory is bounded however long the range.
         With `with_sources`, the raw source partitions of the range are materialized first (the demo).
         Raises `ValidationFailedError` or `MaterializationError` on the first failing partition (the
-        days before it stay written); returns the partition keys.
+        days before it stay written offline and online and are recorded, unless the online write failed:
+        then none are); returns the partition keys.
         """
         import dagster as dg
 
