@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BREAKING
     except FeaturePlatformError as exc:
         print(f"error: {_redacted(exc)}", file=sys.stderr)
+        for note in getattr(exc, "__notes__", ()):  # e.g. which partitions of a failed range were kept
+            print(f"note: {_redacted(note)}", file=sys.stderr)
         return 1
 
 

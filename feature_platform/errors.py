@@ -39,7 +39,9 @@ class ValidationFailedError(FeaturePlatformError):
     """Computed features failed their Pandera schema; nothing was written for that partition.
 
     In a run over a range of partitions, `completed` holds the results of the partitions before it,
-    which were written (offline and online) as if they had run alone."""
+    which were written (offline and online) as if they had run alone; it is empty when they could not be
+    written online (their offline partitions were then restored). Any other exception out of a range run
+    carries `completed` alike (`pipeline.materialize_range`)."""
 
     def __init__(self, message: str, *, view: str, partition: str, failures, quarantine_path: str | None):
         super().__init__(message)

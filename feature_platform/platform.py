@@ -122,9 +122,10 @@ class FeaturePlatform:
         FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN days (the view's `BackfillPolicy`), in day order, each
         computed in one pass a chunk of days at a time, so memory is bounded however long the range.
         With `with_sources`, the raw source partitions of the range are materialized first (the demo).
-        Raises `ValidationFailedError`, `SourceDataError` (raw data that does not match its schema) or
-        `MaterializationError` on the first failing partition (the days before it stay written); returns the
-        partition keys.
+        Raises `ValidationFailedError`, `SourceDataError` (raw data that does not match its schema),
+        `AggregationOverflowError` or `MaterializationError` on the first failing partition (the days before it
+        stay written offline and online and are recorded, unless the online write failed: then none are);
+        returns the partition keys.
         """
         import dagster as dg
 
