@@ -5,6 +5,7 @@ The public API is `FeaturePlatform` and the error types; specs are declared with
 """
 
 from feature_platform.errors import (
+    AggregationOverflowError,
     BreakingChangeError,
     ConfigurationError,
     FeaturePlatformError,
@@ -24,6 +25,7 @@ from feature_platform.platform import FeaturePlatform
 from feature_platform.versioning.deprecation import FeatureViewDeprecationWarning
 
 __all__ = [
+    "AggregationOverflowError",
     "BreakingChangeError",
     "ConfigurationError",
     "FeaturePlatform",

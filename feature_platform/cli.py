@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         platform = FeaturePlatform.from_env()
+        platform.console_log_level = "CRITICAL"  # a failed run's error is printed below, on one line
         commands = {"demo": _demo, "materialize": _materialize, "online": _online, "stream": _stream,
                     "freshness": _freshness, "plan": _plan, "apply": _apply, "remove": _remove, "history": _history,
                     "serve": _serve}
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BREAKING
     except FeaturePlatformError as exc:
         print(f"error: {_redacted(exc)}", file=sys.stderr)
+        for note in getattr(exc, "__notes__", ()):  # e.g. which partitions of a failed range were kept
+            print(f"note: {_redacted(note)}", file=sys.stderr)
         return 1
 
 

@@ -60,7 +60,9 @@ class ValidationFailedError(FeaturePlatformError):
     """Computed features failed their Pandera schema; nothing was written for that partition.
 
     In a run over a range of partitions, `completed` holds the results of the partitions before it,
-    which were written (offline and online) as if they had run alone."""
+    which were written (offline and online) as if they had run alone; it is empty when they could not be
+    written online (their offline partitions were then restored). Any other exception out of a range run
+    carries `completed` alike (`pipeline.materialize_range`)."""
 
     def __init__(self, message: str, *, view: str, partition: str, failures, quarantine_path: str | None):
         super().__init__(message)
@@ -69,6 +71,17 @@ class ValidationFailedError(FeaturePlatformError):
         self.failures = failures
         self.quarantine_path = quarantine_path
         self.completed: list = []
+
+
+class AggregationOverflowError(FeaturePlatformError, OverflowError):
+    """A window aggregation whose exact value does not fit its feature's dtype (an int64 sum beyond
+    -2**63..2**63-1): the partition fails and nothing is written for it. Both compute engines raise it,
+    naming the view, partition, feature and one entity; `value` is the exact sum (a Python int)."""
+
+    def __init__(self, message: str, *, view: str | None = None, partition: str | None = None,
+                 feature: str | None = None, entity=None, value: int | None = None):
+        super().__init__(message)
+        self.view, self.partition, self.feature, self.entity, self.value = view, partition, feature, entity, value
 
 
 class StoreUnavailableError(FeaturePlatformError, ConnectionError):

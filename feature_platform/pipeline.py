@@ -1,11 +1,13 @@
 """Partitions of a feature view: compute, validate, then write offline and online (or nothing).
 
 Validation runs before any write. On failure nothing is written anywhere for the partition; the
-failing rows go to quarantine and the error names the view, column, check and sample rows.
+failing rows go to quarantine and the error names the view, column, check and sample rows. A range run
+that fails part-way keeps the days before the failure in both stores, or none of them (`materialize_range`).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,41 +89,95 @@ def materialize_range(runtime: Runtime, spec: FeatureViewSpec, first: date, last
 
     Days are computed a chunk at a time (`Runtime.compute_chunks`), each validated before its offline
     partition is replaced (then `on_written(day, rows)`). Online, only each entity's newest row of the range is
-    written, once at the end: the older rows would be overwritten within the same run anyway. If a day
-    fails validation, the days before it are kept (offline and online, as if they had run alone) and
-    the `ValidationFailedError` lists them in `completed`; nothing of the failing day or later is written.
+    written, once at the end: the older rows would be overwritten within the same run anyway.
+
+    A run that fails part-way keeps the days before the failure in both stores or in neither, so the stores
+    and what the caller records agree (`_keep_or_restore`): whatever failed (a raw file, the compute, a
+    validation, an offline write, `on_written`), the days already written offline are written online and
+    listed in the exception's `completed`; nothing of the failing day or later is kept. If the online write
+    fails, the offline partitions of the run are put back as they were and `completed` is empty.
     Memory: one chunk of days (the days' rows are views of the chunk's frame), plus one row per entity.
     """
     total = (last - first).days + 1
     done: list[PartitionResult] = []  # rows_online is filled in once the online write is done
     newest: pd.DataFrame | None = None  # each entity's newest row written offline so far
     created = pd.Timestamp(datetime.now(timezone.utc))
+    writes = runtime.offline.partition_writes(spec)
     try:
         for chunk in runtime.compute_chunks(spec, first, last):
             # One Pandera pass over the chunk (most of its cost is per call); on a failure, day by day to
             # report the first bad day as its own partition would, after writing the days before it.
             valid = validate(spec, chunk.frame) is None
             chunk.frame[CREATED_TIMESTAMP] = created
-            for i, (day, rows) in enumerate(chunk):
-                started = time.perf_counter()
-                if not valid:
-                    try:
+            written = 0  # rows of the chunk's days written offline
+            try:
+                for i, (day, rows) in enumerate(chunk):
+                    started = time.perf_counter()
+                    if not valid:
                         check_partition(runtime, spec, day, rows.drop(columns=[CREATED_TIMESTAMP]))
-                    except ValidationFailedError:
-                        newest = _newest(spec, newest, chunk.frame.iloc[:chunk.bounds[i]])
-                        raise
-                runtime.offline.write_partition(spec, day, rows)
-                done.append(_result(spec, day, rows, 0, started))
-                if on_written:
-                    on_written(day, rows)
-                if progress:
-                    progress(len(done), total, day)
-            newest = _newest(spec, newest, chunk.frame)
+                    writes.write(day, rows)
+                    written = chunk.bounds[i + 1]
+                    done.append(_result(spec, day, rows, 0, started))
+                    if on_written:
+                        on_written(day, rows)
+                    if progress:
+                        progress(len(done), total, day)
+            finally:
+                if written:
+                    newest = _newest(spec, newest, chunk.frame if written == len(chunk.frame)
+                                     else chunk.frame.iloc[:written])
             chunk = rows = None  # released before the next chunk is computed, not after
-    except ValidationFailedError as exc:
-        exc.completed = _sync_online(runtime, spec, done, newest)
+    except BaseException as exc:
+        _keep_or_restore(runtime, spec, writes, done, newest, exc)
         raise
-    return _sync_online(runtime, spec, done, newest)
+    try:
+        _sync_online(runtime, spec, done, newest)
+    except BaseException as exc:
+        _restore(spec, writes, done, exc, "its online write failed")
+        raise
+    _settle(spec, writes, {r.day for r in done}, None)
+    return done
+
+
+def _keep_or_restore(runtime: Runtime, spec: FeatureViewSpec, writes, done: list[PartitionResult],
+                     newest: pd.DataFrame | None, exc: BaseException) -> None:
+    """After a failure before the online write: write the days done so far online and keep them, or, if
+    that fails too (or the run was interrupted), restore everything the run replaced offline."""
+    if not isinstance(exc, Exception):  # interrupted (e.g. the run was terminated): no more writes
+        _restore(spec, writes, done, exc, "it was interrupted")
+        return
+    try:
+        _sync_online(runtime, spec, done, newest)
+    except Exception as online:
+        _restore(spec, writes, done, exc, f"writing the days before the failure online failed too ({online})")
+        return
+    _settle(spec, writes, {r.day for r in done}, exc)
+    exc.completed = done
+    if done:
+        exc.add_note(f"{spec.name!r}: partitions {done[0].day}..{done[-1].day} ({len(done)}) were written offline "
+                     "and online before the failure and are kept; nothing after them")
+
+
+def _restore(spec: FeatureViewSpec, writes, done: list[PartitionResult], exc: BaseException, why: str) -> None:
+    """Put back what the run replaced offline: nothing of it is kept (`completed` is empty)."""
+    _settle(spec, writes, (), exc)
+    exc.completed = []
+    if done:
+        exc.add_note(f"{spec.name!r}: {why}; the offline partitions {done[0].day}..{done[-1].day} this run had "
+                     "written were restored, so no partition of this run is kept (re-run the range)")
+
+
+def _settle(spec: FeatureViewSpec, writes, keep, exc: BaseException | None) -> None:
+    """Settle the run's offline journal; a failure to is noted on the run's error, or, for a run that
+    succeeded, only logged (its partitions are written in both stores: the journal is left behind)."""
+    try:
+        writes.settle(keep)
+    except Exception as failed:  # noqa: BLE001 - the store's own failure, reported beside the run's
+        if exc is None:
+            logging.getLogger(__name__).warning("%s: the run's offline journal could not be dropped: %s", spec.name, failed)
+        else:
+            exc.add_note(f"{spec.name!r}: restoring the offline partitions this run replaced failed too ({failed}); "
+                         "re-run the range")
 
 
 def _newest(spec: FeatureViewSpec, newest: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame:

@@ -17,10 +17,12 @@ from feature_platform import request_time, training
 from feature_platform.compute import spark_entity_sets, spark_point_in_time
 from feature_platform.config import Settings, dagster_instance_config
 from feature_platform.errors import (
+    AggregationOverflowError,
     InvalidArgumentError,
     InvalidDateError,
     InvalidEntityError,
     MaterializationError,
+    SourceDataError,
     UnknownFeatureError,
     UnknownFeatureViewError,
     ValidationFailedError,
@@ -32,13 +34,15 @@ from feature_platform.specs import all_specs, get_spec
 from feature_platform.training import resolve_features
 from feature_platform.versioning.deprecation import warn_deprecated
 
-# Runs log to the Dagster event log (the UI); the console logger only repeats warnings.
-_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 Progress = Callable[[int, int, str, str], None]  # (done, total, asset, partition)
 
 
 class FeaturePlatform:
     """Feature views declared once, materialized by Dagster, served offline and online."""
+
+    # Runs log to the Dagster event log (the UI); the console logger only repeats warnings and errors (a
+    # failed run's error is also raised). The CLI raises it to CRITICAL: it prints that error on one line.
+    console_log_level = "WARNING"
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -126,8 +130,10 @@ class FeaturePlatform:
         FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN days (the view's `BackfillPolicy`), in day order, each
         computed in one pass a chunk of days at a time, so memory is bounded however long the range.
         With `with_sources`, the raw source partitions of the range are materialized first (the demo).
-        Raises `ValidationFailedError` or `MaterializationError` on the first failing partition (the
-        days before it stay written); returns the partition keys.
+        Raises `ValidationFailedError`, `SourceDataError` (raw data that does not match its schema),
+        `AggregationOverflowError` or `MaterializationError` on the first failing partition (the days before it
+        stay written offline and online and are recorded, unless the online write failed: then none are);
+        returns the partition keys.
         """
         import dagster as dg
 
@@ -251,15 +257,21 @@ class FeaturePlatform:
         from feature_platform.defs.resources import resources_for
 
         if self._assets is None:
-            self._assets = build_assets(self.settings)
+            hook = _step_error_hook()
+            self._assets = [a.with_hooks({hook}) if isinstance(a, dg.AssetsDefinition) else a
+                            for a in build_assets(self.settings)]
         tags = {}
         if partition_range is not None:
             tags = {"dagster/asset_partition_range_start": partition_range[0],
                     "dagster/asset_partition_range_end": partition_range[1]}
         result = dg.materialize(
             self._assets, selection=selection, partition_key=partition_key, instance=self.instance(),
-            resources=resources_for(self.settings), raise_on_error=False, run_config=_QUIET, tags=tags,
+            resources=resources_for(self.settings), raise_on_error=False, tags=tags,
+            run_config={"loggers": {"console": {"config": {"log_level": self.console_log_level}}}},
         )
+        error = _STEP_ERRORS.pop(result.run_id, None)
+        if isinstance(error, _RAISED_AS_IS):  # bad raw data or sums: the documented error, as the step raised it
+            raise error
         if not result.success:
             raise self._run_error(label, partition_key or "..".join(partition_range or ()), result)
 
@@ -461,6 +473,28 @@ class FeaturePlatform:
                 message = (f"{root.cls_name}: {root.message}" if root else "step failed").strip()
                 return MaterializationError(f"materializing {what} failed: {message}")
         return MaterializationError(f"materializing {what} failed (run {result.run_id})")
+
+
+# Data errors a run raises to the caller unchanged (other failures become MaterializationError).
+_RAISED_AS_IS = (SourceDataError, AggregationOverflowError)
+_STEP_ERRORS: dict[str, BaseException] = {}  # run id -> the exception its first failed step raised
+_HOOK = None
+
+
+def _step_error_hook():
+    """A Dagster failure hook keeping what a failed step raised, by run id: the event log only holds its
+    text, and the caller of an in-process run is owed the package's own error (e.g. `SourceDataError`)."""
+    global _HOOK
+    if _HOOK is None:
+        import dagster as dg
+
+        @dg.failure_hook(name="feature_platform_step_error")
+        def step_error(context: dg.HookContext) -> None:
+            if context.op_exception is not None:
+                _STEP_ERRORS.setdefault(context.run_id, context.op_exception)
+
+        _HOOK = step_error
+    return _HOOK
 
 
 def _parse_day(value, name: str) -> date:

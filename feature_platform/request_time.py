@@ -66,6 +66,23 @@ def check_unique_columns(names: Sequence[str]) -> None:
             f"feature name(s) {shorten(clashes, 300)} appear more than once; pass full_feature_names=True to prefix view names")
 
 
+def column_clashes(outputs: Sequence, existing, where: str) -> str | None:
+    """Why the output columns of `outputs` (each with `view`, `feature`, `column`) cannot be added beside the
+    caller's columns `existing`, or None. A training set returns the caller's columns untouched, so a
+    feature whose output name is already taken is refused rather than written over the caller's column."""
+    taken = set(existing)
+    clashes = [o for o in outputs if o.column in taken]
+    if not clashes:
+        return None
+    named = ", ".join(f"{o.column!r} (feature '{o.view}:{o.feature}')" for o in clashes[:5])
+    more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
+    full = all(o.column == f"{o.view}__{o.feature}" for o in clashes)
+    return (f"{where} already has column(s) {named}{more}, the name(s) the feature(s) would get; a training set "
+            "never overwrites its caller's columns: rename yours" + ("" if full else
+                                                                     " or pass full_feature_names=True (columns named "
+                                                                     "'<view>__<feature>')"))
+
+
 def plan(features: str | Sequence[str], full_feature_names: bool = False) -> FeaturePlan:
     refs = references(features)
     views = all_request_views()

@@ -90,10 +90,17 @@ def training_set(runtime: Runtime, entity_df: pd.DataFrame, features, *, full_fe
                  engine: str = "duckdb") -> pd.DataFrame:
     """`entity_df` (unchanged, same rows and order) with one column per requested feature."""
     plan = request_time.plan(features, full_feature_names)
+    if isinstance(entity_df, pd.DataFrame) and (clash := request_time.column_clashes(plan.outputs, entity_df.columns,
+                                                                                    "entity_df")):
+        raise EntityFrameError(clash)
     if plan.request_views:  # fetch the stored inputs, then compute the request-time features from them
         request = request_time.request_frame(plan, entity_df, "entity_df") if isinstance(entity_df, pd.DataFrame) \
             else None
-        stored = training_set(runtime, entity_df, list(plan.stored), full_feature_names=True, engine=engine)
+        inputs = entity_df
+        if isinstance(entity_df, pd.DataFrame):  # a column of the caller named like an input (not an output)
+            inputs = entity_df.drop(columns=[r.replace(":", "__") for r in plan.stored
+                                             if r.replace(":", "__") in entity_df.columns])
+        stored = training_set(runtime, inputs, list(plan.stored), full_feature_names=True, engine=engine)
         return entity_df.assign(**request_time.assemble(plan, stored, request))
     columns = resolve_features(features, full_feature_names)
     specs = {c.view: get_spec(c.view) for c in columns}
@@ -179,10 +186,21 @@ def spark_training_set(runtime: Runtime, entities, features, *, full_feature_nam
     spark = spark_session(runtime.settings.spark_master)
     entities = sets.read_entity_set(spark, entities)
     plan = request_time.plan(features, full_feature_names)
+    if clash := request_time.column_clashes(plan.outputs, entities.columns, "the entity set"):
+        raise sets.EntitySetError(clash)
     if plan.request_views:  # the stored inputs first, then the request views' function on the executors
+        # A column of the caller named like an input (not an output) travels under another name meanwhile.
+        request_fields = {f.name for f in plan.request_fields}
+        aside = {c: f"__fp_entity_{i}" for i, c in enumerate(entities.columns)
+                 if c in {r.replace(":", "__") for r in plan.stored} and c not in request_fields}
+        for name, temporary in aside.items():
+            entities = entities.withColumnRenamed(name, temporary)
         stored = spark_training_set(runtime, entities, list(plan.stored), full_feature_names=True,
                                     persisted=persisted)
-        return sets.with_request_features(plan, stored, entities.columns)
+        frame = sets.with_request_features(plan, stored, entities.columns)
+        for name, temporary in aside.items():
+            frame = frame.withColumnRenamed(temporary, name)
+        return frame
     columns = resolve_features(features, full_feature_names)
     specs = {c.view: get_spec(c.view) for c in columns}
     sets.check_entity_set(entities, list(specs.values()))
@@ -197,9 +215,8 @@ def spark_training_set(runtime: Runtime, entities, features, *, full_feature_nam
     joined = spit.join_features(rows, joins)
     features_out = {c.column: (F.col(internal[c.column]) if joins else F.lit(None)).cast(
         sets.spark_type(specs[c.view].field(c.feature).dtype)).alias(c.column) for c in columns}
-    # An entity column of a feature's name is replaced in place, as `DataFrame.assign` does.
-    selected = [features_out.pop(name) if name in features_out else F.col(name) for name in entities.columns]
-    return joined.orderBy(spit.ROW).select(*selected, *features_out.values())
+    # The entity columns untouched, then the features (a clash of names was refused above).
+    return joined.orderBy(spit.ROW).select(*map(F.col, entities.columns), *features_out.values())
 
 
 def _feast_join(runtime: Runtime, entity_df: pd.DataFrame, columns) -> pd.DataFrame:

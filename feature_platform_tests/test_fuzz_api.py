@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import feature_platform as fp
 from feature_platform.demo.generator import generate_day
+from feature_platform.specs.user_activity import SPEC as USER_ACTIVITY
 from feature_platform_tests.conftest import IN_CI, make_embedded_settings, services_settings_in, write_sessions
 
 HOSTILE = ['x"; DROP TABLE offline.user_activity; --', "user_activity; DROP SCHEMA offline CASCADE", "*", "?", "[a-z]*",
@@ -303,3 +304,29 @@ def test_the_ci_profile_repeats_the_same_examples():
     assert ci.derandomize and ci.database is None and ci.deadline is None
     if IN_CI:
         assert hypothesis_settings.default.derandomize
+
+
+ACTIVITY = [f"user_activity:{f}" for f in USER_ACTIVITY.feature_names]
+REQUEST = ["user_activity_request:tokens_per_message", "user_activity_request:prompt_vs_typical_message"]
+CALLER_COLUMNS = sorted({r.split(":")[1] for r in ACTIVITY + REQUEST} | {r.replace(":", "__") for r in ACTIVITY + REQUEST}
+                        | {"label", "note"})
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(ACTIVITY + REQUEST), min_size=1, max_size=4, unique=True), st.booleans(),
+       st.lists(st.sampled_from(CALLER_COLUMNS), max_size=4, unique=True))
+def test_caller_columns_are_never_overwritten(platform, refs, full, extra):
+    """Any mix of stored and request-time features, short or full names, and caller columns named like
+    outputs, like a request view's inputs, or neither (issue 19 item 4): a caller column named like an output
+    is refused by name; every other caller column comes back exactly as it was."""
+    entity = pd.DataFrame({"user_id": [1, 2, 3], "event_timestamp": pd.to_datetime(["2026-01-04"] * 3, utc=True),
+                           "prompt_tokens": [5, 6, 7]}).assign(**{c: f"mine-{c}" for c in extra})
+    outputs = {r.replace(":", "__") if full else r.split(":")[1] for r in refs}
+    clash = sorted(outputs & set(extra))
+    if clash:
+        with pytest.raises(fp.FeaturePlatformError, match=r"already has column\(s\) '(" + "|".join(clash) + ")'"):
+            platform.training_set(entity, refs, full_feature_names=full)
+        return
+    got = platform.training_set(entity, refs, full_feature_names=full)
+    assert list(got.columns) == [*entity.columns, *(r.replace(":", "__") if full else r.split(":")[1] for r in refs)]
+    pd.testing.assert_frame_equal(got[entity.columns], entity)

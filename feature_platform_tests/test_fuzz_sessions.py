@@ -1,11 +1,16 @@
 """Fuzzed raw sessions (issue 9 item 6): generated logs written as Parquet, each with at most one kind of
 corruption. A corrupt log is a `SourceDataError` naming the column (nothing is computed from it); a clean
 one (extra columns, naive or other-zone times, far-future rows, huge or unicode strings, empty) reads back
-exactly as written."""
+exactly as written.
+
+Issue 19 items 6 and 10: folders of several files, each written its own way (`raw_variants`: other widths,
+units, zones, encodings, no statistics...), at most one of them malformed: the folder reads back exactly,
+with the aggregates of its rows, or the run is refused with a one-line `SourceDataError` naming that file."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import dataclasses
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -14,7 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import feature_platform as fp
-from feature_platform.sources.sessions import SCHEMA, read_sessions
+from feature_platform.compute.engine import PandasEngine
+from feature_platform.compute.window_aggregate import aggregate_chunk
+from feature_platform.sources.sessions import SCHEMA, STRING, read_sessions
+from feature_platform.specs.user_activity import SPEC
+from feature_platform_tests import raw_variants
 from feature_platform_tests.conftest import make_embedded_settings, sessions_frame, write_sessions
 
 LO, HI = datetime(2026, 1, 2, tzinfo=timezone.utc), datetime(2026, 1, 9, tzinfo=timezone.utc)
@@ -115,10 +124,72 @@ def test_a_corrupt_file_in_a_directory_fails_the_run_and_writes_nothing(tmp_path
     write_sessions(settings_.sessions_path, good)
     (settings_.sessions_path / "later.parquet").write_bytes(b"PAR1 half a file")
     platform = fp.FeaturePlatform(settings_)
-    with pytest.raises(fp.MaterializationError, match=r"SourceDataError: .*cannot be read as Parquet.*later\.parquet"):
+    # Issue 19 item 11: the documented SourceDataError itself (it was a MaterializationError quoting it)
+    with pytest.raises(fp.SourceDataError, match=r"^sessions source .*later\.parquet cannot be read as Parquet"):
         platform.materialize("user_activity", "2026-01-03")
     (settings_.sessions_path / "later.parquet").unlink()
     good.assign(tokens=[5, -6]).to_parquet(settings_.sessions_path / "sessions.parquet", index=False)
-    with pytest.raises(fp.MaterializationError, match=r"column 'tokens': 1 negative value\(s\)"):
+    with pytest.raises(fp.SourceDataError, match=r"column 'tokens': 1 negative value\(s\)"):
         platform.materialize("user_activity", "2026-01-03")
     assert platform.offline_table("user_activity").empty
+
+
+FIRST_DAY = LO.date()  # partitions whose 7-day windows hold every generated session
+DAYS = [FIRST_DAY + timedelta(days=i) for i in range(8)]
+whole_or_fractional = st.one_of(st.integers(0, 10**6).map(float), st.floats(0, 1e9, allow_nan=False))
+folder_session = st.tuples(
+    st.integers(-(2**63), 2**63 - 1), st.integers(0, 86_400 * 7 - 1), whole_or_fractional,
+    st.integers(0, 2**40), st.integers(0, 2**40), st.integers(0, 2**40), st.sampled_from(["opus", "haiku", "é😀"]))
+
+
+def _in_schema(df: pd.DataFrame) -> pd.DataFrame:
+    """The frame as `read_sessions` returns it (Arrow strings, UTC microseconds)."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(df[SCHEMA.names], schema=SCHEMA, preserve_index=False)
+    return table.to_pandas(types_mapper={pa.string(): STRING}.get)
+
+
+@settings(max_examples=60, deadline=None)
+@given(files=st.lists(st.tuples(st.lists(folder_session, max_size=6), st.sampled_from(sorted(raw_variants.VALID))),
+                      min_size=1, max_size=4),
+       corrupt=st.one_of(st.none(), st.tuples(st.sampled_from(sorted(raw_variants.CORRUPT)), st.integers(0, 3),
+                                              st.integers(0, 5))),
+       skipped=st.booleans())
+def test_a_folder_of_differently_written_files_reads_exactly_or_names_the_bad_file(tmp_path_factory, files, corrupt,
+                                                                                   skipped):
+    root = tmp_path_factory.mktemp("folder")
+    directory = root / "sessions"
+    directory.mkdir()
+    if skipped:
+        raw_variants.write_skipped(directory)
+        raw_variants.write_untyped_empty(directory)
+    bad_file, frames = None, []
+    for n, (items, variant) in enumerate(files):
+        df = raw_variants.prepared(variant, clean(items).assign(session_id=lambda d, n=n: f"f{n}-" + d["session_id"]))
+        if corrupt is not None and n == corrupt[1] % len(files):
+            kind, _, row = corrupt
+            column, write = raw_variants.CORRUPT[kind]
+            if df.empty:
+                df = clean([(7, 60, 1.0, 1, 1, 1, "opus")]).assign(session_id=f"f{n}-only")
+            bad_file = write(df, directory, f"part-{n}", row % len(df))
+        else:
+            raw_variants.VALID[variant](df, directory, f"part-{n}")
+            frames.append(df)
+
+    engine = PandasEngine(dataclasses.replace(make_embedded_settings(root), sessions_path=directory))
+    if bad_file is not None:
+        with pytest.raises(fp.SourceDataError) as info:
+            engine.compute_chunk(SPEC, DAYS)
+        message = str(info.value)
+        assert str(bad_file) in message, (kind, message[:500])
+        assert column is None or repr(column) in message, (kind, message[:500])
+        assert "\n" not in message and len(message) < 3000, (kind, message[:500])
+        return
+
+    want = _in_schema(pd.concat(frames, ignore_index=True)).sort_values("session_id").reset_index(drop=True)
+    got = read_sessions(directory, LO, HI).sort_values("session_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+    chunk, expected = engine.compute_chunk(SPEC, DAYS), aggregate_chunk(SPEC, want, DAYS)
+    pd.testing.assert_frame_equal(chunk.frame, expected.frame)
+    assert chunk.bounds.tolist() == expected.bounds.tolist()

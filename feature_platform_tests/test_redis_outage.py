@@ -10,6 +10,7 @@ import threading
 import time
 from datetime import date, datetime, timedelta, timezone
 
+import dagster as dg
 import pandas as pd
 import pytest
 
@@ -91,9 +92,13 @@ def test_a_long_outage_fails_fast_and_clearly_and_a_rerun_completes(outage):
     assert time.monotonic() - started < 60
     assert "Redis" in str(failed.value) and "unreachable" in str(failed.value)
     assert "password" not in str(failed.value).lower()
-    # The offline partition was written before the online sync failed: it is complete and consistent.
-    table = platform.offline_table("user_activity", D, D)
-    assert len(table) > 0 and not table.duplicated(["user_id", "event_timestamp"]).any()
+    # The offline partition was written before the online sync failed, then restored (here: removed), so the
+    # stores and Dagster's record agree that nothing of the run is kept (issue 19 item 3).
+    assert "no partition of this run is kept" in str(failed.value)
+    assert platform.offline_table("user_activity", D, D).empty
+    assert platform.instance().get_materialized_partitions(dg.AssetKey("user_activity")) == set()
+    table = platform.runtime.engine.compute_chunk(SPEC, [D]).frame  # the partition's rows, for the checks below
+    assert len(table) > 0
 
     started = time.monotonic()
     with pytest.raises(StoreUnavailableError, match="Redis at 127.0.0.1:.* is unreachable"):

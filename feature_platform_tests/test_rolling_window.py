@@ -3,18 +3,20 @@ hypothesis-generated event logs with gaps, duplicates, nulls, ties and events ou
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from feature_platform.compute.rolling_window import aggregate_chunk
 from feature_platform.compute.window_aggregate import aggregate_day
 from feature_platform.demo.generator import generate_day
+from feature_platform.errors import AggregationOverflowError
 from feature_platform.spec import Agg, Field
 from feature_platform.specs.user_activity import SPEC
 
@@ -113,3 +115,136 @@ def test_large_integers_stay_exact():
     assert len(raw) == 4
     ((_, frame),) = list(aggregate_chunk(SPEC, raw, [FIRST]))
     assert frame["total_tokens_7d"].item() == 4 * big
+
+
+# --- integers at the edges of int64 -------------------------------------------------------------------------------
+# Sums over integer columns must be exact or fail: int64 arithmetic wraps around silently (four sessions of 2**62
+# tokens summed to 0). Every integer aggregation of a spec, against a Python-int reference.
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+EXTREME_INTS = st.one_of(
+    st.sampled_from([INT64_MAX, INT64_MIN, 2**62, -(2**62), 2**62 - 1, 2**53 + 1, 2**32, 2**32 - 1, -(2**32), 2**31,
+                     -1, 0, 1]),
+    st.integers(INT64_MIN, INT64_MAX),
+    st.integers(-1000, 1000),
+)
+INT_AGGS = (
+    Agg("total", "sum", "tokens"), Agg("messages", "sum", "message_count"), Agg("events", "count", "tokens"),
+    Agg("sessions", "count_distinct", "session_id"), Agg("low", "min", "tokens"), Agg("high", "max", "tokens"),
+    Agg("mean_tokens", "mean", "tokens"), Agg("total_as_float", "sum", "tokens"),
+)
+EXTREME = replace(
+    SPEC, name="extreme",
+    # Fields in another order than the aggregations: the error names the first overflowing feature in field order.
+    fields=(Field("messages", "int64"), Field("total", "int64"), Field("events", "int64"), Field("sessions", "int64"),
+            Field("low", "int64", nullable=True), Field("high", "int64", nullable=True),
+            Field("mean_tokens", "float64", nullable=True), Field("total_as_float", "float64")),
+    aggregation=replace(SPEC.aggregation, window=timedelta(days=3), aggs=INT_AGGS),
+)
+
+
+@st.composite
+def extreme_logs(draw):
+    n = draw(st.integers(0, 30))
+    users = draw(st.lists(st.integers(1, 3), min_size=n, max_size=n))
+    minutes = draw(st.lists(st.integers(-4 * 1440, 6 * 1440), min_size=n, max_size=n))
+    base = pd.Timestamp(FIRST, tz="UTC")
+    return pd.DataFrame({
+        "user_id": pd.Series(users, dtype="int64"),
+        "session_id": pd.Series(draw(st.lists(st.sampled_from(["s1", "s2", "s3"]), min_size=n, max_size=n)), dtype=object),
+        "event_timestamp": pd.Series([base + pd.Timedelta(minutes=m) for m in minutes], dtype="datetime64[us, UTC]"),
+        "message_count": pd.Series(draw(st.lists(EXTREME_INTS, min_size=n, max_size=n)), dtype="int64"),
+        "tokens": pd.Series(draw(st.lists(EXTREME_INTS, min_size=n, max_size=n)), dtype="int64"),
+    })
+
+
+def exact_windows(spec, raw: pd.DataFrame, day: date) -> dict[int, dict]:
+    """Per entity with events in the window of `day`: each aggregation in Python ints (exact)."""
+    end = pd.Timestamp(day + timedelta(days=1), tz="UTC")
+    rows = raw[(raw["event_timestamp"] >= end - spec.aggregation.window) & (raw["event_timestamp"] < end)]
+    out = {}
+    for user, group in rows.groupby("user_id"):
+        values = {}
+        for a in spec.aggregation.aggs:
+            column = [int(v) for v in group[a.column]] if a.column != "session_id" else list(group[a.column])
+            values[a.feature] = {"sum": sum, "count": len, "min": min, "max": max,
+                                 "count_distinct": lambda c: len(set(c)),
+                                 "mean": lambda c: sum(c) / len(c)}[a.fn](column)  # int / int: correctly rounded
+        out[int(user)] = values
+    return out
+
+
+def first_overflow(spec, windows: dict[date, dict[int, dict]]):
+    """(day, entity, feature, value) of the first int64 sum outside int64, by day, entity, then field order."""
+    sums = [f.name for f in spec.fields if f.dtype == "int64" and spec_fn(spec, f.name) == "sum"]
+    for day in sorted(windows):
+        for user in sorted(windows[day]):
+            for name in sums:
+                value = windows[day][user][name]
+                if not INT64_MIN <= value <= INT64_MAX:
+                    return day, user, name, value
+    return None
+
+
+def spec_fn(spec, feature: str) -> str:
+    return next(a.fn for a in spec.aggregation.aggs if a.feature == feature)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=extreme_logs(), n_days=st.integers(1, 4))
+def test_integer_aggregations_are_exact_or_fail_naming_the_first_overflow(raw, n_days):
+    days = [FIRST + timedelta(days=i) for i in range(n_days)]
+    windows = {day: exact_windows(EXTREME, raw, day) for day in days}
+    overflow = first_overflow(EXTREME, windows)
+    event("overflow" if overflow else "exact")
+    if overflow is not None:
+        day, user, feature, value = overflow
+        for compute in (lambda: aggregate_chunk(EXTREME, raw, days), lambda: aggregate_day(EXTREME, raw, day)):
+            with pytest.raises(AggregationOverflowError) as err:
+                compute()
+            assert (err.value.view, err.value.partition, err.value.entity, err.value.feature, err.value.value) == \
+                ("extreme", day.isoformat(), user, feature, value)
+            assert f"partition {day}: feature {feature!r} (sum of " in str(err.value)
+            assert f"of user_id={user} is {value}, outside int64" in str(err.value)
+        days = [d for d in days if d < day]  # the days before it compute (a chunk of them, or alone)
+    for day, frame in aggregate_chunk(EXTREME, raw, days) if days else []:
+        reference = aggregate_day(EXTREME, raw, day)
+        exact_cols = [c for c in frame.columns if c != "mean_tokens"]
+        # A nullable int column is Int64 on a day with closing rows (null), in the chunk: whatever its own day has.
+        pd.testing.assert_frame_equal(frame[exact_cols], reference[exact_cols], check_exact=True, check_dtype=False)
+        live = frame[frame["events"] > 0]  # the others are closing rows
+        assert sorted(live["user_id"]) == sorted(windows[day])
+        for row in live.itertuples():
+            want = windows[day][row.user_id]
+            assert (row.total, row.messages, row.events, row.sessions, row.low, row.high) == \
+                (want["total"], want["messages"], want["events"], want["sessions"], want["low"], want["high"])
+            assert row.total_as_float == float(want["total_as_float"])  # the exact sum, rounded once
+            assert math.isclose(row.mean_tokens, want["mean_tokens"], rel_tol=1e-12)
+
+
+def test_the_exact_integer_path_equals_the_per_day_definition_on_generated_data(monkeypatch):
+    """Sums that could overflow take the two-part path: on ordinary data it gives exactly the same rows."""
+    from feature_platform.compute import rolling_window
+
+    monkeypatch.setattr(rolling_window, "may_overflow", lambda values: True)
+    days = [FIRST + timedelta(days=i) for i in range(12)]
+    raw = pd.concat([generate_day(d, 300, seed=5) for d in [FIRST - timedelta(days=8), *days]], ignore_index=True)
+    compare(SPEC, raw, days)
+    big = raw.assign(tokens=raw["tokens"] * 2**40 + 1)  # sums beyond 2**53: float64 would round them
+    for day, frame in aggregate_chunk(SPEC, big, days):
+        want = aggregate_day(SPEC, big, day)
+        assert want["total_tokens_7d"].max() > 2**53
+        assert frame["total_tokens_7d"].tolist() == want["total_tokens_7d"].tolist()
+
+
+def test_four_sessions_of_two_to_the_62_tokens_fail_naming_view_partition_feature_and_entity():
+    """The reported case: the int64 sum wrapped to exactly the old total, and nothing noticed."""
+    raw = generate_day(FIRST, 200, seed=1)
+    spike = raw[raw["user_id"] == raw["user_id"].iloc[0]].head(1)
+    user = int(spike["user_id"].item())
+    raw = pd.concat([raw] + [spike.assign(session_id=f"big{i}", tokens=2**62) for i in range(4)], ignore_index=True)
+    want = int(raw.loc[raw["user_id"] == user, "tokens"].sum()) + 2**64  # the wrapped sum, corrected
+    for compute in (lambda: aggregate_chunk(SPEC, raw, [FIRST]), lambda: aggregate_day(SPEC, raw, FIRST)):
+        with pytest.raises(AggregationOverflowError, match=rf"feature view 'user_activity', partition {FIRST}: feature "
+                           rf"'total_tokens_7d' \(sum of 'tokens'\) of user_id={user} is {want}, outside int64"):
+            compute()

@@ -23,10 +23,11 @@ from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_T
 from feature_platform.config import Settings
 from feature_platform.defs.resources import FeaturePlatformResource
 from feature_platform.demo.generator import generate_day
-from feature_platform.errors import SourceDataError, ValidationFailedError
+from feature_platform.errors import AggregationOverflowError, SourceDataError, ValidationFailedError
 from feature_platform.pipeline import materialize_range
 from feature_platform.runtime import Runtime
 from feature_platform.specs.user_activity import SPEC
+from feature_platform_tests import raw_variants
 from feature_platform_tests.conftest import (
     IN_CI,
     make_embedded_settings,
@@ -193,6 +194,84 @@ def test_bad_source_rows_are_refused_by_both_engines_naming_the_column(spark, tm
         runtime = Runtime(with_engine(make_embedded_settings(tmp_path / engine), engine, sessions))
         with pytest.raises(SourceDataError, match=message):
             list(runtime.compute_chunks(SPEC, date(2026, 1, 5), date(2026, 1, 6)))
+
+
+def _variant_rows(tag: str) -> pd.DataFrame:
+    return sessions_frame([(1, f"{tag}1", "2026-01-05T10:00:00Z", 30.0, 2, 0, "llama-3", 10),
+                           (2, f"{tag}2", "2026-01-05T11:00:00Z", 45.0, 1, 1, "gpt-4o", 20),
+                           (1, f"{tag}3", "2026-01-06T09:30:00Z", 12.0, 3, 0, "gpt-4o", 30)])
+
+
+def _chunks(tmp_path, engine: str, sessions: Path) -> list:
+    runtime = Runtime(with_engine(make_embedded_settings(tmp_path / engine), engine, sessions))
+    return list(runtime.compute_chunks(SPEC, date(2026, 1, 5), date(2026, 1, 8)))
+
+
+def test_both_engines_read_every_valid_way_of_writing_a_file_alike(spark, tmp_path):
+    """Issue 19 item 10: one folder with a file per `raw_variants.VALID` writer (other widths, units, zones,
+    naive times next to zone-aware ones, encodings, no statistics, extra columns of types Spark cannot read)."""
+    sessions = tmp_path / "sessions"
+    sessions.mkdir()
+    for n, (name, write) in enumerate(sorted(raw_variants.VALID.items())):
+        write(raw_variants.prepared(name, _variant_rows(f"v{n}-")), sessions, f"part-{n}")
+    raw_variants.write_skipped(sessions)
+    raw_variants.write_untyped_empty(sessions)
+    pandas_chunks, spark_chunks = _chunks(tmp_path, "pandas", sessions), _chunks(tmp_path, "spark", sessions)
+    assert len(pandas_chunks) == len(spark_chunks) == 1
+    assert pandas_chunks[0].frame["sessions_7d"].max() == 2 * len(raw_variants.VALID)  # every file was read
+    pd.testing.assert_frame_equal(spark_chunks[0].frame, pandas_chunks[0].frame, check_exact=True)
+
+
+@pytest.mark.parametrize("kind", sorted(raw_variants.CORRUPT))
+def test_both_engines_refuse_every_malformed_file_with_the_same_error(spark, tmp_path, kind):
+    """Issue 19 items 6 and 10: the same one-line SourceDataError, naming the file (column, first rows)."""
+    column, write = raw_variants.CORRUPT[kind]
+    sessions = tmp_path / "sessions"
+    sessions.mkdir()
+    _variant_rows("a").to_parquet(sessions / "a.parquet")
+    bad = write(_variant_rows("b"), sessions, "b", 1)
+    _variant_rows("c").to_parquet(sessions / "c.parquet")
+    messages = []
+    for engine in ("pandas", "spark"):
+        with pytest.raises(SourceDataError) as info:
+            _chunks(tmp_path, engine, sessions)
+        messages.append(str(info.value))
+    assert messages[0].startswith(f"sessions source {bad}") and (column is None or repr(column) in messages[0])
+    assert messages[1] == messages[0]
+
+
+def test_integer_sums_beyond_int64_fail_alike_in_both_engines_and_write_nothing(spark, tmp_path):
+    """Spark's long sum wraps around (ANSI off) or fails without naming a row (ANSI on, Spark 4's default): both
+    engines sum exactly, keep sums up to 2**63 - 1, and raise the same error for the first one beyond it."""
+    big = 2**62
+    sessions = write_sessions(tmp_path / "sessions", sessions_frame([
+        (7, "s1", "2026-01-05T01:00:00Z", 30.0, 1, 0, "llama-3", big),
+        (7, "s2", "2026-01-05T02:00:00Z", 30.0, 1, 0, "llama-3", big - 1),  # 2**63 - 1: fits exactly
+        (8, "s3", "2026-01-05T03:00:00Z", 30.0, 1, 0, "llama-3", 2**53 + 1),
+        (8, "s4", "2026-01-05T04:00:00Z", 30.0, 1, 0, "llama-3", 2),  # above 2**53: no float rounding
+        (7, "s5", "2026-01-06T01:00:00Z", 30.0, 1, 0, "llama-3", 1),  # 2**63 on 2026-01-06
+        (8, "s6", "2026-01-06T01:00:00Z", 30.0, 1, 0, "llama-3", big),
+        (8, "s7", "2026-01-06T02:00:00Z", 30.0, 1, 0, "llama-3", big),  # 2**63 + 2**53 + 3 on 2026-01-06
+    ]))
+    runtimes = {engine: Runtime(with_engine(make_embedded_settings(tmp_path / engine), engine, sessions))
+                for engine in ("pandas", "spark")}
+    chunks = {engine: list(r.compute_chunks(SPEC, date(2026, 1, 5), date(2026, 1, 5))) for engine, r in runtimes.items()}
+    pd.testing.assert_frame_equal(chunks["spark"][0].frame, chunks["pandas"][0].frame, check_exact=True)
+    assert chunks["spark"][0].frame["total_tokens_7d"].tolist() == [2**63 - 1, 2**53 + 3]
+
+    errors = {}
+    for engine, runtime in runtimes.items():
+        with pytest.raises(AggregationOverflowError) as err:
+            materialize_range(runtime, SPEC, date(2026, 1, 5), date(2026, 1, 7))
+        errors[engine] = err.value
+        assert runtime.offline.partitions(SPEC) == []  # nothing written (nor online: no partition completed)
+    assert str(errors["spark"]) == str(errors["pandas"])
+    error = errors["spark"]
+    assert (error.view, error.partition, error.feature, error.entity, error.value) == \
+        ("user_activity", "2026-01-06", "total_tokens_7d", 7, 2**63)
+    assert str(error).startswith("feature view 'user_activity', partition 2026-01-06: feature 'total_tokens_7d' (sum "
+                                 f"of 'tokens') of user_id=7 is {2**63}, outside int64 ")
+    assert "(2 values of this partition overflow)" in str(error)
 
 
 def test_spark_rows_go_through_the_same_validation_and_a_bad_day_writes_nothing(spark, tmp_path):

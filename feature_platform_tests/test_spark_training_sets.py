@@ -263,12 +263,43 @@ def test_request_time_features_over_a_parquet_entity_set(platform, tmp_path):
     assert want["tokens_per_message"].notna().sum() > 10
 
 
-def test_entity_column_named_like_a_feature_is_replaced_in_place(platform, tmp_path):
+def test_entity_column_named_like_a_feature_is_refused_never_overwritten(platform, tmp_path):
+    """The caller's columns come back untouched (issue 19 item 4): a clash is refused on every Spark path,
+    before any Spark job, and with full feature names the caller's column is kept beside the feature."""
+    from feature_platform.compute.spark_entity_sets import EntitySetError
+    from feature_platform.training import EntityFrameError
+
     entity = random_entities(24, 50).assign(sessions_7d="stale")[["sessions_7d", "user_id", EVENT_TIMESTAMP]]
     entity.to_parquet(tmp_path / "e.parquet", index=False)
-    want = platform.training_set(entity, ["user_activity:sessions_7d"])
-    got = platform.training_set(tmp_path / "e.parquet", ["user_activity:sessions_7d"], engine="spark")
-    assert list(got.columns) == list(want.columns) == ["sessions_7d", "user_id", EVENT_TIMESTAMP]
+    clash = r"already has column\(s\) 'sessions_7d' \(feature 'user_activity:sessions_7d'\)"
+    with pytest.raises(EntitySetError, match=clash):
+        platform.training_set(tmp_path / "e.parquet", ["user_activity:sessions_7d"], engine="spark")
+    with pytest.raises(EntitySetError, match=clash):
+        platform.training_set(entity, ["user_activity:sessions_7d"], engine="spark", output="spark")
+    with pytest.raises(EntityFrameError, match=clash):
+        platform.training_set(entity, ["user_activity:sessions_7d"], engine="spark")
+    request = ["user_activity_request:tokens_per_message"]
+    with pytest.raises(EntitySetError, match=r"'tokens_per_message' \(feature 'user_activity_request:"):
+        platform.training_set(entity.assign(prompt_tokens=5, tokens_per_message=1.0), request, engine="spark",
+                              output="spark")
+
+    want = platform.training_set(entity, ["user_activity:sessions_7d"], full_feature_names=True)
+    got = platform.training_set(tmp_path / "e.parquet", ["user_activity:sessions_7d"], engine="spark",
+                                full_feature_names=True)
+    assert list(got.columns) == list(want.columns) == ["sessions_7d", "user_id", EVENT_TIMESTAMP,
+                                                       "user_activity__sessions_7d"]
+    assert (got["sessions_7d"] == "stale").all()
+    pd.testing.assert_frame_equal(as_serving(got, want), want.reset_index(drop=True), check_exact=True)
+
+
+def test_an_entity_column_named_like_a_request_views_input_is_kept(platform, tmp_path):
+    """Not an output, only the name a request view's input is fetched under: the caller's column is kept."""
+    entity = random_entities(29, 40).assign(prompt_tokens=7, user_activity__total_tokens_7d="mine")
+    entity.to_parquet(tmp_path / "e.parquet", index=False)
+    features = ["user_activity_request:tokens_per_message", "user_activity:sessions_7d"]
+    want = platform.training_set(entity, features)
+    got = platform.training_set(tmp_path / "e.parquet", features, engine="spark")
+    assert list(got.columns) == list(want.columns) and (got["user_activity__total_tokens_7d"] == "mine").all()
     pd.testing.assert_frame_equal(as_serving(got, want), want.reset_index(drop=True), check_exact=True)
 
 

@@ -197,3 +197,57 @@ def test_feature_service_is_in_the_feast_registry(platform):
     assert [f.name for f in service.feature_view_projections[0].features] == NAMES
     assert service.tags == {"version": "1"}
 
+
+
+def active_users(platform, n: int = 2) -> list[int]:
+    """Users with messages in the partition of 2026-04-14 (features known from 2026-04-15 00:00)."""
+    rows = platform.offline_table("user_activity", "2026-04-14", "2026-04-14")
+    return [int(u) for u in rows.loc[rows["messages_sent_7d"] > 0, "user_id"].head(n)]
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "feast"])
+def test_a_caller_column_named_like_a_feature_is_refused_never_overwritten(platform, engine):
+    """A label column named like a feature (issue 19 item 4): refused with the column, the feature and the
+    ways out; the caller's frame is untouched, and with full feature names it comes back as it was."""
+    entity = pd.DataFrame({"user_id": pd.array(active_users(platform), dtype="int64"),
+                           "event_timestamp": pd.to_datetime(["2026-04-15T12:00Z"] * 2, utc=True),
+                           "sessions_7d": [99, 98]})
+    before = entity.copy()
+    with pytest.raises(EntityFrameError, match=r"^entity_df already has column\(s\) 'sessions_7d' \(feature "
+                                               r"'user_activity:sessions_7d'\).*rename yours or pass full_feature_names"):
+        platform.training_set(entity, FEATURES, engine=engine)
+    pd.testing.assert_frame_equal(entity, before)
+
+    got = platform.training_set(entity, FEATURES, engine=engine, full_feature_names=True)
+    assert got["sessions_7d"].tolist() == [99, 98]
+    assert got["user_activity__sessions_7d"].notna().all()
+    with pytest.raises(EntityFrameError, match=r"'user_activity__sessions_7d' \(feature 'user_activity:sessions_7d'\)"
+                                               r".*rename yours$"):
+        platform.training_set(entity.assign(user_activity__sessions_7d=1), FEATURES, engine=engine,
+                              full_feature_names=True)
+    with pytest.raises(EntityFrameError, match="'sessions_7d'"):  # a feature service's columns alike
+        platform.training_set(entity, "churn_features", engine=engine)
+
+
+def test_a_caller_column_named_like_a_request_time_feature_is_refused(platform):
+    entity = pd.DataFrame({"user_id": pd.array(active_users(platform), dtype="int64"),
+                           "event_timestamp": pd.to_datetime(["2026-04-15T12:00Z"] * 2, utc=True),
+                           "prompt_tokens": [10, 20], "tokens_per_message": [0.5, 0.25],
+                           # named like an input the request view reads, not like an output: kept as it is
+                           "user_activity__total_tokens_7d": ["mine", "mine"]})
+    features = ["user_activity_request:tokens_per_message", "user_activity:sessions_7d"]
+    with pytest.raises(EntityFrameError, match=r"'tokens_per_message' \(feature "
+                                               r"'user_activity_request:tokens_per_message'\)"):
+        platform.training_set(entity, features)
+    got = platform.training_set(entity.drop(columns=["tokens_per_message"]), features)
+    assert got["user_activity__total_tokens_7d"].tolist() == ["mine", "mine"]
+    assert got["tokens_per_message"].notna().any() and got["sessions_7d"].notna().all()
+
+
+def test_a_label_frame_with_a_feature_named_column_fails_the_training_set_asset(platform, monkeypatch):
+    from feature_platform.labels import churn
+
+    real = churn.churn_labels
+    monkeypatch.setattr(churn, "churn_labels", lambda *a, **k: real(*a, **k).assign(sessions_7d=1))
+    with pytest.raises(fp.MaterializationError, match=r"already has column\(s\) 'sessions_7d'"):
+        platform.materialize_training_set("churn_training_set")

@@ -19,6 +19,7 @@ from feature_platform.defs.feature_views import PANDERA_CHECK, build_feature_vie
 from feature_platform.defs.raw_sessions import build_raw_sessions_asset
 from feature_platform.defs.resources import resources_for
 from feature_platform.demo.generator import generate_day
+from feature_platform.errors import AggregationOverflowError
 from feature_platform.platform import FeaturePlatform
 from feature_platform.spec import Field
 from feature_platform.specs.user_activity import SPEC
@@ -178,6 +179,34 @@ def test_validation_failure_writes_nothing_and_quarantines(settings):
     assert len(bad) == int((want["sessions_7d"] > 3).sum()) > 0
     assert (bad["sessions_7d"] > 3).all()
     assert "less_than_or_equal_to(3)" in (qdir / "failures.csv").read_text()
+
+
+def test_an_integer_sum_beyond_int64_fails_the_partition_and_writes_nothing(settings):
+    """Four sessions of 2**62 tokens on one day: the int64 sum wrapped around to exactly the old total (sessions
+    and messages grew, so the partition looked fine). Now the partition fails, naming view, partition, feature
+    and entity, and nothing of it is written offline or online."""
+    platform = FeaturePlatform(settings)
+    platform.materialize("user_activity", "2026-02-11")
+    raw = pd.read_parquet(settings.sessions_path)
+    user = int(raw.loc[raw["event_timestamp"].dt.date == date(2026, 2, 11), "user_id"].min())
+    now = datetime(2026, 2, 13, 12, tzinfo=timezone.utc)
+    before = online(settings, [user], now=now)
+    assert before["total_tokens_7d__status"].item() == "present"
+    spikes = pd.concat([raw[raw["user_id"] == user].head(1).assign(
+        session_id=f"spike-{i}", tokens=2**62, event_timestamp=pd.Timestamp("2026-02-12T12:00:00Z")) for i in range(4)])
+    write_sessions(settings.sessions_path, pd.concat([raw, spikes], ignore_index=True))
+
+    with pytest.raises(AggregationOverflowError) as err:  # the error itself, not a MaterializationError quoting it
+        platform.materialize("user_activity", "2026-02-12")
+    message = str(err.value)
+    assert message.count("AggregationOverflowError") == 0 and message.count("outside int64") == 1
+    assert (f"feature view 'user_activity', partition 2026-02-12: feature 'total_tokens_7d' (sum of 'tokens') of "
+            f"user_id={user} is ") in message and ", outside int64" in message
+    assert len(message) < 2_000, message
+
+    table = offline(settings)
+    assert set(table["event_timestamp"]) == {pd.Timestamp("2026-02-12T00:00:00Z")}  # 2026-02-11's rows only
+    pd.testing.assert_frame_equal(online(settings, [user], now=now), before)
 
 
 def test_invalid_spec_field_is_rejected_by_name():

@@ -19,7 +19,14 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP, DayChunk, cast_to_spec, day_end
+from feature_platform.compute.window_aggregate import (
+    EVENT_TIMESTAMP,
+    DayChunk,
+    cast_to_spec,
+    day_end,
+    may_overflow,
+    overflow_error,
+)
 from feature_platform.spec import FeatureViewSpec
 
 _EPOCH = date(1970, 1, 1)
@@ -117,20 +124,37 @@ def aggregate_chunk(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[dat
     def window_sum(values: np.ndarray) -> np.ndarray:
         if values.dtype.kind == "f":
             daily = np.bincount(partial, weights=values, minlength=n_partials)
-        else:  # exact for any int64, unlike bincount's float weights
+        else:  # exact for any int64, unlike bincount's float weights (modulo 2**64: see `exact_sum`)
             daily = np.add.reduceat(values[order], first) if n_partials else np.zeros(0, dtype=np.int64)
         return grid.spread(daily, width)
 
+    def exact_sum(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """int64 window sums wrap around silently. Exactly, as `high * 2**32 + low` (`0 <= low < 2**32`): the
+        values' signed high and unsigned low 32 bits are summed apart, which cannot wrap below 2**31 events."""
+        high, low = window_sum(values >> 32), window_sum(values & 0xFFFFFFFF)
+        return high + (low >> 32), low & 0xFFFFFFFF
+
     n_events = grid.spread(np.bincount(partial, minlength=n_partials), width)
     columns: dict[str, np.ndarray] = {}
+    overflows: dict[str, np.ndarray] = {}  # int64 feature -> its grid rows whose exact sum does not fit
+    exact: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for a in agg.aggs:
         column = events[a.column]
-        if a.fn in ("count", "mean"):
+        if a.fn in ("count", "mean"):  # counts (and count_distinct) are at most the events: they never overflow
             count = window_sum(column.notna().to_numpy().astype(np.int64))
         if a.fn == "count":
             columns[a.feature] = count
         elif a.fn in ("sum", "mean"):
-            total = window_sum(_summable(column))
+            values = _summable(column)
+            if values.dtype.kind == "f" or not may_overflow(values):
+                total = window_sum(values)
+            else:
+                high, low = exact[a.feature] = exact_sum(values)
+                if a.fn == "sum" and spec.field(a.feature).dtype == "int64":
+                    total = (high << 32) | low  # the exact sum where it fits
+                    overflows[a.feature] = (high < -(2**31)) | (high >= 2**31)
+                else:  # a mean or a float feature: the exact sum, rounded once to float64
+                    total = high.astype(np.float64) * 2.0**32 + low
             if a.fn == "sum":
                 columns[a.feature] = total
             else:
@@ -150,6 +174,8 @@ def aggregate_chunk(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[dat
     row_day = grid.day[rows].astype(np.int16 if span < 2**15 else np.int64)
     pick = rows[np.argsort(row_day, kind="stable")]
     closing = n_events[pick] == 0
+    if overflows:
+        _check_fits(spec, wanted, wanted_offsets, grid, pick, key_values, overflows, exact)
     frame = pd.DataFrame({key: key_values.take(grid.group[pick])})
     for a in agg.aggs:
         frame[a.feature] = _fill(columns[a.feature][pick], closing, a.empty_value)
@@ -159,6 +185,24 @@ def aggregate_chunk(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[dat
     typed = dict(cast_to_spec(spec, frame, copy=False).items())
     typed[EVENT_TIMESTAMP] = pd.Series(ends.repeat(np.diff(bounds)))
     return DayChunk(wanted, pd.DataFrame(typed), bounds)
+
+
+def _check_fits(spec: FeatureViewSpec, wanted, offsets, grid: _Grid, pick, key_values, overflows, exact) -> None:
+    """Raise `AggregationOverflowError` for the first wanted row (by day, then key) whose exact sum of an
+    int64 feature (spec order) does not fit int64."""
+    names = [f.name for f in spec.fields if f.name in overflows]
+    bad = np.column_stack([overflows[name][pick] for name in names])
+    if not bad.any():
+        return
+    i = int(bad.any(axis=1).argmax())
+    j = int(bad[i].argmax())
+    row, name = pick[i], names[j]
+    day = wanted[int(np.searchsorted(offsets, grid.day[row]))]
+    day_rows = grid.day[pick] == grid.day[row]
+    high, low = exact[name]
+    entity = key_values[grid.group[row]]
+    raise overflow_error(spec, day, name, entity.item() if isinstance(entity, np.generic) else entity,
+                         int(high[row]) * 2**32 + int(low[row]), int(bad[day_rows].sum()))
 
 
 def _summable(column: pd.Series) -> np.ndarray:
@@ -176,8 +220,8 @@ def _fill(values: np.ndarray, mask: np.ndarray, empty) -> np.ndarray:
     if not mask.any():
         return values
     if empty is None:
-        if values.dtype.kind in "iu":
-            values = values.astype(np.float64)
+        if values.dtype.kind in "iu":  # nullable, not float64: that would round integers above 2**53
+            return pd.arrays.IntegerArray(values.astype(np.int64), mask.copy())
         empty = np.nan if values.dtype.kind == "f" else None
     elif values.dtype != object and isinstance(empty, str):
         values = values.astype(object)
@@ -253,11 +297,16 @@ def _mode(grid: _Grid, k, d, partial, n_partials: int, column: pd.Series, width:
 
 def _extreme(grid: _Grid, partial, n_partials: int, column: pd.Series, fn: str, width: int) -> np.ndarray:
     """min / max: each day's extreme spread over the windows that hold it (nulls ignored)."""
-    values = pd.to_numeric(column).to_numpy(dtype=np.float64, na_value=np.nan)
-    reduce = np.fmin if fn == "min" else np.fmax
-    daily = np.full(n_partials, np.nan)
+    values = column.to_numpy()
+    if values.dtype.kind == "i":  # integers (never null) stay int64: float64 would round them above 2**53
+        values, empty = values.astype(np.int64), np.iinfo(np.int64).max if fn == "min" else np.iinfo(np.int64).min
+        reduce = np.minimum if fn == "min" else np.maximum  # rows without an event are closing rows (refilled)
+    else:
+        values, empty = pd.to_numeric(column).to_numpy(dtype=np.float64, na_value=np.nan), np.nan
+        reduce = np.fmin if fn == "min" else np.fmax
+    daily = np.full(n_partials, empty, dtype=values.dtype)
     reduce.at(daily, partial, values)
-    out = np.full(len(grid), np.nan)
+    out = np.full(len(grid), empty, dtype=values.dtype)
     for i in range(width):  # unique rows per step, so plain fancy indexing is safe
         out[grid.at + i] = reduce(out[grid.at + i], daily)
     return out

@@ -14,25 +14,35 @@ is code point order, as Python does), days are UTC (the session's time zone is p
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
 from collections.abc import Sequence
 from datetime import date, timedelta
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP, DayChunk, cast_to_spec, day_end, raw_range_for
+from feature_platform.compute.window_aggregate import (
+    EVENT_TIMESTAMP,
+    DayChunk,
+    cast_to_spec,
+    day_end,
+    overflow_error,
+    raw_range_for,
+)
 from feature_platform.config import Settings
-from feature_platform.errors import FeaturePlatformError, SourceDataError
+from feature_platform.errors import FeaturePlatformError
 from feature_platform.sources import sessions
 from feature_platform.spec import Agg, FeatureViewSpec
 
 _EPOCH = date(1970, 1, 1)
 _DAY = "__fp_day"  # internal columns: spec names are snake_case starting with a letter, so never clash
 _VALUE = "__fp_v{}"
+_HIGH, _LOW = "__fp_high{}", "__fp_low{}"  # an int64 sum's exact high and low parts, where it overflows
 # Shuffle partitions in local mode: the default 200 would make ~200 tiny tasks per stage.
 LOCAL_SHUFFLE_PARTITIONS = 4
 _lock = threading.Lock()
@@ -86,7 +96,7 @@ class SparkEngine:
         wanted = sorted(set(days))
         start, end = raw_range_for(spec, wanted[0], wanted[-1])
         events = read_source(self.spark, spec, self.settings, start, end)
-        return _to_chunk(spec, aggregate(spec, events, wanted).toPandas(), wanted)
+        return _to_chunk(spec, _check_fits(spec, aggregate(spec, events, wanted).toPandas()), wanted)
 
     def sync_online(self, spec: FeatureViewSpec, rows: pd.DataFrame, online) -> int:
         """Write `rows` to the Redis online store from Spark's executors (`spark_online_sync`), newest-wins."""
@@ -97,40 +107,125 @@ class SparkEngine:
 
 def read_source(spark, spec: FeatureViewSpec, settings: Settings, start, end):
     """The view's raw events with `start <= timestamp < end`, in the source's schema, checked as the pandas
-    engine checks them (`sources.sessions`): the same files and rows are refused with the same errors."""
+    engine checks them (`sources.sessions`): the same files and rows are refused with the same errors.
+
+    Files are listed and their schemas checked by `sessions.source_files` (Parquet metadata only); files of
+    the same declared types are read together with that read schema, converted to the source's schema, and
+    unioned, so no file is read (or silently cast) in another file's types."""
     from pyspark.sql import functions as F
 
     if spec.aggregation.source != sessions.NAME:
         raise FeaturePlatformError(f"feature view {spec.name!r}: the Spark engine has no reader for source "
                                    f"{spec.aggregation.source!r}")
-    path = settings.sessions_path
-    if not path.exists():
-        sessions.read_sessions(path, start, end)  # raises its SourceDataError (what to set, what to run)
-    try:  # schemas and null times of every file, from Parquet metadata only (cached per file version)
-        import pyarrow.dataset as ds
-
-        dataset = ds.dataset(str(path), format="parquet")
-        for fragment in dataset.get_fragments():
-            sessions._check_file(fragment)
-    except (pa.ArrowException, OSError) as exc:
-        raise SourceDataError(f"sessions source {path} cannot be read as Parquet: {exc}") from exc
-    sessions._check_columns(dataset.schema, path)
-
-    df = spark.read.parquet(str(path))
+    groups: dict[tuple, list[str]] = {}
+    for fragment in sessions.source_files(settings.sessions_path):
+        groups.setdefault(_file_types(fragment), []).append(fragment.path)
+    flags = sorted({(name, kind) for types in groups for name, kind in _lossy_columns(types)},
+                   key=lambda flag: sessions.SCHEMA.names.index(flag[0]))
+    frames = [_read_files(spark, types, paths, flags) for types, paths in groups.items()]
+    df = functools.reduce(lambda a, b: a.unionByName(b), frames)
     ts = F.col(sessions.TIMESTAMP)
-    nanos = dict(df.dtypes)[sessions.TIMESTAMP] == "bigint"  # a TIMESTAMP(NANOS) column, read as an integer
-    if nanos:
-        # pyarrow's cast to microseconds refuses to drop nanoseconds: refuse the same rows (_check_values)
-        df = df.withColumn("__fp_ns", F.pmod(ts, F.lit(1000)) != 0)
-        ts = F.timestamp_micros(F.expr(f"({sessions.TIMESTAMP} - pmod({sessions.TIMESTAMP}, 1000)) div 1000"))
-    else:
-        ts = ts.cast("timestamp")  # a naive (NTZ) time is read in the session zone, UTC
-    df = df.select(*[(ts if f.name == sessions.TIMESTAMP else F.col(f.name).cast(_spark_type(f.type))).alias(f.name)
-                     for f in sessions.SCHEMA], *(["__fp_ns"] if nanos else []))
-    ts = F.col(sessions.TIMESTAMP)
-    df = df.where((ts >= F.lit(pd.Timestamp(start).to_pydatetime())) & (ts < F.lit(pd.Timestamp(end).to_pydatetime())))
-    _check_values(df, path, nanos)
-    return df.drop("__fp_ns") if nanos else df
+    # Rows without a time are kept, whatever the range: the range filter alone would drop them silently.
+    df = df.where(((ts >= F.lit(pd.Timestamp(start).to_pydatetime())) & (ts < F.lit(pd.Timestamp(end).to_pydatetime())))
+                  | ts.isNull())
+    _check_values(df, flags)
+    return df.select(*sessions.SCHEMA.names)
+
+
+_FILE = "__fp_file"
+
+
+def _flag(name: str, kind: str) -> str:
+    return f"__fp_{kind.replace('-', '_')}_{name}"
+
+
+def _file_types(fragment) -> tuple:
+    """The declared columns' Arrow types in this file, and whether its time is a legacy INT96."""
+    physical = fragment.physical_schema
+    types = tuple(physical.field(name).type for name in sessions.SCHEMA.names)
+    parquet = fragment.metadata.schema
+    int96 = any(parquet.column(i).path == sessions.TIMESTAMP and parquet.column(i).physical_type == "INT96"
+                for i in range(len(parquet)))
+    return (*types, int96)
+
+
+def _lossy_columns(types: tuple) -> list[tuple[str, str]]:
+    return [(want.name, kind) for want, got in zip(sessions.SCHEMA, types)
+            if (kind := sessions.lossy(got, want.type)) is not None and not (want.name == sessions.TIMESTAMP and types[-1])]
+
+
+def _read_type(arrow_type: pa.DataType, int96: bool) -> str:
+    """The Spark type Spark reads this Parquet column as (an explicit read schema: the other columns of the
+    file, of any type, are never converted)."""
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    if pa.types.is_timestamp(arrow_type):
+        if int96:
+            return "timestamp"
+        if arrow_type.unit == "ns":
+            return "bigint"  # spark.sql.legacy.parquet.nanosAsLong: Spark has no nanosecond type
+        return "timestamp" if arrow_type.tz else "timestamp_ntz"
+    if pa.types.is_floating(arrow_type):
+        return "float" if pa.types.is_float32(arrow_type) else "double"
+    if pa.types.is_integer(arrow_type):
+        return {(True, 8): "tinyint", (True, 16): "smallint", (True, 32): "int", (True, 64): "bigint",
+                (False, 8): "smallint", (False, 16): "int", (False, 32): "bigint", (False, 64): "decimal(20,0)",
+                }[(pa.types.is_signed_integer(arrow_type), arrow_type.bit_width)]
+    return "string"
+
+
+def _read_files(spark, types: tuple, paths: list[str], flags: list[tuple[str, str]]):
+    """Files of one set of declared types as the source's schema, with the file of each row and one column
+    per lossy-cast check in `flags` (the rows a cast would lose, as pandas' `sessions.lossy`): those rows
+    get a harmless value (so that ANSI casts never fail) and keep their written value as text."""
+    from pyspark.sql import functions as F
+
+    int96 = types[-1]
+    read = ", ".join(f"`{name}` {_read_type(got, int96)}" for name, got in zip(sessions.SCHEMA.names, types)
+                     if not pa.types.is_null(got))
+    df = spark.read.schema(read).parquet(*paths) if read else spark.read.parquet(*paths)
+    raw, checks = [], {}
+    for want, got in zip(sessions.SCHEMA, types):
+        column = F.lit(None) if pa.types.is_null(got) else F.col(f"`{want.name}`")
+        kind = None if want.name == sessions.TIMESTAMP and int96 else sessions.lossy(got, want.type)
+        if kind is not None:
+            bad = F.coalesce(_lossy(column, got, kind), F.lit(False))
+            checks[(want.name, kind)] = (bad, column.cast("string"))
+            # Nanoseconds floored to whole microseconds: the row stays in or out of the time range as it is.
+            neutral = column - F.pmod(column, F.lit(1000)) if kind == "sub-microsecond" else F.lit(0)
+            column = F.when(bad, neutral).otherwise(column)
+        raw.append(column.alias(want.name))
+    raw.append(F.col("_metadata.file_path").alias(_FILE))
+    for name, kind in flags:
+        bad, written = checks.get((name, kind), (F.lit(False), F.lit(None).cast("string")))
+        raw += [bad.alias(_flag(name, kind)), written.alias(_flag(name, kind) + "_written")]
+    df = df.select(*raw)
+    out = []
+    for want, got in zip(sessions.SCHEMA, types):
+        column = F.col(want.name)
+        if want.name == sessions.TIMESTAMP:
+            if pa.types.is_timestamp(got) and got.unit == "ns" and not int96:
+                column = F.timestamp_micros(F.expr(f"{want.name} div 1000"))  # whole microseconds (checked)
+            else:
+                column = column.cast("timestamp")  # a naive (NTZ) time is read in the session zone, UTC
+        else:
+            column = column.cast(_spark_type(want.type))
+        out.append(column.alias(want.name))
+    return df.select(*out, _FILE, *[c for name, kind in flags for c in (_flag(name, kind), _flag(name, kind) + "_written")])
+
+
+def _lossy(column, got: pa.DataType, kind: str):
+    """The Spark form of `sessions._lossy_mask`."""
+    from pyspark.sql import functions as F
+
+    if kind == "non-integer":
+        return (F.isnan(column) | (F.abs(column) == float("inf")) | (F.pmod(column, F.lit(1.0)) != 0)
+                | (column >= F.lit(2.0**63)) | (column < F.lit(-(2.0**63))))
+    if kind == "out-of-range":
+        if pa.types.is_uint64(got.value_type if pa.types.is_dictionary(got) else got):
+            return column > F.lit(sessions.INT64_MAX)
+        return F.abs(column) > F.lit(sessions.FLOAT_EXACT)
+    return F.pmod(column, F.lit(1000)) != 0  # sub-microsecond: nanoseconds read as an integer
 
 
 def _spark_type(arrow_type: pa.DataType) -> str:
@@ -143,35 +238,67 @@ def _spark_type(arrow_type: pa.DataType) -> str:
     return "string"
 
 
-def _check_values(df, path, nanos: bool = False) -> None:
-    """`sources.sessions._check_values` in one Spark pass: no null, negative count or duration, NaN or
-    infinite duration in the rows read, or nothing is computed (a mean would skip a NaN silently)."""
+def _check_values(df, flags: list[tuple[str, str]]) -> None:
+    """`sources.sessions._check_values` in one Spark pass, per file: rows a cast would lose, and no null,
+    negative count or duration, NaN or infinite duration in the rows read, or nothing is computed (a mean
+    would skip a NaN silently). The first file with a problem is named, as the pandas engine names it."""
     from pyspark.sql import functions as F
 
     duration = F.col("duration_sec")
-    checks = [(name, "null", F.col(name).isNull()) for name in sessions.SCHEMA.names]
-    checks.append(("duration_sec", "NaN or infinite", F.isnan(duration) | (F.abs(duration) == float("inf"))))
-    checks += [(name, "negative", F.col(name) < 0) for name in sessions._NON_NEGATIVE]
-    if nanos:
-        checks.append((sessions.TIMESTAMP, "sub-microsecond", F.col("__fp_ns")))
-    counts = df.agg(*[F.sum(F.when(cond, 1).otherwise(0)).alias(f"c{i}") for i, (_, _, cond) in enumerate(checks)]
-                    ).first()
-    problems = [(name, what, cond, counts[f"c{i}"]) for i, (name, what, cond) in enumerate(checks) if counts[f"c{i}"]]
-    if not problems:
+    checks = [(name, kind, F.col(_flag(name, kind)), _flag(name, kind) + "_written") for name, kind in flags]
+    checks += [(name, "null", F.col(name).isNull(), None) for name in sessions.SCHEMA.names]
+    checks.append(("duration_sec", "NaN or infinite", F.isnan(duration) | (F.abs(duration) == float("inf")), None))
+    checks += [(name, "negative", F.col(name) < 0, None) for name in sessions._NON_NEGATIVE]
+    counts = [F.sum(F.when(cond, 1).otherwise(0)).alias(f"c{i}") for i, (_, _, cond, _) in enumerate(checks)]
+    bad = (df.groupBy(_FILE).agg(*counts).where(functools.reduce(lambda a, b: a | b, [F.col(f"c{i}") > 0
+                                                                                    for i in range(len(checks))]))
+           .orderBy(_FILE).first())
+    if bad is None:
         return
-    lines = [f"sessions source {path}: {len(problems)} problem(s) in the rows read; nothing was computed"]
-    for name, what, cond, n in problems:
-        shown = ["session_id", "user_id", sessions.TIMESTAMP] + ([name] if name not in (
-            "session_id", "user_id", sessions.TIMESTAMP) else [])
-        sample = [row.asDict() for row in df.where(cond).select(*shown).limit(sessions.SAMPLE_ROWS).collect()]
-        lines.append(f"  column {name!r}: {n} {what} value(s); first rows: {sessions._shorten(sample)}")
-    raise SourceDataError("\n".join(lines))
+    rows = df.where(F.col(_FILE) == bad[_FILE])
+    found = []
+    for i, (name, what, cond, written) in enumerate(checks):
+        if not bad[f"c{i}"]:
+            continue
+        shown = [F.unix_micros(F.col(c)).alias(c) if c == sessions.TIMESTAMP else F.col(c) for c in sessions._shown(name)]
+        if written:
+            shown.append(F.col(written).alias("__fp_written"))
+        sample = []
+        for row in rows.where(cond).select(*shown).limit(sessions.SAMPLE_ROWS).collect():
+            values = row.asDict()
+            if values.get(sessions.TIMESTAMP) is not None:  # as pyarrow shows it (collect() uses the local zone)
+                values[sessions.TIMESTAMP] = pd.Timestamp(values[sessions.TIMESTAMP], unit="us", tz="UTC").to_pydatetime()
+            if written:
+                values[name] = _written(values.pop("__fp_written"), what)
+            sample.append(values)
+        found.append((name, what, bad[f"c{i}"], sample))
+    raise sessions.rows_error(_local_path(bad[_FILE]), found)
+
+
+def _written(text: str | None, what: str):
+    """A refused value as written (kept as text across files of other types), shown as pyarrow shows it."""
+    if text is None:
+        return None
+    if what == "sub-microsecond":
+        return pd.Timestamp(int(text), unit="ns", tz="UTC")
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)  # Spark writes NaN and Infinity as Python reads them
+
+
+def _local_path(uri: str) -> str:
+    """Spark's `file:/a%20b/c.parquet` as `/a b/c.parquet` (the path the pandas engine names)."""
+    parsed = urlparse(uri)
+    return unquote(parsed.path) if parsed.scheme in ("file", "") else uri
 
 
 def aggregate(spec: FeatureViewSpec, events, days: Sequence[date]):
     """A Spark DataFrame of the feature rows of `days`: join key, features (Spark types), `__fp_day` (days
     since 1970-01-01), ordered by day then key. Rows: every entity with an event in the day's window, plus
-    a closing row (each `Agg.empty_value`) for each entity whose window was non-empty the day before only."""
+    a closing row (each `Agg.empty_value`) for each entity whose window was non-empty the day before only.
+    Each int64 sum `i` adds `__fp_high{i}` and `__fp_low{i}`: its exact parts where it overflows, else null
+    (`_check_fits` raises on them)."""
     from pyspark.sql import functions as F
 
     agg, key = spec.aggregation, spec.entity.join_key
@@ -190,17 +317,66 @@ def aggregate(spec: FeatureViewSpec, events, days: Sequence[date]):
                         F.explode(F.when(lo <= hi, F.sequence(lo, hi)).otherwise(F.array().cast("array<int>")))
                         .alias(_DAY)))
     inside = F.col(_DAY) <= F.col("__fp_last")
-    grouped = exploded.groupBy(key, _DAY).agg(
-        F.count(F.when(inside, F.lit(1))).alias("__fp_n"),
-        *[_spark_agg(a, F.when(inside, F.col(_VALUE.format(i)))).alias(a.feature) for i, a in enumerate(agg.aggs)])
+    kinds = dict(exploded.dtypes)
+    aggregations = []
+    exact = set()  # the integer sums, computed exactly in two parts
+    for i, a in enumerate(agg.aggs):
+        value = F.when(inside, F.col(_VALUE.format(i)))
+        if a.fn == "sum" and kinds[_VALUE.format(i)] in _INTEGRAL:
+            # Spark's long sum wraps around (ANSI off) or fails without naming a row (ANSI on): as `rolling_window`
+            # does, sum the signed high and the unsigned low 32 bits apart (no wrap below 2**31 events).
+            value = value.cast("bigint")
+            aggregations += [F.sum(F.shiftright(value, 32)).alias(_HIGH.format(i)),
+                             F.sum(value.bitwiseAND(F.lit(0xFFFFFFFF))).alias(_LOW.format(i))]
+            exact.add(i)
+        else:
+            aggregations.append(_spark_agg(a, value).alias(a.feature))
+    grouped = exploded.groupBy(key, _DAY).agg(F.count(F.when(inside, F.lit(1))).alias("__fp_n"), *aggregations)
     closing = F.col("__fp_n") == 0
     types = dict(grouped.dtypes)
-    features = []
-    for a in agg.aggs:
-        empty = F.lit(a.empty_value).cast(types[a.feature])
-        value = F.coalesce(F.col(a.feature), empty) if a.fn == "mode" else F.col(a.feature)
+    features, parts = [], []
+    for i, a in enumerate(agg.aggs):
+        if i in exact:
+            low = F.coalesce(F.col(_LOW.format(i)), F.lit(0))  # the sum of nothing is 0
+            high = F.coalesce(F.col(_HIGH.format(i)), F.lit(0)) + F.shiftright(low, 32)
+            low = low.bitwiseAND(F.lit(0xFFFFFFFF))
+            if spec.field(a.feature).dtype == "int64":
+                fits = high.between(-(2**31), 2**31 - 1)
+                value = F.when(fits, F.shiftleft(high, 32).bitwiseOR(low))
+                parts += [F.when(~fits, high).alias(_HIGH.format(i)), F.when(~fits, low).alias(_LOW.format(i))]
+            else:  # a float feature: the exact sum, rounded once
+                value = high.cast("double") * F.lit(2.0**32) + low.cast("double")
+            empty = F.lit(a.empty_value).cast("bigint" if spec.field(a.feature).dtype == "int64" else "double")
+        else:
+            empty = F.lit(a.empty_value).cast(types[a.feature])
+            value = F.coalesce(F.col(a.feature), empty) if a.fn == "mode" else F.col(a.feature)
         features.append(F.when(closing, empty).otherwise(value).alias(a.feature))
-    return grouped.where(F.col(_DAY).isin(codes)).select(key, _DAY, *features).orderBy(_DAY, key)
+    return grouped.where(F.col(_DAY).isin(codes)).select(key, _DAY, *features, *parts).orderBy(_DAY, key)
+
+
+_INTEGRAL = ("bigint", "int", "smallint", "tinyint")
+
+
+def _check_fits(spec: FeatureViewSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` without the overflow parts, or `AggregationOverflowError` (as the pandas engine raises it) for its
+    first row, by day then key, with an int64 sum (spec order) outside int64."""
+    parts = [(i, a.feature) for i, a in enumerate(spec.aggregation.aggs) if _HIGH.format(i) in frame.columns]
+    if not parts:
+        return frame
+    order = [f.name for f in spec.fields]
+    parts.sort(key=lambda part: order.index(part[1]))
+    high = frame[[_HIGH.format(i) for i, _ in parts]]
+    bad = high.notna().to_numpy()
+    if bad.any():
+        row = int(bad.any(axis=1).argmax())
+        i, name = parts[int(bad[row].argmax())]
+        day = _EPOCH + timedelta(days=int(frame[_DAY].iloc[row]))
+        entity = frame[spec.entity.join_key].iloc[row]
+        value = int(frame[_HIGH.format(i)].iloc[row]) * 2**32 + int(frame[_LOW.format(i)].iloc[row])
+        same_day = (frame[_DAY] == frame[_DAY].iloc[row]).to_numpy()
+        raise overflow_error(spec, day, name, entity.item() if isinstance(entity, np.generic) else entity, value,
+                             int(bad[same_day].sum()))
+    return frame.drop(columns=[c for i, _ in parts for c in (_HIGH.format(i), _LOW.format(i))])
 
 
 def _prepared(events, a: Agg):

@@ -13,11 +13,14 @@ from datetime import date, datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
+from feature_platform.errors import AggregationOverflowError
+from feature_platform.sources.sessions import _cut
 from feature_platform.spec import Agg, FeatureViewSpec
 
 EVENT_TIMESTAMP = "event_timestamp"
 CREATED_TIMESTAMP = "created_timestamp"
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _PANDAS_DTYPE = {"int64": "int64", "float32": "float32", "float64": "float64", "string": "object", "bool": "bool"}
 
 
@@ -37,7 +40,8 @@ def aggregate_day(spec: FeatureViewSpec, raw: pd.DataFrame, day: date) -> pd.Dat
 
     Returns one row per entity with an event in the window, plus a closing row for each entity whose
     window was non-empty the day before and is empty now. Columns: join key, features (spec dtypes),
-    event_timestamp (tz-aware UTC). Sorted by join key.
+    event_timestamp (tz-aware UTC). Sorted by join key. An integer sum that does not fit its int64 feature
+    raises `AggregationOverflowError` (pandas' own int64 sum would wrap around).
     """
     agg = spec.aggregation
     key = spec.entity.join_key
@@ -48,6 +52,7 @@ def aggregate_day(spec: FeatureViewSpec, raw: pd.DataFrame, day: date) -> pd.Dat
     previous_keys = raw.loc[(ts >= start - pd.Timedelta(days=1)) & (ts < end - pd.Timedelta(days=1)), key].unique()
 
     features = _aggregate(current, key, agg.aggs)
+    _check_fits(spec, day, features)
     closing_keys = np.setdiff1d(previous_keys, features[key].to_numpy())
     closing = pd.DataFrame({key: closing_keys})
     for a in agg.aggs:
@@ -116,10 +121,51 @@ def _aggregate(events: pd.DataFrame, key: str, aggs: Sequence[Agg]) -> pd.DataFr
             values = grouped[a.column].nunique()
         elif a.fn == "count":
             values = grouped[a.column].count()
+        elif a.fn == "sum" and events[a.column].dtype.kind in "iu" and may_overflow(events[a.column].to_numpy()):
+            # pandas' int64 sum wraps around silently: add Python ints (exact), checked by `_check_fits`
+            values = events[a.column].astype(object).groupby(events[key], sort=True).sum()
         else:
             values = getattr(grouped[a.column], a.fn)()
         out[a.feature] = values.reindex(keys).to_numpy()
     return out
+
+
+def may_overflow(values: np.ndarray) -> bool:
+    """Whether some sum of the integers `values` could leave int64. Never when `len * max|value|` fits, which
+    costs a min and a max; only then do the engines take their exact (slower) path."""
+    if len(values) == 0:
+        return False
+    return max(-int(values.min()), int(values.max())) * len(values) > INT64_MAX
+
+
+def _check_fits(spec: FeatureViewSpec, day: date, features: pd.DataFrame) -> None:
+    """Raise `AggregationOverflowError` if an exact (Python int) sum of an int64 feature does not fit int64."""
+    key = spec.entity.join_key
+    sums = {a.feature for a in spec.aggregation.aggs if a.fn == "sum"}
+    exact = [f.name for f in spec.fields if f.name in sums and f.dtype == "int64" and features[f.name].dtype == object]
+    if not exact:
+        return
+    outside = pd.DataFrame({name: [isinstance(v, int) and not INT64_MIN <= v <= INT64_MAX for v in features[name]]
+                            for name in exact})
+    if outside.to_numpy().any():
+        row = int(outside.any(axis=1).to_numpy().argmax())  # rows are sorted by key
+        name = next(n for n in exact if outside.at[row, n])
+        entity = features[key].iloc[row]
+        raise overflow_error(spec, day, name, entity.item() if isinstance(entity, np.generic) else entity,
+                             int(features[name].iloc[row]), int(outside.to_numpy().sum()))
+
+
+def overflow_error(spec: FeatureViewSpec, day: date, feature: str, entity, value: int,
+                   count: int) -> AggregationOverflowError:
+    """The error both engines raise for the first value (in day, then key, then spec order) that does not fit
+    its feature's dtype; `count`: how many values of that day overflow."""
+    agg = next(a for a in spec.aggregation.aggs if a.feature == feature)
+    more = f" ({count} values of this partition overflow)" if count > 1 else ""
+    return AggregationOverflowError(
+        f"feature view {spec.name!r}, partition {day}: feature {feature!r} ({agg.fn} of {agg.column!r}) of "
+        f"{spec.entity.join_key}={_cut(entity)} is {value}, outside {spec.field(feature).dtype} "
+        f"({INT64_MIN}..{INT64_MAX}){more}; the partition fails and nothing is written for it",
+        view=spec.name, partition=day.isoformat(), feature=feature, entity=entity, value=value)
 
 
 def _mode(events: pd.DataFrame, key: str, column: str) -> pd.Series:

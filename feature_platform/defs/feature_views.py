@@ -6,7 +6,8 @@ online/offline skew and drift checks are evaluated by the same op. A single
 partition is one run; a backfill runs `BackfillPolicy.multi_run` ranges of up to
 FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN days, computed in one vectorized pass a chunk of days at a
 time (so memory is bounded by a chunk, not by the range). Each day still gets its own
-materialization, metadata and check result.
+materialization, metadata and check result. A run that fails records exactly the days it kept in both
+stores (`materialize_range`), and records them before evaluating their checks.
 """
 
 
@@ -114,7 +115,15 @@ def _build(spec: FeatureViewSpec, settings: Settings) -> dg.AssetsDefinition:
                     "failure_cases": dg.MetadataValue.md(exc.failures.head(20).to_markdown(index=False)),
                     "quarantine": dg.MetadataValue.path(exc.quarantine_path),
                 })
-            raise dg.Failure(description=str(exc), metadata={"quarantine": dg.MetadataValue.path(exc.quarantine_path)}) from exc
+            raise dg.Failure(description="\n".join([str(exc), *getattr(exc, "__notes__", ())]),  # + the days kept
+                             metadata={"quarantine": dg.MetadataValue.path(exc.quarantine_path)}) from exc
+        except Exception as exc:
+            # Any other failure: the days kept in both stores before it (`completed`) are recorded too.
+            try:
+                yield from report.partitions(getattr(exc, "completed", []), complete=False)
+            except Exception as checks:  # noqa: BLE001 - the run's own error is the one to raise
+                context.log.error("%s: checks of the partitions kept before the failure: %s", spec.name, checks)
+            raise
         yield from report.partitions(results)
 
     return _feature_view
@@ -162,13 +171,20 @@ class _Report:
         A complete range run yields one `MaterializeResult` for the range, as Dagster's own range runs do:
         the asset's output, so downstream steps (the partition-freshness check) run, with metadata shared by
         its partitions (totals and a per-partition table). A failed one yields a materialization event per
-        written partition instead (an output would cover the unwritten days too).
+        kept partition instead (an output would cover the unwritten days too). The materializations come
+        first, so a check that fails to evaluate (the skew check reads the online store) cannot lose them.
         """
+        # The materializations first: written partitions are recorded even if a check below cannot be evaluated
+        # (the skew check reads the online store back).
         if self.single:
             if results:
                 yield dg.MaterializeResult(asset_key=self.key, metadata=materialization_metadata(self.spec, results[0]))
         elif complete:
             yield dg.MaterializeResult(asset_key=self.key, metadata=range_metadata(self.spec, results))
+        else:
+            for result in results:
+                yield dg.AssetMaterialization(asset_key=self.key, partition=result.day.isoformat(),
+                                              metadata=materialization_metadata(self.spec, result))
         if results:  # one line per run: each log line is a stored Dagster event (per-day figures are in the metadata)
             self.context.log.info(
                 "%s %s..%s: %d partitions, %d rows (%d closing), %d written online in %.2fs",
@@ -178,10 +194,7 @@ class _Report:
             )
         skew = skew_reports(self.runtime, self.spec, {r.day: self.samples[r.day] for r in results if r.day in self.samples})
         for result in results:
-            day, partition = result.day, result.day.isoformat()
-            if not self.single and not complete:
-                yield dg.AssetMaterialization(asset_key=self.key, partition=partition,
-                                              metadata=materialization_metadata(self.spec, result))
+            day = result.day
             if PANDERA_CHECK in self.selected:
                 yield self.check(PANDERA_CHECK, day, passed=True, metadata={"rows": result.rows})
             if day in self.drift:

@@ -62,7 +62,7 @@ def write_day(directory: Path, day: date, n_users: int, seed: int = 7) -> Path:
     """Generate `day` and write it atomically as `<directory>/<day>.parquet`; returns the path."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{day.isoformat()}.parquet"
-    tmp = path.with_suffix(".parquet.tmp")
+    tmp = directory / f".{path.name}.tmp"  # hidden: a reader of the directory skips it while it is written
     table = pa.Table.from_pandas(generate_day(day, n_users, seed), schema=SCHEMA, preserve_index=False)
     pq.write_table(table, tmp)
     tmp.replace(path)

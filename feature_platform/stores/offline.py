@@ -1,12 +1,15 @@
 """Offline tables: one row per (entity, feature timestamp), written a whole partition at a time.
 
 A partition write replaces exactly that partition, atomically: a reader sees the old partition
-or the new one, never a mix and never duplicates.
+or the new one, never a mix and never duplicates. A range run writes through `partition_writes`, which
+keeps what each partition held before until the run settles, so a run that cannot complete its online
+write can put the offline partitions back as they were.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 from datetime import date
 
 import pandas as pd
@@ -24,6 +27,10 @@ class OfflineStore(ABC):
     @abstractmethod
     def write_partition(self, spec: FeatureViewSpec, day: date, rows: pd.DataFrame) -> None:
         """Replace partition `day` of `spec` with `rows` (join key, features, event/created timestamps)."""
+
+    @abstractmethod
+    def partition_writes(self, spec: FeatureViewSpec) -> PartitionWrites:
+        """A journal for one run's partition replacements of `spec` (see `PartitionWrites`)."""
 
     @abstractmethod
     def write_batch(self, spec: FeatureViewSpec, batch_id: str, rows: pd.DataFrame) -> None:
@@ -68,6 +75,24 @@ class OfflineStore(ABC):
         lo = None if start is None else cls.partition_timestamp(start) - (pd.Timedelta(days=1) if pushed else pd.Timedelta(0))
         hi = None if end is None else cls.partition_timestamp(end) - (pd.Timedelta(microseconds=1) if pushed else pd.Timedelta(0))
         return lo, hi
+
+
+class PartitionWrites(ABC):
+    """The partition replacements of one range run, undoable until the run settles.
+
+    `write` replaces a partition as `OfflineStore.write_partition` does, having first put aside what the
+    partition held (nothing, for a new one). `settle(keep)` then keeps the days in `keep` and puts every other
+    day this journal touched back as it was (a day whose write failed too: it may have landed), and forgets
+    the journal. A process killed before it settles leaves its journal behind (see docs/operations.md).
+    """
+
+    @abstractmethod
+    def write(self, day: date, rows: pd.DataFrame) -> None:
+        """Replace partition `day` with `rows`, keeping its previous contents until `settle`."""
+
+    @abstractmethod
+    def settle(self, keep: Collection[date]) -> None:
+        """Keep the days in `keep`, restore the other touched days' previous contents, drop the journal."""
 
 
 def offline_store(settings: Settings) -> OfflineStore:

@@ -4,12 +4,17 @@ A batch view's segment is a partition day (`<view>/<YYYY-MM-DD>.parquet`); a pus
 (`<view>/batch-<id>.parquet`). A file is written beside its final name and renamed into place, which
 is atomic on POSIX, so a crash leaves the previous segment intact and rewriting a segment never
 duplicates rows. Feast reads the directory as the view's FileSource.
+
+A range run's journal (`partition_writes`) is a directory outside the view's, `.undo/<view>/<run>/`,
+holding a hard link to each partition file the run replaced; restoring one is a rename back.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
+from collections.abc import Collection
 from datetime import date
 from pathlib import Path
 
@@ -21,7 +26,7 @@ import pyarrow.parquet as pq
 
 from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
 from feature_platform.spec import FeatureViewSpec
-from feature_platform.stores.offline import OfflineStore
+from feature_platform.stores.offline import OfflineStore, PartitionWrites
 from feature_platform.stores.schema import arrow_schema
 
 
@@ -54,6 +59,9 @@ class ParquetOfflineStore(OfflineStore):
 
     def write_partition(self, spec: FeatureViewSpec, day: date, rows: pd.DataFrame) -> None:
         self._write(spec, day.isoformat(), rows)
+
+    def partition_writes(self, spec: FeatureViewSpec) -> PartitionWrites:
+        return _ParquetPartitionWrites(self, spec)
 
     def write_batch(self, spec: FeatureViewSpec, batch_id: str, rows: pd.DataFrame) -> None:
         self._write(spec, f"batch-{batch_id}", rows)
@@ -104,3 +112,38 @@ class ParquetOfflineStore(OfflineStore):
             except ValueError:
                 continue  # a pushed batch, not a partition
         return sorted(days)
+
+
+class _ParquetPartitionWrites(PartitionWrites):
+    def __init__(self, store: ParquetOfflineStore, spec: FeatureViewSpec):
+        self.store, self.spec = store, spec
+        self.journal = store.root / ".undo" / spec.name / uuid.uuid4().hex
+        self.days: list[date] = []
+
+    def write(self, day: date, rows: pd.DataFrame) -> None:
+        final = self.store._dir(self.spec) / f"{day.isoformat()}.parquet"
+        self.journal.mkdir(parents=True, exist_ok=True)
+        if final.exists():  # a hard link: the old file stays whole when the new one is renamed over it
+            try:
+                os.link(final, self.journal / final.name)
+            except OSError:  # a filesystem without hard links
+                shutil.copy2(final, self.journal / final.name)
+        self.days.append(day)  # before the write: a failed write is undone like any other
+        self.store.write_partition(self.spec, day, rows)
+
+    def settle(self, keep: Collection[date]) -> None:
+        for day in reversed(self.days):
+            if day in keep:
+                continue
+            name = f"{day.isoformat()}.parquet"
+            if (self.journal / name).exists():
+                os.replace(self.journal / name, self.store._dir(self.spec) / name)
+            else:  # the partition did not exist before the run
+                (self.store._dir(self.spec) / name).unlink(missing_ok=True)
+        self.days = []
+        shutil.rmtree(self.journal, ignore_errors=True)
+        for empty in (self.journal.parent, self.journal.parent.parent):
+            try:
+                empty.rmdir()
+            except OSError:  # another run's journal is there, or it was never created
+                break

@@ -4,11 +4,18 @@ A partition is replaced in one transaction (delete its feature timestamp, COPY t
 under an advisory lock per (view, partition) so concurrent writers of the same partition queue.
 A connection lost mid-write rolls the transaction back (StoreUnavailableError names the view and
 partition); if it is lost during COMMIT, the server may have committed: old rows or new, never a mix.
+
+A range run's journal (`partition_writes`) is an unlogged table `offline_undo.<view>_<run>`: each
+partition's replacement moves its old rows there and adds a marker row (a null key) in the same
+transaction, so the journal knows exactly which replacements committed, even one whose COMMIT answer was
+lost; restoring is one transaction, dropping the table forgets the journal.
 """
 
 from __future__ import annotations
 
 import io
+import uuid
+from collections.abc import Collection
 from datetime import date
 
 import pandas as pd
@@ -18,10 +25,13 @@ from psycopg import sql
 from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
 from feature_platform.config import OFFLINE_SCHEMA, Settings
 from feature_platform.spec import FeatureViewSpec
-from feature_platform.stores.offline import OfflineStore
+from feature_platform.stores.offline import OfflineStore, PartitionWrites
 from feature_platform.stores.postgres import connect
 from feature_platform.stores.schema import arrow_schema, sql_columns
 from feature_platform.stores.unavailable import store_errors
+
+UNDO_SCHEMA = "offline_undo"  # range runs' journals, out of the offline schema Feast and readers see
+_DDL_LOCK = "feature_platform/offline-ddl"
 
 
 class PostgresOfflineStore(OfflineStore):
@@ -43,7 +53,7 @@ class PostgresOfflineStore(OfflineStore):
         key = sql.SQL(", ").join([sql.Identifier(spec.entity.join_key), sql.Identifier(EVENT_TIMESTAMP)])
         # IF NOT EXISTS is not safe against a concurrent creator (PostgreSQL raises UniqueViolation on its
         # catalog): writers in other processes queue on this lock until the first one's DDL committed.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("feature_platform/offline-ddl",))
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_DDL_LOCK,))
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(OFFLINE_SCHEMA)))
         conn.execute(
             sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(self._table(spec), cols, key)
@@ -52,20 +62,33 @@ class PostgresOfflineStore(OfflineStore):
         self._ready.add(spec.name)
 
     def write_partition(self, spec: FeatureViewSpec, day: date, rows: pd.DataFrame) -> None:
+        self._replace(spec, day, rows)
+
+    def partition_writes(self, spec: FeatureViewSpec) -> PartitionWrites:
+        return _PostgresPartitionWrites(self, spec)
+
+    def _replace(self, spec: FeatureViewSpec, day: date, rows: pd.DataFrame, undo: sql.Composed | None = None) -> None:
+        """Replace partition `day` in one transaction; with `undo`, its old rows and a marker go there."""
         columns = self.columns(spec)
         buf = io.StringIO()
         rows[columns].to_csv(buf, index=False, header=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S.%f%z")
         doing = f"writing partition {day} of {spec.name!r} offline (all or nothing: re-run it)"
+        stamp = self.partition_timestamp(day).to_pydatetime()
+        names = sql.SQL(", ").join(map(sql.Identifier, columns))
         with store_errors(self.settings, doing), connect(self.settings) as conn:
             self._ensure(conn, spec)
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{spec.name}/{day.isoformat()}",))
-                conn.execute(
-                    sql.SQL("DELETE FROM {} WHERE {} = %s").format(self._table(spec), sql.Identifier(EVENT_TIMESTAMP)),
-                    (self.partition_timestamp(day).to_pydatetime(),),
-                )
+                delete = sql.SQL("DELETE FROM {} WHERE {} = %s").format(self._table(spec), sql.Identifier(EVENT_TIMESTAMP))
+                if undo is None:
+                    conn.execute(delete, (stamp,))
+                else:
+                    conn.execute(sql.SQL("WITH old AS ({} RETURNING {}) INSERT INTO {} ({}) SELECT {} FROM old").format(
+                        delete, names, undo, names, names), (stamp,))
+                    conn.execute(sql.SQL("INSERT INTO {} ({}) VALUES (%s)").format(undo, sql.Identifier(EVENT_TIMESTAMP)),
+                                 (stamp,))
                 copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, NULL '\\N')").format(
-                    self._table(spec), sql.SQL(", ").join(map(sql.Identifier, columns))
+                    self._table(spec), names
                 )
                 with conn.cursor().copy(copy_sql) as copy:
                     copy.write(buf.getvalue())
@@ -167,3 +190,54 @@ class PostgresOfflineStore(OfflineStore):
                     done.append(stmt.as_string(conn))
         self._ready.discard(spec.name)
         return done
+
+
+class _PostgresPartitionWrites(PartitionWrites):
+    def __init__(self, store: PostgresOfflineStore, spec: FeatureViewSpec):
+        self.store, self.spec = store, spec
+        self.undo = sql.Identifier(UNDO_SCHEMA, f"{spec.name[:40]}_{uuid.uuid4().hex[:16]}")
+        self.created = False
+
+    def write(self, day: date, rows: pd.DataFrame) -> None:
+        if not self.created:
+            self._create()
+        self.store._replace(self.spec, day, rows, undo=self.undo)
+
+    def _create(self) -> None:
+        store, spec = self.store, self.spec
+        columns = sql.SQL(", ").join(map(sql.Identifier, store.columns(spec)))
+        with store_errors(store.settings, f"creating the run journal of {spec.name!r} offline"), \
+                connect(store.settings) as conn:
+            store._ensure(conn, spec)
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_DDL_LOCK,))
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(UNDO_SCHEMA)))
+            # CREATE TABLE AS copies no NOT NULL: marker rows have a null key.
+            conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} AS SELECT {} FROM {} WITH NO DATA").format(
+                self.undo, columns, store._table(spec)))
+            conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(
+                self.undo, sql.Literal(f"undo journal of a range run of offline.{spec.name}")))
+            conn.commit()
+        self.created = True
+
+    def settle(self, keep: Collection[date]) -> None:
+        if not self.created:
+            return
+        store, spec = self.store, self.spec
+        key, ts = sql.Identifier(spec.entity.join_key), sql.Identifier(EVENT_TIMESTAMP)
+        names = sql.SQL(", ").join(map(sql.Identifier, store.columns(spec)))
+        kept = {store.partition_timestamp(d) for d in keep}
+        with store_errors(store.settings, f"settling the run journal of {spec.name!r} offline"), \
+                connect(store.settings) as conn, conn.transaction():
+            touched = [r[0] for r in conn.execute(sql.SQL("SELECT DISTINCT {} FROM {} WHERE {} IS NULL ORDER BY 1").format(
+                ts, self.undo, key)).fetchall()]
+            restore = [t for t in touched if pd.Timestamp(t).tz_convert("UTC") not in kept]
+            if restore:
+                for stamp in restore:  # the writers' locks, in one order
+                    day = (pd.Timestamp(stamp).tz_convert("UTC") - pd.Timedelta(days=1)).date()
+                    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{spec.name}/{day.isoformat()}",))
+                conn.execute(sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(store._table(spec), ts), (restore,))
+                conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} WHERE {} IS NOT NULL AND {} = ANY(%s)").format(
+                    store._table(spec), names, names, self.undo, key, ts), (restore,))
+            conn.execute(sql.SQL("DROP TABLE {}").format(self.undo))
+        self.created = False
