@@ -44,6 +44,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "FEATURE_PLATFORM_ALERT_WEBHOOK_URL": ("", "Generic webhook for alerts (JSON POST); empty: Dagster log only"),
     "FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL": ("", "Slack-compatible incoming webhook for alerts; empty: none"),
     "FEATURE_PLATFORM_SERVING_TOKENS_FILE": ("", "YAML file of the HTTP feature server's callers: token (or its sha256) and roles; empty: no authentication (loopback only)"),
+    "FEATURE_PLATFORM_SERVING_MAX_BODY_BYTES": ("4194304", "Largest request body the HTTP feature server reads, in bytes; a larger one is refused with 413"),
+    "FEATURE_PLATFORM_SERVING_MAX_ENTITIES": ("10000", "Most entity rows one /get-online-features request may ask for; more are refused with 413"),
     "FEATURE_PLATFORM_ONLINE_READ_TIMEOUT_SEC": ("2", "Seconds one online read (API, CLI `online`, HTTP server, `/health`) waits for Redis; a Redis that is down or frozen fails it with StoreUnavailableError instead of hanging it"),
     "FEATURE_PLATFORM_ONLINE_WRITE_TIMEOUT_SEC": ("10", "Seconds one online write (materialization, push) keeps retrying an unreachable or unresponsive Redis before it fails with StoreUnavailableError"),
 }
@@ -128,6 +130,8 @@ class Settings:
     alert_slack_webhook_url: str = field(default="", repr=False)
     backfill_days_per_run: int = 92
     serving_tokens_file: str = ""
+    serving_max_body_bytes: int = 4 * 1024 * 1024
+    serving_max_entities: int = 10_000
     online_read_timeout_sec: float = 2.0
     online_write_timeout_sec: float = 10.0
     engine: Engine = "pandas"
@@ -171,6 +175,8 @@ class Settings:
             alert_slack_webhook_url=_env("FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL", env),
             backfill_days_per_run=_positive_int("FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN", env),
             serving_tokens_file=_env("FEATURE_PLATFORM_SERVING_TOKENS_FILE", env),
+            serving_max_body_bytes=_positive_int("FEATURE_PLATFORM_SERVING_MAX_BODY_BYTES", env),
+            serving_max_entities=_positive_int("FEATURE_PLATFORM_SERVING_MAX_ENTITIES", env),
             online_read_timeout_sec=_positive_seconds("FEATURE_PLATFORM_ONLINE_READ_TIMEOUT_SEC", env),
             online_write_timeout_sec=_positive_seconds("FEATURE_PLATFORM_ONLINE_WRITE_TIMEOUT_SEC", env),
             engine=engine,  # type: ignore[arg-type]
@@ -257,6 +263,8 @@ class Settings:
             "FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL": self.alert_slack_webhook_url,
             "FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN": str(self.backfill_days_per_run),
             "FEATURE_PLATFORM_SERVING_TOKENS_FILE": self.serving_tokens_file,
+            "FEATURE_PLATFORM_SERVING_MAX_BODY_BYTES": str(self.serving_max_body_bytes),
+            "FEATURE_PLATFORM_SERVING_MAX_ENTITIES": str(self.serving_max_entities),
             "FEATURE_PLATFORM_ONLINE_READ_TIMEOUT_SEC": repr(self.online_read_timeout_sec),
             "FEATURE_PLATFORM_ONLINE_WRITE_TIMEOUT_SEC": repr(self.online_write_timeout_sec),
         }

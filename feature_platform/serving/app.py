@@ -37,11 +37,16 @@ class BadRequestError(FeaturePlatformError, ValueError):
     """A request the server cannot act on (malformed body, unknown push mode)."""
 
 
+class RequestTooLargeError(FeaturePlatformError):
+    """A request over the server's limits: its body's size or its number of entity rows (HTTP 413)."""
+
+
 HTTP_STATUS = [
     (UnknownFeatureViewError, status.HTTP_404_NOT_FOUND),
     (UnknownFeatureError, status.HTTP_404_NOT_FOUND),
     (ValueError, status.HTTP_400_BAD_REQUEST),  # the platform's input errors (dates, entities, batches, request fields)
     (StoreUnavailableError, status.HTTP_503_SERVICE_UNAVAILABLE),
+    (RequestTooLargeError, status.HTTP_413_CONTENT_TOO_LARGE),
     (AuthenticationError, status.HTTP_401_UNAUTHORIZED),
     (AccessDeniedError, status.HTTP_403_FORBIDDEN),
 ]
@@ -55,11 +60,17 @@ def build_app(platform, tokens: Tokens | None = None) -> FastAPI:
     store = PlatformFeatureStore(platform)
     app = get_app(store, registry_ttl_sec=REGISTRY_TTL_SEC)
     app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) in SERVED]
+    app.add_middleware(BodyLimit, max_bytes=platform.settings.serving_max_body_bytes)
+    max_entities = platform.settings.serving_max_entities
 
     @app.post("/get-online-features")
     async def get_online_features(request: GetOnlineFeaturesRequest, http: Request) -> JSONResponse:
         caller = access.authenticate(http.headers.get("authorization"), http.url.path)
         features = request.feature_service or request.features
+        rows = max((len(column) for column in request.entities.values()), default=0)
+        if rows > max_entities:  # before any work: the read would hold every row and value in memory at once
+            raise RequestTooLargeError(f"{rows} entity rows are over the server's limit of {max_entities} per "
+                                       "request (FEATURE_PLATFORM_SERVING_MAX_ENTITIES): split the request")
         await run_in_threadpool(access.read, caller, features, http.url.path)
         # Feast's request and response formats; the JSON is built from the platform's read directly (the
         # same document Feast's endpoint makes from its protobuf response, with a third to two-fifths less CPU).
@@ -98,6 +109,46 @@ def build_app(platform, tokens: Tokens | None = None) -> FastAPI:
         return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=code, headers=headers)
 
     return app
+
+
+class BodyLimit:
+    """ASGI middleware: a request's body is read up to `max_bytes` and a larger one refused with 413, by its
+    Content-Length before anything is read, or as soon as a streamed body passes the limit; the app then gets
+    the body from memory. An oversized request costs the server neither memory nor parsing."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._refuse(f"request body of {int(declared)} bytes", scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return None
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await self._refuse("request body", scope, receive, send)
+            more = message.get("more_body", False)
+        body = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replay():
+            return body.pop() if body else await receive()  # then: the client's disconnect, if it goes
+
+        return await self.app(scope, replay, send)
+
+    async def _refuse(self, what: str, scope, receive, send) -> None:
+        error = RequestTooLargeError(f"{what} is over the server's limit of {self.max_bytes} bytes "
+                                     "(FEATURE_PLATFORM_SERVING_MAX_BODY_BYTES)")
+        response = JSONResponse({"error": type(error).__name__, "detail": str(error)},
+                                status_code=status.HTTP_413_CONTENT_TOO_LARGE)
+        await response(scope, receive, send)
 
 
 def app_from_env() -> FastAPI:

@@ -30,6 +30,9 @@ from feature_platform.stores.sqlite_online import SqliteFeatures
 from feature_platform.stores.unavailable import store_errors
 
 PRESENT, MISSING, EXPIRED = "present", "missing", "expired"
+# Entity rows per Feast read on the embedded profile: below SQLite's bound-variable limit on every build
+# (999 before SQLite 3.32, 32766 since; Debian's 250000), and large enough that Feast's per-call cost is noise.
+SQLITE_READ_CHUNK = 900
 class Watermarks:
     """The newest feature timestamp written online, per view, kept beside the values (max-only)."""
 
@@ -235,8 +238,18 @@ class OnlineStore:
         return out
 
     def _read_through_feast(self, columns, entity_rows) -> dict:
-        if not entity_rows:  # Feast's SQLite read fails on an empty list (it indexes the first row)
-            return {c.view: ([], {c2.feature: [] for c2 in columns if c2.view == c.view}) for c in columns}
+        """{view: (stamps_ns, {feature: values})}, read through Feast in chunks of rows: Feast's SQLite read binds
+        one SQL variable per entity, so a read larger than SQLite's limit would fail (`too many SQL variables`)."""
+        out = {c.view: ([], {c2.feature: [] for c2 in columns if c2.view == c.view}) for c in columns}
+        for start in range(0, len(entity_rows), SQLITE_READ_CHUNK):
+            for view, (stamps, values) in self._read_chunk_through_feast(
+                    columns, entity_rows[start:start + SQLITE_READ_CHUNK]).items():
+                out[view][0].extend(stamps)
+                for feature, column in values.items():
+                    out[view][1][feature].extend(column)
+        return out  # no rows: no chunk (Feast's SQLite read fails on an empty list: it indexes the first row)
+
+    def _read_chunk_through_feast(self, columns, entity_rows) -> dict:
         refs = [f"{c.view}:{c.feature}" for c in columns]
         response = self.store.get_online_features(features=refs, entity_rows=entity_rows, full_feature_names=True)
         values = response.to_dict()
