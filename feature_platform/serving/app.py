@@ -125,8 +125,8 @@ def build_app(platform, tokens: Tokens | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI's default is a 422 quoting the whole input: a 400 naming where and what, never the input.
-        problems = "; ".join(f"{'.'.join(str(part) for part in e.get('loc', ()))}: {e.get('msg', '')}"
-                             for e in exc.errors()[:3])
+        problems = "; ".join(f"{'.'.join(str(part)[:40] for part in e.get('loc', ()))}: {e.get('msg', '')}"
+                             for e in exc.errors()[:3])  # a location may hold a client's key: cut each part
         error = BadRequestError(_short(f"invalid request: {problems}"))
         return JSONResponse({"error": type(error).__name__, "detail": str(error)},
                             status_code=status.HTTP_400_BAD_REQUEST)

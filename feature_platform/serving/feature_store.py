@@ -104,7 +104,7 @@ def _rows(entity_rows) -> list[dict]:
         keys = list(entity_rows)
         lengths = {k: len(entity_rows[k]) for k in keys}
         if len(set(lengths.values())) > 1:
-            shown = ", ".join(f"{k[:40]!r}: {n}" for k, n in list(lengths.items())[:5])
+            shown = ", ".join(f"{str(k)[:40]!r}: {n}" for k, n in list(lengths.items())[:5])
             raise InvalidEntityError(f"entity columns must have one value per row; their lengths differ ({shown}"
                                      f"{', ...' if len(lengths) > 5 else ''})")
         return [dict(zip(keys, values)) for values in zip(*(entity_rows[k] for k in keys))]
