@@ -172,14 +172,16 @@ class FeaturePlatform:
         """
         from feature_platform.ingest import push_direct, transport_for
         from feature_platform.push import check_columns, transportable
+        from feature_platform.stores.unavailable import store_errors
 
         spec = self._push_view(source)
         if not isinstance(batch, pd.DataFrame):
             raise TypeError(f"push expects a pandas DataFrame, not {type(batch).__name__}")
         batch = check_columns(spec, batch)  # text names: the dead-letter and the transports need them
-        if direct:
-            return push_direct(self.runtime, spec, batch)
-        return transport_for(self.runtime, spec).write(transportable(batch))
+        with store_errors(self.settings, f"pushing to {source!r}"):  # the transports' Redis, too
+            if direct:
+                return push_direct(self.runtime, spec, batch)
+            return transport_for(self.runtime, spec).write(transportable(batch))
 
     def ingest_pending(self, source: str) -> list:
         """Process every landed batch of `source`, and drain its direct log, now, through Dagster runs

@@ -144,7 +144,7 @@ def request_frame(plan_: FeaturePlan, source: pd.DataFrame, where: str) -> pd.Da
             raise RequestFeatureError(f"{where} lacks request field {f.name!r} of request feature view(s) {views}")
         try:
             out[f.name] = source[f.name].astype(SERVING_DTYPE[f.dtype])
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # e.g. 2**63 for an int64 field
             raise RequestFeatureError(f"{where}: request field {f.name!r} is not {f.dtype}: {exc}") from None
     return out
 
@@ -161,8 +161,8 @@ def online(platform, plan_: FeaturePlan, entity_rows: list[dict], *, with_metada
     read as usual (serving dtypes), then `compute` runs on them as it does for training sets. A
     request-time value is `present` when the function gave one, else `missing`."""
     rows = [dict(r) for r in entity_rows]
+    request = request_frame(plan_, pd.DataFrame(rows, index=pd.RangeIndex(len(rows))), "entity rows")  # before any read
     stored = platform.online_features(list(plan_.stored), rows, with_metadata=True, full_feature_names=True, now=now)
-    request = request_frame(plan_, pd.DataFrame(rows, index=stored.index), "entity rows")
     values = assemble(plan_, stored, request)
     keys = list(dict.fromkeys(k for r in rows for k in r)) if rows else []
     frame = pd.DataFrame({k: stored[k] if k in stored.columns else [r.get(k) for r in rows] for k in keys},

@@ -95,6 +95,11 @@ def test_a_missing_request_field_is_a_clear_error(platform):
         platform.online_features(REQUEST, [{"user_id": 2}], now=AT.to_pydatetime())
     with pytest.raises(RequestFeatureError, match="prompt_tokens.*int64"):
         platform.online_features(REQUEST, [{"user_id": 2, "prompt_tokens": "long"}], now=AT.to_pydatetime())
+    # Outside int64: refused as the field's error before any store reads the row (Feast's embedded read raised a
+    # raw ValueError converting the whole row; the HTTP server answered 500).
+    for value in (2**63, -(2**63) - 1):
+        with pytest.raises(RequestFeatureError, match="prompt_tokens.*int64"):
+            platform.online_features(REQUEST, [{"user_id": 2, "prompt_tokens": value}], now=AT.to_pydatetime())
     with pytest.raises(fp.UnknownFeatureError, match="no feature 'nope'"):
         platform.online_features(["user_activity_request:nope"], [{"user_id": 2, "prompt_tokens": 1}])
 
