@@ -241,13 +241,17 @@ class FeaturePlatform:
 
         from feature_platform.definitions import build_assets
         from feature_platform.defs.resources import resources_for
+        from feature_platform.defs.run_workers import fail_dead_runs, worker_tags
 
         if self._assets is None:
             self._assets = build_assets(self.settings)
-        tags = {}
+        # This process is the run's worker; a run of a killed one (still STARTED, holding a place in the run
+        # queue) is marked failed first, with or without Dagster's daemon.
+        tags = worker_tags()
+        fail_dead_runs(self.instance())
         if partition_range is not None:
-            tags = {"dagster/asset_partition_range_start": partition_range[0],
-                    "dagster/asset_partition_range_end": partition_range[1]}
+            tags |= {"dagster/asset_partition_range_start": partition_range[0],
+                     "dagster/asset_partition_range_end": partition_range[1]}
         result = dg.materialize(
             self._assets, selection=selection, partition_key=partition_key, instance=self.instance(),
             resources=resources_for(self.settings), raise_on_error=False, run_config=_QUIET, tags=tags,
