@@ -268,7 +268,9 @@ def dagster_instance_config(settings: Settings, resolved: bool = False) -> dict:
         "freshness": {"enabled": True},
     }
     if settings.profile == "embedded":
-        return {"storage": {"sqlite": {"base_dir": str(settings.dagster_home / "storage")}}, **common}
+        # Resolved, the path is absolute: `dagster dev` with this DAGSTER_HOME finds it from any directory.
+        storage = settings.dagster_home / "storage"
+        return {"storage": {"sqlite": {"base_dir": str(storage.resolve() if resolved else storage)}}, **common}
     db = {
         "hostname": {"env": "FEATURE_PLATFORM_PG_HOST"},
         "port": {"env": "FEATURE_PLATFORM_PG_PORT"},

@@ -284,6 +284,13 @@ class FeaturePlatform:
                     self._instance = DagsterInstance.from_config(str(home))
         return self._instance
 
+    def dagster_home(self) -> Path:
+        """The DAGSTER_HOME holding this profile's instance, where its runs and partitions are recorded: the one
+        `dagster dev` must use to show them (DAGSTER_HOME when set, else `$FEATURE_PLATFORM_HOME/dagster`, whose
+        dagster.yaml `instance()` writes)."""
+        self.instance()
+        return Path(os.environ.get("DAGSTER_HOME") or self.settings.dagster_home).resolve()
+
     # --- reads --------------------------------------------------------------------------------
     def offline_table(self, view: str, start: str | date | None = None, end: str | date | None = None) -> pd.DataFrame:
         """The offline rows of partitions `start..end` (inclusive; default: all)."""

@@ -230,6 +230,17 @@ def test_workspace_files_point_at_the_definitions():
     assert docker["host"] == "user_code" and str(docker["port"]) in COMPOSE["services"]["user_code"]["command"]
 
 
+def test_dagster_devs_temporary_instances_are_ignored_by_git(tmp_path):
+    """`dagster dev` without DAGSTER_HOME makes its instance in a `.tmp_dagster_home_*` folder of its working
+    directory (the repository root), left behind when it is killed."""
+    from dagster._cli.utils import TMP_DAGSTER_HOME_PREFIX
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    folder = f"{TMP_DAGSTER_HOME_PREFIX}k2x9_q1/history/runs.db"
+    assert subprocess.run(["git", "check-ignore", "-q", folder], cwd=ROOT).returncode == 0
+
+
 def test_every_variable_is_documented_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     assert [name for name in ENV_VARS if f"`{name}`" not in readme] == []
