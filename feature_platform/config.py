@@ -286,11 +286,23 @@ def dagster_instance_config(settings: Settings, resolved: bool = False) -> dict:
             "class": "QueuedRunCoordinator",
             "config": {"max_concurrent_runs": 2},
         },
+        # Dagster's default launcher, plus a check of each run's worker process (defs/run_workers.py): run
+        # monitoring (the daemon) marks a run whose worker was killed as failed, so it stops holding one of
+        # `max_concurrent_runs` for ever.
+        "run_launcher": {"module": "feature_platform.defs.run_workers", "class": "WorkerCheckingRunLauncher"},
+        "run_monitoring": {
+            "enabled": True,
+            "poll_interval_seconds": 30,
+            "start_timeout_seconds": 600,  # a run worker loads the code location first, slow on a busy machine
+            "max_resume_run_attempts": 0,  # the default launcher cannot resume a run: it is marked failed
+        },
         "telemetry": {"enabled": False},
         "freshness": {"enabled": True},
     }
     if settings.profile == "embedded":
-        return {"storage": {"sqlite": {"base_dir": str(settings.dagster_home / "storage")}}, **common}
+        # Resolved, the path is absolute: `dagster dev` with this DAGSTER_HOME finds it from any directory.
+        storage = settings.dagster_home / "storage"
+        return {"storage": {"sqlite": {"base_dir": str(storage.resolve() if resolved else storage)}}, **common}
     db = {
         "hostname": {"env": "FEATURE_PLATFORM_PG_HOST"},
         "port": {"env": "FEATURE_PLATFORM_PG_PORT"},

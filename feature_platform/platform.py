@@ -249,15 +249,19 @@ class FeaturePlatform:
 
         from feature_platform.definitions import build_assets
         from feature_platform.defs.resources import resources_for
+        from feature_platform.defs.run_workers import fail_dead_runs, worker_tags
 
         if self._assets is None:
             hook = _step_error_hook()
             self._assets = [a.with_hooks({hook}) if isinstance(a, dg.AssetsDefinition) else a
                             for a in build_assets(self.settings)]
-        tags = {}
+        # This process is the run's worker; a run of a killed one (still STARTED, holding a place in the run
+        # queue) is marked failed first, with or without Dagster's daemon.
+        tags = worker_tags()
+        fail_dead_runs(self.instance())
         if partition_range is not None:
-            tags = {"dagster/asset_partition_range_start": partition_range[0],
-                    "dagster/asset_partition_range_end": partition_range[1]}
+            tags |= {"dagster/asset_partition_range_start": partition_range[0],
+                     "dagster/asset_partition_range_end": partition_range[1]}
         result = dg.materialize(
             self._assets, selection=selection, partition_key=partition_key, instance=self.instance(),
             resources=resources_for(self.settings), raise_on_error=False, tags=tags,
@@ -293,6 +297,13 @@ class FeaturePlatform:
                     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
                     self._instance = DagsterInstance.from_config(str(home))
         return self._instance
+
+    def dagster_home(self) -> Path:
+        """The DAGSTER_HOME holding this profile's instance, where its runs and partitions are recorded: the one
+        `dagster dev` must use to show them (DAGSTER_HOME when set, else `$FEATURE_PLATFORM_HOME/dagster`, whose
+        dagster.yaml `instance()` writes)."""
+        self.instance()
+        return Path(os.environ.get("DAGSTER_HOME") or self.settings.dagster_home).resolve()
 
     # --- reads --------------------------------------------------------------------------------
     def offline_table(self, view: str, start: str | date | None = None, end: str | date | None = None) -> pd.DataFrame:

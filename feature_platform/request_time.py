@@ -135,6 +135,24 @@ def compute(spec: RequestFeatureViewSpec, stored: pd.DataFrame, request: pd.Data
     return result
 
 
+def feast_transformation(view: str, features_df: pd.DataFrame) -> pd.DataFrame:
+    """Request view `view` as Feast's on-demand feature view of that name computes it (`apply` registers one per
+    request view): the inputs and request fields Feast hands over (by feature name, Feast's dtypes) cast to the
+    serving dtypes, then `compute`, so stock Feast gets the platform's values from the same function."""
+    from feature_platform.specs import get_spec
+
+    spec = all_request_views()[view]
+    stored = pd.DataFrame(index=features_df.index)
+    for ref in spec.inputs:
+        source, _, feature = ref.partition(":")
+        full = f"{source}__{feature}"
+        column = features_df[full] if full in features_df.columns else features_df[feature]
+        stored[full] = column.astype(SERVING_DTYPE[get_spec(source).field(feature).dtype])
+    request = pd.DataFrame({f.name: features_df[f.name].astype(SERVING_DTYPE[f.dtype]) for f in spec.request_fields},
+                           index=features_df.index)
+    return compute(spec, stored, request)
+
+
 def request_frame(plan_: FeaturePlan, source: pd.DataFrame, where: str) -> pd.DataFrame:
     """The request fields out of `source` (entity rows or an entity frame), cast to their serving dtypes."""
     out = pd.DataFrame(index=source.index)

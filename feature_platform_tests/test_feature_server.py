@@ -11,6 +11,7 @@ import sys
 import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ FEATURES = ["user_activity:sessions_7d", "user_activity:avg_session_duration_sec
             "user_activity:total_tokens_7d", "user_realtime:current_session_messages"]
 STATUS = {"present": "PRESENT", "missing": "NOT_FOUND", "expired": "OUTSIDE_MAX_AGE"}
 REALTIME = "user_realtime_events"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module", params=["embedded", "services"])
@@ -91,6 +93,31 @@ def test_http_online_features_equal_the_python_api(served):
     assert realtime["statuses"][-3:] == ["PRESENT", "OUTSIDE_MAX_AGE", "NOT_FOUND"]
     stored = set(platform.offline_table("user_activity")["user_id"])
     assert [s == "PRESENT" for s in got["sessions_7d"]["statuses"]] == [u in stored for u in users]
+
+
+def test_an_absent_entity_as_stock_feast_and_the_platform_report_it(served):
+    """What docs/serving.md's table says of an absent entity holds: stock Feast (`feast serve` reads the same way)
+    reports it NOT_FOUND on SQLite but PRESENT with a null value on Redis; the platform NOT_FOUND on both."""
+    from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+
+    from feature_platform.stores.feast_repo import feature_store
+
+    platform, url = served
+    absent = 987654321
+    stock = feature_store(platform.settings).get_online_features(["user_activity:sessions_7d"], [{"user_id": absent}])
+    result = stock.proto.results[1]  # results[0] is the join key
+    stock_status = FieldStatus.Name(result.statuses[0])
+    assert result.values[0].WhichOneof("val") is None  # no value either way
+    ours = _by_name(_post(url, "/get-online-features", {"features": ["user_activity:sessions_7d"],
+                                                        "entities": {"user_id": [absent]}}).json())["sessions_7d"]
+    assert (ours["values"], ours["statuses"]) == ([None], ["NOT_FOUND"])
+
+    row = next(line for line in (ROOT / "docs" / "serving.md").read_text().splitlines()
+               if line.startswith("| An absent entity |"))
+    stock_cell, platform_cell = [cell.strip() for cell in row.strip("| ").split("|")][1:3]
+    store = {"embedded": "SQLite", "services": "Redis"}[platform.settings.profile]
+    assert f"`{stock_status}`" in next(part for part in stock_cell.split(";") if store in part), (store, stock_status)
+    assert platform_cell == "`NOT_FOUND`"
 
 
 def test_feature_service_and_full_feature_names(served):
