@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import shlex
 import sys
 import time
 import warnings
@@ -239,8 +240,11 @@ def _demo(platform: FeaturePlatform, args) -> int:
               f"sessions_7d null rate {training['sessions_7d'].isna().mean():.1%}")
     print(f"offline: {platform.runtime.offline.kind} · online: {platform.settings.profile} profile · "
           f"state in {platform.settings.home}")
-    print("next: `dagster dev` to browse the asset graph; `feature-platform online --view "
-          f"{spec.name} --entity {entity}` to read it again")
+    # `dagster dev` shows these runs and partitions only with this instance (run it with the same FEATURE_PLATFORM_*
+    # variables); without DAGSTER_HOME it would use the repository's dagster.yaml, i.e. the default home.
+    print(f"next: `DAGSTER_HOME={shlex.quote(str(platform.dagster_home()))} dagster dev -m feature_platform.definitions` "
+          "(with the same FEATURE_PLATFORM_* variables) to browse the asset graph, these runs and partitions; "
+          f"`feature-platform online --view {spec.name} --entity {entity}` to read it again")
     return 0
 
 

@@ -48,9 +48,17 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "FEATURE_PLATFORM_ALERT_WEBHOOK_URL": ("", "Generic webhook for alerts (JSON POST); empty: Dagster log only"),
     "FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL": ("", "Slack-compatible incoming webhook for alerts; empty: none"),
     "FEATURE_PLATFORM_SERVING_TOKENS_FILE": ("", "YAML file of the HTTP feature server's callers: token (or its sha256) and roles; empty: no authentication (loopback only)"),
+    "FEATURE_PLATFORM_SERVING_MAX_BODY_BYTES": ("4194304", "Largest request body the HTTP feature server reads, in bytes; a larger one is refused with 413"),
+    "FEATURE_PLATFORM_SERVING_MAX_ENTITIES": ("10000", "Most entity rows one /get-online-features request may ask for; more are refused with 413"),
+    "FEATURE_PLATFORM_ONLINE_READ_TIMEOUT_SEC": ("2", "Seconds one online read (API, CLI `online`, HTTP server, `/health`) waits for Redis; a Redis that is down or frozen fails it with StoreUnavailableError instead of hanging it"),
+    "FEATURE_PLATFORM_ONLINE_WRITE_TIMEOUT_SEC": ("10", "Seconds one online write (materialization, push) keeps retrying an unreachable or unresponsive Redis before it fails with StoreUnavailableError"),
 }
 
 OFFLINE_SCHEMA = "offline"  # PostgreSQL schema holding one table per feature view
+# Every PostgreSQL connection (psycopg, the Feast registry's SQLAlchemy engine, the Dagster storage of the
+# instance the API creates) gives up connecting after this long: a server that accepts TCP and never answers would otherwise hang it (libpq
+# waits forever, psycopg 130 s).
+PG_CONNECT_TIMEOUT_SEC = 5
 FEAST_PROJECT = "feature_platform"
 
 
@@ -161,6 +169,17 @@ def _webhook(name: str, environ: dict[str, str]) -> str:
     return raw
 
 
+def _positive_seconds(name: str, environ: dict[str, str]) -> float:
+    raw = _env(name, environ)
+    try:  # ASCII digits only, as for integers (float() would take '١' or '1_0'); '1e-05' is as_env's form
+        value = float(raw) if re.fullmatch(r"[0-9.eE+-]{1,32}", raw) else 0.0
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 86_400:  # a budget must end
+        raise _bad(name, raw, "a number of seconds above 0 and below a day (e.g. 2 or 0.5)")
+    return value
+
+
 def parse_nodes(raw: str) -> list[tuple[str, int]]:
     """`host:port,host:port` -> [(host, port)]; ConfigurationError naming the variable on anything else (Feast
     splits each node on ':', so a host cannot hold one: no IPv6 literals)."""
@@ -208,6 +227,10 @@ class Settings:
     alert_slack_webhook_url: str = field(default="", repr=False)
     backfill_days_per_run: int = 92
     serving_tokens_file: str = ""
+    serving_max_body_bytes: int = 4 * 1024 * 1024
+    serving_max_entities: int = 10_000
+    online_read_timeout_sec: float = 2.0
+    online_write_timeout_sec: float = 10.0
     engine: Engine = "pandas"
     spark_master: str = "local[2]"
     executor: str = "in_process"
@@ -251,6 +274,10 @@ class Settings:
             alert_slack_webhook_url=_webhook("FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL", env),
             backfill_days_per_run=_positive_int("FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN", env),
             serving_tokens_file=_path("FEATURE_PLATFORM_SERVING_TOKENS_FILE", env, empty=True),
+            serving_max_body_bytes=_positive_int("FEATURE_PLATFORM_SERVING_MAX_BODY_BYTES", env),
+            serving_max_entities=_positive_int("FEATURE_PLATFORM_SERVING_MAX_ENTITIES", env),
+            online_read_timeout_sec=_positive_seconds("FEATURE_PLATFORM_ONLINE_READ_TIMEOUT_SEC", env),
+            online_write_timeout_sec=_positive_seconds("FEATURE_PLATFORM_ONLINE_WRITE_TIMEOUT_SEC", env),
             engine=engine,  # type: ignore[arg-type]
             spark_master=_text("FEATURE_PLATFORM_SPARK_MASTER", env, "a Spark master URL such as local[2] or "
                                "spark://host:7077", spaces=False),
@@ -300,13 +327,14 @@ class Settings:
         from psycopg.conninfo import make_conninfo
 
         return make_conninfo(host=self.pg_host, port=self.pg_port, user=self.pg_user, dbname=db or self.pg_db,
-                             password=self.pg_password or None, connect_timeout=5)
+                             password=self.pg_password or None, connect_timeout=PG_CONNECT_TIMEOUT_SEC)
 
     def pg_sqlalchemy_url(self) -> str:
         from urllib.parse import quote
 
         auth = quote(self.pg_user, safe="") + (f":{quote(self.pg_password, safe='')}" if self.pg_password else "")
-        return f"postgresql+psycopg://{auth}@{self.pg_host}:{self.pg_port}/{self.pg_db}"
+        return (f"postgresql+psycopg://{auth}@{self.pg_host}:{self.pg_port}/{self.pg_db}"
+                f"?connect_timeout={PG_CONNECT_TIMEOUT_SEC}")
 
     def as_env(self) -> dict[str, str]:
         """The settings as environment variables (for subprocesses such as `dagster dev`)."""
@@ -335,6 +363,10 @@ class Settings:
             "FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL": self.alert_slack_webhook_url,
             "FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN": str(self.backfill_days_per_run),
             "FEATURE_PLATFORM_SERVING_TOKENS_FILE": self.serving_tokens_file,
+            "FEATURE_PLATFORM_SERVING_MAX_BODY_BYTES": str(self.serving_max_body_bytes),
+            "FEATURE_PLATFORM_SERVING_MAX_ENTITIES": str(self.serving_max_entities),
+            "FEATURE_PLATFORM_ONLINE_READ_TIMEOUT_SEC": repr(self.online_read_timeout_sec),
+            "FEATURE_PLATFORM_ONLINE_WRITE_TIMEOUT_SEC": repr(self.online_write_timeout_sec),
         }
         if not self.uses_generated_sessions:
             values["FEATURE_PLATFORM_SESSIONS_PATH"] = str(self.sessions_path)
@@ -354,11 +386,23 @@ def dagster_instance_config(settings: Settings, resolved: bool = False) -> dict:
             "class": "QueuedRunCoordinator",
             "config": {"max_concurrent_runs": 2},
         },
+        # Dagster's default launcher, plus a check of each run's worker process (defs/run_workers.py): run
+        # monitoring (the daemon) marks a run whose worker was killed as failed, so it stops holding one of
+        # `max_concurrent_runs` for ever.
+        "run_launcher": {"module": "feature_platform.defs.run_workers", "class": "WorkerCheckingRunLauncher"},
+        "run_monitoring": {
+            "enabled": True,
+            "poll_interval_seconds": 30,
+            "start_timeout_seconds": 600,  # a run worker loads the code location first, slow on a busy machine
+            "max_resume_run_attempts": 0,  # the default launcher cannot resume a run: it is marked failed
+        },
         "telemetry": {"enabled": False},
         "freshness": {"enabled": True},
     }
     if settings.profile == "embedded":
-        return {"storage": {"sqlite": {"base_dir": str(settings.dagster_home / "storage")}}, **common}
+        # Resolved, the path is absolute: `dagster dev` with this DAGSTER_HOME finds it from any directory.
+        storage = settings.dagster_home / "storage"
+        return {"storage": {"sqlite": {"base_dir": str(storage.resolve() if resolved else storage)}}, **common}
     db = {
         "hostname": {"env": "FEATURE_PLATFORM_PG_HOST"},
         "port": {"env": "FEATURE_PLATFORM_PG_PORT"},
@@ -373,6 +417,8 @@ def dagster_instance_config(settings: Settings, resolved: bool = False) -> dict:
             "username": settings.pg_user,
             "password": db["password"] if settings.pg_password else "",
             "db_name": settings.dagster_pg_db,
+            # libpq would wait forever on a server that accepts TCP and never answers
+            "params": {"connect_timeout": PG_CONNECT_TIMEOUT_SEC},
         }
     return {
         "storage": {

@@ -185,14 +185,16 @@ class FeaturePlatform:
         """
         from feature_platform.ingest import push_direct, transport_for
         from feature_platform.push import check_columns, transportable
+        from feature_platform.stores.unavailable import store_errors
 
         spec = self._push_view(source)
         if not isinstance(batch, pd.DataFrame):
             raise TypeError(f"push expects a pandas DataFrame, not {type(batch).__name__}")
         batch = check_columns(spec, batch)  # text names: the dead-letter and the transports need them
-        if direct:
-            return push_direct(self.runtime, spec, batch)
-        return transport_for(self.runtime, spec).write(transportable(batch))
+        with store_errors(self.settings, f"pushing to {source!r}"):  # the transports' Redis, too
+            if direct:
+                return push_direct(self.runtime, spec, batch)
+            return transport_for(self.runtime, spec).write(transportable(batch))
 
     def ingest_pending(self, source: str) -> list:
         """Process every landed batch of `source`, and drain its direct log, now, through Dagster runs
@@ -255,15 +257,19 @@ class FeaturePlatform:
 
         from feature_platform.definitions import build_assets
         from feature_platform.defs.resources import resources_for
+        from feature_platform.defs.run_workers import fail_dead_runs, worker_tags
 
         if self._assets is None:
             hook = _step_error_hook()
             self._assets = [a.with_hooks({hook}) if isinstance(a, dg.AssetsDefinition) else a
                             for a in build_assets(self.settings)]
-        tags = {}
+        # This process is the run's worker; a run of a killed one (still STARTED, holding a place in the run
+        # queue) is marked failed first, with or without Dagster's daemon.
+        tags = worker_tags()
+        fail_dead_runs(self.instance())
         if partition_range is not None:
-            tags = {"dagster/asset_partition_range_start": partition_range[0],
-                    "dagster/asset_partition_range_end": partition_range[1]}
+            tags |= {"dagster/asset_partition_range_start": partition_range[0],
+                     "dagster/asset_partition_range_end": partition_range[1]}
         result = dg.materialize(
             self._assets, selection=selection, partition_key=partition_key, instance=self.instance(),
             resources=resources_for(self.settings), raise_on_error=False, tags=tags,
@@ -299,6 +305,13 @@ class FeaturePlatform:
                     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
                     self._instance = DagsterInstance.from_config(str(home))
         return self._instance
+
+    def dagster_home(self) -> Path:
+        """The DAGSTER_HOME holding this profile's instance, where its runs and partitions are recorded: the one
+        `dagster dev` must use to show them (DAGSTER_HOME when set, else `$FEATURE_PLATFORM_HOME/dagster`, whose
+        dagster.yaml `instance()` writes)."""
+        self.instance()
+        return Path(os.environ.get("DAGSTER_HOME") or self.settings.dagster_home).resolve()
 
     # --- reads --------------------------------------------------------------------------------
     def offline_table(self, view: str, start: str | date | None = None, end: str | date | None = None) -> pd.DataFrame:

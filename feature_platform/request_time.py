@@ -135,6 +135,24 @@ def compute(spec: RequestFeatureViewSpec, stored: pd.DataFrame, request: pd.Data
     return result
 
 
+def feast_transformation(view: str, features_df: pd.DataFrame) -> pd.DataFrame:
+    """Request view `view` as Feast's on-demand feature view of that name computes it (`apply` registers one per
+    request view): the inputs and request fields Feast hands over (by feature name, Feast's dtypes) cast to the
+    serving dtypes, then `compute`, so stock Feast gets the platform's values from the same function."""
+    from feature_platform.specs import get_spec
+
+    spec = all_request_views()[view]
+    stored = pd.DataFrame(index=features_df.index)
+    for ref in spec.inputs:
+        source, _, feature = ref.partition(":")
+        full = f"{source}__{feature}"
+        column = features_df[full] if full in features_df.columns else features_df[feature]
+        stored[full] = column.astype(SERVING_DTYPE[get_spec(source).field(feature).dtype])
+    request = pd.DataFrame({f.name: features_df[f.name].astype(SERVING_DTYPE[f.dtype]) for f in spec.request_fields},
+                           index=features_df.index)
+    return compute(spec, stored, request)
+
+
 def request_frame(plan_: FeaturePlan, source: pd.DataFrame, where: str) -> pd.DataFrame:
     """The request fields out of `source` (entity rows or an entity frame), cast to their serving dtypes."""
     out = pd.DataFrame(index=source.index)
@@ -144,7 +162,7 @@ def request_frame(plan_: FeaturePlan, source: pd.DataFrame, where: str) -> pd.Da
             raise RequestFeatureError(f"{where} lacks request field {f.name!r} of request feature view(s) {views}")
         try:
             out[f.name] = source[f.name].astype(SERVING_DTYPE[f.dtype])
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # e.g. 2**63 for an int64 field
             raise RequestFeatureError(f"{where}: request field {f.name!r} is not {f.dtype}: "
                                       f"{shorten(exc, 300, quote=False)}") from None
     return out
@@ -162,8 +180,8 @@ def online(platform, plan_: FeaturePlan, entity_rows: list[dict], *, with_metada
     read as usual (serving dtypes), then `compute` runs on them as it does for training sets. A
     request-time value is `present` when the function gave one, else `missing`."""
     rows = [dict(r) for r in entity_rows]
+    request = request_frame(plan_, pd.DataFrame(rows, index=pd.RangeIndex(len(rows))), "entity rows")  # before any read
     stored = platform.online_features(list(plan_.stored), rows, with_metadata=True, full_feature_names=True, now=now)
-    request = request_frame(plan_, pd.DataFrame(rows, index=stored.index), "entity rows")
     values = assemble(plan_, stored, request)
     keys = list(dict.fromkeys(k for r in rows for k in r)) if rows else []
     frame = pd.DataFrame({k: stored[k] if k in stored.columns else [r.get(k) for r in rows] for k in keys},

@@ -99,6 +99,14 @@ def dagster_dev(workspace: Path, env: dict[str, str], cwd: Path, log_path: Path,
                 timeout: float = 180) -> Iterator[str]:
     """`dagster dev` (webserver + daemon) on a free loopback port; yields its base URL once the code
     location has loaded, and ends its whole process group afterwards."""
+    with dagster_dev_process(workspace, env, cwd, log_path, timeout) as (_, base_url):
+        yield base_url
+
+
+@contextmanager
+def dagster_dev_process(workspace: Path, env: dict[str, str], cwd: Path, log_path: Path,
+                        timeout: float = 180) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`dagster_dev`, yielding its process (the leader of its process group) with the base URL."""
     port = free_port()
     dagster = Path(sys.executable).with_name("dagster")
     command = [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port), "-w", str(workspace)]
@@ -108,7 +116,7 @@ def dagster_dev(workspace: Path, env: dict[str, str], cwd: Path, log_path: Path,
     base_url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_loaded(proc, base_url, log_path, timeout)
-        yield base_url
+        yield proc, base_url
     finally:
         _stop_group(proc)
 

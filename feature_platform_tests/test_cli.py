@@ -7,9 +7,11 @@ import io
 import math
 import os
 import re
+import shlex
 import subprocess
 import sys
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -76,6 +78,38 @@ def test_demo_runs_on_the_embedded_default(tmp_path):
     assert "distinct_models_7d        (not in this version)" in done.stdout
     assert (tmp_path / ".feature_platform" / "offline" / "user_activity_v3").is_dir()
     assert len(list((tmp_path / ".feature_platform" / "raw" / "sessions").glob("*.parquet"))) == 3 + 7
+
+
+@pytest.mark.parametrize("profile", ["embedded", pytest.param("services", marks=pytest.mark.services)])
+def test_the_demo_names_the_dagster_home_of_its_runs(profile, request, tmp_path):
+    """With a home of its own (FEATURE_PLATFORM_HOME), the demo's `next` hint names the DAGSTER_HOME that holds
+    its runs and partitions; `dagster dev` without it would use the repository's dagster.yaml (the default home)."""
+    import re
+
+    import dagster as dg
+
+    settings = request.getfixturevalue(f"{profile}_settings").with_(home=tmp_path / "custom home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FEATURE_PLATFORM_", "DAGSTER_HOME"))}
+    env |= {k: v for k, v in settings.as_env().items() if k not in ("FEATURE_PLATFORM_SESSIONS_PATH",
+                                                                     "FEATURE_PLATFORM_PARTITIONS_START")}
+    env["FEATURE_PLATFORM_DEMO_USERS"] = "200"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run([sys.executable, "-m", "feature_platform.cli", "demo", "--days", "3"], cwd=elsewhere,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    hint = re.search(r"next: `DAGSTER_HOME=(.+?) dagster dev -m feature_platform.definitions`", done.stdout)
+    assert hint, done.stdout[-1000:]
+    dagster_home = Path(shlex.split(hint.group(1))[0])
+    assert dagster_home == (tmp_path / "custom home" / "dagster").resolve()
+    # What `dagster dev` run with it (from any directory) shows: the demo's runs and its three partitions.
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
+    try:
+        days = instance.get_materialized_partitions(dg.AssetKey("user_activity"))
+        assert len(days) == 3 and len(instance.get_runs()) > 3
+    finally:
+        instance.dispose()
+    assert not list(elsewhere.iterdir())  # and nothing was written where the demo ran
 
 
 def test_stream_load_generator_lands_batches_and_direct_writes_online(embedded_settings):

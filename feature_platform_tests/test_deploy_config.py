@@ -179,11 +179,66 @@ def test_dagster_yaml_files_match_the_generated_instance_config():
             assert ref["env"] in ENV_VARS
 
 
+@pytest.mark.parametrize("shipped", ["dagster.yaml", pytest.param("deploy/dagster.services.yaml", marks=pytest.mark.services),
+                                     "deploy/scaling/dagster.k8s.yaml"])
+def test_shipped_dagster_yaml_files_monitor_runs(shipped, tmp_path, monkeypatch, request):
+    """Run monitoring is on in every shipped instance (its daemon marks runs whose worker died as failed), with
+    a run launcher that can check the workers; docker-compose's image uses the services file."""
+    from dagster._core.instance.config import dagster_instance_config as load_instance_config
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / shipped, home / "dagster.yaml")
+    config, _ = load_instance_config(str(home))  # validated against Dagster's instance schema
+    monitoring = config["run_monitoring"]
+    assert monitoring["enabled"] is True and monitoring["max_resume_run_attempts"] == 0
+    assert monitoring["poll_interval_seconds"] <= 60 and monitoring["start_timeout_seconds"] >= 180
+    if "k8s" in shipped:
+        assert config["run_launcher"]["class"] == "K8sRunLauncher"  # checks its pods itself
+        return
+    from dagster import DagsterInstance
+
+    from feature_platform.defs.run_workers import WorkerCheckingRunLauncher
+
+    monkeypatch.chdir(tmp_path)  # the embedded file's storage is relative
+    settings = Settings.from_env({})
+    if "services" in shipped:
+        from feature_platform.stores.postgres import ensure_database
+
+        settings = request.getfixturevalue("services_settings")
+        ensure_database(settings, settings.dagster_pg_db)
+    for name, value in settings.as_env().items():
+        monkeypatch.setenv(name, value)
+    instance = DagsterInstance.from_config(str(home))
+    try:
+        assert isinstance(instance.run_launcher, WorkerCheckingRunLauncher)
+        assert instance.run_launcher.supports_check_run_worker_health
+        assert instance.run_monitoring_enabled and "MONITORING" in instance.get_required_daemon_types()
+        assert instance.run_coordinator.get_run_queue_config().max_concurrent_runs == 2
+    finally:
+        instance.dispose()
+    if "services" in shipped:
+        dockerfile = (ROOT / "Dockerfile").read_text()
+        assert "cp deploy/dagster.services.yaml $DAGSTER_HOME/dagster.yaml" in dockerfile
+        assert COMPOSE["services"]["daemon"]["environment"]["DAGSTER_HOME"] == "/opt/dagster/home"
+
+
 def test_workspace_files_point_at_the_definitions():
     local = yaml.safe_load((ROOT / "workspace.yaml").read_text())["load_from"][0]["python_module"]
     assert (local["module_name"], local["attribute"]) == ("feature_platform.definitions", "defs")
     docker = yaml.safe_load((ROOT / "deploy" / "workspace.docker.yaml").read_text())["load_from"][0]["grpc_server"]
     assert docker["host"] == "user_code" and str(docker["port"]) in COMPOSE["services"]["user_code"]["command"]
+
+
+def test_dagster_devs_temporary_instances_are_ignored_by_git(tmp_path):
+    """`dagster dev` without DAGSTER_HOME makes its instance in a `.tmp_dagster_home_*` folder of its working
+    directory (the repository root), left behind when it is killed."""
+    from dagster._cli.utils import TMP_DAGSTER_HOME_PREFIX
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    folder = f"{TMP_DAGSTER_HOME_PREFIX}k2x9_q1/history/runs.db"
+    assert subprocess.run(["git", "check-ignore", "-q", folder], cwd=ROOT).returncode == 0
 
 
 def test_every_variable_is_documented_in_the_readme():

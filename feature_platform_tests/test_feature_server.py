@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,6 +28,7 @@ FEATURES = ["user_activity:sessions_7d", "user_activity:avg_session_duration_sec
             "user_activity:total_tokens_7d", "user_realtime:current_session_messages"]
 STATUS = {"present": "PRESENT", "missing": "NOT_FOUND", "expired": "OUTSIDE_MAX_AGE"}
 REALTIME = "user_realtime_events"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module", params=["embedded", "services"])
@@ -88,6 +93,31 @@ def test_http_online_features_equal_the_python_api(served):
     assert realtime["statuses"][-3:] == ["PRESENT", "OUTSIDE_MAX_AGE", "NOT_FOUND"]
     stored = set(platform.offline_table("user_activity")["user_id"])
     assert [s == "PRESENT" for s in got["sessions_7d"]["statuses"]] == [u in stored for u in users]
+
+
+def test_an_absent_entity_as_stock_feast_and_the_platform_report_it(served):
+    """What docs/serving.md's table says of an absent entity holds: stock Feast (`feast serve` reads the same way)
+    reports it NOT_FOUND on SQLite but PRESENT with a null value on Redis; the platform NOT_FOUND on both."""
+    from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+
+    from feature_platform.stores.feast_repo import feature_store
+
+    platform, url = served
+    absent = 987654321
+    stock = feature_store(platform.settings).get_online_features(["user_activity:sessions_7d"], [{"user_id": absent}])
+    result = stock.proto.results[1]  # results[0] is the join key
+    stock_status = FieldStatus.Name(result.statuses[0])
+    assert result.values[0].WhichOneof("val") is None  # no value either way
+    ours = _by_name(_post(url, "/get-online-features", {"features": ["user_activity:sessions_7d"],
+                                                        "entities": {"user_id": [absent]}}).json())["sessions_7d"]
+    assert (ours["values"], ours["statuses"]) == ([None], ["NOT_FOUND"])
+
+    row = next(line for line in (ROOT / "docs" / "serving.md").read_text().splitlines()
+               if line.startswith("| An absent entity |"))
+    stock_cell, platform_cell = [cell.strip() for cell in row.strip("| ").split("|")][1:3]
+    store = {"embedded": "SQLite", "services": "Redis"}[platform.settings.profile]
+    assert f"`{stock_status}`" in next(part for part in stock_cell.split(";") if store in part), (store, stock_status)
+    assert platform_cell == "`NOT_FOUND`"
 
 
 def test_feature_service_and_full_feature_names(served):
@@ -273,3 +303,87 @@ def test_the_served_json_is_feasts_own_response_document(served):
     pushed = _by_name(store.online_response_dict(realtime, {"user_id": [3]}))["last_active_minutes_ago"]
     assert pushed["statuses"] == ["PRESENT"] and pushed["values"] == [float(np.float32(0.1))]  # float32, as Feast's
     assert pd.Timestamp(pushed["event_timestamps"][0]) > pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=10)
+
+
+def test_oversized_requests_are_refused_with_413_naming_the_limit(served):
+    """Issue 19 item 8: a 7 MB body of 1M ids answered 500 after 117 s. Bodies over
+    FEATURE_PLATFORM_SERVING_MAX_BODY_BYTES are refused before they are read (or as soon as a streamed one passes
+    it), reads of more rows than FEATURE_PLATFORM_SERVING_MAX_ENTITIES before any work; both limits configurable."""
+    platform, url = served
+    feature = FEATURES[:1]
+    huge = json.dumps({"features": feature, "entities": {"user_id": list(range(1_000_000))}})
+    for body in (huge, (b"x" * 65_536 for _ in range(100))):  # a declared length, then a streamed (chunked) one
+        response = requests.post(url + "/get-online-features", data=body, timeout=60)
+        assert response.status_code == 413, response.text[:300]
+        assert "limit of 4194304 bytes (FEATURE_PLATFORM_SERVING_MAX_BODY_BYTES)" in response.json()["detail"]
+    many = _post(url, "/get-online-features", {"features": feature, "entities": {"user_id": list(range(10_001))}})
+    assert many.status_code == 413
+    assert "10001 entity rows are over the server's limit of 10000 per request (FEATURE_PLATFORM_SERVING_MAX_ENTITIES)" \
+        in many.json()["detail"]
+    at_limit = _post(url, "/get-online-features", {"features": feature, "entities": {"user_id": list(range(10_000))}})
+    assert at_limit.status_code == 200 and len(_by_name(at_limit.json())["sessions_7d"]["values"]) == 10_000
+
+    small = fp.FeaturePlatform(platform.settings.with_(serving_max_body_bytes=2_000, serving_max_entities=5))
+    with running_server(small) as small_url:
+        assert _post(small_url, "/get-online-features", {"features": feature, "entities": {"user_id": [1] * 5}}
+                     ).status_code == 200
+        refused = _post(small_url, "/get-online-features", {"features": feature, "entities": {"user_id": [1] * 6}})
+        assert refused.status_code == 413 and "limit of 5 per request" in refused.json()["detail"]
+        push = _post(small_url, "/push", {"push_source_name": REALTIME, "df": {"user_id": list(range(1_000))}})
+        assert push.status_code == 413 and "limit of 2000 bytes" in push.json()["detail"]
+
+
+@contextmanager
+def server_logs():
+    """Every log record of the in-process server: the root logger's and uvicorn's (which does not propagate)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(level=logging.DEBUG)
+    handler.emit = records.append
+    loggers = [logging.getLogger(), logging.getLogger("uvicorn")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+
+
+def test_bad_requests_are_400_one_line_never_echoed_never_a_traceback(served):
+    """Issue 19 item 9: mismatched entity columns were a 500 (a plain ValueError, its traceback logged three
+    times); malformed JSON and bodies of the wrong shape were FastAPI's 422 quoting the whole body."""
+    _platform, url = served
+    marker = "A" * 50_000
+    with server_logs() as records:
+        ragged = _post(url, "/get-online-features", {"features": FEATURES[:1],
+                                                     "entities": {"user_id": [1, 2], "prompt_tokens": [1]}})
+        assert ragged.status_code == 400, ragged.text[:300]
+        assert ragged.json() == {"error": "InvalidEntityError", "detail": "entity columns must have one value per "
+                                 "row; their lengths differ ('user_id': 2, 'prompt_tokens': 1)"}
+        for body in ('{"features": ["user_activity:sessions_7d"], "entities": {"user_id": [1, "' + marker,  # cut off
+                     json.dumps({"features": FEATURES[:1], "entities": marker}),  # not a table
+                     json.dumps([marker]), "", "null"):
+            response = requests.post(url + "/get-online-features", data=body, timeout=30,
+                                     headers={"Content-Type": "application/json"})
+            assert response.status_code == 400, (body[:80], response.status_code, response.text[:300])
+            assert response.json()["error"] == "BadRequestError" and "invalid request" in response.json()["detail"]
+            assert len(response.content) < 1_000 and "AAAA" not in response.text
+    assert not [r for r in records if r.exc_info or "Traceback" in r.getMessage()]
+
+
+def test_an_unexpected_error_is_a_500_logged_once_without_its_text(served, monkeypatch):
+    from feature_platform.serving.feature_store import PlatformFeatureStore
+
+    _platform, url = served
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("internal detail that must not reach the caller")
+
+    monkeypatch.setattr(PlatformFeatureStore, "online_response_dict", broken)
+    with server_logs() as records:
+        response = _post(url, "/get-online-features", {"features": FEATURES[:1], "entities": {"user_id": [1]}})
+    assert response.status_code == 500
+    assert response.json() == {"error": "FeaturePlatformError",
+                               "detail": "internal error (RuntimeError); the server logged it"}
+    logged = [r for r in records if r.exc_info or "Traceback" in r.getMessage()]
+    assert len(logged) == 1 and "internal detail" in str(logged[0].exc_info[1])

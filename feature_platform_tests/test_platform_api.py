@@ -125,3 +125,28 @@ def test_long_ranges_read_only_each_partitions_window(platform, monkeypatch):
     assert [(end - start).days for start, end in ranges] == [3 + 7, 3 + 7, 1 + 7]
     assert [end.date().isoformat() for _, end in ranges] == ["2026-01-08", "2026-01-11", "2026-01-12"]
     assert len(platform.offline_table("user_activity", "2026-01-05", "2026-01-11").groupby("event_timestamp")) == 7
+
+@pytest.mark.parametrize("profile", ["embedded", pytest.param("services", marks=pytest.mark.services)])
+def test_offline_tables_have_one_set_of_dtypes_on_both_profiles(profile, request, fresh_clock):
+    """`offline_table` returns the offline schema's dtypes on either store (timestamps datetime64[us, UTC]: the
+    precision both stores keep), for a batch view and a pushed one, empty or not."""
+    from feature_platform.specs import get_spec
+    from feature_platform.stores.schema import arrow_schema
+    from feature_platform_tests.realtime_events import event_batch
+
+    settings = request.getfixturevalue(f"{profile}_settings")
+    write_sessions(settings.sessions_path, pd.concat([generate_day(date(2026, 1, d), 50) for d in range(1, 4)]))
+    platform = fp.FeaturePlatform(settings)
+    for view in ("user_activity", "user_realtime"):
+        want = arrow_schema(get_spec(view), reading=True).empty_table().to_pandas().dtypes.to_dict()
+        assert platform.offline_table(view).dtypes.to_dict() == want, view  # empty
+    platform.materialize("user_activity", "2026-01-02", "2026-01-03")
+    platform.push("user_realtime_events", event_batch([(1, 30, 2, 40, 1.5), (2, 20, 0, 0, 0.0)], fresh_clock),
+                  direct=True)
+    platform.ingest_pending("user_realtime_events")  # its log drained offline
+    for view in ("user_activity", "user_realtime"):
+        table = platform.offline_table(view)
+        assert len(table) > 0
+        want = arrow_schema(get_spec(view), reading=True).empty_table().to_pandas().dtypes.to_dict()
+        assert table.dtypes.to_dict() == want, view
+        assert str(table["event_timestamp"].dtype) == str(table["created_timestamp"].dtype) == "datetime64[us, UTC]"

@@ -173,3 +173,55 @@ def test_a_stock_feast_client_sends_its_token(server_with_platform):
 def _written(path, text: str):
     path.write_text(text)
     return path
+
+
+def _raw_post_head(url: str, path: str, length: int, headers: str = "") -> str:
+    """Send a POST's headers announcing a `length`-byte body and only 1 KB of it; what the server answers
+    (it must not wait for the rest: a 20 s socket timeout fails the test instead)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    address = urlsplit(url)
+    with socket.create_connection((address.hostname, address.port), timeout=20) as conn:
+        conn.sendall(f"POST {path} HTTP/1.1\r\nHost: {address.hostname}\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {length}\r\n{headers}\r\n".encode() + b"[" * 1024)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    return answer.decode("latin-1")
+
+
+def test_the_token_is_checked_before_the_body_is_read_and_the_body_never_echoed(server):
+    """Issue 19 item 9: an unauthenticated 10 MB POST was read, parsed and echoed back whole in a 422."""
+    ten_mb = 10 * 1024 * 1024
+    for path in ("/get-online-features", "/push"):
+        assert _raw_post_head(server, path, ten_mb).startswith("HTTP/1.1 401"), path
+        assert _raw_post_head(server, path, ten_mb, "Authorization: Bearer not-a-token\r\n").startswith("HTTP/1.1 401")
+        # a known caller's oversized body: refused by its declared length, unread
+        assert _raw_post_head(server, path, ten_mb, f"Authorization: Bearer {TOKENS['reader']}\r\n"
+                              ).startswith("HTTP/1.1 413"), path
+    whole = requests.post(server + "/get-online-features", data=b'{"entities": "' + b"B" * ten_mb + b'"}', timeout=60,
+                          headers={"Content-Type": "application/json"})
+    assert whole.status_code == 401 and len(whole.content) < 500 and "BBBB" not in whole.text
+
+
+def test_only_health_answers_without_a_token(server):
+    """Issue 19 item 9: /docs and /openapi.json answered without a token."""
+    for path in ("/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect", "/no-such-path"):
+        refused = requests.get(server + path, timeout=30)
+        assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer", path
+        assert requests.get(server + path, timeout=30, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    reader = {"Authorization": f"Bearer {TOKENS['reader']}"}
+    assert requests.get(server + "/docs", headers=reader, timeout=30).status_code == 200
+    document = requests.get(server + "/openapi.json", headers=reader, timeout=30).json()
+    assert document["components"]["securitySchemes"] == {"bearer": {"type": "http", "scheme": "bearer"}}
+    read = document["paths"]["/get-online-features"]["post"]
+    assert read["security"] == [{"bearer": []}] and set(read["responses"]) == {"200", "400", "401", "403", "404",
+                                                                               "413", "503"}
+    assert set(document["paths"]["/push"]["post"]["responses"]) == {"200", "202", "400", "401", "403", "404", "413",
+                                                                    "503"}
+    assert document["paths"]["/health"]["get"]["security"] == []
+    assert requests.get(server + "/health", timeout=30).status_code == 200

@@ -101,3 +101,34 @@ def test_newest_wins_ties_rewrite_and_feast_reads_it_back(tmp_path):
     assert got["preferred_model"].tolist()[:4] == [*newer["preferred_model"], older["preferred_model"].iloc[3]]
     want = pd.array([*newer["avg_session_duration_sec"], older["avg_session_duration_sec"].iloc[3], None], dtype="Float32")
     pd.testing.assert_extension_array_equal(pd.array(got["avg_session_duration_sec"], dtype="Float32"), want)
+
+
+@pytest.fixture(scope="module")
+def small_limit_platform(tmp_path_factory):
+    """An embedded platform with 1,000 users online, whose Feast SQLite connection binds at most 999 variables
+    per statement: SQLite's limit before 3.32 (32,766 since, 250,000 on Debian's build), so a read over it
+    fails the way a 260,000-entity read failed on this machine, at a size a test can afford."""
+    platform = FeaturePlatform(make_embedded_settings(tmp_path_factory.mktemp("limit")))
+    rows = frame(range(0, 3000, 3), "2026-03-05", seed=4)
+    assert platform.runtime.online.write(SPEC, rows) == len(rows)
+    feast = platform.runtime.feast
+    feast._get_provider().online_store._get_conn(feast.config).setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+    return platform, rows.set_index("user_id")
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(users=st.one_of(st.lists(st.integers(-5, 3005), max_size=2500),
+                       st.integers(0, 4000).map(lambda n: [u % 3100 for u in range(n)])))
+def test_reads_larger_than_sqlites_variable_limit_are_read_in_chunks(small_limit_platform, users):
+    """Issue 19 item 8: an embedded read binds one SQL variable per entity in Feast's query; more entities than
+    SQLite's limit raised a raw `sqlite3.OperationalError: too many SQL variables`. Any number of rows, stored
+    or not, repeated or not, comes back row for row."""
+    platform, stored = small_limit_platform
+    features = ["user_activity:total_tokens_7d", "user_activity:preferred_model"]
+    got = platform.online_features(features, [{"user_id": u} for u in users], with_metadata=True, output="dict",
+                                   now=datetime(2026, 3, 6, tzinfo=timezone.utc))
+    assert got.get("user_id", []) == users  # (no rows: no entity column)
+    present = [u in stored.index for u in users]
+    assert got["total_tokens_7d__status"] == ["present" if p else "missing" for p in present]
+    assert got["total_tokens_7d"] == [int(stored.at[u, "total_tokens_7d"]) if p else None for u, p in zip(users, present)]
+    assert got["preferred_model"] == [stored.at[u, "preferred_model"] if p else None for u, p in zip(users, present)]

@@ -24,7 +24,8 @@ from feature_platform.redact import redact, secrets_of
 from feature_platform.spec import FeatureViewSpec
 
 _REDIS_ENV = ("FEATURE_PLATFORM_REDIS_HOST", "FEATURE_PLATFORM_REDIS_PORT", "FEATURE_PLATFORM_REDIS_DB",
-              "FEATURE_PLATFORM_REDIS_PASSWORD", "FEATURE_PLATFORM_REDIS_CLUSTER_NODES")
+              "FEATURE_PLATFORM_REDIS_PASSWORD", "FEATURE_PLATFORM_REDIS_CLUSTER_NODES",
+              "FEATURE_PLATFORM_ONLINE_WRITE_TIMEOUT_SEC")
 _RESULT = "written long, newest_us long"
 
 

@@ -8,6 +8,7 @@ import dagster as dg
 
 from feature_platform.defs.metadata import view_asset_args
 from feature_platform.defs.resources import FeaturePlatformResource
+from feature_platform.defs.run_workers import worker_state
 from feature_platform.ingest import DIRECT_PREFIX, drain_direct_log, ingest_batch, transport_for
 from feature_platform.spec import FeatureViewSpec
 
@@ -82,10 +83,11 @@ def build_push_view_defs(spec: FeatureViewSpec, settings) -> tuple[list, list]:
     return [source, _pushed_view], [_sensor]
 
 
-# A run whose worker was killed (OOM, SIGKILL, lost node) stays STARTED forever: Dagster's run monitoring
-# is off by default and cannot check the default launcher's workers. A push run takes seconds, so one
-# started this long ago is presumed dead and its batch asked for again (the writes are idempotent, so a
-# run that was merely slow only does its work twice).
+# A run whose worker was killed (OOM, SIGKILL, lost node) records no end. Run monitoring (dagster.yaml) and the
+# platform mark it failed once its worker is known to be gone (defs/run_workers.py), and so does this sensor at
+# once. A run whose worker cannot be checked from here (another machine or container, or no worker recorded)
+# is presumed dead once it has been started this long: a push run takes seconds, and the writes are
+# idempotent, so a run that was merely slow only does its work twice.
 RUN_PRESUMED_DEAD_AFTER = timedelta(minutes=10)
 
 
@@ -96,7 +98,15 @@ def _finished_attempts(instance: dg.DagsterInstance, view: str, batch_id: str) -
         warnings.simplefilter("ignore")
         records = instance.get_run_records(filters=dg.RunsFilter(tags={"dagster/partition": batch_id}))
     oldest_alive = datetime.now(timezone.utc).timestamp() - RUN_PRESUMED_DEAD_AFTER.total_seconds()
-    if any(not r.dagster_run.is_finished and not (r.start_time is not None and r.start_time <= oldest_alive)
-           for r in records):
+
+    def running(record) -> bool:
+        if record.dagster_run.is_finished:
+            return False
+        state = worker_state(instance, record.dagster_run)
+        if state != "unknown":
+            return state == "alive"
+        return not (record.start_time is not None and record.start_time <= oldest_alive)
+
+    if any(running(r) for r in records):
         return 0
     return len(records)

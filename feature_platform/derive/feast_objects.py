@@ -1,8 +1,20 @@
-"""Spec -> Feast objects (Entity, source, FeatureView), for the profile's offline store."""
+"""Spec -> Feast objects (Entity, source, FeatureView, FeatureService, OnDemandFeatureView), for the profile's
+offline store."""
 
 from __future__ import annotations
 
-from feast import Entity, FeatureService, FeatureView, FileSource, PushSource, ValueType
+import warnings
+
+from feast import (
+    Entity,
+    FeatureService,
+    FeatureView,
+    FileSource,
+    OnDemandFeatureView,
+    PushSource,
+    RequestSource,
+    ValueType,
+)
 from feast import Field as FeastField
 from feast.data_source import DataSource
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
@@ -10,9 +22,9 @@ from feast.types import Bool, Float32, Float64, Int64, String
 
 from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 from feature_platform.config import OFFLINE_SCHEMA, Settings
-from feature_platform.spec import FeatureServiceSpec, FeatureViewSpec
+from feature_platform.spec import FeatureServiceSpec, FeatureViewSpec, RequestFeatureViewSpec
 from feature_platform.versioning.changes import describe
-from feature_platform.versioning.registry import description_tag
+from feature_platform.versioning.registry import description_tag, request_view_description
 
 _FEAST_TYPE = {"int64": Int64, "float32": Float32, "float64": Float64, "string": String, "bool": Bool}
 _VALUE_TYPE = {"int64": ValueType.INT64, "string": ValueType.STRING}
@@ -69,8 +81,49 @@ def feast_feature_service(service: FeatureServiceSpec, views: dict[str, FeatureV
     )
 
 
-def feast_objects(specs, settings: Settings, services=()) -> list:
-    """Everything to `FeatureStore.apply`: entities (deduplicated by name), feature views, feature services."""
+# The transformation Feast runs for a request view: its source text is what Feast keeps in the registry and
+# executes; it calls the platform's own function (so feature_platform must be importable where Feast evaluates it).
+_TRANSFORMATION = """def {name}(features_df):
+    from feature_platform.request_time import feast_transformation
+    return feast_transformation({name!r}, features_df)
+"""
+
+
+def feast_on_demand_view(spec: RequestFeatureViewSpec, views: dict[str, FeatureView]) -> OnDemandFeatureView:
+    """A request view as Feast's on-demand feature view: its input views' features and a request source of its
+    request fields in, its features out, computed by the platform's function."""
+    by_view: dict[str, list[str]] = {}
+    for ref in spec.inputs:
+        view, _, feature = ref.partition(":")
+        by_view.setdefault(view, []).append(feature)
+    sources: list = [views[view][features] for view, features in by_view.items()]
+    if spec.request_fields:
+        sources.append(RequestSource(name=f"{spec.name}_request", schema=[
+            FeastField(name=f.name, dtype=_FEAST_TYPE[f.dtype], description=f.description) for f in spec.request_fields]))
+    source = _TRANSFORMATION.format(name=spec.name)
+    namespace: dict = {}
+    exec(source, namespace)  # noqa: S102 - our own template: the callable is the text Feast will run
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="On demand feature view is an experimental feature")
+        return OnDemandFeatureView(
+            name=spec.name,
+            sources=sources,
+            # No descriptions: Feast's apply compares these fields with the ones it infers by running the function.
+            schema=[FeastField(name=f.name, dtype=_FEAST_TYPE[f.dtype]) for f in spec.features],
+            mode="pandas",
+            udf=namespace[spec.name],
+            udf_string=source,
+            description=spec.description,
+            tags=description_tag(request_view_description(spec)),
+            owner=f"team:{spec.owner}",
+        )
+
+
+def feast_objects(specs, settings: Settings, services=(), request_views=()) -> list:
+    """Everything to `FeatureStore.apply`: entities (deduplicated by name), feature views, feature services and
+    the on-demand feature views of the request views whose inputs are among `specs`."""
     entities = {s.entity.name: feast_entity(s) for s in specs}
     views = {s.name: feast_feature_view(s, settings) for s in specs}
-    return [*entities.values(), *views.values(), *(feast_feature_service(f, views) for f in services)]
+    on_demand = [feast_on_demand_view(r, views) for r in request_views
+                 if all(ref.partition(":")[0] in views for ref in r.inputs)]
+    return [*entities.values(), *views.values(), *(feast_feature_service(f, views) for f in services), *on_demand]

@@ -22,6 +22,7 @@ from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from feature_platform import request_time
+from feature_platform.errors import InvalidEntityError
 from feature_platform.specs import get_spec
 from feature_platform.stores.online import EXPIRED, MISSING, PRESENT
 
@@ -101,9 +102,11 @@ def _rows(entity_rows) -> list[dict]:
     """Feast accepts columns (`{key: [values]}`, what its server passes) or a list of row dicts."""
     if isinstance(entity_rows, dict):
         keys = list(entity_rows)
-        lengths = {len(entity_rows[k]) for k in keys}
-        if len(lengths) > 1:
-            raise ValueError(f"entity columns have different lengths: { {k: len(v) for k, v in entity_rows.items()} }")
+        lengths = {k: len(entity_rows[k]) for k in keys}
+        if len(set(lengths.values())) > 1:
+            shown = ", ".join(f"{str(k)[:40]!r}: {n}" for k, n in list(lengths.items())[:5])
+            raise InvalidEntityError(f"entity columns must have one value per row; their lengths differ ({shown}"
+                                     f"{', ...' if len(lengths) > 5 else ''})")
         return [dict(zip(keys, values)) for values in zip(*(entity_rows[k] for k in keys))]
     return [dict(r) for r in entity_rows]
 

@@ -139,8 +139,10 @@ class PostgresOfflineStore(OfflineStore):
             self._ensure(conn, spec)
             records = conn.execute(query, {"lo": lo, "hi": hi}).fetchall()
         frame = pd.DataFrame.from_records(records, columns=columns)
-
-        return pa.Table.from_pandas(frame, schema=arrow_schema(spec, reading=True), preserve_index=False).to_pandas()
+        table = pa.Table.from_pandas(frame, schema=arrow_schema(spec, reading=True), preserve_index=False)
+        # Without the pandas metadata from_pandas recorded (psycopg's timestamps are datetime64[ns, Etc/UTC]), the
+        # frame gets the offline schema's dtypes, as the Parquet store's reads do: timestamps datetime64[us, UTC].
+        return table.replace_schema_metadata(None).to_pandas()
 
     def newest_timestamp(self, spec: FeatureViewSpec) -> pd.Timestamp | None:
         query = sql.SQL("SELECT max({ts}) FROM {}").format(self._table(spec), ts=sql.Identifier(EVENT_TIMESTAMP))

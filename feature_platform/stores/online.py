@@ -8,6 +8,7 @@ values, and a re-run replaces its own), and a read reports values older than the
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 import pandas as pd
 from feast import FeatureStore
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
 from feature_platform.config import Settings
@@ -27,6 +30,9 @@ from feature_platform.stores.sqlite_online import SqliteFeatures
 from feature_platform.stores.unavailable import store_errors
 
 PRESENT, MISSING, EXPIRED = "present", "missing", "expired"
+# Entity rows per Feast read on the embedded profile: below SQLite's bound-variable limit on every build
+# (999 before SQLite 3.32, 32766 since; Debian's 250000), and large enough that Feast's per-call cost is noise.
+SQLITE_READ_CHUNK = 900
 class Watermarks:
     """The newest feature timestamp written online, per view, kept beside the values (max-only)."""
 
@@ -41,14 +47,15 @@ class RedisWatermarks(Watermarks):
     _MAX = "local c = redis.call('GET', KEYS[1]) if (not c) or tonumber(c) < tonumber(ARGV[1]) then " \
            "redis.call('SET', KEYS[1], ARGV[1]) end return 1"
 
-    def __init__(self, client):
+    def __init__(self, client, reads=None):
         self.client = client
+        self.reads = reads or client  # `get` is a read: the read client's budget
 
     def bump(self, view: str, ts: pd.Timestamp) -> None:
         self.client.eval(self._MAX, 1, f"feature_platform:watermark:{view}", int(ts.value // 1000))
 
     def get(self, view: str) -> pd.Timestamp | None:
-        raw = self.client.get(f"feature_platform:watermark:{view}")
+        raw = self.reads.get(f"feature_platform:watermark:{view}")
         return None if raw is None else pd.Timestamp(int(raw), unit="us", tz="UTC")
 
     def forget(self, view: str) -> None:
@@ -78,27 +85,55 @@ class SqliteWatermarks(Watermarks):
             conn.execute("DELETE FROM feature_platform_watermarks WHERE view = ?", (view,))
 
 
-# Bounded retries: a Redis restart or failover of a few seconds is ridden out (writes are idempotent:
-# newest-wins, ties rewrite), a longer outage fails with StoreUnavailableError after ~REDIS_RETRIES tries.
-REDIS_RETRIES = 6
+# Retries ride out a Redis restart or failover (writes are idempotent: newest-wins, ties rewrite), but only
+# within a time budget per call (`BudgetRetry`), and every wait for an answer has a socket timeout: a Redis that
+# is down, or frozen (it accepts connections and never answers), fails a read within about
+# FEATURE_PLATFORM_ONLINE_READ_TIMEOUT_SEC and a write after FEATURE_PLATFORM_ONLINE_WRITE_TIMEOUT_SEC of retries.
+REDIS_RETRIES = 6  # retries of a Redis Cluster client, which counts attempts rather than time
+WRITE_RETRIES = 1_000  # a single Redis: the write budget, not the count, ends the retries
 REDIS_BACKOFF = (0.05, 2.0)  # exponential backoff with jitter: base, cap (seconds)
+READ_BACKOFF = (0.01, 0.2)  # a read's budget is short: retry a dropped connection at once
+WRITE_WAIT_SEC = 5.0  # longest wait for one answer while writing (a script batch takes milliseconds)
+CONNECT_WAIT_SEC = 2.0
 
 
-def redis_client(settings: Settings):
-    """A Redis client with timeouts and bounded retries, so an outage fails fast instead of hanging a run
-    or a request, and a brief restart does not fail it at all. A `RedisCluster` when cluster nodes are set
-    (the same timeouts, retry policy and password; it also follows MOVED/ASK redirections)."""
+class BudgetRetry(Retry):
+    """redis-py's `Retry` with a time budget per call on top of its count: once `budget` seconds have passed
+    since the call started, a failure is raised instead of retried (redis-py alone would wait for every
+    retry's socket timeout: 38 s on a frozen Redis with 6 retries of 5 s)."""
+
+    def __init__(self, budget: float, retries: int, backoff: tuple[float, float]):
+        super().__init__(ExponentialWithJitterBackoff(base=backoff[0], cap=min(backoff[1], budget / 4)), retries)
+        self.budget = budget
+
+    def call_with_retry(self, do, fail, is_retryable=None, with_failure_count: bool = False):
+        deadline = time.monotonic() + self.budget
+
+        def fail_or_give_up(error, *count):
+            fail(error, *count)
+            if time.monotonic() >= deadline:
+                raise error
+
+        return super().call_with_retry(do, fail_or_give_up, is_retryable, with_failure_count)
+
+
+def redis_client(settings: Settings, *, reads: bool = False):
+    """A Redis client for the online store's writes or, with `reads`, its reads: waits and retries are bounded
+    by the settings' write or read budget, so an outage fails fast instead of hanging a run or a request,
+    and a brief restart does not fail a write at all. A `RedisCluster` when cluster nodes are set (the same
+    timeouts and password, a retry count within the budget; it also follows MOVED/ASK redirections)."""
     import redis
-    from redis.backoff import ExponentialWithJitterBackoff
-    from redis.retry import Retry
 
+    budget = settings.online_read_timeout_sec if reads else settings.online_write_timeout_sec
+    wait = budget if reads else min(WRITE_WAIT_SEC, budget)  # a read's one wait may use its whole budget
+    timeouts = {"socket_timeout": wait, "socket_connect_timeout": min(CONNECT_WAIT_SEC, wait)}
+    backoff = READ_BACKOFF if reads else REDIS_BACKOFF
     if settings.redis_cluster_nodes:
-        retry = Retry(ExponentialWithJitterBackoff(base=REDIS_BACKOFF[0], cap=REDIS_BACKOFF[1]), REDIS_RETRIES)
-        return cluster_client(settings, socket_timeout=5, socket_connect_timeout=2, retry=retry)
+        retries = max(1, min(REDIS_RETRIES, int(budget // wait)))  # each attempt may wait `wait`
+        return cluster_client(settings, retry=BudgetRetry(budget, retries, backoff), **timeouts)
     return redis.Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db,
-                       password=settings.redis_password or None, socket_timeout=5, socket_connect_timeout=2,
-                       retry=Retry(ExponentialWithJitterBackoff(base=REDIS_BACKOFF[0], cap=REDIS_BACKOFF[1]),
-                                   REDIS_RETRIES),
+                       password=settings.redis_password or None, **timeouts,
+                       retry=BudgetRetry(budget, REDIS_RETRIES if reads else WRITE_RETRIES, backoff),
                        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])
 
 
@@ -117,10 +152,10 @@ def cluster_client(settings: Settings, purpose: str = "the online store", **opti
                                                f"unreachable: {exc}", secrets_of(settings))) from exc
 
 
-def watermarks(settings: Settings, client=None) -> Watermarks:
+def watermarks(settings: Settings, client=None, reads=None) -> Watermarks:
     """The watermarks of a profile's online store (Redis beside the values, or the SQLite file)."""
     if settings.profile == "services":
-        return RedisWatermarks(client or redis_client(settings))
+        return RedisWatermarks(client or redis_client(settings), reads)
     return SqliteWatermarks(settings.feast_dir / "online.db")
 
 
@@ -134,13 +169,16 @@ class OnlineStore:
         self.settings = settings
         self.redis = self.sqlite = None
         if settings.profile == "services":
-            self.redis = RedisFeatures(redis_client(settings), store.config.project)
+            self.redis = RedisFeatures(redis_client(settings), store.config.project,
+                                       reads=redis_client(settings, reads=True))
         else:
             self.sqlite = SqliteFeatures(Path(store.config.online_store.path), store.config.project)
 
     @cached_property
     def watermarks(self) -> Watermarks:
-        return watermarks(self.settings, self.redis.client if self.redis is not None else None)
+        if self.redis is None:
+            return watermarks(self.settings)
+        return watermarks(self.settings, self.redis.client, self.redis.reads)
 
     def write(self, spec: FeatureViewSpec, rows: pd.DataFrame) -> int:
         """Write `rows` newest-wins (ties rewrite); returns how many rows were written."""
@@ -164,8 +202,11 @@ class OnlineStore:
         (present / missing / expired) and `<column>__event_timestamp` (ns since the epoch, or None)."""
         now_ns = pd.Timestamp(now or datetime.now(timezone.utc)).value
         with store_errors(self.settings, "reading online features"):
-            raw = self._read_redis(spec_by_view, columns, entity_rows) if self.redis is not None \
-                else self._read_through_feast(columns, entity_rows)
+            if self.redis is not None:
+                raw = self._read_redis(spec_by_view, columns, entity_rows)
+            else:  # Feast sees the join keys only: other fields of a row (request data) are not its to convert
+                keys = {spec.entity.join_key for spec in spec_by_view.values()}
+                raw = self._read_through_feast(columns, [{k: r[k] for k in keys} for r in entity_rows])
         data: dict[str, list] = {k: [r[k] for r in entity_rows] for k in entity_rows[0]} if entity_rows else {}
         for c in columns:
             stamps, values = raw[c.view][0], raw[c.view][1][c.feature]
@@ -200,8 +241,18 @@ class OnlineStore:
         return out
 
     def _read_through_feast(self, columns, entity_rows) -> dict:
-        if not entity_rows:  # Feast's SQLite read fails on an empty list (it indexes the first row)
-            return {c.view: ([], {c2.feature: [] for c2 in columns if c2.view == c.view}) for c in columns}
+        """{view: (stamps_ns, {feature: values})}, read through Feast in chunks of rows: Feast's SQLite read binds
+        one SQL variable per entity, so a read larger than SQLite's limit would fail (`too many SQL variables`)."""
+        out = {c.view: ([], {c2.feature: [] for c2 in columns if c2.view == c.view}) for c in columns}
+        for start in range(0, len(entity_rows), SQLITE_READ_CHUNK):
+            for view, (stamps, values) in self._read_chunk_through_feast(
+                    columns, entity_rows[start:start + SQLITE_READ_CHUNK]).items():
+                out[view][0].extend(stamps)
+                for feature, column in values.items():
+                    out[view][1][feature].extend(column)
+        return out  # no rows: no chunk (Feast's SQLite read fails on an empty list: it indexes the first row)
+
+    def _read_chunk_through_feast(self, columns, entity_rows) -> dict:
         refs = [f"{c.view}:{c.feature}" for c in columns]
         response = self.store.get_online_features(features=refs, entity_rows=entity_rows, full_feature_names=True)
         values = response.to_dict()

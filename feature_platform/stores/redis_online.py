@@ -81,8 +81,9 @@ return written
 class RedisFeatures:
     """Writes and reads one project's feature views in Feast's Redis format."""
 
-    def __init__(self, client: redis.Redis, project: str):
+    def __init__(self, client: redis.Redis, project: str, reads: redis.Redis | None = None):
         self.client = client
+        self.reads = reads or client  # reads may have a client of their own, with a shorter time budget
         self.project = project
         self._sha: str | None = None
         self.cluster = isinstance(client, RedisCluster)
@@ -170,9 +171,9 @@ class RedisFeatures:
             commands += [(key, fields) for key in self.keys(spec, keys)]
             plans.append(len(keys))
         if len(commands) == 1:  # one entity of one view: a plain HMGET skips the pipeline's bookkeeping
-            replies = [self.client.hmget(*commands[0])]
+            replies = [self.reads.hmget(*commands[0])]
         else:
-            with self.client.pipeline(transaction=False) as pipe:
+            with self.reads.pipeline(transaction=False) as pipe:
                 for key, fields in commands:
                     pipe.hmget(key, fields)
                 replies = pipe.execute()

@@ -40,15 +40,17 @@ return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
 
 class RedisStreamTransport:
     def __init__(self, settings: Settings, source: str):
-        if settings.redis_cluster_nodes:  # every command below touches one key, so each goes to its slot's master
-            from feature_platform.stores.online import cluster_client
+        from feature_platform.stores.online import BudgetRetry, cluster_client
 
-            self.client = cluster_client(settings, f"the push stream of {source!r}", socket_timeout=10,
-                                         socket_connect_timeout=5)
+        # The online store's write budget bounds every command here too: a frozen Redis fails a push, it does not hang it.
+        budget = settings.online_write_timeout_sec
+        timeouts = {"socket_timeout": min(10, budget), "socket_connect_timeout": min(5, budget)}
+        retry = BudgetRetry(budget, 3, (1.0, 10.0))  # redis-py's default retries, within the budget
+        if settings.redis_cluster_nodes:  # every command below touches one key, so each goes to its slot's master
+            self.client = cluster_client(settings, f"the push stream of {source!r}", retry=retry, **timeouts)
         else:
             self.client = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db,
-                                      password=settings.redis_password or None, socket_timeout=10,
-                                      socket_connect_timeout=5)
+                                      password=settings.redis_password or None, retry=retry, **timeouts)
         self.stream = f"feature_platform:push:{source}"
         self.dead_stream = f"{self.stream}:dead_letter"
 

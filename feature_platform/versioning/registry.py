@@ -14,6 +14,8 @@ from typing import Any
 
 from feast import FeatureStore, FeatureView
 
+from feature_platform.spec import RequestFeatureViewSpec
+
 DESCRIPTION_TAG = "feature_platform.description"
 _DTYPE = {"Int64": "int64", "Float32": "float32", "Float64": "float64", "String": "string", "Bool": "bool"}
 
@@ -60,3 +62,22 @@ def registered_services(store: FeatureStore) -> dict[str, list[str]]:
         fs.name: [f"{p.name}:{f.name}" for p in fs.feature_view_projections for f in p.features]
         for fs in store.registry.list_feature_services(store.project, allow_cache=False)
     }
+
+
+def request_view_description(spec: RequestFeatureViewSpec) -> dict[str, Any]:
+    """What an on-demand feature view registered for a request view stands for (its function by name: the
+    registered transformation calls it, so the function's code may change without a new registration)."""
+    return {"name": spec.name, "version": spec.version, "inputs": list(spec.inputs),
+            "request_fields": [[f.name, f.dtype] for f in spec.request_fields],
+            "features": [[f.name, f.dtype] for f in spec.features],
+            "function": f"{spec.function.__module__}.{spec.function.__qualname__}"}
+
+
+def registered_request_views(store: FeatureStore) -> dict[str, dict[str, Any]]:
+    """The on-demand feature views the platform registered (for its request views), described; read past the
+    cache. Others (applied with Feast by hand) are left out: the platform does not manage them."""
+    found = {}
+    for odfv in store.registry.list_on_demand_feature_views(store.project, allow_cache=False):
+        if DESCRIPTION_TAG in odfv.tags:
+            found[odfv.name] = json.loads(odfv.tags[DESCRIPTION_TAG])
+    return found

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import socket
+import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,13 @@ from feature_platform.stores.registry_history import HistoryEntry, registry_log
 from feature_platform.stores.unavailable import store_errors
 from feature_platform.versioning.changes import describe, human_duration
 from feature_platform.versioning.plan import CREATE, UPDATE, Plan, consumers, make_plan
-from feature_platform.versioning.registry import registered_services, registered_views, source_location
+from feature_platform.versioning.registry import (
+    registered_request_views,
+    registered_services,
+    registered_views,
+    request_view_description,
+    source_location,
+)
 
 if TYPE_CHECKING:
     from feature_platform.runtime import Runtime
@@ -99,8 +106,13 @@ def apply(runtime: Runtime, specs=None, services=None, training_sets=None, *, us
             on_planned(the_plan)
         if the_plan.refused:
             raise BreakingChangeError(refusal_message(the_plan), the_plan)
-        if the_plan.has_changes:
-            store.apply(feast_objects(specs.values(), runtime.settings, services.values()))
+        request_views, changed, stale = _request_views(store, specs)
+        if the_plan.has_changes or changed:
+            # Deleting needs partial=False (Feast deletes only then); nothing else is deleted with it.
+            with warnings.catch_warnings():  # "On demand feature view is an experimental feature": known
+                warnings.filterwarnings("ignore", message="On demand feature view", category=RuntimeWarning)
+                store.apply(feast_objects(specs.values(), runtime.settings, services.values(), request_views),
+                            objects_to_delete=stale, partial=not stale)
             for view in the_plan.to_apply:
                 if view.action == UPDATE:
                     runtime.offline.sync_columns(specs[view.name])
@@ -108,6 +120,19 @@ def apply(runtime: Runtime, specs=None, services=None, training_sets=None, *, us
     if from_code:
         runtime.mark_applied()
     return the_plan
+
+
+def _request_views(store, specs) -> tuple[list, bool, list]:
+    """The request views to register as Feast on-demand feature views (those whose inputs are among `specs`),
+    whether the registry differs from them, and the registered ones no longer declared (to delete)."""
+    from feature_platform.specs import all_request_views
+
+    views = [r for r in all_request_views().values() if all(ref.partition(":")[0] in specs for ref in r.inputs)]
+    registered = registered_request_views(store)
+    stale = [store.get_on_demand_feature_view(name, allow_registry_cache=False) for name in registered
+             if name not in {r.name for r in views}]
+    changed = bool(stale) or any(registered.get(r.name) != request_view_description(r) for r in views)
+    return views, changed, stale
 
 
 def refusal_message(the_plan: Plan) -> str:
@@ -179,9 +204,13 @@ def remove(runtime: Runtime, name: str, specs=None, services=None, training_sets
                                             f"training sets {', '.join(sets_using)}" if sets_using else "") if p)
             raise ViewInUseError(f"feature view {name!r} is still read by {readers}: move them to another version "
                                  "first")
+        # Feast on-demand views of request views reading it go with it (Feast cannot evaluate them without it).
+        on_demand = [store.get_on_demand_feature_view(n, allow_registry_cache=False)
+                     for n, d in registered_request_views(store).items()
+                     if any(ref.partition(":")[0] == name for ref in d.get("inputs", []))]
         fv = store.get_feature_view(name, allow_registry_cache=False)
         sources = [s for s in (fv.stream_source, fv.batch_source) if s is not None]
-        store.apply([], objects_to_delete=[fv, *sources], partial=False)  # also deletes its online values
+        store.apply([], objects_to_delete=[fv, *sources, *on_demand], partial=False)  # also deletes its online values
         watermarks(runtime.settings).forget(name)
         description = registered[name]
         log.record([HistoryEntry(
