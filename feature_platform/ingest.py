@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from feature_platform.push import prepare_batch, prepare_small_batch
+from feature_platform.push import prepare_batch
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.landing import LandingDirectory, MalformedBatchError, new_batch_id
@@ -80,7 +80,7 @@ def push_direct(runtime: Runtime, spec: FeatureViewSpec, batch: pd.DataFrame) ->
     way offline too (a crash in between is repaired by the drain, which also writes online). The bad
     rows are dead-lettered before the online write too: the drain cannot redo that for a crashed call."""
     started = time.perf_counter()
-    prepared = prepare_small_batch(spec, batch) or prepare_batch(spec, batch)
+    prepared = prepare_batch(spec, batch)
     batch_id, written = None, 0
     if not prepared.accepted.empty:
         batch_id = transport_for(runtime, spec, direct_log=True).write(prepared.accepted)
