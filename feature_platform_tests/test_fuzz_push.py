@@ -489,3 +489,50 @@ def test_push_rejects_a_row_for_exactly_the_checks_pandera_fails_it_on(rows):
     ours = {(thing, part.rsplit(" (value ", 1)[0]) for thing, reason in zip(rejected["thing_id"], rejected["reason"])
             for part in reason.split("; ")}
     assert ours == pandera
+
+
+# --- at-least-once delivery (issue 19 item 5): the offline table holds each event once, the last write winning --
+
+OFFSETS = [0, 7, 86_400 + 5, 3 * 86_400]  # seconds before now: the same day, and other days
+
+deliveries = st.lists(st.tuples(
+    st.sampled_from(["queued", "direct", "replay"]),
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 50)), min_size=1, max_size=5)),
+    min_size=1, max_size=5)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(deliveries)
+def test_the_offline_table_holds_each_event_once_and_the_last_write_wins(any_platform, writes):
+    """Batches of a few events (user, time, value) delivered queued, direct, or replayed (a queued batch
+    processed again, as after a crash before its acknowledgement), in any order, across days: the table
+    equals the last write of each (user, time), on both profiles."""
+    base = 3 * 2**60 + next(PATH_BASES) * 100
+    now = pd.Timestamp(datetime.now(timezone.utc)).floor("s")
+    model, queued = {}, []
+    for how, rows in writes:
+        if how == "replay" and queued:
+            batch_id, rows = queued[rows[0][0] % len(queued)]
+            ingest_batch(any_platform.runtime, SPEC, batch_id)
+        else:
+            batch = pd.DataFrame({
+                "user_id": [base + u for u, _, _ in rows],
+                "event_timestamp": [now - pd.Timedelta(seconds=OFFSETS[t]) for _, t, _ in rows],
+                "current_session_messages": [v for *_, v in rows],
+                "current_session_tokens": [10 * v for *_, v in rows],
+                "last_active_minutes_ago": [v / 4 for *_, v in rows],
+            })
+            if how == "direct":
+                any_platform.push("user_realtime_events", batch, direct=True)
+                drain_direct_log(any_platform.runtime, SPEC)
+            else:
+                batch_id = any_platform.push("user_realtime_events", batch)
+                ingest_batch(any_platform.runtime, SPEC, batch_id)
+                queued.append((batch_id, rows))
+        for u, t, v in rows:  # in row order: within a batch, too, the last repeat wins
+            model[(u, now - pd.Timedelta(seconds=OFFSETS[t]))] = (v, 10 * v, np.float32(v / 4))
+    table = any_platform.offline_table("user_realtime")
+    mine = table[(table["user_id"] >= base) & (table["user_id"] < base + 100)]
+    stored = [(u - base, t, (m, k, np.float32(x))) for u, t, m, k, x in accepted_tuples(mine)]
+    assert len(stored) == len({(u, t) for u, t, _ in stored})  # each event once
+    assert {(u, t): values for u, t, values in stored} == model

@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 
 import dagster as dg
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -329,3 +330,37 @@ def test_the_queued_path_keeps_exact_values_through_its_transport(platform):
     assert table["user_id"].tolist() == [2**60 + 3]
     assert table["last_active_minutes_ago"].tolist() == [np.float32(1.2345678e-12)]
     assert online(platform, [2**60 + 3]).loc[2**60 + 3, "current_session_messages"] == 1
+
+
+def test_a_retried_push_is_stored_once_offline_and_the_last_write_wins(platform):
+    """Issue 19 item 5: delivery is at least once, so the offline table is idempotent on (entity, event time)
+    across batches and paths, on both profiles: a retry stores nothing twice, and the last write of an
+    event wins, as PostgreSQL's upsert does (the replay of an older batch included)."""
+    rows = [(101, 40, 1, 10, 0.5), (102, 30, 2, 20, 1.5), (103, 20, 3, 30, 2.5), (104, 10, 4, 40, 3.5)]
+    first = platform.push("user_realtime_events", events(rows))
+    platform.ingest_pending("user_realtime_events")
+    platform.push("user_realtime_events", events(rows))  # the producer's retry, as a new batch
+    platform.push("user_realtime_events", events(rows), direct=True)  # and once more on the low-latency path
+    platform.ingest_pending("user_realtime_events")
+    columns = ["user_id", "event_timestamp", *SPEC.feature_names]
+    table = platform.offline_table("user_realtime")
+    assert len(table) == 4 and sorted(table["user_id"]) == [101, 102, 103, 104]
+
+    corrected = [(101, 40, 7, 70, 0.25)]  # a later write of the same event replaces it
+    platform.push("user_realtime_events", events(corrected), direct=True)
+    platform.ingest_pending("user_realtime_events")
+    table = platform.offline_table("user_realtime").set_index("user_id")
+    assert len(table) == 4 and table.loc[101, "current_session_messages"] == 7
+    # Replaying the first batch (a crash before its acknowledgement) is a write too: its values win again.
+    ingest_batch(platform.runtime, SPEC, first)
+    table = platform.offline_table("user_realtime")[columns].sort_values("user_id").reset_index(drop=True)
+    expected = events(rows).astype({"user_id": "int64", "last_active_minutes_ago": "float32"})
+    expected["event_timestamp"] = pd.to_datetime(expected["event_timestamp"], utc=True)
+    pd.testing.assert_frame_equal(table, expected[columns], check_dtype=False)
+
+    # Training sets read the table through DuckDB, Feast and Spark read the view's files: one row an event.
+    with duckdb.connect() as con:
+        platform.runtime.offline.register_duckdb(con, SPEC, "pushed", clock.now - pd.Timedelta(hours=1), clock.now)
+        assert con.execute("SELECT count(*), count(DISTINCT user_id) FROM pushed").fetchone() == (4, 4)
+    if platform.settings.profile == "embedded":
+        assert len(pd.read_parquet(platform.settings.offline_dir / "user_realtime")) == 4
