@@ -4,6 +4,7 @@ idempotent offline writes, newest-wins online values, crash recovery, and the lo
 from __future__ import annotations
 
 import json
+import multiprocessing
 from datetime import timedelta
 
 import dagster as dg
@@ -364,3 +365,49 @@ def test_a_retried_push_is_stored_once_offline_and_the_last_write_wins(platform)
         assert con.execute("SELECT count(*), count(DISTINCT user_id) FROM pushed").fetchone() == (4, 4)
     if platform.settings.profile == "embedded":
         assert len(pd.read_parquet(platform.settings.offline_dir / "user_realtime")) == 4
+
+
+def _rows(users, stamp: pd.Timestamp, messages: int) -> pd.DataFrame:
+    n = len(users)
+    return pd.DataFrame({"user_id": np.array(users, dtype="int64"), "current_session_messages": np.full(n, messages),
+                         "current_session_tokens": np.full(n, 10 * messages),
+                         "last_active_minutes_ago": np.full(n, 0.5, dtype="float32"),
+                         "event_timestamp": pd.Series([stamp] * n), "created_timestamp": pd.Series([stamp] * n)})
+
+
+def test_per_batch_files_of_earlier_releases_are_folded_into_the_day_files(embedded_settings):
+    """A home written by an earlier release holds one Parquet file per pushed batch, duplicates included;
+    the next write folds them into the day files, oldest batch first, each event once."""
+    store = fp.FeaturePlatform(embedded_settings).runtime.offline
+    stamp = clock.now - pd.Timedelta(minutes=1)
+    store._write(SPEC, "batch-0001", _rows([1, 2], stamp, 1))  # as the per-batch layout wrote them
+    store._write(SPEC, "batch-0002", _rows([2, 3], stamp, 2))  # user 2's event again, a later value
+    store.write_batch(SPEC, "0003", _rows([4], stamp, 3))
+    directory = embedded_settings.offline_dir / SPEC.name
+    assert sorted(p.name for p in directory.glob("*.parquet")) == [f"events-{stamp.date()}.parquet"]
+    table = store.read(SPEC).set_index("user_id")
+    assert table["current_session_messages"].to_dict() == {1: 1, 2: 2, 3: 2, 4: 3}
+
+
+def _upsert_many(home: str, worker: int, stamp: pd.Timestamp) -> None:
+    from feature_platform.stores.offline_parquet import ParquetOfflineStore
+
+    store = ParquetOfflineStore(home)
+    for i in range(15):
+        store.write_batch(SPEC, f"{worker}-{i}", _rows([worker * 100 + i], stamp, i))
+
+
+def test_concurrent_writers_of_a_day_file_lose_no_rows(tmp_path):
+    """Each batch rewrites its day's file: writers in several processes queue on the view's lock, or one's
+    rewrite would drop the rows another just wrote."""
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=_upsert_many, args=(str(tmp_path), w, clock.now)) for w in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0] * 4
+    from feature_platform.stores.offline_parquet import ParquetOfflineStore
+
+    users = ParquetOfflineStore(tmp_path).read(SPEC)["user_id"]
+    assert sorted(users) == [w * 100 + i for w in range(4) for i in range(15)]
