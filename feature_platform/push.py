@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
 import numpy as np
@@ -25,6 +25,7 @@ from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_T
 from feature_platform.derive.pandera_schema import field_rules
 from feature_platform.errors import InvalidBatchError
 from feature_platform.spec import FeatureViewSpec
+from feature_platform.stores.landing import NATIVE, value_text
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)  # events further in the future than this are rejected
 REASON = "reason"
@@ -54,23 +55,29 @@ def check_columns(spec: FeatureViewSpec, batch: pd.DataFrame) -> pd.DataFrame:
     return batch if list(batch.columns) == names else batch.set_axis(names, axis=1)
 
 
+# Object columns Arrow stores value for value (when it can type them at all): it would turn [0.5, True]
+# into floats, [1, 2.5] into 1.0 and 2.5, and mixed time zones into one.
+_EXACT_IN_ARROW = {"integer", "floating", "boolean", "string", "empty"}
+
+
 def transportable(batch: pd.DataFrame) -> pd.DataFrame:
-    """`batch` as the transports can store it: an object column that Arrow cannot type (mixed ints and
-    text, ints beyond int64, lists...) becomes text, nulls kept. The text is what `prepare_batch` reads the
-    value as (`_text`), so the sensor path judges the same values the direct path does instead of the
-    transport crashing on them."""
+    """`batch` as the transports can store it: an object column that Arrow cannot store exactly (mixed
+    types, ints beyond int64, times, lists...) becomes text, nulls kept. The text is judged exactly as the
+    value itself (`value_text`), so the sensor path judges the same values the direct path does, instead of
+    the transport crashing on them or changing them."""
     out = None
     for name in batch.columns:
         column = batch[name]
         if column.dtype != object:
             continue
-        try:
-            pa.array(column, from_pandas=True)
-            continue
-        except (pa.ArrowException, OverflowError, TypeError, ValueError):
-            pass
+        if pd.api.types.infer_dtype(column, skipna=True) in _EXACT_IN_ARROW:
+            try:
+                pa.array(column, from_pandas=True)
+                continue
+            except (pa.ArrowException, OverflowError, TypeError, ValueError):
+                pass
         out = batch.copy() if out is None else out
-        out[name] = column.map(_text, na_action="ignore")
+        out[name] = column.map(value_text, na_action="ignore")
     return batch if out is None else out
 
 
@@ -236,7 +243,7 @@ def _coerce(dtype: str, column: pd.Series) -> _Typed:
     if dtype == "bool" and kind == "b":
         return _Typed(dtype, column.to_numpy(), np.zeros(len(column), dtype=bool))
     parse = {"int64": _integer, "float32": _number, "float64": _number, "bool": _boolean}.get(dtype, _text_of)
-    parsed = [parse(v) for v in column.tolist()]
+    parsed = [parse(v if _null(v) or isinstance(v, NATIVE) else value_text(v)) for v in column.tolist()]
     problems = np.empty(len(parsed), dtype=object)
     problems[:] = [p for _, p in parsed]
     null = problems == _MISSING
@@ -318,22 +325,7 @@ def _boolean(v) -> tuple[bool | None, str | None]:
 
 
 def _text_of(v) -> tuple[str | None, str | None]:
-    return (None, _MISSING) if _null(v) else (_text(v), None)
-
-
-def _text(v) -> str:
-    """A value as text, the same whether it arrives as itself or as this text (through a transport)."""
-    if isinstance(v, str):
-        return str(v)
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        return repr(float(v))  # exact, float32 values too
-    if isinstance(v, (datetime, date, np.datetime64)):
-        return pd.Timestamp(v).isoformat()
-    return str(v)
+    return (None, _MISSING) if _null(v) else (value_text(v), None)
 
 
 def _cut(value, limit: int = 80) -> str:
@@ -384,6 +376,8 @@ def _utc(stamps: np.ndarray) -> pd.arrays.DatetimeArray:
 def _parse(value) -> pd.Timestamp | None:
     if _null(value):
         return None
+    if not isinstance(value, NATIVE):
+        value = value_text(value)
     try:
         stamp = pd.Timestamp(value)
     except (ValueError, TypeError, OverflowError):

@@ -6,7 +6,9 @@ but the documented errors. Through `prepare_batch`, `push(direct=True)` and the 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -389,7 +391,8 @@ odd_values = st.one_of(
     st.sampled_from(["a", "b", "True", "false", "1", " 7 ", "1.5", "nan", "-inf", "", "1e400", "9" * 400,
                      "2026-06-01T11:00:00Z", np.int64(5), np.float32(0.1), np.bool_(True), np.uint64(2**64 - 1),
                      pd.Timestamp("2026-06-01T11:59:00.000000123Z"), pd.Timestamp("2026-06-01 12:00", tz="Asia/Kolkata"),
-                     pd.Timestamp("2026-06-01"), [1]]))
+                     pd.Timestamp("2026-06-01"), [1], [1, 2], Decimal("1.5"), Decimal("3"), Decimal("NaN"), Fraction(1, 2),
+                     Fraction(3), b"7", date(2026, 6, 1)]))
 WIDE_GOOD = {
     "thing_id": st.sampled_from(["t1", "t2", "t3"]),
     "count": st.one_of(st.none(), st.integers(0, 10**12)),
@@ -536,3 +539,19 @@ def test_the_offline_table_holds_each_event_once_and_the_last_write_wins(any_pla
     stored = [(u - base, t, (m, k, np.float32(x))) for u, t, m, k, x in accepted_tuples(mine)]
     assert len(stored) == len({(u, t) for u, t, _ in stored})  # each event once
     assert {(u, t): values for u, t, values in stored} == model
+
+
+def test_object_columns_arrow_would_change_go_through_transports_unchanged(tmp_path):
+    """Arrow types [0.5, True] as floats (True became 1.0, then a valid minutes value on the sensor path
+    only) and [1, 2.5] as floats; such columns travel as text that is judged exactly as the value."""
+    batch = pd.DataFrame({
+        "user_id": pd.Series([1, 2, 3], dtype=object),
+        "event_timestamp": [NOW.isoformat()] * 3,
+        "current_session_messages": pd.Series([1, 2.0, 3], dtype=object),
+        "current_session_tokens": pd.Series([1, 2, Decimal("3")], dtype=object),
+        "last_active_minutes_ago": pd.Series([0.5, True, 2], dtype=object),
+    })
+    direct = prepare_batch(SPEC, batch, now=NOW)
+    assert direct.accepted["user_id"].tolist() == [1, 3]
+    assert direct.rejected["reason"].tolist() == ["last_active_minutes_ago: not a number (float32)"]
+    check_transport(SPEC, LandingDirectory(tmp_path, "fuzz"), batch)

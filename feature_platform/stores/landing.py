@@ -41,10 +41,30 @@ def rows_json(batch: pd.DataFrame) -> str:
 def _json_value(value):
     if value is None or value is pd.NaT or value is pd.NA or (isinstance(value, np.datetime64) and np.isnat(value)):
         return None
+    if isinstance(value, np.generic) and not isinstance(value, np.datetime64):
+        return value.item()
+    return value_text(value)
+
+
+# Values every path judges as themselves; a value of any other type is judged by `value_text` of it.
+NATIVE = (str, bool, np.bool_, int, np.integer, float, np.floating, datetime, date, np.datetime64)
+
+
+def value_text(value) -> str:
+    """A value as text, judged by every coercion exactly as the value itself (so a transport may carry a
+    value as this text): ints in full, floats exactly (float32 too), times in ISO form with their offset
+    (naive stays naive) and nanoseconds. Other objects (Decimal, lists...) by `str`: every path judges
+    those by their text."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
     if isinstance(value, (datetime, date, np.datetime64)):
         return pd.Timestamp(value).isoformat()
-    if isinstance(value, np.generic):
-        return value.item()
     return str(value)
 
 
