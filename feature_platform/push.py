@@ -202,8 +202,7 @@ def _fits(dtype: str, column: pd.Series) -> bool:
 
 # ---- coercion: one parser per declared dtype; numpy columns of the right kind skip the parsing ----
 
-_NUMPY = {"int64": np.dtype("int64"), "float32": np.dtype("float32"), "float64": np.dtype("float64"),
-          "bool": np.dtype(bool), "string": np.dtype(object)}
+_NUMPY = {"int64": np.dtype("int64"), "bool": np.dtype(bool)}  # of the parsed values (floats and text aside)
 
 
 @dataclass
