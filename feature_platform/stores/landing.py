@@ -35,7 +35,14 @@ def rows_json(batch: pd.DataFrame) -> str:
     """`batch` as a JSON array of row objects that reads back as the same values: Python's encoder
     writes every float exactly (pandas' keeps 10 digits, so 1e-12 became 0) and ints of any size; times
     keep their offset and nanoseconds. Non-finite floats use JSON's common NaN/Infinity extension."""
-    return json.dumps(batch.to_dict(orient="records"), default=_json_value)
+    names, columns = [str(c) for c in batch.columns], []
+    for name in batch.columns:
+        column = batch[name]
+        if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(column.dtype):
+            columns.append([None if pd.isna(t) else t.isoformat() for t in column])
+        else:
+            columns.append(column.tolist())  # Python ints and floats; other objects through _json_value
+    return json.dumps([dict(zip(names, row)) for row in zip(*columns)], default=_json_value)
 
 
 def _json_value(value):
