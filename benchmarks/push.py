@@ -322,8 +322,8 @@ def render(r: dict) -> str:
         f"| sustained throughput reaches the offered rate | {sustained.get('events_per_sec')} / {sensor.get('events_per_sec')} "
         f"events/s | {verdict(sustained.get('events_per_sec', 0) >= 0.95 * r['rate'])} |",
         "",
-        "Notes: the low-latency path does more than Feast's push: row-by-row validation equal to the Pandera "
-        "schema's (property-tested), dedupe, an append to the direct log (the offline store's copy, drained by the "
+        "Notes: the low-latency path does more than Feast's push: validation with the view's one rule set (the "
+        "Pandera schema's check functions), dedupe, an append to the direct log (the offline store's copy, drained by the "
         "sensor in one run per tick) and the newest-wins online write in Feast's format. Under `dagster dev` the "
         "sensor path also pays one run launch per batch (a new process, about 4-5 s on this machine), so "
         "producers should batch by seconds, not milliseconds.",

@@ -1,13 +1,15 @@
-"""Landing pushed batches: validate, write offline (idempotent per batch), write online (newest wins),
-dead-letter the bad rows, and only then acknowledge the batch.
+"""Landing pushed batches: validate, upsert offline on (entity, event time), write online (newest
+wins), dead-letter the bad rows, and only then acknowledge the batch.
 
-A crash anywhere before the acknowledgement leaves the batch pending; processing it again rewrites
-the same offline segment and the same online values, so nothing is lost and nothing is duplicated.
+A crash anywhere before the acknowledgement leaves the batch pending; processing it again writes the
+same events offline (an upsert: each stays stored once) and the same online values, so nothing is lost
+and nothing is duplicated. The same holds for an event a producer sends again in a later batch.
 
 The low-latency path (`push_direct`) validates, appends the accepted rows to the source's *direct
 log* (a second transport, `<source>.direct`) and writes them online, all in the caller's call; the
 log is drained into the offline store in bulk (`drain_direct_log`, one Dagster run per sensor tick,
-not one per call), with the same idempotent per-entry writes.
+not one per call), each entry upserted like a batch. Every path judges rows with `prepare_batch`, so
+the drain accepts exactly what the low-latency call accepted and served.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from feature_platform.push import prepare_batch, prepare_small_batch
+from feature_platform.push import prepare_batch
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.landing import LandingDirectory, MalformedBatchError, new_batch_id
@@ -80,7 +82,7 @@ def push_direct(runtime: Runtime, spec: FeatureViewSpec, batch: pd.DataFrame) ->
     way offline too (a crash in between is repaired by the drain, which also writes online). The bad
     rows are dead-lettered before the online write too: the drain cannot redo that for a crashed call."""
     started = time.perf_counter()
-    prepared = prepare_small_batch(spec, batch) or prepare_batch(spec, batch)
+    prepared = prepare_batch(spec, batch)
     batch_id, written = None, 0
     if not prepared.accepted.empty:
         batch_id = transport_for(runtime, spec, direct_log=True).write(prepared.accepted)
@@ -95,7 +97,7 @@ def push_direct(runtime: Runtime, spec: FeatureViewSpec, batch: pd.DataFrame) ->
 
 
 def drain_direct_log(runtime: Runtime, spec: FeatureViewSpec, label: str | None = None) -> IngestResult:
-    """Write every pending entry of the direct log offline (one idempotent segment per entry), then ack it."""
+    """Write every pending entry of the direct log offline (an upsert per entry), then ack it."""
     started = time.perf_counter()
     log = transport_for(runtime, spec, direct_log=True)
     total = IngestResult(label or f"{DIRECT_PREFIX}all", 0, 0, 0, 0, 0, None, 0.0)

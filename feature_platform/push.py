@@ -1,11 +1,18 @@
 """Pushed event batches: split into rows that can land and rows that go to the dead-letter, with a reason each.
 
-Nothing here writes: `prepare_batch` is pure, so the sensor path and the low-latency path validate
-exactly alike. A bad row never stops the good rows of its batch.
+One rule set for every path. `prepare_batch` coerces each column to the view's dtype exactly (nothing wraps
+around, overflows unnoticed or rounds into range; event times are kept to the microsecond, the offline
+stores' precision) and judges the typed values with the view's rules: `field_rules`, the very functions
+Pandera runs on computed partitions. The low-latency path, the sensor path and the drain of the direct log
+all call it, and an accepted row, judged again, is accepted again unchanged (the drain re-judges what the
+low-latency path logged), so a value served online always lands offline too.
+
+Nothing here writes: `prepare_batch` is pure. A bad row never stops the good rows of its batch.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -15,14 +22,16 @@ import pandas as pd
 import pyarrow as pa
 
 from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP
-from feature_platform.derive.pandera_schema import pandera_schema
+from feature_platform.derive.pandera_schema import field_rules
 from feature_platform.errors import InvalidBatchError, shorten
-from feature_platform.pipeline import validate
 from feature_platform.spec import FeatureViewSpec
+from feature_platform.stores.landing import NATIVE, value_text
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)  # events further in the future than this are rejected
 REASON = "reason"
-_NUMERIC = {"int64", "float32", "float64"}
+_MISSING = "missing"
+_NAN = "not a number"
+_OUT_OF_INT64 = "outside the int64 range"
 
 
 @dataclass
@@ -46,27 +55,34 @@ def check_columns(spec: FeatureViewSpec, batch: pd.DataFrame) -> pd.DataFrame:
     return batch if list(batch.columns) == names else batch.set_axis(names, axis=1)
 
 
+# Object columns Arrow stores value for value (when it can type them at all): it would turn [0.5, True]
+# into floats, [1, 2.5] into 1.0 and 2.5, and mixed time zones into one.
+_EXACT_IN_ARROW = {"integer", "floating", "boolean", "string", "empty"}
+
+
 def transportable(batch: pd.DataFrame) -> pd.DataFrame:
-    """`batch` as the transports can store it: an object column that Arrow cannot type (mixed ints and
-    text, ints beyond int64, lists...) becomes text, nulls kept, so the sensor path judges the same values
-    the direct path does instead of the transport crashing on them."""
+    """`batch` as the transports can store it: an object column that Arrow cannot store exactly (mixed
+    types, ints beyond int64, times, lists...) becomes text, nulls kept. The text is judged exactly as the
+    value itself (`value_text`), so the sensor path judges the same values the direct path does, instead of
+    the transport crashing on them or changing them."""
     out = None
     for name in batch.columns:
         column = batch[name]
         if column.dtype != object:
             continue
-        try:
-            pa.array(column, from_pandas=True)
-            continue
-        except (pa.ArrowException, OverflowError, TypeError, ValueError):
-            pass
+        if pd.api.types.infer_dtype(column, skipna=True) in _EXACT_IN_ARROW:
+            try:
+                pa.array(column, from_pandas=True)
+                continue
+            except (pa.ArrowException, OverflowError, TypeError, ValueError):
+                pass
         out = batch.copy() if out is None else out
-        out[name] = column.map(lambda v: v if isinstance(v, str) else str(v), na_action="ignore")
+        out[name] = column.map(value_text, na_action="ignore")
     return batch if out is None else out
 
 
 def prepare_batch(spec: FeatureViewSpec, batch: pd.DataFrame, now: datetime | None = None) -> PreparedBatch:
-    """Coerce, check and dedupe one pushed batch for `spec`."""
+    """Coerce, check and dedupe one pushed batch for `spec` (every path's rules)."""
     now = pd.Timestamp(now or datetime.now(timezone.utc))
     batch = check_columns(spec, batch)
     key = spec.entity.join_key
@@ -74,115 +90,84 @@ def prepare_batch(spec: FeatureViewSpec, batch: pd.DataFrame, now: datetime | No
     missing = [c for c in wanted if c not in batch.columns]
     if missing:
         rejected = batch.astype(str).assign(**{REASON: f"batch lacks column(s) {missing} of view {spec.name!r}"})
-        return PreparedBatch(_empty(spec), rejected, 0)
+        nothing = pd.DataFrame({c: pd.Series(dtype=object) for c in wanted})
+        return PreparedBatch(prepare_batch(spec, nothing, now).accepted, rejected, 0)
 
-    frame = batch[wanted].reset_index(drop=True)
-    reasons = pd.Series([[] for _ in range(len(frame))], dtype=object)
-    typed = pd.DataFrame(index=frame.index)
+    n = len(batch)
+    reasons: list[list[str]] = [[] for _ in range(n)]
+    typed: dict[str, _Typed] = {}
 
-    if spec.entity.dtype == "int64":
-        keys, problems = _integers(frame[key])
-        bad_key = problems.notna()
-        _note(reasons, bad_key & (problems != "outside the int64 range"), f"{key}: missing or not an integer")
-        _note(reasons, problems == "outside the int64 range", f"{key}: outside the int64 range")
-        typed[key] = keys.where(~bad_key, 0).astype("int64")
-    else:
-        bad_key = frame[key].isna()
-        _note(reasons, bad_key, f"{key}: missing")
-        typed[key] = frame[key].where(~bad_key, "").astype(str).astype(object)
+    typed[key] = column = _coerce(spec.entity.dtype, batch[key])
+    int_key = spec.entity.dtype == "int64"
+    for i in np.flatnonzero(column.null):
+        reasons[i].append(f"{key}: missing or not an integer" if int_key else f"{key}: missing")
+    for i, problem in column.problem_rows():
+        reasons[i].append(f"{key}: {problem if problem == _OUT_OF_INT64 or not int_key else 'missing or not an integer'}")
 
-    stamps, naive, unparsable, out_of_range = _timestamps(frame[EVENT_TIMESTAMP])
-    _note(reasons, unparsable, f"{EVENT_TIMESTAMP}: missing or not a timestamp")
-    _note(reasons, out_of_range, f"{EVENT_TIMESTAMP}: outside {_TS_MIN.date()}..{_TS_MAX.date()}")
-    _note(reasons, naive, f"{EVENT_TIMESTAMP}: timezone-naive (send UTC offsets, e.g. 2026-01-01T12:00:00Z)")
-    future = stamps > now + MAX_CLOCK_SKEW
-    _note(reasons, future.fillna(False), f"{EVENT_TIMESTAMP}: more than {MAX_CLOCK_SKEW} in the future")
-    typed[EVENT_TIMESTAMP] = stamps
+    stamps, checks = _timestamps(batch[EVENT_TIMESTAMP])
+    latest = pd.Timestamp(now + MAX_CLOCK_SKEW).as_unit("ns").value
+    checks.append((stamps > latest, f"more than {MAX_CLOCK_SKEW} in the future"))
+    for mask, text in checks:
+        for i in np.flatnonzero(mask):
+            reasons[i].append(f"{EVENT_TIMESTAMP}: {text}")
 
     for f in spec.fields:
-        column = frame[f.name]
-        if f.dtype == "int64":
-            values, problems = _integers(column)
-            for problem in ("not a number (int64)", "not an integer", "outside the int64 range"):
-                _note(reasons, problems == problem, f"{f.name}: {problem}")
-            typed[f.name] = values
-        elif f.dtype in _NUMERIC:
-            values = _floats(column)
-            _note(reasons, values.isna() & column.notna(), f"{f.name}: not a number ({f.dtype})")
-            typed[f.name] = values
-        else:
-            typed[f.name] = column.where(column.isna(), column.astype(str))
+        typed[f.name] = column = _coerce(f.dtype, batch[f.name])
+        for i, problem in column.problem_rows():
+            reasons[i].append(f"{f.name}: {problem}")
         if not f.nullable:
-            _note(reasons, column.isna(), f"{f.name}: missing")
+            for i in np.flatnonzero(column.null):
+                reasons[i].append(f"{f.name}: missing")
 
-    ok = reasons.map(len) == 0
-    # Every row is judged on its own (a bad row is rejected even when a later one repeats its key and
-    # time); repeats are dropped afterwards, so the schema's uniqueness check is not a row failure here.
-    failures = validate(spec, _cast(spec, typed[ok]))
-    if failures is not None:
-        failures = failures[~failures["check"].astype(str).str.contains("uniqueness")]
-        for idx, group in failures.dropna(subset=["index"]).groupby("index"):
-            reasons[idx] = reasons[idx] + [f"{r.column}: failed {r.check} (value {r.failure_case})" for r in group.itertuples()]
-        ok = reasons.map(len) == 0
+    # The view's rules judge the typed values of the rows that passed the checks above, each row on its
+    # own (a bad row is rejected even when a later one repeats its key and time; repeats go afterwards).
+    ok = np.fromiter((not r for r in reasons), dtype=bool, count=n)
+    for f in spec.fields:
+        judged = np.flatnonzero(ok & ~typed[f.name].null)
+        if not len(judged):
+            continue
+        present = typed[f.name].values[judged]
+        for rule in field_rules(f):
+            for j in np.flatnonzero(~np.asarray(rule.holds(present), dtype=bool)):
+                reasons[judged[j]].append(f"{f.name}: failed {rule.check} (value {_cut(present[j])})")
+    ok = np.fromiter((not r for r in reasons), dtype=bool, count=n)
 
-    accepted = typed[ok]
-    deduped = accepted.drop_duplicates([key, EVENT_TIMESTAMP], keep="last")
-    accepted = _cast(spec, deduped).assign(**{CREATED_TIMESTAMP: now}).reset_index(drop=True)
-    rejected = batch.reset_index(drop=True)[~ok].astype(str).assign(**{REASON: reasons[~ok].map("; ".join)})
-    return PreparedBatch(accepted, rejected.reset_index(drop=True), len(typed[ok]) - len(deduped))
+    good = np.flatnonzero(ok)
+    rows = good[_last_of_each(typed[key].values[good], stamps[good])]
+    accepted = pd.DataFrame({
+        key: typed[key].final(rows),
+        EVENT_TIMESTAMP: _utc(stamps[rows]),
+        **{f.name: typed[f.name].final(rows) for f in spec.fields},
+        CREATED_TIMESTAMP: pd.array(np.full(len(rows), now.tz_convert(None).asm8), dtype=pd.DatetimeTZDtype(now.unit, "UTC")),
+    })
+    if ok.all():
+        rejected = _empty_rejected(batch)
+    else:
+        rejected = batch.iloc[np.flatnonzero(~ok)].reset_index(drop=True).astype(str)
+        rejected[REASON] = ["; ".join(r) for r in reasons if r]
+    return PreparedBatch(accepted, rejected, len(good) - len(rows))
 
 
-SMALL_BATCH = 1000  # up to this many well-typed rows, row-by-row checks beat Pandera's ~25 ms per call
+SMALL_BATCH = 1000
 
 
 def prepare_small_batch(spec: FeatureViewSpec, batch: pd.DataFrame, now: datetime | None = None) -> PreparedBatch | None:
-    """`prepare_batch`'s rules, checked row by row in plain Python for a small batch whose columns
-    already have the view's dtypes (what a service pushing a few events builds): the low-latency
-    path's validation without Pandera's per-call overhead (~25 ms). Returns None when the batch does
-    not qualify; `prepare_batch` then handles it. A property test keeps the two in agreement."""
+    """`prepare_batch` for a small batch whose columns already have the view's dtypes (what a service
+    pushing a few events builds), None for any other batch. There is one rule set: typed columns simply
+    take `prepare_batch`'s vectorised paths."""
     key = spec.entity.join_key
     wanted = [key, EVENT_TIMESTAMP, *spec.feature_names]
     if len(batch) > SMALL_BATCH or any(c not in batch.columns for c in wanted) or not _well_typed(spec, batch):
         return None
-    now = pd.Timestamp(now or datetime.now(timezone.utc))
-    stamps = batch[EVENT_TIMESTAMP].dt.tz_convert("UTC")
-    keys, times = batch[key].tolist(), stamps.tolist()
-    columns = {f.name: batch[f.name].to_numpy() for f in spec.fields}
-    values = {name: column.tolist() for name, column in columns.items()}
-    latest = now + MAX_CLOCK_SKEW
-    reasons: list[list[str]] = []
-    for i in range(len(batch)):
-        early = []
-        if keys[i] is None:
-            early.append(f"{key}: missing")
-        if pd.isna(times[i]):
-            early.append(f"{EVENT_TIMESTAMP}: missing or not a timestamp")
-        elif times[i] > latest:
-            early.append(f"{EVENT_TIMESTAMP}: more than {MAX_CLOCK_SKEW} in the future")
-        for f in spec.fields:
-            if not f.nullable and _missing(values[f.name][i]):
-                early.append(f"{f.name}: missing")
-        # Like prepare_batch, the schema's checks only judge rows that passed the checks above.
-        reasons.append(early or [r for f in spec.fields for r in _field_failures(f, values[f.name][i])])
+    return prepare_batch(spec, batch, now)
+
+
+def _last_of_each(keys: np.ndarray, stamps: np.ndarray) -> np.ndarray:
+    """Positions of the last row of each (key, time), in row order: a repeat overrides what it repeats."""
     last = {}
-    for i, r in enumerate(reasons):
-        if not r:
-            last[(keys[i], times[i])] = i  # a repeated (key, time): the last one wins
-    keep = sorted(last.values())
-    accepted = pd.DataFrame({
-        key: np.asarray(keys, dtype="int64" if spec.entity.dtype == "int64" else object)[keep],
-        EVENT_TIMESTAMP: stamps.array[keep],
-        **{f.name: columns[f.name][keep].astype(f.dtype if f.dtype != "string" else object) for f in spec.fields},
-        CREATED_TIMESTAMP: pd.array([now] * len(keep), dtype=pd.DatetimeTZDtype(now.unit, "UTC")),
-    })
-    n_ok = sum(1 for r in reasons if not r)
-    if n_ok == len(batch):
-        rejected = _empty_rejected(batch)
-    else:
-        bad = [i for i, r in enumerate(reasons) if r]
-        rejected = batch.iloc[bad].reset_index(drop=True).astype(str)
-        rejected[REASON] = ["; ".join(reasons[i]) for i in bad]
-    return PreparedBatch(accepted, rejected, n_ok - len(keep))
+    for i, pair in enumerate(zip(keys.tolist(), stamps.tolist())):
+        last[pair] = i
+    return np.fromiter(sorted(last.values()), dtype=np.intp, count=len(last))
 
 
 @lru_cache(maxsize=64)
@@ -203,9 +188,8 @@ def _well_typed(spec: FeatureViewSpec, batch: pd.DataFrame) -> bool:
 
 
 def _fits(dtype: str, column: pd.Series) -> bool:
-    """Whether `column` already holds `dtype` the way prepare_batch would coerce it (no coercion needed)."""
+    """Whether `column` already holds `dtype`: numbers of a numpy dtype that converts exactly, or text."""
     d = column.dtype
-    # uint64 may exceed int64: prepare_batch rejects those rather than letting them wrap around.
     numpy_int = isinstance(d, np.dtype) and (d.kind == "i" or (d.kind == "u" and d.itemsize < 8))
     if dtype == "int64":
         return numpy_int
@@ -213,79 +197,83 @@ def _fits(dtype: str, column: pd.Series) -> bool:
         return numpy_int or (isinstance(d, np.dtype) and d.kind == "f")
     if dtype == "string":
         return d == np.dtype(object) and all(v is None or isinstance(v, str) for v in column)
-    return False  # bool: prepare_batch reads bools as text; no shortcut for them
+    return False
 
 
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
+# ---- coercion: one parser per declared dtype; numpy columns of the right kind skip the parsing ----
+
+_NUMPY = {"int64": np.dtype("int64"), "bool": np.dtype(bool)}  # of the parsed values (floats and text aside)
 
 
-def _field_failures(f, value) -> list[str]:
-    if _missing(value):
-        return []
-    out = []
-    if f.ge is not None and not value >= f.ge:
-        out.append(f"{f.name}: failed greater_than_or_equal_to({f.ge}) (value {value})")
-    if f.le is not None and not value <= f.le:
-        out.append(f"{f.name}: failed less_than_or_equal_to({f.le}) (value {value})")
-    if f.isin is not None and value not in f.isin:
-        out.append(f"{f.name}: failed isin({list(f.isin)}) (value {value})")
-    if f.dtype.startswith("float") and value in (float("inf"), float("-inf")):
-        out.append(f"{f.name}: failed finite (value {value})")
-    return out
+@dataclass
+class _Typed:
+    """A column coerced to its dtype: `values` (numpy; a placeholder where null or bad), `null` (the value
+    is missing) and, per row, None or the problem that makes the value unusable."""
+
+    dtype: str
+    values: np.ndarray
+    null: np.ndarray
+    problems: np.ndarray | None = None
+
+    def problem_rows(self):
+        if self.problems is not None:
+            for i in np.flatnonzero(pd.notna(self.problems)):
+                yield int(i), self.problems[i]
+
+    def final(self, rows: np.ndarray):
+        """The values of `rows` in the accepted frame's dtype (a nullable one where a null is present)."""
+        values, null = self.values[rows], self.null[rows]
+        if self.dtype == "int64" and null.any():
+            return pd.arrays.IntegerArray(values, null)
+        if self.dtype == "bool" and null.any():
+            return pd.arrays.BooleanArray(values, null)
+        return values  # floats hold NaN, text None, where null
 
 
-_TS_MIN, _TS_MAX = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")  # nanosecond range
+def _coerce(dtype: str, column: pd.Series) -> _Typed:
+    d = column.dtype
+    kind = d.kind if isinstance(d, np.dtype) else None
+    if dtype == "int64" and (kind == "i" or (kind == "u" and d.itemsize < 8)):  # uint64 may exceed int64
+        return _Typed(dtype, column.to_numpy(dtype="int64"), np.zeros(len(column), dtype=bool))
+    if dtype in ("float32", "float64") and kind is not None and kind in "iuf":
+        with np.errstate(over="ignore"):  # beyond float32: infinite here, then rejected by the `finite` rule
+            values = column.to_numpy(dtype="float64").astype(dtype)
+        return _Typed(dtype, values, np.isnan(values))
+    if dtype == "bool" and kind == "b":
+        return _Typed(dtype, column.to_numpy(), np.zeros(len(column), dtype=bool))
+    parse = {"int64": _integer, "float32": _number, "float64": _number, "bool": _boolean}.get(dtype, _text_of)
+    parsed = [parse(v if _null(v) or isinstance(v, NATIVE) else value_text(v)) for v in column.tolist()]
+    problems = np.empty(len(parsed), dtype=object)
+    problems[:] = [p for _, p in parsed]
+    null = problems == _MISSING
+    problems[null] = None
+    raw = [v for v, _ in parsed]
+    if dtype in ("float32", "float64"):
+        problems[problems == _NAN] = f"{_NAN} ({dtype})"
+        with np.errstate(over="ignore"):
+            values = np.array(raw, dtype="float64").astype(dtype)
+    elif dtype == "string":
+        values = np.empty(len(raw), dtype=object)
+        values[:] = raw
+    else:
+        values = np.array([(False if dtype == "bool" else 0) if v is None else v for v in raw], dtype=_NUMPY[dtype])
+    return _Typed(dtype, values, null, problems if pd.notna(problems).any() else None)
 
 
-def _timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series, pd.Series]:
-    """UTC nanosecond timestamps, plus masks of naive, unparsable and out-of-range values (pandas
-    parses years 1..9999, but the stores hold nanoseconds: converting those would raise)."""
-    none = pd.Series(False, index=values.index)
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        stamps = values.dt.tz_convert("UTC")
-        out = (stamps < _TS_MIN) | (stamps > _TS_MAX)
-        return stamps.where(~out).astype("datetime64[ns, UTC]"), none, values.isna(), out
-    if pd.api.types.is_datetime64_dtype(values.dtype):
-        naive = values.notna()
-        return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]"), naive, values.isna(), none
-    parsed = [_parse(v) for v in values]
-    naive = pd.Series([p is not None and p.tzinfo is None for p in parsed], index=values.index)
-    aware = [p.tz_convert("UTC") if p is not None and p.tzinfo else None for p in parsed]
-    out = pd.Series([p is not None and not _TS_MIN <= p <= _TS_MAX for p in aware], index=values.index)
-    stamps = pd.Series([p if p is not None and not o else pd.NaT for p, o in zip(aware, out)],
-                       index=values.index, dtype="datetime64[ns, UTC]")
-    return stamps, naive, pd.Series([p is None for p in parsed], index=values.index), out
-
-
-def _parse(value) -> pd.Timestamp | None:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return None
-    try:
-        stamp = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        return None
-    return None if pd.isna(stamp) else stamp
+def _null(v) -> bool:
+    if v is None or v is pd.NA or v is pd.NaT:
+        return True
+    return isinstance(v, (float, np.floating, np.datetime64, np.timedelta64)) and bool(pd.isna(v))
 
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
-def _integers(column: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Exact int64 values (nullable Int64) and, per row, None or the problem: "missing", "not a number
-    (int64)", "not an integer" or "outside the int64 range". No float round trip, so 2**60 + 1 stays
-    itself, and nothing wraps around: a key outside int64 must never land as another entity's key."""
-    d = column.dtype
-    if isinstance(d, np.dtype) and d.kind == "i":
-        return column.astype("Int64"), pd.Series(None, index=column.index, dtype=object)
-    parsed = [_integer(v) for v in column.tolist()]
-    values = pd.array([v for v, _ in parsed], dtype="Int64")
-    return pd.Series(values, index=column.index), pd.Series([p for _, p in parsed], index=column.index, dtype=object)
-
-
 def _integer(v) -> tuple[int | None, str | None]:
-    if _missing(v) or v is pd.NA or v is pd.NaT:
-        return None, "missing"
+    """An exact int64, or the problem. No float round trip, so 2**60 + 1 stays itself, and nothing wraps
+    around: a key outside int64 must never land as another entity's key."""
+    if _null(v):
+        return None, _MISSING
     if isinstance(v, (bool, np.bool_)):
         return None, "not a number (int64)"  # True is not a count, nor a user id
     if isinstance(v, str):
@@ -304,34 +292,93 @@ def _integer(v) -> tuple[int | None, str | None]:
     elif not isinstance(v, (int, np.integer)):
         return None, "not a number (int64)"
     n = int(v)
-    return (n, None) if _INT64_MIN <= n <= _INT64_MAX else (None, "outside the int64 range")
+    return (n, None) if _INT64_MIN <= n <= _INT64_MAX else (None, _OUT_OF_INT64)
 
 
-def _floats(column: pd.Series) -> pd.Series:
-    """Numbers as float64 (NaN where not a number); bools are not numbers here."""
-    if column.dtype == bool:
-        return pd.Series(np.nan, index=column.index)
-    if column.dtype == object:
-        column = column.map(lambda v: None if isinstance(v, (bool, np.bool_)) else v)
-    return pd.to_numeric(column, errors="coerce").astype("float64")
+def _number(v) -> tuple[float, str | None]:
+    """A number as float64 (the caller narrows it to the field's dtype), or the problem."""
+    if _null(v):
+        return math.nan, _MISSING
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (str, int, float, np.integer, np.floating)):
+        return math.nan, _NAN
+    try:
+        n = float(v.strip() if isinstance(v, str) else v)
+    except OverflowError:  # an int beyond any float: out of range, as the text '9' * 400 is
+        return math.copysign(math.inf, int(v)), None
+    except ValueError:
+        return math.nan, _NAN
+    return (n, None) if n == n else (math.nan, _NAN)
 
 
-def _note(reasons: pd.Series, mask: pd.Series, text: str) -> None:
-    for i in mask[mask.fillna(False).astype(bool)].index:
-        reasons[i] = reasons[i] + [text]
+_BOOL_TEXT = {"True": True, "False": False, "true": True, "false": False}
 
 
-def _cast(spec: FeatureViewSpec, frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.copy()
-    for f in spec.fields:
-        if f.dtype == "int64" and not frame[f.name].isna().any():
-            frame[f.name] = frame[f.name].astype("int64")
-        elif f.dtype in ("float32", "float64"):
-            frame[f.name] = frame[f.name].astype(f.dtype)
-    return frame
+def _boolean(v) -> tuple[bool | None, str | None]:
+    if _null(v):
+        return None, _MISSING
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v), None
+    if isinstance(v, str) and v in _BOOL_TEXT:
+        return _BOOL_TEXT[v], None  # how Python and JSON write booleans (a transport may carry them as text)
+    return None, "not a boolean"
 
 
-def _empty(spec: FeatureViewSpec) -> pd.DataFrame:
-    schema = pandera_schema(spec)
-    frame = pd.DataFrame({name: pd.Series(dtype=str(col.dtype)) for name, col in schema.columns.items()})
-    return frame.assign(**{CREATED_TIMESTAMP: pd.Series(dtype="datetime64[ns, UTC]")})
+def _text_of(v) -> tuple[str | None, str | None]:
+    return (None, _MISSING) if _null(v) else (value_text(v), None)
+
+
+def _cut(value, limit: int = 80) -> str:
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} chars)"
+
+
+_TS_MIN, _TS_MAX = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")  # nanosecond range
+_NAT = np.iinfo(np.int64).min
+_PER_UNIT = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+
+def _timestamps(values: pd.Series) -> tuple[np.ndarray, list[tuple[np.ndarray, str]]]:
+    """Nanoseconds since the epoch (UTC), floored to the microsecond (what the offline stores hold, so
+    online and offline agree; NaT where unusable), and the column's (mask, problem) checks: missing or
+    unparsable, outside the nanosecond range (pandas parses years 1..9999, the stores would raise), naive."""
+    n = len(values)
+    naive = out = np.zeros(n, dtype=bool)
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        raw = values.array.asi8  # UTC, in the column's unit
+        per = _PER_UNIT[values.dtype.unit]
+        unparsable = raw == _NAT
+        out = ~unparsable & ((raw < -(-_TS_MIN.value // per)) | (raw > _TS_MAX.value // per))
+        stamps = np.where(unparsable | out, 0, raw) * per
+        stamps[unparsable | out] = _NAT
+    elif pd.api.types.is_datetime64_dtype(values.dtype):
+        unparsable = values.isna().to_numpy()
+        stamps, naive = np.full(n, _NAT, dtype=np.int64), ~unparsable
+    else:
+        parsed = [_parse(v) for v in values.tolist()]
+        unparsable = np.fromiter((p is None for p in parsed), dtype=bool, count=n)
+        naive = np.fromiter((p is not None and p.tzinfo is None for p in parsed), dtype=bool, count=n)
+        aware = [None if p is None or p.tzinfo is None else p for p in parsed]
+        out = np.fromiter((p is not None and not _TS_MIN <= p <= _TS_MAX for p in aware), dtype=bool, count=n)
+        stamps = np.fromiter((_NAT if p is None or o else p.as_unit("ns").value for p, o in zip(aware, out)),
+                             dtype=np.int64, count=n)
+    usable = stamps != _NAT
+    stamps[usable] -= stamps[usable] % 1000
+    checks = [(unparsable, "missing or not a timestamp"), (out, f"outside {_TS_MIN.date()}..{_TS_MAX.date()}"),
+              (naive, "timezone-naive (send UTC offsets, e.g. 2026-01-01T12:00:00Z)")]
+    return stamps, checks
+
+
+def _utc(stamps: np.ndarray) -> pd.arrays.DatetimeArray:
+    return pd.DatetimeIndex(stamps.view("M8[ns]")).tz_localize("UTC").array
+
+
+def _parse(value) -> pd.Timestamp | None:
+    if _null(value):
+        return None
+    if not isinstance(value, NATIVE):
+        value = value_text(value)
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return None if pd.isna(stamp) else stamp

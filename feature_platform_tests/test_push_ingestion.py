@@ -4,16 +4,19 @@ idempotent offline writes, newest-wins online values, crash recovery, and the lo
 from __future__ import annotations
 
 import json
+import multiprocessing
 from datetime import timedelta
 
 import dagster as dg
+import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
 import feature_platform as fp
 from feature_platform.definitions import build_definitions
 from feature_platform.defs.resources import resources_for
-from feature_platform.ingest import transport_for
+from feature_platform.ingest import drain_direct_log, ingest_batch, transport_for
 from feature_platform.push import prepare_batch
 from feature_platform.specs.user_realtime import SPEC
 from feature_platform.stores.landing import LandingDirectory
@@ -278,3 +281,133 @@ def test_online_dict_output_has_the_same_values_as_the_frame(platform):
     assert lists["current_session_tokens"] == [30, 40, None]
     with pytest.raises(ValueError, match="output must be"):
         platform.online_features(FEATURES, rows, output="arrow")
+
+
+def test_a_direct_push_lands_offline_exactly_what_it_serves_online(platform):
+    """Issue 19 item 2: the direct path and the drain of its log judge with one rule set, so no row reaches
+    online without reaching offline, with the same values. Typed columns (the former row-by-row path):
+    a float32 overflow, a sub-microsecond time, a tiny float, a key beyond 2**53."""
+    now = pd.Timestamp(clock.now) + pd.Timedelta(nanoseconds=123_456_789)
+    batch = pd.DataFrame({
+        "user_id": np.array([91, 92, 93, 2**60 + 1], dtype="int64"),
+        "event_timestamp": pd.Series([now] * 4),
+        "current_session_messages": np.array([1, 2, 3, 4], dtype="int64"),
+        "current_session_tokens": np.array([10, 20, 30, 40], dtype="int64"),
+        "last_active_minutes_ago": np.array([1e39, 1.2345678e-12, 3.4e38, 0.5]),  # 1e39: beyond float32
+    })
+    result = platform.push("user_realtime_events", batch, direct=True)
+    assert (result.accepted, result.rejected) == (3, 1)
+    assert "last_active_minutes_ago: failed finite (value inf)" in dead_rows(platform, result.batch_id)["reason"].item()
+    users = [91, 92, 93, 2**60 + 1]
+    served = online(platform, users)
+    assert served.loc[91, "last_active_minutes_ago__status"] == "missing"  # never served: it can never land offline
+
+    drained = drain_direct_log(platform.runtime, SPEC)
+    assert (drained.accepted, drained.rejected) == (3, 0)  # the drain accepts exactly what the direct path did
+    table = platform.offline_table("user_realtime").set_index("user_id")
+    assert sorted(table.index) == users[1:]
+    for user in users[1:]:
+        assert table.loc[user, "event_timestamp"] == now.floor("us")  # the stores' precision, on both sides
+        for f in SPEC.feature_names:
+            assert served.loc[user, f] == table.loc[user, f], (user, f)
+    assert table.loc[92, "last_active_minutes_ago"] == np.float32(1.2345678e-12)  # not rounded to 0 on the way
+
+
+def test_the_queued_path_keeps_exact_values_through_its_transport(platform):
+    """Issue 19 item 2: what the sensor path lands equals what the direct path lands: a key column with a
+    null keeps 2**60 + 1 (not rounded through a float), a tiny float keeps its value."""
+    now = clock.now.isoformat()
+    batch = pd.DataFrame({
+        "user_id": pd.Series([2**60 + 3, None], dtype=object),
+        "event_timestamp": [now, now],
+        "current_session_messages": [1, 2],
+        "current_session_tokens": [10, 20],
+        "last_active_minutes_ago": [1.2345678e-12, 0.5],
+    })
+    batch_id = platform.push("user_realtime_events", batch)
+    result = ingest_batch(platform.runtime, SPEC, batch_id)
+    assert (result.accepted, result.rejected) == (1, 1)
+    table = platform.offline_table("user_realtime")
+    assert table["user_id"].tolist() == [2**60 + 3]
+    assert table["last_active_minutes_ago"].tolist() == [np.float32(1.2345678e-12)]
+    assert online(platform, [2**60 + 3]).loc[2**60 + 3, "current_session_messages"] == 1
+
+
+def test_a_retried_push_is_stored_once_offline_and_the_last_write_wins(platform):
+    """Issue 19 item 5: delivery is at least once, so the offline table is idempotent on (entity, event time)
+    across batches and paths, on both profiles: a retry stores nothing twice, and the last write of an
+    event wins, as PostgreSQL's upsert does (the replay of an older batch included)."""
+    rows = [(101, 40, 1, 10, 0.5), (102, 30, 2, 20, 1.5), (103, 20, 3, 30, 2.5), (104, 10, 4, 40, 3.5)]
+    first = platform.push("user_realtime_events", events(rows))
+    platform.ingest_pending("user_realtime_events")
+    platform.push("user_realtime_events", events(rows))  # the producer's retry, as a new batch
+    platform.push("user_realtime_events", events(rows), direct=True)  # and once more on the low-latency path
+    platform.ingest_pending("user_realtime_events")
+    columns = ["user_id", "event_timestamp", *SPEC.feature_names]
+    table = platform.offline_table("user_realtime")
+    assert len(table) == 4 and sorted(table["user_id"]) == [101, 102, 103, 104]
+
+    corrected = [(101, 40, 7, 70, 0.25)]  # a later write of the same event replaces it
+    platform.push("user_realtime_events", events(corrected), direct=True)
+    platform.ingest_pending("user_realtime_events")
+    table = platform.offline_table("user_realtime").set_index("user_id")
+    assert len(table) == 4 and table.loc[101, "current_session_messages"] == 7
+    # Replaying the first batch (a crash before its acknowledgement) is a write too: its values win again.
+    ingest_batch(platform.runtime, SPEC, first)
+    table = platform.offline_table("user_realtime")[columns].sort_values("user_id").reset_index(drop=True)
+    expected = events(rows).astype({"user_id": "int64", "last_active_minutes_ago": "float32"})
+    expected["event_timestamp"] = pd.to_datetime(expected["event_timestamp"], utc=True)
+    pd.testing.assert_frame_equal(table, expected[columns], check_dtype=False)
+
+    # Training sets read the table through DuckDB, Feast and Spark read the view's files: one row an event.
+    with duckdb.connect() as con:
+        platform.runtime.offline.register_duckdb(con, SPEC, "pushed", clock.now - pd.Timedelta(hours=1), clock.now)
+        assert con.execute("SELECT count(*), count(DISTINCT user_id) FROM pushed").fetchone() == (4, 4)
+    if platform.settings.profile == "embedded":
+        assert len(pd.read_parquet(platform.settings.offline_dir / "user_realtime")) == 4
+
+
+def _rows(users, stamp: pd.Timestamp, messages: int) -> pd.DataFrame:
+    n = len(users)
+    return pd.DataFrame({"user_id": np.array(users, dtype="int64"), "current_session_messages": np.full(n, messages),
+                         "current_session_tokens": np.full(n, 10 * messages),
+                         "last_active_minutes_ago": np.full(n, 0.5, dtype="float32"),
+                         "event_timestamp": pd.Series([stamp] * n), "created_timestamp": pd.Series([stamp] * n)})
+
+
+def test_per_batch_files_of_earlier_releases_are_folded_into_the_day_files(embedded_settings):
+    """A home written by an earlier release holds one Parquet file per pushed batch, duplicates included;
+    the next write folds them into the day files, oldest batch first, each event once."""
+    store = fp.FeaturePlatform(embedded_settings).runtime.offline
+    stamp = clock.now - pd.Timedelta(minutes=1)
+    store._write(SPEC, "batch-0001", _rows([1, 2], stamp, 1))  # as the per-batch layout wrote them
+    store._write(SPEC, "batch-0002", _rows([2, 3], stamp, 2))  # user 2's event again, a later value
+    store.write_batch(SPEC, "0003", _rows([4], stamp, 3))
+    directory = embedded_settings.offline_dir / SPEC.name
+    assert sorted(p.name for p in directory.glob("*.parquet")) == [f"events-{stamp.date()}.parquet"]
+    table = store.read(SPEC).set_index("user_id")
+    assert table["current_session_messages"].to_dict() == {1: 1, 2: 2, 3: 2, 4: 3}
+
+
+def _upsert_many(home: str, worker: int, stamp: pd.Timestamp) -> None:
+    from feature_platform.stores.offline_parquet import ParquetOfflineStore
+
+    store = ParquetOfflineStore(home)
+    for i in range(15):
+        store.write_batch(SPEC, f"{worker}-{i}", _rows([worker * 100 + i], stamp, i))
+
+
+def test_concurrent_writers_of_a_day_file_lose_no_rows(tmp_path):
+    """Each batch rewrites its day's file: writers in several processes queue on the view's lock, or one's
+    rewrite would drop the rows another just wrote."""
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=_upsert_many, args=(str(tmp_path), w, clock.now)) for w in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0] * 4
+    from feature_platform.stores.offline_parquet import ParquetOfflineStore
+
+    users = ParquetOfflineStore(tmp_path).read(SPEC)["user_id"]
+    assert sorted(users) == [w * 100 + i for w in range(4) for i in range(15)]

@@ -1,13 +1,49 @@
-"""Spec -> Pandera schema: the gate every feature row passes before any write."""
+"""Spec -> Pandera schema: the gate every feature row passes before any write.
+
+A field's constraints are declared once, as `field_rules`: Pandera runs them on computed partitions, and
+the push path (`feature_platform.push`) runs the very same functions on pushed rows, so the two can never
+disagree on a value.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
 import pandera.pandas as pa
 
 from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
 from feature_platform.spec import FeatureViewSpec, Field
 
 _DTYPE = {"int64": "int64", "float32": "float32", "float64": "float64", "string": "str", "bool": "bool"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One constraint of a field. `holds` takes the field's non-null values (a numpy array of its dtype)
+    and returns a boolean array, True where a value passes; `check` is its name in failure reports."""
+
+    check: str
+    holds: Callable[[np.ndarray], np.ndarray]
+
+
+@lru_cache(maxsize=1024)
+def field_rules(f: Field) -> tuple[Rule, ...]:
+    """The constraints of `f`, in the order they are reported (named as Pandera's built-in checks)."""
+    rules = []
+    if f.ge is not None:
+        rules.append(Rule(f"greater_than_or_equal_to({f.ge})", lambda v, b=f.ge: v >= b))
+    if f.le is not None:
+        rules.append(Rule(f"less_than_or_equal_to({f.le})", lambda v, b=f.le: v <= b))
+    if f.isin is not None:
+        rules.append(Rule(f"isin({list(f.isin)})", lambda v, allowed=frozenset(f.isin): np.fromiter(
+            (x in allowed for x in v), dtype=bool, count=len(v))))
+    if f.dtype.startswith("float"):
+        rules.append(Rule("finite", lambda v: ~np.isinf(v)))  # NaN is a null, judged by `nullable`
+    return tuple(rules)
 
 
 def pandera_schema(spec: FeatureViewSpec) -> pa.DataFrameSchema:
@@ -28,16 +64,12 @@ def pandera_schema(spec: FeatureViewSpec) -> pa.DataFrameSchema:
 
 
 def _checks(f: Field) -> list[pa.Check]:
-    checks = []
-    if f.ge is not None:
-        checks.append(pa.Check.ge(f.ge))
-    if f.le is not None:
-        checks.append(pa.Check.le(f.le))
-    if f.isin is not None:
-        checks.append(pa.Check.isin(list(f.isin)))
-    if f.dtype.startswith("float"):
-        checks.append(pa.Check(lambda s: ~s.isin([float("inf"), float("-inf")]), element_wise=False, name="finite"))
-    return checks
+    return [pa.Check(_on_series(r.holds), element_wise=False, name=r.check.split("(")[0], error=r.check)
+            for r in field_rules(f)]
+
+
+def _on_series(holds: Callable[[np.ndarray], np.ndarray]) -> Callable[[pd.Series], pd.Series]:
+    return lambda s: pd.Series(np.asarray(holds(s.to_numpy()), dtype=bool), index=s.index)
 
 
 def constraint_text(f: Field) -> str:

@@ -34,7 +34,8 @@ class OfflineStore(ABC):
 
     @abstractmethod
     def write_batch(self, spec: FeatureViewSpec, batch_id: str, rows: pd.DataFrame) -> None:
-        """Write a pushed batch idempotently: writing the same batch again leaves the table unchanged."""
+        """Upsert a pushed batch on (join key, event_timestamp), the last write winning: the same events
+        written again, in this batch or a later one (pushes are delivered at least once), stay stored once."""
 
     @abstractmethod
     def read(self, spec: FeatureViewSpec, start: date | None = None, end: date | None = None) -> pd.DataFrame:

@@ -1,9 +1,11 @@
 """Offline tables as Parquet: one directory per view, one file per segment.
 
-A batch view's segment is a partition day (`<view>/<YYYY-MM-DD>.parquet`); a pushed view's is a batch
-(`<view>/batch-<id>.parquet`). A file is written beside its final name and renamed into place, which
-is atomic on POSIX, so a crash leaves the previous segment intact and rewriting a segment never
-duplicates rows. Feast reads the directory as the view's FileSource.
+A batch view's segment is a partition day (`<view>/<YYYY-MM-DD>.parquet`); a pushed view's is the day of
+its events (`<view>/events-<YYYY-MM-DD>.parquet`), into which each batch is upserted on (entity, event
+time) as PostgreSQL's `ON CONFLICT DO UPDATE` does: the last write wins, so a retried or replayed batch
+stores every event once, whichever path (queued or direct) delivered it. A file is written beside its final
+name and renamed into place, which is atomic on POSIX, so a crash leaves the previous segment intact and
+rewriting a segment never duplicates rows. Feast reads the directory as the view's FileSource.
 
 A range run's journal (`partition_writes`) is a directory outside the view's, `.undo/<view>/<run>/`,
 holding a hard link to each partition file the run replaced; restoring one is a rename back.
@@ -11,13 +13,16 @@ holding a hard link to each partition file the run replaced; restoring one is a 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401 - pa.compute
@@ -43,12 +48,18 @@ class ParquetOfflineStore(OfflineStore):
         directory = self._dir(spec)
         return sorted(p for p in directory.glob("*.parquet") if not p.name.startswith(".")) if directory.exists() else []
 
-    def _write(self, spec: FeatureViewSpec, segment: str, rows: pd.DataFrame) -> None:
+    def _write(self, spec: FeatureViewSpec, segment: str, rows: pd.DataFrame | pa.Table) -> None:
         directory = self._dir(spec)
         directory.mkdir(parents=True, exist_ok=True)
         final = directory / f"{segment}.parquet"
         tmp = directory / f".{segment}.{uuid.uuid4().hex}.tmp"
-        table = pa.Table.from_pandas(rows[self.columns(spec)], schema=arrow_schema(spec), preserve_index=False)
+        if isinstance(rows, pd.DataFrame):
+            table = pa.Table.from_pandas(rows[self.columns(spec)], schema=arrow_schema(spec), preserve_index=False)
+        else:
+            try:
+                table = rows.cast(arrow_schema(spec))
+            except ValueError:  # rows written before a field was added in place have no value for it
+                table = rows.cast(arrow_schema(spec, reading=True))
         try:
             pq.write_table(table, tmp)
             with open(tmp, "rb") as fh:
@@ -64,7 +75,55 @@ class ParquetOfflineStore(OfflineStore):
         return _ParquetPartitionWrites(self, spec)
 
     def write_batch(self, spec: FeatureViewSpec, batch_id: str, rows: pd.DataFrame) -> None:
-        self._write(spec, f"batch-{batch_id}", rows)
+        """Upsert `rows` on (join key, event_timestamp) into the files of their event days, as PostgreSQL's
+        store does: a row replaces the stored row of the same entity and time (the last write wins), so
+        writing the same events again, in this batch or any later one, leaves each stored once. Costs a
+        rewrite of the days the batch touches (not of the table); writers of a view queue on its lock."""
+        key = [spec.entity.join_key, EVENT_TIMESTAMP]
+        schema = arrow_schema(spec, reading=True)
+        incoming = pa.Table.from_pandas(rows[self.columns(spec)].drop_duplicates(key, keep="last"), schema=schema,
+                                        preserve_index=False)
+        with self._writer_lock(spec):
+            legacy = sorted(self._dir(spec).glob("batch-*.parquet"))  # per-batch files of earlier releases
+            if legacy:  # fold them in, oldest first, so their repeats collapse like any later write's
+                earlier = ds.dataset([str(p) for p in legacy], schema=schema, format="parquet").to_table()
+                incoming = _last_per_key(pa.concat_tables([earlier, incoming]), key)
+            days = pa.compute.strftime(incoming[EVENT_TIMESTAMP], format="%Y-%m-%d", locale="C").to_numpy(zero_copy_only=False)
+            for day in sorted(set(days)):
+                self._upsert(spec, f"events-{day}", incoming.filter(pa.array(days == day)), key)
+            for path in legacy:
+                path.unlink()
+
+    def _upsert(self, spec: FeatureViewSpec, segment: str, new: pa.Table, key: list[str]) -> None:
+        """Rewrite `segment` as its stored rows that `new` does not replace, then `new` (keys unique)."""
+        path = self._dir(spec) / f"{segment}.parquet"
+        if path.exists():
+            stored = ds.dataset([str(path)], schema=new.schema, format="parquet").to_table()
+            # Only rows at one of the new times can clash: find those vectorised, then compare whole keys.
+            at = np.flatnonzero(pa.compute.is_in(stored[EVENT_TIMESTAMP], value_set=new[EVENT_TIMESTAMP]))
+            if len(at):
+                replaced = set(zip(*(new[c].to_pylist() for c in key)))
+                candidates = stored.take(at)
+                clash = np.fromiter((k in replaced for k in zip(*(candidates[c].to_pylist() for c in key))),
+                                    dtype=bool, count=len(at))
+                keep = np.ones(stored.num_rows, dtype=bool)
+                keep[at[clash]] = False
+                stored = stored.filter(pa.array(keep))
+            new = pa.concat_tables([stored, new])
+        self._write(spec, segment, new)
+
+    @contextmanager
+    def _writer_lock(self, spec: FeatureViewSpec) -> Iterator[None]:
+        """One writer of a pushed view's day files at a time, across processes (each rewrite reads the file
+        it replaces; two at once would lose one's rows). A dot file: no reader lists it."""
+        directory = self._dir(spec)
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / ".write.lock", "a+") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
     def read(self, spec: FeatureViewSpec, start: date | None = None, end: date | None = None) -> pd.DataFrame:
         schema = arrow_schema(spec, reading=True)
@@ -147,3 +206,9 @@ class _ParquetPartitionWrites(PartitionWrites):
                 empty.rmdir()
             except OSError:  # another run's journal is there, or it was never created
                 break
+
+
+def _last_per_key(table: pa.Table, key: list[str]) -> pa.Table:
+    """`table` without the rows a later row of the same key replaces (rows are in write order)."""
+    keys = table.select(key).to_pandas()
+    return table.filter(pa.array(~keys.duplicated(keep="last").to_numpy()))

@@ -94,7 +94,8 @@ class PostgresOfflineStore(OfflineStore):
                     copy.write(buf.getvalue())
 
     def write_batch(self, spec: FeatureViewSpec, batch_id: str, rows: pd.DataFrame) -> None:
-        """Upsert on (join key, event_timestamp): replaying a batch changes nothing."""
+        """Upsert on (join key, event_timestamp), the last write winning: a replayed or retried event is
+        stored once (the Parquet store does the same per event day)."""
         columns = self.columns(spec)
         key = [spec.entity.join_key, EVENT_TIMESTAMP]
         rows = rows.drop_duplicates(key, keep="last")

@@ -13,7 +13,6 @@ different masters.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 
@@ -21,7 +20,7 @@ import pandas as pd
 import redis
 
 from feature_platform.config import Settings
-from feature_platform.stores.landing import MalformedBatchError
+from feature_platform.stores.landing import MalformedBatchError, records_frame, rows_json
 
 GROUP = "feature_platform"
 CONSUMER = "ingest"
@@ -62,8 +61,7 @@ class RedisStreamTransport:
                 raise
 
     def write(self, batch: pd.DataFrame, batch_id: str | None = None) -> str:
-        rows = batch.to_json(orient="records", date_format="iso", date_unit="us")
-        return self.client.xadd(self.stream, {"rows": rows}).decode()
+        return self.client.xadd(self.stream, {"rows": rows_json(batch)}).decode()
 
     def pending(self) -> list[str]:
         self._ensure_group()
@@ -87,10 +85,7 @@ class RedisStreamTransport:
     def read(self, batch_id: str) -> pd.DataFrame:
         fields = self._fields(batch_id)
         try:
-            rows = json.loads(fields["rows"])
-            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-                raise ValueError("'rows' must be a JSON array of objects")
-            return pd.read_json(io.StringIO(json.dumps(rows)), orient="records", dtype=False, convert_dates=False)
+            return records_frame(json.loads(fields["rows"]))  # exact values, as producers sent them
         except (KeyError, ValueError) as exc:
             raise MalformedBatchError(f"batch {batch_id} of {self.stream} cannot be read: {exc}") from exc
 
