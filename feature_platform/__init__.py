@@ -7,7 +7,9 @@ The public API is `FeaturePlatform` and the error types; specs are declared with
 from feature_platform.errors import (
     AggregationOverflowError,
     BreakingChangeError,
+    ConfigurationError,
     FeaturePlatformError,
+    InvalidArgumentError,
     InvalidBatchError,
     InvalidDateError,
     InvalidEntityError,
@@ -25,9 +27,11 @@ from feature_platform.versioning.deprecation import FeatureViewDeprecationWarnin
 __all__ = [
     "AggregationOverflowError",
     "BreakingChangeError",
+    "ConfigurationError",
     "FeaturePlatform",
     "FeaturePlatformError",
     "FeatureViewDeprecationWarning",
+    "InvalidArgumentError",
     "InvalidBatchError",
     "InvalidDateError",
     "InvalidEntityError",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import shlex
 import sys
 import time
@@ -11,19 +13,66 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 
-from feature_platform.errors import BreakingChangeError, FeaturePlatformError
+from feature_platform.errors import (
+    BreakingChangeError,
+    FeaturePlatformError,
+    InvalidArgumentError,
+    InvalidDateError,
+    shorten,
+)
 from feature_platform.platform import FeaturePlatform
 from feature_platform.versioning.deprecation import FeatureViewDeprecationWarning
 
 DEMO_DAYS = 30
 EXIT_BREAKING = 2  # plan / apply: a breaking change would be applied in place
+EXIT_USAGE = 2  # argparse's status for a bad command line
+_INTEGER = re.compile(r"-?[0-9]{1,30}")  # ASCII digits, bounded: int() takes other scripts' digits and '1_0'
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one bounded line: argparse would quote a huge bad value whole."""
+
+    def error(self, message: str):
+        if len(message) > 300:
+            message = f"{message[:300]}...({len(message)} chars)"
+        self.exit(EXIT_USAGE, f"error: {message} (`{self.prog} --help` shows the usage)\n")
+
+
+def _integer(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high], the bad value quoted short."""
+    def parse(text: str) -> int:
+        value = int(text) if _INTEGER.fullmatch(text) else None
+        if value is None or value < low or (high is not None and value > high):
+            bound = f"an integer from {low} to {high}" if high is not None else (
+                "a positive integer" if low == 1 else f"an integer of at least {low}")
+            raise argparse.ArgumentTypeError(f"must be {bound}, not {shorten(text)}")
+        return value
+    return parse
+
+
+def _host(text: str) -> str:
+    """An argparse type: a host name or address to listen on."""
+    if not text or len(text) > 255 or any(c.isspace() or not c.isprintable() for c in text):
+        raise argparse.ArgumentTypeError(f"must be a host name or address, not {shorten(text)}")
+    return text
+
+
+def _positive_seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds."""
+    try:
+        value = float(text) if len(text) <= 40 else math.nan
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {shorten(text)}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")  # library deprecation chatter is not for CLI users
     warnings.filterwarnings("always", category=FeatureViewDeprecationWarning)  # ours is: a view they read
     warnings.showwarning = lambda message, *_args, **_kwargs: print(f"warning: {message}", file=sys.stderr)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="feature-platform",
         description="Feature views declared once, materialized by Dagster, served by Feast. "
         "Configuration comes from FEATURE_PLATFORM_* environment variables (see README).",
@@ -31,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="generate demo data, materialize the last 30 days, show one user's features")
-    demo.add_argument("--days", type=int, default=DEMO_DAYS, help="daily partitions to materialize (default 30)")
+    demo.add_argument("--days", type=_integer(1), default=DEMO_DAYS, help="daily partitions to materialize (default 30)")
     demo.add_argument("--view", default="user_activity", help="feature view to materialize (default user_activity)")
 
     mat = sub.add_parser("materialize", help="materialize partitions of a feature view through Dagster")
@@ -46,11 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     online.add_argument("--features", help="comma-separated feature names (default: all of the view)")
 
     stream = sub.add_parser("stream", help="push realistic user_realtime_events at a steady rate (load generator)")
-    stream.add_argument("--rate", type=int, default=100, help="events per second (default 100)")
-    stream.add_argument("--seconds", type=float, default=10, help="how long to run (default 10)")
-    stream.add_argument("--batch-interval", type=float, default=1.0, help="seconds between batches (default 1)")
+    stream.add_argument("--rate", type=_integer(1), default=100, help="events per second (default 100)")
+    stream.add_argument("--seconds", type=_positive_seconds, default=10, help="how long to run (default 10)")
+    stream.add_argument("--batch-interval", type=_positive_seconds, default=1.0, help="seconds between batches (default 1)")
     stream.add_argument("--direct", action="store_true", help="use the low-latency path instead of the sensor's transport")
-    stream.add_argument("--users", type=int, default=2000, help="distinct users (default 2000)")
+    stream.add_argument("--users", type=_integer(1), default=2000, help="distinct users (default 2000)")
 
     sub.add_parser("freshness", help="per-view data freshness against its SLA; exits 1 when any view is stale or missing")
 
@@ -62,14 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     remove = sub.add_parser("remove", help="delete a feature view no longer declared in code from the registry and "
                             "the online store; refused while a feature service or training set reads it")
     remove.add_argument("view", help="feature view name (e.g. user_activity), or its family with --version")
-    remove.add_argument("--version", type=int, help="the version of family VIEW to remove")
+    remove.add_argument("--version", type=_integer(1), help="the version of family VIEW to remove")
     history = sub.add_parser("history", help="the registry's change history: who changed which view, when, and how")
     history.add_argument("--view", help="only this view, family or feature service")
     serve = sub.add_parser("serve", help="Feast's HTTP feature server on the platform's registry and online store "
                            "(/get-online-features, /push, /health)")
-    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: loopback only)")
-    serve.add_argument("--port", type=int, default=6566, help="port (default 6566, Feast's)")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--host", type=_host, default="127.0.0.1", help="interface to listen on (default 127.0.0.1: loopback only)")
+    serve.add_argument("--port", type=_integer(1, 65535), default=6566, help="port (default 6566, Feast's)")
+    serve.add_argument("--workers", type=_integer(1), default=1, help="worker processes (default 1)")
     serve.add_argument("--allow-unauthenticated", action="store_true",
                        help="listen beyond loopback without FEATURE_PLATFORM_SERVING_TOKENS_FILE (not recommended)")
 
@@ -109,7 +158,7 @@ def _serve(platform: FeaturePlatform, args) -> int:
 
     loopback = args.host in ("127.0.0.1", "::1", "localhost")
     if not loopback and not platform.settings.serving_tokens_file and not args.allow_unauthenticated:
-        print(f"error: refusing to serve on {args.host} without authentication: set FEATURE_PLATFORM_SERVING_TOKENS_FILE "
+        print(f"error: refusing to serve on --host {args.host} without authentication: set FEATURE_PLATFORM_SERVING_TOKENS_FILE "
               "(see docs/serving.md) or pass --allow-unauthenticated", file=sys.stderr)
         return 1
     if not platform.settings.serving_tokens_file:
@@ -141,7 +190,14 @@ class ProgressBar:
 
 def _demo(platform: FeaturePlatform, args) -> int:
     spec = platform.view(args.view)
+    if spec.aggregation is None:
+        raise InvalidArgumentError(f"--view {spec.name} is fed by push source {spec.push_source!r}: the demo "
+                                   "materializes a view computed from daily partitions (e.g. user_activity)")
     end = datetime.now(timezone.utc).date() - timedelta(days=1)
+    first = platform.settings.partitions_start
+    if args.days > (end - first).days + 1:  # checked before any work (and before a date could overflow)
+        raise InvalidDateError(f"--days {args.days} reaches before the first partition {first} "
+                               f"(FEATURE_PLATFORM_PARTITIONS_START); at most {max(0, (end - first).days + 1)}")
     start = end - timedelta(days=args.days - 1)
     lookback = spec.aggregation.window.days
     print(f"{platform!r}\nsessions: {platform.settings.sessions_path}")
@@ -291,7 +347,12 @@ def _stamp(value) -> str:
 def _online(platform: FeaturePlatform, args) -> int:
     spec = platform.view(args.view)
     features = args.features.split(",") if args.features else spec.feature_names
-    entity = int(args.entity) if spec.entity.dtype == "int64" else args.entity
+    entity = args.entity
+    if spec.entity.dtype == "int64":
+        if not _INTEGER.fullmatch(entity.strip()):
+            raise InvalidArgumentError(f"--entity must be an integer {spec.entity.join_key} for view {spec.name}, "
+                                       f"not {shorten(entity)}")
+        entity = int(entity)
     _print_vector(platform, spec.name, entity, features)
     return 0
 

@@ -7,10 +7,14 @@ Every setting has a documented environment variable and a default that works on 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
+
+from feature_platform.errors import ConfigurationError, shorten
 
 Profile = Literal["embedded", "services"]
 Engine = Literal["pandas", "spark"]
@@ -58,50 +62,143 @@ PG_CONNECT_TIMEOUT_SEC = 5
 FEAST_PROJECT = "feature_platform"
 
 
+# Values never shown in a message, even cut: a password or a webhook URL (its path is the token).
+SECRET_VARS = frozenset({"FEATURE_PLATFORM_PG_PASSWORD", "FEATURE_PLATFORM_REDIS_PASSWORD",
+                         "FEATURE_PLATFORM_ALERT_WEBHOOK_URL", "FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL"})
+# Partition days must stay inside pandas' nanosecond timestamps (1677-09-21 .. 2262-04-11) with room for
+# windows and TTLs on both sides; the epoch is a clear floor.
+PARTITIONS_RANGE = (date(1970, 1, 1), date(2199, 12, 31))
+_INTEGER = re.compile(r"-?[0-9]{1,19}")  # ASCII digits only: int() would also take '٣', '1_000' or ' 3 '
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _env(name: str, environ: dict[str, str]) -> str:
-    return environ.get(name, ENV_VARS[name][0])
+    raw = environ.get(name, ENV_VARS[name][0])
+    if not isinstance(raw, str):
+        raise _bad(name, raw, "a string")
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:  # bytes the OS could not decode: no driver or client could send them either
+        raise _bad(name, raw, "UTF-8 text") from None
+    return raw
+
+
+def _bad(name: str, raw, expected: str) -> ConfigurationError:
+    """The one-line error for a variable: its name, what it must be, and its value (cut; a secret's never)."""
+    if name in SECRET_VARS:
+        return ConfigurationError(f"{name} must be {expected} (its value is a secret: not shown)")
+    return ConfigurationError(f"{name} must be {expected}, not {shorten(raw)}")
+
+
+def _int(name: str, environ: dict[str, str], low: int, high: int, expected: str) -> int:
+    raw = _env(name, environ)
+    value = int(raw) if _INTEGER.fullmatch(raw) else None
+    if value is None or not low <= value <= high:
+        raise _bad(name, raw, expected)
+    return value
 
 
 def _positive_int(name: str, environ: dict[str, str]) -> int:
+    return _int(name, environ, 1, 2**31 - 1, "a positive integer")
+
+
+def _port(name: str, environ: dict[str, str]) -> int:
+    return _int(name, environ, 1, 65535, "a TCP port from 1 to 65535")
+
+
+def _choice(name: str, environ: dict[str, str], choices: tuple[str, ...], expected: str) -> str:
     raw = _env(name, environ)
+    if raw not in choices:
+        raise _bad(name, raw, expected)
+    return raw
+
+
+def _text(name: str, environ: dict[str, str], expected: str, *, empty: bool = False, spaces: bool = True,
+          max_bytes: int | None = None) -> str:
+    """A free-form value: no control characters (a NUL cannot reach a driver or the OS), within limits."""
+    raw = _env(name, environ)
+    if ((not raw and not empty) or _UNPRINTABLE.search(raw) or (not spaces and any(c.isspace() for c in raw))
+            or (max_bytes is not None and len(raw.encode()) > max_bytes)):
+        raise _bad(name, raw, expected)
+    return raw
+
+
+def _host(name: str, environ: dict[str, str], separators: str = "") -> str:
+    expected = "a host name or address (no spaces" + "".join(f", {c!r}" for c in separators) + " or control characters)"
+    host = _text(name, environ, expected, spaces=False, max_bytes=255)
+    if any(c in host for c in separators):
+        raise _bad(name, host, expected)
+    return host
+
+
+def _path(name: str, environ: dict[str, str], *, empty: bool = False) -> str:
+    return _text(name, environ, "a file system path of at most 4096 bytes without control characters"
+                 + (" (or empty)" if empty else ""), empty=empty, max_bytes=4096)
+
+
+def _database(name: str, environ: dict[str, str]) -> str:
+    # PostgreSQL cuts longer names to 63 bytes without an error: two long names could name one database.
+    return _text(name, environ, "a PostgreSQL database name of 1 to 63 bytes without control characters",
+                 max_bytes=63)
+
+
+def _partitions_start(environ: dict[str, str]) -> date:
+    name = "FEATURE_PLATFORM_PARTITIONS_START"
+    raw = _env(name, environ)
+    low, high = PARTITIONS_RANGE
+    expected = f"an ISO day (YYYY-MM-DD) from {low} to {high}"
     try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, not {raw!r}")
-    return value
+        day = date.fromisoformat(raw) if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", raw) else None
+    except ValueError:  # 2025-13-01, 2025-02-30
+        day = None
+    if day is None or not low <= day <= high:
+        raise _bad(name, raw, expected)
+    return day
+
+
+def _webhook(name: str, environ: dict[str, str]) -> str:
+    raw = _text(name, environ, "an http(s) URL (or empty)", empty=True, spaces=False)
+    if raw:
+        try:
+            parts = urlsplit(raw)
+            parts.port  # noqa: B018 - raises ValueError on a port out of range
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise _bad(name, raw, "an http(s) URL (or empty)")
+    return raw
 
 
 def _positive_seconds(name: str, environ: dict[str, str]) -> float:
     raw = _env(name, environ)
-    try:
-        value = float(raw)
+    try:  # ASCII digits only, as for integers (float() would take '١' or '1_0'); '1e-05' is as_env's form
+        value = float(raw) if re.fullmatch(r"[0-9.eE+-]{1,32}", raw) else 0.0
     except ValueError:
         value = 0.0
-    if not 0 < value < 86_400:  # also refuses nan and inf: a budget must end
-        raise ValueError(f"{name} must be a number of seconds above 0 (e.g. 2 or 0.5), not {raw[:40]!r}")
+    if not 0 < value < 86_400:  # a budget must end
+        raise _bad(name, raw, "a number of seconds above 0 and below a day (e.g. 2 or 0.5)")
     return value
 
 
 def parse_nodes(raw: str) -> list[tuple[str, int]]:
-    """`host:port,host:port` -> [(host, port)]; ValueError naming the variable on anything else (Feast splits
-    each node on ':', so a host cannot hold one: no IPv6 literals)."""
+    """`host:port,host:port` -> [(host, port)]; ConfigurationError naming the variable on anything else (Feast
+    splits each node on ':', so a host cannot hold one: no IPv6 literals)."""
     nodes = []
     for item in filter(None, (part.strip() for part in raw.split(","))):
         host, _, port = item.partition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536 or "=" in item:
-            raise ValueError(f"FEATURE_PLATFORM_REDIS_CLUSTER_NODES must be comma-separated host:port seed nodes, "
-                             f"not {item!r} in {raw!r}")
+        if (not host or not _INTEGER.fullmatch(port) or not 0 < int(port) < 65536 or "=" in item
+                or _UNPRINTABLE.search(item) or any(c.isspace() for c in host)):
+            raise ConfigurationError(f"FEATURE_PLATFORM_REDIS_CLUSTER_NODES must be comma-separated host:port seed "
+                                     f"nodes, not {shorten(item)} in {shorten(raw)}")
         nodes.append((host, int(port)))
     return nodes
 
 
-def _cluster_nodes(env: dict[str, str]) -> str:
+def _cluster_nodes(env: dict[str, str], redis_db: int) -> str:
     nodes = parse_nodes(_env("FEATURE_PLATFORM_REDIS_CLUSTER_NODES", env))
-    if nodes and int(_env("FEATURE_PLATFORM_REDIS_DB", env)) != 0:
-        raise ValueError("FEATURE_PLATFORM_REDIS_DB must be 0 with FEATURE_PLATFORM_REDIS_CLUSTER_NODES: "
-                         "a Redis Cluster has database 0 only")
+    if nodes and redis_db != 0:
+        raise ConfigurationError("FEATURE_PLATFORM_REDIS_DB must be 0 with FEATURE_PLATFORM_REDIS_CLUSTER_NODES: "
+                                 "a Redis Cluster has database 0 only")
     return ",".join(f"{host}:{port}" for host, port in nodes)
 
 
@@ -141,48 +238,51 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """The settings of `environ` (default: the process environment). Every variable is checked here:
+        a bad value is a `ConfigurationError` naming the variable, before anything connects or writes."""
         env = dict(os.environ if environ is None else environ)
-        profile = _env("FEATURE_PLATFORM_PROFILE", env)
-        if profile not in ("embedded", "services"):
-            raise ValueError(f"FEATURE_PLATFORM_PROFILE must be 'embedded' or 'services', not {profile!r}")
-        engine = _env("FEATURE_PLATFORM_ENGINE", env)
-        if engine not in ENGINES:
-            raise ValueError(f"FEATURE_PLATFORM_ENGINE must be 'pandas' or 'spark', not {engine!r}")
-        executor = _env("FEATURE_PLATFORM_EXECUTOR", env)
-        if executor not in EXECUTORS:
-            raise ValueError(f"FEATURE_PLATFORM_EXECUTOR must be one of {', '.join(EXECUTORS)}, not {executor!r}")
-        home = Path(_env("FEATURE_PLATFORM_HOME", env)).expanduser().absolute()
-        sessions = env.get("FEATURE_PLATFORM_SESSIONS_PATH")
+        profile = _choice("FEATURE_PLATFORM_PROFILE", env, ("embedded", "services"), "'embedded' or 'services'")
+        engine = _choice("FEATURE_PLATFORM_ENGINE", env, ENGINES, "'pandas' or 'spark'")
+        executor = _choice("FEATURE_PLATFORM_EXECUTOR", env, EXECUTORS, f"one of {', '.join(EXECUTORS)}")
+        home = Path(_path("FEATURE_PLATFORM_HOME", env)).expanduser().absolute()
+        sessions = _path("FEATURE_PLATFORM_SESSIONS_PATH", {"FEATURE_PLATFORM_SESSIONS_PATH": "", **env}, empty=True)
+        redis_db = _int("FEATURE_PLATFORM_REDIS_DB", env, 0, 2**31 - 1, "a Redis database number (0 or more)")
+        pg_password = _env("FEATURE_PLATFORM_PG_PASSWORD", env)
+        if "\x00" in pg_password:  # libpq's strings end at a NUL: the password would be cut there
+            raise _bad("FEATURE_PLATFORM_PG_PASSWORD", pg_password, "a password without a NUL character")
         return cls(
             profile=profile,  # type: ignore[arg-type]
             home=home,
             sessions_path=Path(sessions).expanduser().absolute() if sessions else home / "raw" / "sessions",
-            partitions_start=date.fromisoformat(_env("FEATURE_PLATFORM_PARTITIONS_START", env)),
-            demo_users=int(_env("FEATURE_PLATFORM_DEMO_USERS", env)),
-            demo_seed=int(_env("FEATURE_PLATFORM_DEMO_SEED", env)),
-            pg_host=_env("FEATURE_PLATFORM_PG_HOST", env),
-            pg_port=int(_env("FEATURE_PLATFORM_PG_PORT", env)),
-            pg_user=_env("FEATURE_PLATFORM_PG_USER", env),
-            pg_password=_env("FEATURE_PLATFORM_PG_PASSWORD", env),
-            pg_db=_env("FEATURE_PLATFORM_PG_DB", env),
-            dagster_pg_db=_env("FEATURE_PLATFORM_DAGSTER_PG_DB", env),
-            redis_host=_env("FEATURE_PLATFORM_REDIS_HOST", env),
-            redis_port=int(_env("FEATURE_PLATFORM_REDIS_PORT", env)),
-            redis_db=int(_env("FEATURE_PLATFORM_REDIS_DB", env)),
+            partitions_start=_partitions_start(env),
+            demo_users=_positive_int("FEATURE_PLATFORM_DEMO_USERS", env),
+            demo_seed=_int("FEATURE_PLATFORM_DEMO_SEED", env, 0, 2**63 - 1, "a non-negative integer"),
+            pg_host=_host("FEATURE_PLATFORM_PG_HOST", env),
+            pg_port=_port("FEATURE_PLATFORM_PG_PORT", env),
+            pg_user=_text("FEATURE_PLATFORM_PG_USER", env, "a PostgreSQL user name without control characters",
+                          max_bytes=63),
+            pg_password=pg_password,
+            pg_db=_database("FEATURE_PLATFORM_PG_DB", env),
+            dagster_pg_db=_database("FEATURE_PLATFORM_DAGSTER_PG_DB", env),
+            redis_host=_host("FEATURE_PLATFORM_REDIS_HOST", env, ",=:"),  # Feast splits its string on these: no IPv6 literal
+            redis_port=_port("FEATURE_PLATFORM_REDIS_PORT", env),
+            redis_db=redis_db,
+            # Any text: Feast gets it JSON-escaped (stores/feast_repo.py), the Redis clients as it is.
             redis_password=_env("FEATURE_PLATFORM_REDIS_PASSWORD", env),
-            redis_cluster_nodes=_cluster_nodes(env),
-            alert_webhook_url=_env("FEATURE_PLATFORM_ALERT_WEBHOOK_URL", env),
-            alert_slack_webhook_url=_env("FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL", env),
+            redis_cluster_nodes=_cluster_nodes(env, redis_db),
+            alert_webhook_url=_webhook("FEATURE_PLATFORM_ALERT_WEBHOOK_URL", env),
+            alert_slack_webhook_url=_webhook("FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL", env),
             backfill_days_per_run=_positive_int("FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN", env),
-            serving_tokens_file=_env("FEATURE_PLATFORM_SERVING_TOKENS_FILE", env),
+            serving_tokens_file=_path("FEATURE_PLATFORM_SERVING_TOKENS_FILE", env, empty=True),
             serving_max_body_bytes=_positive_int("FEATURE_PLATFORM_SERVING_MAX_BODY_BYTES", env),
             serving_max_entities=_positive_int("FEATURE_PLATFORM_SERVING_MAX_ENTITIES", env),
             online_read_timeout_sec=_positive_seconds("FEATURE_PLATFORM_ONLINE_READ_TIMEOUT_SEC", env),
             online_write_timeout_sec=_positive_seconds("FEATURE_PLATFORM_ONLINE_WRITE_TIMEOUT_SEC", env),
             engine=engine,  # type: ignore[arg-type]
-            spark_master=_env("FEATURE_PLATFORM_SPARK_MASTER", env),
+            spark_master=_text("FEATURE_PLATFORM_SPARK_MASTER", env, "a Spark master URL such as local[2] or "
+                               "spark://host:7077", spaces=False),
             executor=executor,
-            executor_config=_env("FEATURE_PLATFORM_EXECUTOR_CONFIG", env),
+            executor_config=_path("FEATURE_PLATFORM_EXECUTOR_CONFIG", env, empty=True),
         )
 
     def with_(self, **changes) -> Settings:
@@ -334,4 +434,4 @@ def dagster_instance_config(settings: Settings, resolved: bool = False) -> dict:
     }
 
 
-__all__ = ["ENV_VARS", "Settings", "dagster_instance_config"]
+__all__ = ["ENV_VARS", "ConfigurationError", "Settings", "dagster_instance_config"]

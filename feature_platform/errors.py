@@ -1,4 +1,16 @@
-"""The package's own exception types: every user-facing failure is one of these."""
+"""The package's own exception types: every user-facing failure is one of these.
+
+Messages are one line where they can be and never echo a caller's input whole: `shorten` cuts what they
+quote (a 100,000-character feature reference must not become a 100 KB exception, log line or HTTP body).
+"""
+
+ECHO_LIMIT = 80  # characters of a caller's value a message quotes
+
+
+def shorten(value, limit: int = ECHO_LIMIT, *, quote: bool = True) -> str:
+    """`repr(value)` (`str(value)` with `quote=False`, e.g. for a path), cut to `limit` characters."""
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} chars)"
 
 
 class FeaturePlatformError(Exception):
@@ -17,6 +29,15 @@ class UnknownFeatureError(FeaturePlatformError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class ConfigurationError(FeaturePlatformError, ValueError):
+    """A FEATURE_PLATFORM_* environment variable whose value cannot be used; the message names the variable
+    (and never shows a password's value)."""
+
+
+class InvalidArgumentError(FeaturePlatformError, ValueError):
+    """An argument of a public method the platform cannot use (the message names the argument)."""
 
 
 class InvalidDateError(FeaturePlatformError, ValueError):

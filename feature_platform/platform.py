@@ -18,6 +18,7 @@ from feature_platform.compute import spark_entity_sets, spark_point_in_time
 from feature_platform.config import Settings, dagster_instance_config
 from feature_platform.errors import (
     AggregationOverflowError,
+    InvalidArgumentError,
     InvalidDateError,
     InvalidEntityError,
     MaterializationError,
@@ -26,6 +27,7 @@ from feature_platform.errors import (
     UnknownFeatureViewError,
     ValidationFailedError,
 )
+from feature_platform.errors import shorten as _short
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.specs import all_specs, get_spec
@@ -72,6 +74,7 @@ class FeaturePlatform:
         """
         from feature_platform.versioning import workflow
 
+        _check_user(user)
         return workflow.apply(self.runtime, user=user)
 
     def plan(self):
@@ -93,13 +96,18 @@ class FeaturePlatform:
         if not _NAME.fullmatch(view):
             raise UnknownFeatureViewError(f"feature view {_short(view)} is not in the registry (view names are "
                                           "snake_case identifiers)")
+        _check_user(user)
         return workflow.remove(self.runtime, view, user=user)
 
     def resolve_version(self, family: str, version: int) -> str:
         """The name of version `version` of `family`, in code or in the registry."""
         from feature_platform.versioning import workflow
 
-        return workflow.resolve_version(self.runtime, family, version)
+        if not (isinstance(family, str) and _NAME.fullmatch(family)):
+            raise UnknownFeatureViewError(f"{_short(family)} is not a view family name (snake_case identifiers)")
+        if isinstance(version, bool) or not isinstance(version, (int, np.integer)):
+            raise InvalidArgumentError(f"version must be an integer, not {_short(version)}")
+        return workflow.resolve_version(self.runtime, family, int(version))
 
     def history(self, view: str | None = None) -> pd.DataFrame:
         """The registry's change history (time, object, version, action, classification, user, diff), oldest
@@ -133,6 +141,7 @@ class FeaturePlatform:
         if spec.aggregation is None:
             raise InvalidDateError(f"feature view {view!r} is fed by push source {spec.push_source!r}, "
                                    "not by daily partitions: use push() / ingest_pending()")
+        _check_progress(progress)
         first, last = self._day_range(start, end)
         days = [d.isoformat() for d in pd.date_range(first, last, freq="D").date]
         if with_sources:
@@ -153,6 +162,10 @@ class FeaturePlatform:
         from feature_platform.defs.raw_sessions import raw_source_key
 
         spec = _spec(view)
+        if spec.aggregation is None:
+            raise InvalidDateError(f"feature view {view!r} is fed by push source {spec.push_source!r}, "
+                                   "not by a raw source's daily partitions")
+        _check_progress(progress)
         first, last = self._day_range(start, end, clamp=False)
         key = raw_source_key(spec.aggregation.source)
         days = [d.isoformat() for d in pd.date_range(first, last, freq="D").date]
@@ -214,6 +227,8 @@ class FeaturePlatform:
         (fresh / warn / stale / missing), measured from the data."""
         from feature_platform.freshness import view_freshness
 
+        if now is not None and not isinstance(now, datetime):
+            raise TypeError(f"now must be a datetime, not {type(now).__name__}")
         rows = [view_freshness(self.runtime, spec, now).as_dict() for spec in all_specs().values()]
         return pd.DataFrame(rows)
 
@@ -221,22 +236,15 @@ class FeaturePlatform:
         """Materialize a declared training set (its labels, then the set) through Dagster; returns it."""
         import dagster as dg
 
-        from feature_platform.specs import all_training_sets
-
-        if name not in all_training_sets():
-            raise UnknownFeatureViewError(
-                f"unknown training set {name!r}; known: {', '.join(all_training_sets()) or 'none'}")
+        _training_set_name(name)
         self._run([dg.AssetKey(f"{name}_labels"), dg.AssetKey(name)], None, name)
         return self.load_training_asset(name)
 
     def load_training_asset(self, name: str) -> pd.DataFrame:
         """The last materialized version of training set `name`."""
         from feature_platform.defs.io_managers import dataset_path
-        from feature_platform.specs import all_training_sets
 
-        if name not in all_training_sets():
-            raise UnknownFeatureViewError(
-                f"unknown training set {name!r}; known: {', '.join(all_training_sets()) or 'none'}")
+        _training_set_name(name)
         path = dataset_path(self.settings, name)
         if not path.exists():
             raise MaterializationError(f"training set {name!r} has not been materialized yet ({path})")
@@ -328,7 +336,7 @@ class FeaturePlatform:
         the epoch): no DataFrame is built, for callers on a latency budget.
         """
         if output not in ("pandas", "dict"):
-            raise ValueError(f"output must be 'pandas' or 'dict', not {_short(output)}")
+            raise InvalidArgumentError(f"output must be 'pandas' or 'dict', not {_short(output)}")
         if now is not None and not isinstance(now, datetime):
             raise TypeError(f"now must be a datetime, not {type(now).__name__}")
         _check_features(features)
@@ -403,7 +411,10 @@ class FeaturePlatform:
         stored = request_time.plan(features, True).stored
         warn_deprecated(get_spec(view) for view in dict.fromkeys(ref.partition(":")[0] for ref in stored))
         if output not in ("pandas", "arrow", "spark"):
-            raise ValueError(f"output must be 'pandas', 'arrow' or 'spark', not {output!r}")
+            raise InvalidArgumentError(f"output must be 'pandas', 'arrow' or 'spark', not {_short(output)}")
+        if engine not in ("duckdb", "spark", "feast"):
+            raise InvalidArgumentError(f"engine must be 'duckdb', 'spark' or 'feast', not {_short(engine)}")
+        _check_output_path(path)
         in_spark = not isinstance(entity_df, pd.DataFrame) and (
             isinstance(entity_df, (str, os.PathLike)) or spark_entity_sets.is_spark_frame(entity_df))
         if engine == "spark" and (in_spark or output == "spark"):
@@ -426,15 +437,19 @@ class FeaturePlatform:
                 for rows in persisted:
                     rows.unpersist()
         if output == "spark":
-            raise ValueError("output='spark' needs engine='spark'")
+            raise InvalidArgumentError("output='spark' needs engine='spark'")
         if in_spark:
             if not isinstance(entity_df, (str, os.PathLike)):
-                raise ValueError(f"a Spark DataFrame entity set needs engine='spark', not {engine!r}")
-            entity_df = pd.read_parquet(entity_df)
+                raise InvalidArgumentError(f"a Spark DataFrame entity set needs engine='spark', not {engine!r}")
+            entity_df = _read_entity_parquet(entity_df)
         frame = training.training_set(self.runtime, entity_df, features,
                                       full_feature_names=full_feature_names, engine=engine)
         if path is not None:
-            frame.to_parquet(path, index=False)
+            try:
+                frame.to_parquet(path, index=False)
+            except OSError as exc:  # e.g. a directory there, no permission, the disk full
+                raise InvalidArgumentError(f"path {_short(os.fspath(path), PATH_LIMIT)}: the training set cannot be "
+                                           f"written there ({_os_reason(exc)})") from None
             return Path(path)
         if output == "arrow":
             import pyarrow as pa
@@ -515,12 +530,60 @@ def _parse_day(value, name: str) -> date:
 # name never reaches a store, and a megabyte of name never reaches a message.
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _INT64 = (-(2**63), 2**63 - 1)
+PATH_LIMIT = 300  # characters of a path a message quotes: real ones whole, a hostile one cut
 
 
-def _short(value, limit: int = 80) -> str:
-    """repr(value), cut to `limit` characters."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} chars)"
+def _check_user(user) -> None:
+    if user is not None and not isinstance(user, str):
+        raise TypeError(f"user must be a string, not {type(user).__name__}")
+
+
+def _check_progress(progress) -> None:
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a callable (done, total, asset, partition), not {type(progress).__name__}")
+
+
+def _training_set_name(name) -> None:
+    from feature_platform.specs import all_training_sets
+
+    known = all_training_sets()
+    if not (isinstance(name, str) and name in known):
+        raise UnknownFeatureViewError(f"unknown training set {_short(name)}; known: {', '.join(known) or 'none'}")
+
+
+def _check_output_path(path) -> None:
+    """A local `path` to write a training set to must be in an existing directory: checked before any work
+    (a URL such as s3://... is left to its writer)."""
+    if path is None:
+        return
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
+    text = os.fspath(path)
+    if not isinstance(text, str) or "://" in text:
+        return
+    try:
+        parent_exists = bool(text) and Path(text).expanduser().absolute().parent.is_dir()
+    except (OSError, ValueError):  # a name too long, a NUL byte
+        parent_exists = False
+    if not parent_exists:
+        raise InvalidArgumentError(f"path {_short(text, PATH_LIMIT)}: its directory does not exist (or the path is not "
+                                   "valid); create the directory first")
+
+
+def _os_reason(exc: OSError) -> str:
+    """What went wrong, without the path (the message names it once, cut): 'Is a directory'."""
+    return os.strerror(exc.errno) if exc.errno else _short(str(exc), 200, quote=False)
+
+
+def _read_entity_parquet(path) -> pd.DataFrame:
+    from feature_platform.training import EntityFrameError
+
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:  # missing, a directory of something else, not Parquet
+        reason = _os_reason(exc) if isinstance(exc, OSError) else _short(str(exc), 200, quote=False)
+        raise EntityFrameError(f"entity_df {_short(os.fspath(path), PATH_LIMIT)} cannot be read as Parquet: "
+                               f"{reason}") from None
 
 
 def _spec(name) -> FeatureViewSpec:

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 from feature_platform.derive.pandera_schema import field_rules
-from feature_platform.errors import InvalidBatchError
+from feature_platform.errors import InvalidBatchError, shorten
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.landing import NATIVE, value_text
 
@@ -51,7 +51,7 @@ def check_columns(spec: FeatureViewSpec, batch: pd.DataFrame) -> pd.DataFrame:
     names = [str(c) for c in batch.columns]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise InvalidBatchError(f"batch for view {spec.name!r} has repeated column(s) {repeated}")
+        raise InvalidBatchError(f"batch for view {spec.name!r} has repeated column(s) {shorten(repeated, 300)}")
     return batch if list(batch.columns) == names else batch.set_axis(names, axis=1)
 
 

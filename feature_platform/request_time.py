@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from feature_platform.errors import FeaturePlatformError, UnknownFeatureError
+from feature_platform.errors import FeaturePlatformError, UnknownFeatureError, shorten
 from feature_platform.spec import RequestFeatureViewSpec
 from feature_platform.specs import all_feature_services, all_request_views
 from feature_platform.stores.schema import SERVING_DTYPE
@@ -49,7 +49,7 @@ def references(features: str | Sequence[str]) -> list[str]:
         services = all_feature_services()
         if features not in services:
             raise UnknownFeatureError(
-                f"{features!r} is not a feature service (known: {', '.join(services) or 'none'}); "
+                f"{shorten(features)} is not a feature service (known: {', '.join(services) or 'none'}); "
                 "pass a list of 'view:feature' references or a service name")
         return list(services[features].features)
     if not isinstance(features, Sequence):
@@ -63,7 +63,7 @@ def check_unique_columns(names: Sequence[str]) -> None:
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
         raise UnknownFeatureError(
-            f"feature name(s) {clashes} appear more than once; pass full_feature_names=True to prefix view names")
+            f"feature name(s) {shorten(clashes, 300)} appear more than once; pass full_feature_names=True to prefix view names")
 
 
 def column_clashes(outputs: Sequence, existing, where: str) -> str | None:
@@ -89,13 +89,13 @@ def plan(features: str | Sequence[str], full_feature_names: bool = False) -> Fea
     outputs, stored, used = [], [], {}
     for ref in refs:
         if not isinstance(ref, str):
-            raise UnknownFeatureError(f"feature reference {ref!r} must be a 'view:feature' string")
+            raise UnknownFeatureError(f"feature reference {shorten(ref)} must be a 'view:feature' string")
         view, _, feature = ref.partition(":")
         request = view in views
         if request:
             spec = views[view]
             if feature not in spec.feature_names:
-                raise UnknownFeatureError(f"request feature view {view!r} has no feature {feature!r}; "
+                raise UnknownFeatureError(f"request feature view {view!r} has no feature {shorten(feature)}; "
                                           f"it has {', '.join(spec.feature_names)}")
             used[view] = spec
             stored.extend(spec.inputs)
@@ -118,7 +118,7 @@ def compute(spec: RequestFeatureViewSpec, stored: pd.DataFrame, request: pd.Data
         out = spec.function(frame.copy())
     except Exception as exc:  # noqa: BLE001 - a user function's failure, reported with the view's name
         raise RequestFeatureError(f"request feature view {spec.name!r}: its function raised "
-                                  f"{type(exc).__name__}: {exc}") from exc
+                                  f"{type(exc).__name__}: {shorten(exc, 300, quote=False)}") from exc
     if not isinstance(out, pd.DataFrame) or len(out) != len(frame):
         raise RequestFeatureError(f"request feature view {spec.name!r}: its function must return a DataFrame of "
                                   f"{len(frame)} rows, got {type(out).__name__} of {len(out) if hasattr(out, '__len__') else '?'}")
@@ -131,7 +131,7 @@ def compute(spec: RequestFeatureViewSpec, stored: pd.DataFrame, request: pd.Data
             result[f.name] = pd.Series(out[f.name].to_numpy(), index=stored.index).astype(SERVING_DTYPE[f.dtype])
         except (TypeError, ValueError) as exc:
             raise RequestFeatureError(f"request feature view {spec.name!r}: feature {f.name!r} is not "
-                                      f"{f.dtype}: {exc}") from None
+                                      f"{f.dtype}: {shorten(exc, 300, quote=False)}") from None
     return result
 
 
@@ -163,7 +163,8 @@ def request_frame(plan_: FeaturePlan, source: pd.DataFrame, where: str) -> pd.Da
         try:
             out[f.name] = source[f.name].astype(SERVING_DTYPE[f.dtype])
         except (TypeError, ValueError, OverflowError) as exc:  # e.g. 2**63 for an int64 field
-            raise RequestFeatureError(f"{where}: request field {f.name!r} is not {f.dtype}: {exc}") from None
+            raise RequestFeatureError(f"{where}: request field {f.name!r} is not {f.dtype}: "
+                                      f"{shorten(exc, 300, quote=False)}") from None
     return out
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 from feature_platform import request_time
 from feature_platform.compute.point_in_time import ViewJoin, point_in_time_join
 from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
-from feature_platform.errors import FeaturePlatformError, UnknownFeatureError
+from feature_platform.errors import FeaturePlatformError, UnknownFeatureError, shorten
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec, TrainingSetSpec
 from feature_platform.specs import get_spec
@@ -46,11 +46,11 @@ def resolve_features(features: str | Sequence[str], full_feature_names: bool = F
     for ref in features:
         view, sep, feature = ref.partition(":") if isinstance(ref, str) else ("", "", "")
         if not sep:
-            raise UnknownFeatureError(f"feature reference {ref!r} must look like 'view:feature'")
+            raise UnknownFeatureError(f"feature reference {shorten(ref)} must look like 'view:feature'")
         spec = get_spec(view)
         if feature not in spec.feature_names:
             raise UnknownFeatureError(
-                f"feature view {view!r} has no feature {feature!r}; it has {', '.join(spec.feature_names)}"
+                f"feature view {view!r} has no feature {shorten(feature)}; it has {', '.join(spec.feature_names)}"
             )
         columns.append(FeatureColumn(view, feature, f"{view}__{feature}" if full_feature_names else feature))
     request_time.check_unique_columns([c.column for c in columns])
@@ -61,7 +61,7 @@ def check_entity_frame(entity_df: pd.DataFrame, specs: Sequence[FeatureViewSpec]
     if not isinstance(entity_df, pd.DataFrame):
         raise EntityFrameError(f"entity_df must be a pandas DataFrame, not {type(entity_df).__name__}")
     if EVENT_TIMESTAMP not in entity_df.columns:
-        raise EntityFrameError(f"entity_df has no {EVENT_TIMESTAMP!r} column (columns: {list(entity_df.columns)})")
+        raise EntityFrameError(f"entity_df has no {EVENT_TIMESTAMP!r} column (columns: {shorten(list(entity_df.columns), 300)})")
     ts = entity_df[EVENT_TIMESTAMP]
     if not isinstance(ts.dtype, pd.DatetimeTZDtype):
         kind = "timezone-naive" if pd.api.types.is_datetime64_dtype(ts.dtype) else f"of dtype {ts.dtype}"
@@ -112,7 +112,7 @@ def training_set(runtime: Runtime, entity_df: pd.DataFrame, features, *, full_fe
     elif engine == "spark":
         values = _spark_join(runtime, entity_df, columns, specs)
     else:
-        raise ValueError(f"engine must be 'duckdb', 'spark' or 'feast', not {engine!r}")
+        raise ValueError(f"engine must be 'duckdb', 'spark' or 'feast', not {shorten(engine)}")
     out = entity_df.copy()
     for c in columns:
         out[c.column] = pd.Series(values[c.column].to_numpy(), index=out.index).astype(

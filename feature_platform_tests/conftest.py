@@ -13,6 +13,7 @@ import pandas as pd
 import psycopg
 import pytest
 import redis
+from hypothesis import settings as hypothesis_settings
 
 from feature_platform.config import Settings
 from feature_platform_tests.realtime_events import clock
@@ -20,6 +21,15 @@ from feature_platform_tests.realtime_events import clock
 warnings.filterwarnings("ignore", message=".*(beta|preview|superseded|deprecated).*")
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Property tests: under CI=true the "ci" profile, the same examples on every run (derandomized: seeded from each
+# test function; no example database), so a green main stays green; locally the "dev" profile keeps the random
+# search, which finds new failures. Neither has a deadline (a busy machine must not fail a test on timing), and a
+# failure prints its reproduction blob. HYPOTHESIS_PROFILE overrides the choice. Tests' own @settings set only
+# example counts, deadlines and health checks, so these choices hold for every test.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True, deadline=None)
+hypothesis_settings.register_profile("dev", print_blob=True, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if IN_CI else "dev"))
+
 # A database index of its own, flushed by the tests; override it to run two suites side by side.
 TEST_REDIS_DB = int(os.environ.get("FEATURE_PLATFORM_TEST_REDIS_DB", "13"))
 

@@ -17,11 +17,14 @@ from hypothesis import strategies as st
 import feature_platform as fp
 from feature_platform.demo.generator import generate_day
 from feature_platform.specs.user_activity import SPEC as USER_ACTIVITY
-from feature_platform_tests.conftest import make_embedded_settings, services_settings_in, write_sessions
+from feature_platform_tests.conftest import IN_CI, make_embedded_settings, services_settings_in, write_sessions
 
 HOSTILE = ['x"; DROP TABLE offline.user_activity; --', "user_activity; DROP SCHEMA offline CASCADE", "*", "?", "[a-z]*",
            "user_activity*", "user activity", "Üser_äctivity", "user_activity\x00", "'", "a" * 100_000, "", ":"]
-names = st.one_of(st.sampled_from(HOSTILE), st.text(max_size=30), st.text(alphabet="*?[]\"';: \\-", max_size=10))
+# Long names too, up to 100,000 characters of one character: no message may echo one whole (item 13).
+long_names = st.builds(lambda c, n: c * n, st.characters(), st.integers(100, 100_000))
+names = st.one_of(st.sampled_from(HOSTILE), st.text(max_size=30), st.text(alphabet="*?[]\"';: \\-", max_size=10),
+                  long_names)
 garbage = st.one_of(st.none(), st.integers(), st.floats(), st.booleans(), st.binary(max_size=5),
                     st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
 refs = st.one_of(names, names.map(lambda n: f"user_activity:{n}"), names.map(lambda n: f"{n}:sessions_7d"), garbage)
@@ -144,6 +147,163 @@ def test_hostile_names_cannot_touch_postgres_or_redis(services):
     assert snapshot(services) == before
     again = services.online_features(["user_activity:sessions_7d"], [{"user_id": user}], with_metadata=True)
     pd.testing.assert_frame_equal(again, vector)
+
+
+# --- 100,000-character values into every entry point (issue 19 item 13) ------------------------------------
+
+HUGE = ["a" * 100_000, "é:" * 50_000, "user_activity:" + "x" * 100_000, "9" * 100_000, "2026-01-0" + "1" * 100_000]
+REFS = ["user_activity:sessions_7d"]
+ENTITY = pd.DataFrame({"user_id": [1], "event_timestamp": pd.to_datetime(["2026-01-04"], utc=True)})
+ENTRY_POINTS = {
+    "view": lambda p, h: p.view(h),
+    "remove": lambda p, h: p.remove(h),
+    "resolve_version": lambda p, h: p.resolve_version(h, 1),
+    "history": lambda p, h: p.history(h),
+    "materialize view": lambda p, h: p.materialize(h, "2026-01-03"),
+    "materialize start": lambda p, h: p.materialize("user_activity", h),
+    "materialize end": lambda p, h: p.materialize("user_activity", "2026-01-03", h),
+    "materialize_sources view": lambda p, h: p.materialize_sources(h, "2026-01-03"),
+    "materialize_sources start": lambda p, h: p.materialize_sources("user_activity", h),
+    "push source": lambda p, h: p.push(h, pd.DataFrame({"user_id": [1]})),
+    "push columns": lambda p, h: p.push("user_realtime_events", pd.DataFrame([[1, 2]], columns=[h, h])),
+    "ingest_pending": lambda p, h: p.ingest_pending(h),
+    "materialize_training_set": lambda p, h: p.materialize_training_set(h),
+    "load_training_asset": lambda p, h: p.load_training_asset(h),
+    "offline_table view": lambda p, h: p.offline_table(h),
+    "offline_table start": lambda p, h: p.offline_table("user_activity", start=h),
+    "offline_table end": lambda p, h: p.offline_table("user_activity", end=h),
+    "online ref": lambda p, h: p.online_features([h], [{"user_id": 1}]),
+    "online feature": lambda p, h: p.online_features([f"user_activity:{h}"], [{"user_id": 1}]),
+    "online view": lambda p, h: p.online_features([f"{h}:sessions_7d"], [{"user_id": 1}]),
+    "online service": lambda p, h: p.online_features(h, [{"user_id": 1}]),
+    "online two refs": lambda p, h: p.online_features(["user_activity:sessions_7d", h], [{"user_id": 1}]),
+    "online key": lambda p, h: p.online_features(REFS, [{"user_id": h}]),
+    "online key name": lambda p, h: p.online_features(REFS, [{h: 1}]),
+    "online output": lambda p, h: p.online_features(REFS, [{"user_id": 1}], output=h),
+    "training ref": lambda p, h: p.training_set(ENTITY, [h]),
+    "training service": lambda p, h: p.training_set(ENTITY, h),
+    "training columns": lambda p, h: p.training_set(ENTITY.rename(columns={"event_timestamp": h}), REFS),
+    "training output": lambda p, h: p.training_set(ENTITY, REFS, output=h),
+    "training engine": lambda p, h: p.training_set(ENTITY, REFS, engine=h),
+    "training path": lambda p, h: p.training_set(ENTITY, REFS, path=h),
+    "training path dir": lambda p, h: p.training_set(ENTITY, REFS, path=f"/nonexistent/{h}/set.parquet"),
+    "training entity path": lambda p, h: p.training_set(h, REFS),
+}
+
+
+@pytest.mark.parametrize("call", list(ENTRY_POINTS.values()), ids=list(ENTRY_POINTS))
+def test_huge_values_get_short_errors_from_every_entry_point(platform, call):
+    for huge in HUGE:
+        fails_clearly(lambda: call(platform, huge))  # noqa: B023 - called at once
+
+
+def test_huge_values_get_short_errors_from_the_configuration():
+    from feature_platform.config import ENV_VARS, Settings
+
+    for name in ENV_VARS:
+        for huge in HUGE:
+            try:
+                Settings.from_env({name: huge})
+            except fp.FeaturePlatformError as exc:
+                assert name in str(exc) and len(str(exc)) < 500, str(exc)[:300]
+
+
+def test_huge_values_get_short_http_errors(platform):
+    import requests
+
+    from feature_platform.serving.server import running_server
+
+    huge = "a" * 100_000
+    bodies = {
+        "/get-online-features": [{"features": [huge], "entities": {"user_id": [1]}},
+                                 {"features": [f"user_activity:{huge}"], "entities": {"user_id": [1]}},
+                                 {"feature_service": huge, "entities": {"user_id": [1]}},
+                                 {"features": REFS, "entities": {"user_id": [huge]}},
+                                 {"features": REFS, "entities": {huge: [1]}}],
+        "/push": [{"push_source_name": huge, "df": {"user_id": [1]}},
+                  {"push_source_name": "user_realtime_events", "df": {"user_id": [1]}, "to": huge}],
+    }
+    with running_server(platform) as url:
+        for path, cases in bodies.items():
+            for body in cases:
+                response = requests.post(url + path, json=body, timeout=60)
+                assert 400 <= response.status_code < 500, (path, response.status_code, response.text[:300])
+                assert len(response.content) < 2_000, (path, response.text[:300])
+
+
+# --- bad arguments of every public method (issue 19 item 12) ----------------------------------------------
+
+BAD_ARGUMENTS = {
+    "training_set path in a missing directory": (
+        lambda p, tmp: p.training_set(ENTITY, REFS, path=tmp / "missing" / "set.parquet"),
+        fp.InvalidArgumentError, r"^path '.*/missing/set\.parquet': its directory does not exist"),
+    "training_set path is a directory": (
+        lambda p, tmp: p.training_set(ENTITY, REFS, path=tmp),
+        fp.InvalidArgumentError, r"^path '.*': the training set cannot be written there \(Is a directory\)"),
+    "training_set path of another type": (
+        lambda p, tmp: p.training_set(ENTITY, REFS, path=5), TypeError, "path must be a str or os.PathLike"),
+    "training_set entity_df a missing file": (
+        lambda p, tmp: p.training_set(tmp / "none.parquet", REFS),
+        fp.FeaturePlatformError, r"^entity_df '.*none\.parquet' cannot be read as Parquet: No such file"),
+    "training_set engine": (lambda p, tmp: p.training_set(ENTITY, REFS, engine="dask"),
+                            fp.InvalidArgumentError, "engine must be 'duckdb', 'spark' or 'feast', not 'dask'"),
+    "training_set output": (lambda p, tmp: p.training_set(ENTITY, REFS, output="csv"),
+                            fp.InvalidArgumentError, "output must be 'pandas', 'arrow' or 'spark', not 'csv'"),
+    "materialize progress": (lambda p, tmp: p.materialize("user_activity", "2026-01-03", progress=5),
+                             TypeError, "progress must be a callable"),
+    "materialize_sources of a push view": (lambda p, tmp: p.materialize_sources("user_realtime", "2026-01-03"),
+                                           fp.InvalidDateError, "'user_realtime' is fed by push source"),
+    "freshness now": (lambda p, tmp: p.freshness(now="2026-01-03"), TypeError, "now must be a datetime, not str"),
+    "resolve_version version": (lambda p, tmp: p.resolve_version("user_activity", "2"),
+                                fp.InvalidArgumentError, "version must be an integer, not '2'"),
+    "materialize_training_set name": (lambda p, tmp: p.materialize_training_set(["churn"]),
+                                      fp.UnknownFeatureViewError, r"unknown training set \['churn'\]"),
+    "load_training_asset name": (lambda p, tmp: p.load_training_asset(None),
+                                 fp.UnknownFeatureViewError, "unknown training set None"),
+    "apply user": (lambda p, tmp: p.apply(user=7), TypeError, "user must be a string, not int"),
+}
+
+
+@pytest.mark.parametrize(("call", "error", "match"), list(BAD_ARGUMENTS.values()), ids=list(BAD_ARGUMENTS))
+def test_bad_arguments_of_every_method_are_clear_errors(platform, tmp_path, call, error, match):
+    with pytest.raises(error, match=match) as info:
+        call(platform, tmp_path)
+    assert_clear(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_training_set_path_is_checked_before_any_work(platform, tmp_path, monkeypatch):
+    from feature_platform import training
+
+    monkeypatch.setattr(training, "training_set", lambda *a, **k: pytest.fail("the set was computed"))
+    with pytest.raises(fp.InvalidArgumentError, match="its directory does not exist"):
+        platform.training_set(ENTITY, REFS, path=tmp_path / "missing" / "set.parquet")
+    assert not (tmp_path / "missing").exists()
+
+
+# --- reproducible property tests (issue 19 item 13) --------------------------------------------------------
+
+def test_the_ci_profile_repeats_the_same_examples():
+    """What CI=true loads: two runs of one property test draw the same examples (a random search would not)."""
+    from hypothesis import settings as hypothesis_settings
+
+    def examples(profile: str) -> list:
+        seen: list = []
+
+        @hypothesis_settings(hypothesis_settings.get_profile(profile), max_examples=40)
+        @given(st.one_of(features, days))
+        def probe(value):
+            seen.append(repr(value)[:200])
+
+        probe()
+        return seen
+
+    assert examples("ci") == examples("ci")
+    assert examples("dev") != examples("dev")
+    ci = hypothesis_settings.get_profile("ci")
+    assert ci.derandomize and ci.database is None and ci.deadline is None
+    if IN_CI:
+        assert hypothesis_settings.default.derandomize
 
 
 ACTIVITY = [f"user_activity:{f}" for f in USER_ACTIVITY.feature_names]

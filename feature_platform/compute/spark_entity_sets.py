@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from feature_platform import request_time
 from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
-from feature_platform.errors import FeaturePlatformError
+from feature_platform.errors import FeaturePlatformError, shorten
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.schema import SERVING_DTYPE
 
@@ -52,12 +52,14 @@ def read_entity_set(spark, entities):
 
         schema = ds.dataset(path, format="parquet").schema
     except (pa.ArrowException, OSError) as exc:
-        raise EntitySetError(f"entity set {path} cannot be read as Parquet: {exc}") from exc
+        raise EntitySetError(f"entity set {shorten(path, 200, quote=False)} cannot be read as Parquet: "
+                             f"{shorten(exc, 300, quote=False)}") from exc
     if EVENT_TIMESTAMP not in schema.names:
-        raise EntitySetError(f"entity set {path} has no {EVENT_TIMESTAMP!r} column (columns: {schema.names})")
+        raise EntitySetError(f"entity set {shorten(path, 200, quote=False)} has no {EVENT_TIMESTAMP!r} column "
+                             f"(columns: {shorten(schema.names, 300)})")
     ts_type = schema.field(EVENT_TIMESTAMP).type
     if pa.types.is_timestamp(ts_type) and ts_type.tz is None:
-        raise EntitySetError(f"entity set {path}: {EVENT_TIMESTAMP!r} is timezone-naive; it must be "
+        raise EntitySetError(f"entity set {shorten(path, 200, quote=False)}: {EVENT_TIMESTAMP!r} is timezone-naive; it must be "
                              "timezone-aware (e.g. pd.to_datetime(..., utc=True) before writing)")
     frame = spark.read.parquet(path)
     if pa.types.is_timestamp(ts_type) and ts_type.unit == "ns":  # read as an integer (spark_session's setting)
@@ -73,7 +75,7 @@ def check_entity_set(frame, specs: Sequence[FeatureViewSpec]) -> None:
 
     fields = {f.name: f.dataType for f in frame.schema.fields}
     if EVENT_TIMESTAMP not in fields:
-        raise EntitySetError(f"the entity set has no {EVENT_TIMESTAMP!r} column (columns: {list(fields)})")
+        raise EntitySetError(f"the entity set has no {EVENT_TIMESTAMP!r} column (columns: {shorten(list(fields), 300)})")
     ts = fields[EVENT_TIMESTAMP]
     if isinstance(ts, T.TimestampNTZType):
         raise EntitySetError(f"the entity set's {EVENT_TIMESTAMP!r} is timezone-naive (TIMESTAMP_NTZ); it must be "
@@ -95,7 +97,7 @@ def check_entity_set(frame, specs: Sequence[FeatureViewSpec]) -> None:
     for i, column in enumerate(checked):
         if counts[f"c{i}"]:
             sample = [r.asDict() for r in frame.where(F.col(column).isNull()).limit(SAMPLE_ROWS).collect()]
-            raise EntitySetError(f"the entity set's {column!r} has {counts[f'c{i}']} null(s); first rows: {sample}")
+            raise EntitySetError(f"the entity set's {column!r} has {counts[f'c{i}']} null(s); first rows: {shorten(sample, 500)}")
 
 
 def with_request_features(plan: request_time.FeaturePlan, stored, entity_columns: Sequence[str]):

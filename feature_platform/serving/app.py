@@ -30,6 +30,7 @@ from feature_platform.errors import (
     StoreUnavailableError,
     UnknownFeatureError,
     UnknownFeatureViewError,
+    shorten,
 )
 from feature_platform.ingest import IngestResult
 from feature_platform.serving.access import AccessDeniedError, AuthenticationError, Authorizer, Tokens
@@ -98,7 +99,7 @@ def build_app(platform, tokens: Tokens | None = None) -> FastAPI:
         view = await run_in_threadpool(platform._push_view, request.push_source_name)
         await run_in_threadpool(access.push, caller, view.name, http.url.path)
         if request.to not in PUSH_MODES:
-            raise BadRequestError(f"push mode {request.to!r} is not one of {sorted(PUSH_MODES)}")
+            raise BadRequestError(f"push mode {shorten(request.to)} is not one of {sorted(PUSH_MODES)}")
         try:
             frame = pd.DataFrame(request.df)
         except ValueError as exc:

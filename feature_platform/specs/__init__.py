@@ -7,7 +7,7 @@ import importlib
 import pkgutil
 from functools import cache
 
-from feature_platform.errors import UnknownFeatureViewError
+from feature_platform.errors import UnknownFeatureViewError, shorten
 from feature_platform.spec import (
     AccessSpec,
     FeatureServiceSpec,
@@ -75,5 +75,5 @@ def get_spec(name: str) -> FeatureViewSpec:
         return all_specs()[name]
     except KeyError:
         raise UnknownFeatureViewError(
-            f"unknown feature view {name!r}; known views: {', '.join(sorted(all_specs()))}"
+            f"unknown feature view {shorten(name)}; known views: {', '.join(sorted(all_specs()))}"
         ) from None

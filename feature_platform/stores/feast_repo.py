@@ -3,6 +3,8 @@ no credential is ever written to disk for Feast)."""
 
 from __future__ import annotations
 
+import json
+
 from feast import FeatureStore, RepoConfig
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres import PostgreSQLOfflineStoreConfig
 from feast.infra.offline_stores.dask import DaskOfflineStoreConfig
@@ -14,11 +16,18 @@ from feast.repo_config import RegistryConfig
 from feature_platform.config import FEAST_PROJECT, OFFLINE_SCHEMA, Settings
 
 
+def connection_string_value(value: str) -> str:
+    """`value` as an option value of Feast's Redis connection string, which splits options on ',' and then
+    json-decodes each value: a JSON string with every character but ASCII letters and digits \\u-escaped
+    comes back exactly (commas, quotes, spaces, `true`, `null`, `1e3`), and is one token that redact's
+    `password=` pattern masks whole."""
+    return '"' + "".join(c if c.isascii() and c.isalnum() else json.dumps(c)[1:-1] if ord(c) > 0xFFFF
+                         else f"\\u{ord(c):04x}" for c in value) + '"'
+
+
 def repo_config(settings: Settings) -> RepoConfig:
     if settings.profile == "services":
-        if "," in settings.redis_password:  # Feast splits its Redis connection string on commas
-            raise ValueError("FEATURE_PLATFORM_REDIS_PASSWORD must not contain ',' (Feast's Redis connection string)")
-        password = f",password={settings.redis_password}" if settings.redis_password else ""
+        password = f",password={connection_string_value(settings.redis_password)}" if settings.redis_password else ""
         if settings.redis_cluster_nodes:  # seed nodes, then options; a cluster has no `db`
             redis = {"redis_type": RedisType.redis_cluster,
                      "connection_string": f"{settings.redis_cluster_nodes}{password}"}

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from feature_platform.derive.feast_objects import feast_feature_view, feast_objects
-from feature_platform.errors import BreakingChangeError, UnknownFeatureViewError, ViewInUseError
+from feature_platform.errors import BreakingChangeError, UnknownFeatureViewError, ViewInUseError, shorten
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.online import watermarks
 from feature_platform.stores.registry_history import HistoryEntry, registry_log
@@ -191,7 +191,7 @@ def remove(runtime: Runtime, name: str, specs=None, services=None, training_sets
         store.refresh_registry()
         registered = registered_views(store)
         if name not in registered:
-            raise UnknownFeatureViewError(f"feature view {name!r} is not in the registry "
+            raise UnknownFeatureViewError(f"feature view {shorten(name)} is not in the registry "
                                           f"(registered: {', '.join(sorted(registered)) or 'none'})")
         if name in specs:
             state = "deprecated" if specs[name].deprecated else "not even deprecated"
@@ -230,7 +230,7 @@ def resolve_version(runtime: Runtime, family: str, version: int) -> str:
     known.update({(s.family_name, s.version): s.name for s in specs.values()})
     if (family, version) not in known:
         versions = sorted(v for f, v in known if f == family)
-        raise UnknownFeatureViewError(f"{family!r} has no version {version} (versions: "
+        raise UnknownFeatureViewError(f"{shorten(family)} has no version {shorten(version)} (versions: "
                                       f"{', '.join(map(str, versions)) or 'none'})")
     return known[(family, version)]
 
