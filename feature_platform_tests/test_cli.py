@@ -119,7 +119,9 @@ def test_stream_load_generator_lands_batches_and_direct_writes_online(embedded_s
     from feature_platform.stores.landing import LandingDirectory
 
     landed = LandingDirectory(embedded_settings.home, "user_realtime_events").pending()
-    assert len(landed) == 3
+    # One batch per --batch-interval while the machine keeps up (3 on a quiet one): each batch it reports landed.
+    batches = int(re.search(r"pushed [0-9,]+ events in ([0-9,]+) batches", queued.stdout)[1].replace(",", ""))
+    assert 1 <= batches <= 3 and len(landed) == batches, (queued.stdout, landed)
     direct = cli(embedded_settings, "stream", "--rate", "40", "--seconds", "0.5", "--direct", "--users", "5")
     assert direct.returncode == 0, direct.stderr
     assert "written online, logged for the offline store (the sensor drains the log); 0 rejected" in direct.stdout
