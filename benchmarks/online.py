@@ -105,7 +105,7 @@ def job_sync_feast(args: dict, timer: Timer) -> dict:
 
 def job_sync_raw(args: dict, timer: Timer) -> dict:
     platform = _platform()
-    client = platform.runtime.online.redis.client
+    client = platform.runtime.online.features.client
     rows = partition(args["users"])
     with timer:
         records = rows[["user_id", *FEATURES]].astype(str).itertuples(index=False, name=None)
@@ -168,7 +168,7 @@ def job_read(args: dict, timer: Timer) -> dict:
     rows = partition(args["users"])
     platform.runtime.online.write(SPEC, rows)
     store = _stock_feast(platform)
-    client = platform.runtime.online.redis.client
+    client = platform.runtime.online.features.client
     refs = [f"user_activity:{f}" for f in FEATURES]
     fields = [fmt.field_key("user_activity", f) for f in FEATURES] + [fmt.timestamp_field("user_activity")]
     rng = np.random.default_rng(5)

@@ -101,8 +101,8 @@ def _request_fns(platform, expected: Expected, now):
     from feature_platform.stores import feast_redis_format as fmt
 
     refs = [f"{VIEW}:{f}" for f in expected.features]
-    client = platform.runtime.online.redis.client
-    project = platform.runtime.online.redis.project
+    client = platform.runtime.online.features.client
+    project = platform.runtime.online.features.project
     fields = [fmt.timestamp_field(VIEW), *(fmt.field_key(VIEW, f) for f in expected.features)]
     cols = list(expected.features)
 

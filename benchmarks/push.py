@@ -114,7 +114,7 @@ def job_raw_hset(args: dict, timer: Timer) -> dict:
     from feature_platform.stores import feast_redis_format as fmt
 
     platform = _platform(args["home"], services=True)
-    client = platform.runtime.online.redis.client
+    client = platform.runtime.online.features.client
     n = args["rows"]
     view = SPEC.name
     fields = [fmt.timestamp_field(view), *(fmt.field_key(view, f) for f in SPEC.feature_names)]

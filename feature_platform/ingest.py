@@ -23,7 +23,7 @@ import pandas as pd
 from feature_platform.push import prepare_batch
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec
-from feature_platform.stores.landing import LandingDirectory, MalformedBatchError, new_batch_id
+from feature_platform.stores.landing import MalformedBatchError, new_batch_id
 from feature_platform.stores.unavailable import store_errors
 
 
@@ -44,17 +44,12 @@ DIRECT_PREFIX = "direct-"  # partition keys of the runs that drain a direct log
 
 
 def transport_for(runtime: Runtime, spec: FeatureViewSpec, *, direct_log: bool = False):
-    """The push transport of the profile: a landing directory (embedded) or a Redis Stream (services).
+    """The push transport of the deployment (a landing directory, a Redis Stream: see `backends`).
     `direct_log` gives the source's direct log instead (same kind of transport, its own name)."""
     source = spec.push_source + (".direct" if direct_log else "")
     cache = runtime.transports  # one client per source and process
     if source not in cache:
-        if runtime.settings.profile == "services":
-            from feature_platform.stores.redis_stream import RedisStreamTransport
-
-            cache[source] = RedisStreamTransport(runtime.settings, source)
-        else:
-            cache[source] = LandingDirectory(runtime.settings.home, source)
+        cache[source] = runtime.backends.push_transport(source)
     return cache[source]
 
 

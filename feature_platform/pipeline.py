@@ -205,10 +205,13 @@ def _sync_online(runtime: Runtime, spec: FeatureViewSpec, done: list[PartitionRe
 
 
 def _write_online(runtime: Runtime, spec: FeatureViewSpec, latest: pd.DataFrame) -> int:
-    """The Spark engine on Redis writes from its executors (`compute.spark_online_sync`); otherwise the driver
-    writes (the embedded profile's SQLite online store is one local file)."""
-    if runtime.settings.engine == "spark" and runtime.online.redis is not None:
-        return runtime.engine.sync_online(spec, latest, runtime.online)
+    """An engine that writes from its workers (Spark's executors) does so when the online store takes such writes
+    (Redis); otherwise the driver writes (the embedded profile's SQLite online store is one local file)."""
+    sync = getattr(runtime.engine, "sync_online", None)
+    if sync is not None and runtime.backends.executor_online_writes:
+        from feature_platform.backends.spark_sync import sync_online
+
+        return sync(spec, latest, runtime.online, sync_online)
     return runtime.online.write(spec, latest)
 
 

@@ -294,10 +294,7 @@ class FeaturePlatform:
                 home = self.settings.dagster_home
                 home.mkdir(parents=True, exist_ok=True)
                 config = dagster_instance_config(self.settings, resolved=True)
-                if self.settings.profile == "services":
-                    from feature_platform.stores.postgres import ensure_database
-
-                    ensure_database(self.settings, self.settings.dagster_pg_db)
+                self.runtime.backends.prepare_dagster_storage()
                 # Processes opening a fresh home at once would both create Dagster's SQLite tables ("table
                 # snapshots already exists"): the first one creates them while the others wait on this lock.
                 with open(home / ".instance.lock", "w") as lock:

@@ -10,14 +10,13 @@ from functools import cached_property
 import pandas as pd
 from feast import FeatureStore
 
+from feature_platform.backends import Backends, build_backends
 from feature_platform.compute.engine import ComputeEngine, engine_for
 from feature_platform.compute.window_aggregate import DayChunk
 from feature_platform.config import Settings
 from feature_platform.spec import FeatureViewSpec
-from feature_platform.stores.feast_repo import feature_store
-from feature_platform.stores.offline import OfflineStore, offline_store
+from feature_platform.stores.offline import OfflineStore
 from feature_platform.stores.online import OnlineStore
-from feature_platform.stores.postgres import ensure_database
 
 _apply_lock = threading.Lock()
 # Partition days aggregated per pass over the raw events: ~1M feature rows at 100k users, and each pass
@@ -32,8 +31,13 @@ class Runtime:
         self.transports: dict = {}  # push transports by source name (see ingest.transport_for)
 
     @cached_property
+    def backends(self) -> Backends:
+        """This deployment's backends (the profile is chosen there, once)."""
+        return build_backends(self.settings)
+
+    @cached_property
     def offline(self) -> OfflineStore:
-        return offline_store(self.settings)
+        return self.backends.offline_store()
 
     @cached_property
     def engine(self) -> ComputeEngine:
@@ -42,14 +46,13 @@ class Runtime:
 
     @cached_property
     def feast(self) -> FeatureStore:
-        if self.settings.profile == "services":
-            ensure_database(self.settings, self.settings.pg_db)  # the SQL registry lives there
-        return feature_store(self.settings)
+        return self.backends.feature_store()
 
     @cached_property
     def online(self) -> OnlineStore:
         self.apply()
-        return OnlineStore(self.feast, self.settings)
+        features = self.backends.online_features(self.feast)
+        return OnlineStore(self.feast, features, self.backends.watermarks(features), self.settings)
 
     def apply(self) -> None:
         """Register every spec's Feast objects (once per process), the way `feature-platform apply` does:

@@ -58,16 +58,11 @@ LAYERS = (
 # Module names below are relative to feature_platform/.
 ALLOWED_CYCLES = {
     frozenset({"compute.window_aggregate", "compute.rolling_window"}),  # S3: compute/chunks.py
-    frozenset({"stores.offline", "stores.offline_parquet", "stores.offline_postgres"}),  # S7b: backends/*/offline.py
 }
 
 ALLOWED_UPWARD_IMPORTS = {
     ("compute.spark_entity_sets", "request_time"),  # S3: with_request_features -> training.py
     ("compute.spark_entity_sets", "stores.schema"),  # S3: the serving dtype from dtypes.py (S2)
-    ("compute.spark_online_sync", "stores.feast_repo"),  # S7c: backends/services/spark_sync.py
-    ("compute.spark_online_sync", "stores.online"),  # S7c
-    ("compute.spark_online_sync", "stores.redis_online"),  # S7c
-    ("compute.spark_online_sync", "stores.unavailable"),  # S7c
     ("compute.spark_point_in_time", "stores.schema"),  # S7b: the offline store's to_spark
     ("derive.feast_objects", "versioning.changes"),  # S3: derive/description.py
     ("derive.feast_objects", "versioning.registry"),  # S3: derive/description.py
@@ -75,20 +70,7 @@ ALLOWED_UPWARD_IMPORTS = {
 
 PROFILE_SWITCH = "backends/__init__.py"
 ALLOWED_PROFILE_DECISIONS = {  # file -> number of places
-    "compute/spark_online_sync.py": 1,  # S7c: only the services backend has an executor write
-    "compute/spark_point_in_time.py": 1,  # S7b: store.kind == "parquet" -> the offline store's to_spark
     "config.py": 1,  # S7e: dagster_instance_config -> backends/*/dagster.py
-    "defs/metadata.py": 2,  # S7f: kinds from backends.offline.kind / online.kind
-    "derive/feast_objects.py": 1,  # S7e: batch source from backends.feast
-    "ingest.py": 1,  # S7d: backends.transport()
-    "pipeline.py": 1,  # S7c: online.redis is not None -> ComputeEngine.write_online
-    "platform.py": 1,  # S7e: instance() -> backends.dagster.prepare()
-    "runtime.py": 1,  # S7e: ensure_database -> backends/services/feast.py
-    "serving/app.py": 1,  # S7c: online.redis is not None -> online.ping()
-    "stores/feast_repo.py": 1,  # S7e: backends/*/feast.py
-    "stores/offline.py": 1,  # S7b: backends/*/offline.py
-    "stores/online.py": 5,  # S7c: two profile tests, three on .redis/.sqlite -> backends/*/online.py
-    "stores/registry_history.py": 1,  # S7e: backends/*/registry_log.py
 }
 
 PRIVATE_NAMES_HOMES = ("feast_format/", "defs/dagster_compat.py")  # in the package and in the tests

@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from psycopg.conninfo import conninfo_to_dict
 
 from feature_platform import cli
+from feature_platform.backends import repo_config
 from feature_platform.config import ENV_VARS, PARTITIONS_RANGE, SECRET_VARS, Settings
 from feature_platform.demo.generator import generate_day
 from feature_platform.errors import ConfigurationError, FeaturePlatformError
 from feature_platform.platform import FeaturePlatform
-from feature_platform.stores.feast_repo import repo_config
 from feature_platform_tests.conftest import write_sessions
 
 MARKER = "Zq9sEcReT"  # in every generated secret: it must never reach a message

@@ -100,7 +100,7 @@ def test_an_absent_entity_as_stock_feast_and_the_platform_report_it(served):
     reports it NOT_FOUND on SQLite but PRESENT with a null value on Redis; the platform NOT_FOUND on both."""
     from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
-    from feature_platform.stores.feast_repo import feature_store
+    from feature_platform.backends import feature_store
 
     platform, url = served
     absent = 987654321

@@ -29,11 +29,11 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from feature_platform.backends import registry_log
 from feature_platform.config import Settings
 from feature_platform.defs.run_workers import PID_TAG, worker_state
 from feature_platform.demo.generator import generate_day
 from feature_platform.platform import FeaturePlatform
-from feature_platform.stores.registry_history import registry_log
 from feature_platform_tests.browser import dagster_dev, dagster_dev_process, graphql
 from feature_platform_tests.conftest import make_embedded_settings, services_settings_in, write_sessions
 

@@ -331,7 +331,7 @@ def test_an_online_write_failure_restores_the_offline_partitions(tmp_path, monke
         monkeypatch.undo()
         monkeypatch.setattr(runtime, "COMPUTE_CHUNK_DAYS", 3)
         if profile == "services":
-            platform.runtime.online.redis.client.config_set("min-replicas-to-write", 0)
+            platform.runtime.online.features.client.config_set("min-replicas-to-write", 0)
         write_sessions(settings.sessions_path, RAW)
         platform.materialize("user_activity", DAYS[0], DAYS[-1])  # the re-run completes
         assert platform.runtime.offline.partitions(SPEC) == recorded_days(platform) == DAYS

@@ -23,6 +23,7 @@ import redis
 from feast.infra.online_stores.redis import RedisOnlineStore, RedisType
 
 import feature_platform as fp
+from feature_platform.backends import feature_store, repo_config
 from feature_platform.config import Settings
 from feature_platform.definitions import build_definitions
 from feature_platform.defs.resources import resources_for
@@ -30,7 +31,6 @@ from feature_platform.errors import StoreUnavailableError
 from feature_platform.ingest import transport_for
 from feature_platform.specs.user_activity import SPEC as ACTIVITY
 from feature_platform.specs.user_realtime import SPEC as REALTIME
-from feature_platform.stores.feast_repo import feature_store, repo_config
 from feature_platform.stores.online import redis_client
 from feature_platform_tests.conftest import IN_CI, services_settings_in, sessions_frame, write_sessions
 from feature_platform_tests.realtime_events import event_batch
@@ -152,7 +152,7 @@ def test_the_services_profile_runs_on_a_redis_cluster(tmp_path):
                                       "FEATURE_PLATFORM_REDIS_PORT": str(CLOSED_PORT)})
         write_sessions(settings.sessions_path, sessions())
         platform = fp.FeaturePlatform(settings)
-        assert isinstance(platform.runtime.online.redis.client, redis.cluster.RedisCluster)
+        assert isinstance(platform.runtime.online.features.client, redis.cluster.RedisCluster)
 
         # Materialize through Dagster; online values equal the last partition's offline rows.
         assert platform.materialize("user_activity", DAYS[0], DAYS[-1]) == DAYS

@@ -65,7 +65,7 @@ def online(platform, users):
 def test_a_restart_during_sync_is_ridden_out(outage):
     platform, server = outage
     platform.apply()
-    platform.runtime.online.redis.client.ping()  # connected before the outage
+    platform.runtime.online.features.client.ping()  # connected before the outage
     rows = platform.offline_table("user_activity")  # empty: compute the partition to write it by hand
     assert rows.empty
     platform.materialize("user_activity", D)
@@ -84,7 +84,7 @@ def test_a_restart_during_sync_is_ridden_out(outage):
 def test_a_long_outage_fails_fast_and_clearly_and_a_rerun_completes(outage):
     platform, server = outage
     platform.apply()
-    platform.runtime.online.redis.client.ping()
+    platform.runtime.online.features.client.ping()
     server.stop()
     started = time.monotonic()
     with pytest.raises(Exception) as failed:

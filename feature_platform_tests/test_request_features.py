@@ -147,7 +147,7 @@ def test_stock_feast_lists_and_computes_the_request_views(platform, tmp_path):
     """Request views are registered as Feast on-demand feature views: `feast on-demand-feature-views list` shows
     them, and stock Feast's `get_online_features` computes them with the platform's function, to its values
     (stock Feast ignores TTLs, so the platform reads as of the partitions' time)."""
-    from feature_platform.stores.feast_repo import feature_store
+    from feature_platform.backends import feature_store
 
     stock_feast_yaml(platform.settings, tmp_path)
     feast = Path(sys.executable).with_name("feast")

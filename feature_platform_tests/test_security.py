@@ -29,13 +29,13 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from feature_platform import alerts, cli
+from feature_platform.backends import repo_config
 from feature_platform.config import Settings
 from feature_platform.defs.resources import FeaturePlatformResource
 from feature_platform.demo.generator import generate_day
 from feature_platform.errors import MaterializationError, StoreUnavailableError
 from feature_platform.platform import FeaturePlatform
 from feature_platform.redact import MASK, redact, secrets_of, url_origin
-from feature_platform.stores.feast_repo import repo_config
 from feature_platform_tests.conftest import IN_CI, services_settings_in, write_sessions
 from feature_platform_tests.redis_server import start_redis_server
 
@@ -118,7 +118,7 @@ def test_a_redis_password_with_commas_and_json_works_through_feast_and_is_masked
             ours = platform.online_features(FEATURES, [{"user_id": u} for u in users],
                                             now=datetime(2026, 4, 11, 1, tzinfo=timezone.utc))
             assert ours.notna().all().all()
-            from feature_platform.stores.feast_repo import feature_store
+            from feature_platform.backends import feature_store
 
             store = feature_store(settings)
             theirs = store.get_online_features(features=FEATURES, entity_rows=[{"user_id": u} for u in users]).to_df()

@@ -15,8 +15,8 @@ import pytest
 import redis
 
 import feature_platform as fp
+from feature_platform.backends.spark_sync import sync_online
 from feature_platform.compute.spark_engine import SparkEngine
-from feature_platform.compute.spark_online_sync import sync_online
 from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
 from feature_platform.demo.generator import generate_day
 from feature_platform.pipeline import _newest, materialize_range
@@ -63,7 +63,7 @@ def runtime(services_settings):
 
 def test_spark_sync_writes_the_bytes_the_driver_writer_writes(spark, runtime):  # noqa: F811
     project = runtime.online.store.config.project
-    client = runtime.online.redis.client
+    client = runtime.online.features.client
     # 300 users; 40 of them also have an older row that must lose to the newer one within the run
     rows = pd.concat([feature_rows(T1, range(40), bump=7), feature_rows(T2, range(300))], ignore_index=True)
     frame = spark.createDataFrame(rows).repartition(3)  # several partitions, each with its own client
@@ -80,7 +80,7 @@ def test_spark_sync_writes_the_bytes_the_driver_writer_writes(spark, runtime):  
 
 
 def test_an_older_sync_changes_nothing_and_a_tie_rewrites(spark, runtime):  # noqa: F811
-    project, client = runtime.online.store.config.project, runtime.online.redis.client
+    project, client = runtime.online.store.config.project, runtime.online.features.client
     newer = feature_rows(T2, range(50))
     assert sync_online(spark.createDataFrame(newer), SPEC, runtime.settings, project) == 50
     before = snapshot(client)
@@ -126,7 +126,7 @@ def test_materialize_with_the_spark_engine_gives_the_pandas_engines_online_vecto
         table = fp.FeaturePlatform(runtime_p.settings).offline_table("user_activity", first, last)
         users = [{"user_id": int(u)} for u in sorted(table["user_id"].unique())]
         online_p = fp.FeaturePlatform(runtime_p.settings).online_features(FEATURES, users, now=now)
-        bytes_p = snapshot(runtime_p.online.redis.client)
+        bytes_p = snapshot(runtime_p.online.features.client)
 
     calls = []
     original = SparkEngine.sync_online
@@ -136,7 +136,7 @@ def test_materialize_with_the_spark_engine_gives_the_pandas_engines_online_vecto
     online_s = fp.FeaturePlatform(runtime_s.settings).online_features(FEATURES, users, now=now)
     assert len(users) > 40 and online_p["sessions_7d"].notna().all()
     pd.testing.assert_frame_equal(online_s, online_p, check_exact=True)
-    assert snapshot(runtime_s.online.redis.client) == bytes_p
+    assert snapshot(runtime_s.online.features.client) == bytes_p
     assert [r.rows_online for r in results_s] == [r.rows_online for r in results_p]
 
 
@@ -205,8 +205,8 @@ def test_spark_sync_on_a_redis_cluster(spark, services_settings, tmp_path):  # n
         on_cluster = RedisFeatures(redis_client(settings), project).read(SPEC, users, SPEC.feature_names)
 
         single = Runtime(services_settings)  # the driver writer on the single Redis: the same values
-        RedisFeatures(single.online.redis.client, project).write(SPEC, _newest(SPEC, None, rows))
-        assert RedisFeatures(single.online.redis.client, project).read(SPEC, users, SPEC.feature_names) == on_cluster
+        RedisFeatures(single.online.features.client, project).write(SPEC, _newest(SPEC, None, rows))
+        assert RedisFeatures(single.online.features.client, project).read(SPEC, users, SPEC.feature_names) == on_cluster
         assert on_cluster[0] == [T2.value] * 200
 
         got = cluster_runtime.feast.get_online_features(features=FEATURES, entity_rows=[{"user_id": 7}]).to_dict()

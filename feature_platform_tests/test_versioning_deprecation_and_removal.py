@@ -14,6 +14,7 @@ import pytest
 import redis
 
 import feature_platform as fp
+from feature_platform.backends import watermarks
 from feature_platform.definitions import build_definitions
 from feature_platform.demo.generator import generate_day
 from feature_platform.errors import UnknownFeatureViewError, ViewInUseError
@@ -24,7 +25,6 @@ from feature_platform.specs.churn import CHURN_FEATURES, CHURN_TRAINING_SET
 from feature_platform.specs.user_activity import SPEC as V2
 from feature_platform.specs.user_activity_v3 import SPEC as V3
 from feature_platform.specs.user_realtime import SPEC as REALTIME
-from feature_platform.stores.online import watermarks
 from feature_platform.versioning import workflow
 from feature_platform.versioning.deprecation import FeatureViewDeprecationWarning
 from feature_platform.versioning.plan import UPDATE

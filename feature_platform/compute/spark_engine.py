@@ -98,10 +98,9 @@ class SparkEngine:
         events = read_source(self.spark, spec, self.settings, start, end)
         return _to_chunk(spec, _check_fits(spec, aggregate(spec, events, wanted).toPandas()), wanted)
 
-    def sync_online(self, spec: FeatureViewSpec, rows: pd.DataFrame, online) -> int:
-        """Write `rows` to the Redis online store from Spark's executors (`spark_online_sync`), newest-wins."""
-        from feature_platform.compute.spark_online_sync import sync_online
-
+    def sync_online(self, spec: FeatureViewSpec, rows: pd.DataFrame, online, sync_online) -> int:
+        """Write `rows` to the online store from Spark's executors with the backend's `sync_online`
+        (`backends.spark_sync`: Redis), newest-wins."""
         return sync_online(self.spark.createDataFrame(rows), spec, self.settings, online.store.config.project)
 
 

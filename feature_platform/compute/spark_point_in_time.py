@@ -107,35 +107,40 @@ def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
 
 
 def offline_frame(spark, store, spec: FeatureViewSpec, lo: pd.Timestamp, hi: pd.Timestamp):
-    """The view's offline rows with `lo <= event_timestamp <= hi` as a Spark DataFrame (reading schema).
+    """The view's offline rows with `lo <= event_timestamp <= hi` as a Spark DataFrame (reading schema), as the
+    offline store hands them over: Parquet files are read by Spark itself, on the executors, with the time filter
+    pushed down (`parquet_offline_frame`); PostgreSQL has no JDBC driver on Spark's classpath, so its rows are
+    read by the store on the driver and handed to Spark as Arrow (`arrow_offline_frame`), which bounds a Spark
+    training set on PostgreSQL by the driver's memory."""
+    return store.spark_frame(spark, spec, lo, hi)
 
-    Parquet layout (embedded profile): Spark reads the view's segment files itself, on the executors,
-    with the time filter pushed down. PostgreSQL (services profile): there is no JDBC driver on Spark's
-    classpath, so the rows are read by the offline store on the driver and handed to Spark as Arrow; that
-    bounds a services-profile Spark training set by the driver's memory, the Parquet layout does not.
-    """
+
+def parquet_offline_frame(spark, directory: Path, spec: FeatureViewSpec, lo: pd.Timestamp, hi: pd.Timestamp):
+    """A Parquet offline table's rows in `lo..hi`, read by Spark itself on the executors (time filter pushed down)."""
     from pyspark.sql import functions as F
 
     schema = arrow_schema(spec, reading=True)
-    if store.kind == "parquet":
-        directory = Path(store.root) / spec.name
-        files = sorted(str(p) for p in directory.glob("*.parquet") if not p.name.startswith(".")) \
-            if directory.exists() else []
-        if not files:
-            return spark.createDataFrame(schema.empty_table())
-        # By name across files: a field added in place (older files lack it) reads as null.
-        frame = spark.read.option("mergeSchema", "true").parquet(*files)
-        ts = F.col(EVENT_TIMESTAMP)
-        frame = frame.where((ts >= F.lit(lo.to_pydatetime())) & (ts <= F.lit(hi.to_pydatetime())))
-        present = set(frame.columns)
-        missing = [f for f in schema if f.name not in present]  # a new field no segment has yet
-        return frame.select(*[F.col(f.name) for f in schema if f.name in present],
-                            *[F.lit(None).cast(_SPARK[str(f.type)]).alias(f.name) for f in missing])
-    rows = store._read_between(spec, lo.to_pydatetime(), hi.to_pydatetime())
-    return spark.createDataFrame(pa.Table.from_pandas(rows, schema=schema, preserve_index=False))
+    files = sorted(str(p) for p in directory.glob("*.parquet") if not p.name.startswith(".")) \
+        if directory.exists() else []
+    if not files:
+        return spark.createDataFrame(schema.empty_table())
+    # By name across files: a field added in place (older files lack it) reads as null.
+    frame = spark.read.option("mergeSchema", "true").parquet(*files)
+    ts = F.col(EVENT_TIMESTAMP)
+    frame = frame.where((ts >= F.lit(lo.to_pydatetime())) & (ts <= F.lit(hi.to_pydatetime())))
+    present = set(frame.columns)
+    missing = [f for f in schema if f.name not in present]  # a new field no segment has yet
+    return frame.select(*[F.col(f.name) for f in schema if f.name in present],
+                        *[F.lit(None).cast(_SPARK[str(f.type)]).alias(f.name) for f in missing])
+
+
+def arrow_offline_frame(spark, rows: pd.DataFrame, spec: FeatureViewSpec):
+    """Offline rows read on the driver, handed to Spark as Arrow in the reading schema."""
+    return spark.createDataFrame(pa.Table.from_pandas(rows, schema=arrow_schema(spec, reading=True),
+                                                      preserve_index=False))
 
 
 _SPARK = {"int64": "bigint", "float": "float", "double": "double", "string": "string", "bool": "boolean"}
 
-__all__ = ["SparkViewJoin", "arrow_to_pandas", "entities_frame", "join_features", "offline_frame", "spark_entities",
+__all__ = ["SparkViewJoin", "arrow_to_pandas", "entities_frame", "join_features", "offline_frame", "parquet_offline_frame", "arrow_offline_frame", "spark_entities",
            "spark_point_in_time_join"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from feature_platform.backends import build_backends
 from feature_platform.derive.pandera_schema import constraint_text
 from feature_platform.pipeline import PartitionResult
 from feature_platform.spec import FeatureViewSpec
@@ -30,13 +31,12 @@ def column_schema(spec: FeatureViewSpec) -> dg.TableSchema:
 
 def view_asset_args(spec: FeatureViewSpec, settings, **extra_metadata) -> dict:
     """The @asset arguments every feature view derives from its spec, batch or pushed alike."""
-    online_kind = "redis" if settings.profile == "services" else "sqlite"
-    offline_kind = "postgres" if settings.profile == "services" else "parquet"
+    backends = build_backends(settings)
     return dict(
         name=spec.name,
         group_name="feature_views",
         code_version=spec.fingerprint(),
-        kinds={"pandas", "feast", offline_kind, online_kind},
+        kinds={"pandas", "feast", backends.offline_kind, backends.online_kind},
         owners=[f"team:{spec.owner}"],
         tags=spec.all_tags,
         description=(f"DEPRECATED ({spec.deprecated}). " if spec.deprecated else "") + spec.description,

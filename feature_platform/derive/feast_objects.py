@@ -9,7 +9,6 @@ from feast import (
     Entity,
     FeatureService,
     FeatureView,
-    FileSource,
     OnDemandFeatureView,
     PushSource,
     RequestSource,
@@ -17,11 +16,11 @@ from feast import (
 )
 from feast import Field as FeastField
 from feast.data_source import DataSource
-from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
 from feast.types import Bool, Float32, Float64, Int64, String
 
+from feature_platform.backends import build_backends
 from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP
-from feature_platform.config import OFFLINE_SCHEMA, Settings
+from feature_platform.config import Settings
 from feature_platform.spec import FeatureServiceSpec, FeatureViewSpec, RequestFeatureViewSpec
 from feature_platform.versioning.changes import describe
 from feature_platform.versioning.registry import description_tag, request_view_description
@@ -43,9 +42,7 @@ def feast_source(spec: FeatureViewSpec, settings: Settings) -> DataSource:
         created_timestamp_column=CREATED_TIMESTAMP,
         description=f"Offline table of feature view {spec.name}",
     )
-    if settings.profile == "services":
-        return PostgreSQLSource(table=f"{OFFLINE_SCHEMA}.{spec.name}", **common)
-    return FileSource(path=str(settings.offline_dir / spec.name), **common)
+    return build_backends(settings).batch_source(spec, **common)
 
 
 def feast_feature_view(spec: FeatureViewSpec, settings: Settings) -> FeatureView:

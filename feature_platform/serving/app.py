@@ -279,11 +279,4 @@ def _health(platform, store) -> dict[str, str]:
 
 
 def _ping(online) -> None:
-    if online.redis is not None:
-        online.redis.reads.ping()  # the read client: fails within the read budget
-    else:
-        import sqlite3
-
-        with sqlite3.connect(f"file:{online.sqlite.path}?mode=ro", uri=True,
-                             timeout=online.settings.online_read_timeout_sec) as conn:
-            conn.execute("SELECT 1").fetchone()
+    online.features.ping()

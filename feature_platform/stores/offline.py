@@ -15,7 +15,6 @@ from datetime import date
 import pandas as pd
 
 from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
-from feature_platform.config import Settings
 from feature_platform.spec import FeatureViewSpec
 
 
@@ -44,6 +43,10 @@ class OfflineStore(ABC):
     @abstractmethod
     def register_duckdb(self, con, spec: FeatureViewSpec, name: str, lo: pd.Timestamp, hi: pd.Timestamp) -> None:
         """Expose rows with `lo <= event_timestamp <= hi` to DuckDB connection `con` as relation `name`."""
+
+    @abstractmethod
+    def spark_frame(self, spark, spec: FeatureViewSpec, lo: pd.Timestamp, hi: pd.Timestamp):
+        """Rows with `lo <= event_timestamp <= hi` as a Spark DataFrame in the reading schema."""
 
     @abstractmethod
     def newest_timestamp(self, spec: FeatureViewSpec) -> pd.Timestamp | None:
@@ -94,13 +97,3 @@ class PartitionWrites(ABC):
     @abstractmethod
     def settle(self, keep: Collection[date]) -> None:
         """Keep the days in `keep`, restore the other touched days' previous contents, drop the journal."""
-
-
-def offline_store(settings: Settings) -> OfflineStore:
-    if settings.profile == "services":
-        from feature_platform.stores.offline_postgres import PostgresOfflineStore
-
-        return PostgresOfflineStore(settings)
-    from feature_platform.stores.offline_parquet import ParquetOfflineStore
-
-    return ParquetOfflineStore(settings.offline_dir)

@@ -153,6 +153,12 @@ class ParquetOfflineStore(OfflineStore):
             f"WHERE {EVENT_TIMESTAMP} BETWEEN TIMESTAMPTZ '{lo.isoformat()}' AND TIMESTAMPTZ '{hi.isoformat()}'"
         )
 
+    def spark_frame(self, spark, spec: FeatureViewSpec, lo: pd.Timestamp, hi: pd.Timestamp):
+        # Spark reads the segment files itself, on the executors, with the time filter pushed down.
+        from feature_platform.compute.spark_point_in_time import parquet_offline_frame
+
+        return parquet_offline_frame(spark, self._dir(spec), spec, lo, hi)
+
     def newest_timestamp(self, spec: FeatureViewSpec) -> pd.Timestamp | None:
         files = [str(f) for f in self._files(spec)]
         if not files:

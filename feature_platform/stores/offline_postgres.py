@@ -125,6 +125,12 @@ class PostgresOfflineStore(OfflineStore):
                                      schema=arrow_schema(spec, reading=True), preserve_index=False)
         con.register(name, table)
 
+    def spark_frame(self, spark, spec: FeatureViewSpec, lo: pd.Timestamp, hi: pd.Timestamp):
+        # No JDBC driver on Spark's classpath: the rows are read here, on the driver, and handed over as Arrow.
+        from feature_platform.compute.spark_point_in_time import arrow_offline_frame
+
+        return arrow_offline_frame(spark, self._read_between(spec, lo.to_pydatetime(), hi.to_pydatetime()), spec)
+
     def _read_between(self, spec: FeatureViewSpec, lo, hi) -> pd.DataFrame:
         columns = self.columns(spec)
         query = sql.SQL(

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from functools import cached_property
-from pathlib import Path
+from typing import Protocol
 
 import pandas as pd
 from feast import FeatureStore
@@ -26,7 +25,6 @@ from feature_platform.redact import redact, secrets_of
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.redis_online import RedisFeatures
 from feature_platform.stores.schema import SERVING_DTYPE
-from feature_platform.stores.sqlite_online import SqliteFeatures
 from feature_platform.stores.unavailable import store_errors
 
 PRESENT, MISSING, EXPIRED = "present", "missing", "expired"
@@ -152,40 +150,38 @@ def cluster_client(settings: Settings, purpose: str = "the online store", **opti
                                                f"unreachable: {exc}", secrets_of(settings))) from exc
 
 
-def watermarks(settings: Settings, client=None, reads=None) -> Watermarks:
-    """The watermarks of a profile's online store (Redis beside the values, or the SQLite file)."""
-    if settings.profile == "services":
-        return RedisWatermarks(client or redis_client(settings), reads)
-    return SqliteWatermarks(settings.feast_dir / "online.db")
+class OnlineFeatures(Protocol):
+    """A profile's online store in Feast's format (built by `backends`): Redis (`RedisFeatures`, which also
+    reads, all views in one round trip) or the embedded profile's SQLite file (`SqliteFeatures`; reads go
+    through Feast)."""
+
+    def write(self, spec: FeatureViewSpec, rows: pd.DataFrame) -> int:
+        """Newest-wins (ties rewrite); returns how many entity rows were written."""
+
+    def read_columns(self, spec_by_view: dict[str, FeatureViewSpec], columns, entity_rows: list[dict]) -> dict:
+        """{view: (stamps_ns or None per row, {feature: values})}."""
+
+    def ping(self) -> None:
+        """Fail (within the read budget) unless the store answers."""
 
 
 class OnlineStore:
-    """Newest-wins writes and TTL-aware reads. The platform writes Feast's format itself, vectorized and
-    newest-wins inside the store: on Redis (`RedisFeatures`, which also reads, in one round trip) and on
-    the embedded profile's SQLite (`SqliteFeatures`; reads go through Feast)."""
+    """Newest-wins writes and TTL-aware reads over a profile's `OnlineFeatures`. The platform writes Feast's
+    format itself, vectorized and newest-wins inside the store; reads report values older than the TTL as
+    expired."""
 
-    def __init__(self, store: FeatureStore, settings: Settings):
+    def __init__(self, store: FeatureStore, features: OnlineFeatures, watermarks: Watermarks, settings: Settings):
         self.store = store
+        self.features = features
+        self.watermarks = watermarks
         self.settings = settings
-        self.redis = self.sqlite = None
-        if settings.profile == "services":
-            self.redis = RedisFeatures(redis_client(settings), store.config.project,
-                                       reads=redis_client(settings, reads=True))
-        else:
-            self.sqlite = SqliteFeatures(Path(store.config.online_store.path), store.config.project)
-
-    @cached_property
-    def watermarks(self) -> Watermarks:
-        if self.redis is None:
-            return watermarks(self.settings)
-        return watermarks(self.settings, self.redis.client, self.redis.reads)
 
     def write(self, spec: FeatureViewSpec, rows: pd.DataFrame) -> int:
         """Write `rows` newest-wins (ties rewrite); returns how many rows were written."""
         if rows.empty:
             return 0
         with store_errors(self.settings, f"writing {spec.name!r} online"):
-            written = (self.redis or self.sqlite).write(spec, rows)
+            written = self.features.write(spec, rows)
             if written:
                 self.watermarks.bump(spec.name, pd.Timestamp(rows[EVENT_TIMESTAMP].max()))
         return written
@@ -202,11 +198,7 @@ class OnlineStore:
         (present / missing / expired) and `<column>__event_timestamp` (ns since the epoch, or None)."""
         now_ns = pd.Timestamp(now or datetime.now(timezone.utc)).value
         with store_errors(self.settings, "reading online features"):
-            if self.redis is not None:
-                raw = self._read_redis(spec_by_view, columns, entity_rows)
-            else:  # Feast sees the join keys only: other fields of a row (request data) are not its to convert
-                keys = {spec.entity.join_key for spec in spec_by_view.values()}
-                raw = self._read_through_feast(columns, [{k: r[k] for k in keys} for r in entity_rows])
+            raw = self.features.read_columns(spec_by_view, columns, entity_rows)
         data: dict[str, list] = {k: [r[k] for r in entity_rows] for k in entity_rows[0]} if entity_rows else {}
         for c in columns:
             stamps, values = raw[c.view][0], raw[c.view][1][c.feature]
@@ -228,41 +220,44 @@ class OnlineStore:
             data[f"{c.column}__event_timestamp"] = pd.to_datetime([pd.NaT if t is None else t for t in stamps], utc=True)
         return pd.DataFrame(data, index=pd.RangeIndex(len(entity_rows)))
 
-    def _read_redis(self, spec_by_view, columns, entity_rows) -> dict:
-        """{view: (stamps_ns, {feature: values})}, all views in one round trip."""
-        wanted: dict[str, list[str]] = {}
-        for c in columns:
-            wanted.setdefault(c.view, []).append(c.feature)
-        requests = [(spec_by_view[v], [r[spec_by_view[v].entity.join_key] for r in entity_rows], feats, None)
-                    for v, feats in wanted.items()]
-        out = {}
-        for (view, feats), (stamps, rows) in zip(wanted.items(), self.redis.read_many(requests)):
-            out[view] = (stamps, {f: [r[i] for r in rows] for i, f in enumerate(feats)})
-        return out
 
-    def _read_through_feast(self, columns, entity_rows) -> dict:
-        """{view: (stamps_ns, {feature: values})}, read through Feast in chunks of rows: Feast's SQLite read binds
-        one SQL variable per entity, so a read larger than SQLite's limit would fail (`too many SQL variables`)."""
-        out = {c.view: ([], {c2.feature: [] for c2 in columns if c2.view == c.view}) for c in columns}
-        for start in range(0, len(entity_rows), SQLITE_READ_CHUNK):
-            for view, (stamps, values) in self._read_chunk_through_feast(
-                    columns, entity_rows[start:start + SQLITE_READ_CHUNK]).items():
-                out[view][0].extend(stamps)
-                for feature, column in values.items():
-                    out[view][1][feature].extend(column)
-        return out  # no rows: no chunk (Feast's SQLite read fails on an empty list: it indexes the first row)
 
-    def _read_chunk_through_feast(self, columns, entity_rows) -> dict:
-        refs = [f"{c.view}:{c.feature}" for c in columns]
-        response = self.store.get_online_features(features=refs, entity_rows=entity_rows, full_feature_names=True)
-        values = response.to_dict()
-        by_name = {name: i for i, name in enumerate(response.proto.metadata.feature_names.val)}
-        out: dict = {}
-        for c in columns:
-            result = response.proto.results[by_name[f"{c.view}__{c.feature}"]]
-            # Feast reports an absent entity as NOT_FOUND or (some stores) NULL_VALUE at epoch 0.
-            stamps = [t.seconds * 1_000_000_000 + t.nanos
-                      if s in (FieldStatus.PRESENT, FieldStatus.NULL_VALUE) and t.seconds > 0 else None
-                      for s, t in zip(result.statuses, result.event_timestamps)]
-            out.setdefault(c.view, (stamps, {}))[1][c.feature] = values[f"{c.view}__{c.feature}"]
-        return out
+def read_redis_columns(features: RedisFeatures, spec_by_view, columns, entity_rows) -> dict:
+    """{view: (stamps_ns, {feature: values})} from Redis, all views in one round trip."""
+    wanted: dict[str, list[str]] = {}
+    for c in columns:
+        wanted.setdefault(c.view, []).append(c.feature)
+    requests = [(spec_by_view[v], [r[spec_by_view[v].entity.join_key] for r in entity_rows], feats, None)
+                for v, feats in wanted.items()]
+    out = {}
+    for (view, feats), (stamps, rows) in zip(wanted.items(), features.read_many(requests)):
+        out[view] = (stamps, {f: [r[i] for r in rows] for i, f in enumerate(feats)})
+    return out
+
+
+def read_through_feast(store: FeatureStore, columns, entity_rows, chunk: int) -> dict:
+    """{view: (stamps_ns, {feature: values})}, read through Feast in chunks of `chunk` rows: Feast's SQLite read
+    binds one SQL variable per entity, so a read larger than SQLite's limit would fail (`too many SQL variables`)."""
+    out = {c.view: ([], {c2.feature: [] for c2 in columns if c2.view == c.view}) for c in columns}
+    for start in range(0, len(entity_rows), chunk):
+        for view, (stamps, values) in _read_chunk_through_feast(store, columns, entity_rows[start:start + chunk]).items():
+            out[view][0].extend(stamps)
+            for feature, column in values.items():
+                out[view][1][feature].extend(column)
+    return out  # no rows: no chunk (Feast's SQLite read fails on an empty list: it indexes the first row)
+
+
+def _read_chunk_through_feast(store: FeatureStore, columns, entity_rows) -> dict:
+    refs = [f"{c.view}:{c.feature}" for c in columns]
+    response = store.get_online_features(features=refs, entity_rows=entity_rows, full_feature_names=True)
+    values = response.to_dict()
+    by_name = {name: i for i, name in enumerate(response.proto.metadata.feature_names.val)}
+    out: dict = {}
+    for c in columns:
+        result = response.proto.results[by_name[f"{c.view}__{c.feature}"]]
+        # Feast reports an absent entity as NOT_FOUND or (some stores) NULL_VALUE at epoch 0.
+        stamps = [t.seconds * 1_000_000_000 + t.nanos
+                  if s in (FieldStatus.PRESENT, FieldStatus.NULL_VALUE) and t.seconds > 0 else None
+                  for s, t in zip(result.statuses, result.event_timestamps)]
+        out.setdefault(c.view, (stamps, {}))[1][c.feature] = values[f"{c.view}__{c.feature}"]
+    return out

@@ -181,9 +181,3 @@ class SqliteRegistryLog(RegistryLog):
             return conn.execute(
                 f"SELECT at, object, kind, family, version, action, classification, user, via, fingerprint, diff "
                 f"FROM {TABLE} WHERE ? IS NULL OR object = ? OR family = ? ORDER BY id", (name, name, name)).fetchall()
-
-
-def registry_log(settings: Settings) -> RegistryLog:
-    if settings.profile == "services":
-        return PostgresRegistryLog(settings)
-    return SqliteRegistryLog(settings)

@@ -19,8 +19,7 @@ import pandas as pd
 from feature_platform.derive.feast_objects import feast_feature_view, feast_objects
 from feature_platform.errors import BreakingChangeError, UnknownFeatureViewError, ViewInUseError, shorten
 from feature_platform.spec import FeatureViewSpec
-from feature_platform.stores.online import watermarks
-from feature_platform.stores.registry_history import HistoryEntry, registry_log
+from feature_platform.stores.registry_history import HistoryEntry
 from feature_platform.stores.unavailable import store_errors
 from feature_platform.versioning.changes import describe, human_duration
 from feature_platform.versioning.plan import CREATE, UPDATE, Plan, consumers, make_plan
@@ -97,7 +96,7 @@ def apply(runtime: Runtime, specs=None, services=None, training_sets=None, *, us
     specs, services, sets = _declared(specs, services, training_sets)
     _check_service_references(specs, services)
     user = user or current_user()
-    log = registry_log(runtime.settings)
+    log = runtime.backends.registry_log()
     with log.lock(), store_errors(runtime.settings, "applying the Feast registry"):
         store = runtime.feast
         store.refresh_registry()  # plan against what is there now, not a cached copy
@@ -185,7 +184,7 @@ def remove(runtime: Runtime, name: str, specs=None, services=None, training_sets
     """
     specs, services, sets = _declared(specs, services, training_sets)
     user = user or current_user()
-    log = registry_log(runtime.settings)
+    log = runtime.backends.registry_log()
     with log.lock(), store_errors(runtime.settings, f"removing feature view {name!r}"):
         store = runtime.feast
         store.refresh_registry()
@@ -211,7 +210,7 @@ def remove(runtime: Runtime, name: str, specs=None, services=None, training_sets
         fv = store.get_feature_view(name, allow_registry_cache=False)
         sources = [s for s in (fv.stream_source, fv.batch_source) if s is not None]
         store.apply([], objects_to_delete=[fv, *sources, *on_demand], partial=False)  # also deletes its online values
-        watermarks(runtime.settings).forget(name)
+        runtime.backends.watermarks().forget(name)
         description = registered[name]
         log.record([HistoryEntry(
             object=name, kind="feature_view", action="remove", classification="removed", user=user, via="remove",
@@ -237,7 +236,7 @@ def resolve_version(runtime: Runtime, family: str, version: int) -> str:
 
 def history(runtime: Runtime, name: str | None = None) -> pd.DataFrame:
     """The registry's change history (oldest first), optionally of one view, family or feature service."""
-    return registry_log(runtime.settings).entries(name)
+    return runtime.backends.registry_log().entries(name)
 
 
 __all__ = ["apply", "history", "plan", "remove"]

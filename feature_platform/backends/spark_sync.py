@@ -8,17 +8,18 @@ older row never overwrites a newer one). The written counts and newest timestamp
 per partition, and the driver bumps the view's online watermark once.
 
 The executors get the Redis connection as a small dict of `FEATURE_PLATFORM_REDIS_*` values (the password
-included, as Spark ships any task closure; it is never logged, and errors are redacted). The embedded
-profile keeps the driver path: its SQLite online store is one local file, which executors on other
-machines cannot reach and concurrent writers would only lock.
+included, as Spark ships any task closure; it is never logged, and errors are redacted). A backend whose
+online store executors cannot write (the embedded profile's SQLite file: one local file, which executors on
+other machines cannot reach and concurrent writers would only lock) keeps the driver path.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
+from feature_platform.backends import build_backends
 from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP, cast_to_spec
-from feature_platform.config import Settings
+from feature_platform.config import FEAST_PROJECT, Settings
 from feature_platform.errors import FeaturePlatformError, StoreUnavailableError
 from feature_platform.redact import redact, secrets_of
 from feature_platform.spec import FeatureViewSpec
@@ -41,11 +42,11 @@ def sync_online(spark_df, spec: FeatureViewSpec, settings: Settings, project: st
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    if settings.profile != "services":
+    if not build_backends(settings).executor_online_writes:
         raise FeaturePlatformError(f"feature view {spec.name!r}: the Spark online sync writes to Redis (the "
                                    f"services profile); the embedded profile's SQLite file is written by the driver")
     if project is None:
-        from feature_platform.stores.feast_repo import FEAST_PROJECT as project
+        project = FEAST_PROJECT
     key = spec.entity.join_key
     order = [F.col(EVENT_TIMESTAMP).desc()]
     if CREATED_TIMESTAMP in spark_df.columns:

@@ -1,0 +1,110 @@
+"""The services profile: PostgreSQL (offline tables, Feast's SQL registry and its history, Dagster's storage) and
+Redis (the online store, push streams, watermarks), a single Redis or a Redis Cluster."""
+
+from __future__ import annotations
+
+import json
+
+from feature_platform.config import FEAST_PROJECT, OFFLINE_SCHEMA, Settings
+from feature_platform.spec import FeatureViewSpec
+from feature_platform.stores.online import RedisWatermarks, read_redis_columns, redis_client
+from feature_platform.stores.redis_online import RedisFeatures
+
+
+def connection_string_value(value: str) -> str:
+    """`value` as an option value of Feast's Redis connection string, which splits options on ',' and then
+    json-decodes each value: a JSON string with every character but ASCII letters and digits \\u-escaped
+    comes back exactly (commas, quotes, spaces, `true`, `null`, `1e3`), and is one token that redact's
+    `password=` pattern masks whole."""
+    return '"' + "".join(c if c.isascii() and c.isalnum() else json.dumps(c)[1:-1] if ord(c) > 0xFFFF
+                         else f"\\u{ord(c):04x}" for c in value) + '"'
+
+
+class ServicesBackends:
+    offline_kind = "postgres"
+    online_kind = "redis"
+    executor_online_writes = True  # Spark's executors write their partitions themselves (backends/spark_sync.py)
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def offline_store(self):
+        from feature_platform.stores.offline_postgres import PostgresOfflineStore
+
+        return PostgresOfflineStore(self.settings)
+
+    def repo_config(self):
+        from feast import RepoConfig
+        from feast.infra.offline_stores.contrib.postgres_offline_store.postgres import PostgreSQLOfflineStoreConfig
+        from feast.infra.online_stores.redis import RedisOnlineStoreConfig, RedisType
+        from feast.infra.registry.sql import SqlRegistryConfig
+
+        s = self.settings
+        password = f",password={connection_string_value(s.redis_password)}" if s.redis_password else ""
+        if s.redis_cluster_nodes:  # seed nodes, then options; a cluster has no `db`
+            redis = {"redis_type": RedisType.redis_cluster, "connection_string": f"{s.redis_cluster_nodes}{password}"}
+        else:
+            redis = {"connection_string": f"{s.redis_host}:{s.redis_port},db={s.redis_db}{password}"}
+        return RepoConfig(
+            project=FEAST_PROJECT,
+            provider="local",
+            registry=SqlRegistryConfig(path=s.pg_sqlalchemy_url(), cache_ttl_seconds=60),
+            # Newest-wins is enforced by the platform (ties rewrite, so a re-run replaces a partition).
+            online_store=RedisOnlineStoreConfig(**redis, skip_dedup=True),
+            offline_store=PostgreSQLOfflineStoreConfig(
+                host=s.pg_host, port=s.pg_port, database=s.pg_db, db_schema=OFFLINE_SCHEMA,
+                user=s.pg_user, password=s.pg_password, sslmode="disable",
+            ),
+            entity_key_serialization_version=3,
+        )
+
+    def feature_store(self):
+        from feast import FeatureStore
+
+        from feature_platform.stores.postgres import ensure_database
+
+        ensure_database(self.settings, self.settings.pg_db)  # the SQL registry lives there
+        return FeatureStore(config=self.repo_config())
+
+    def online_features(self, store) -> RedisOnlineFeatures:
+        return RedisOnlineFeatures(self.settings, store.config.project)
+
+    def watermarks(self, features: RedisOnlineFeatures | None = None) -> RedisWatermarks:
+        if features is None:
+            return RedisWatermarks(redis_client(self.settings), redis_client(self.settings, reads=True))
+        return RedisWatermarks(features.client, features.reads)
+
+    def registry_log(self):
+        from feature_platform.stores.registry_history import PostgresRegistryLog
+
+        return PostgresRegistryLog(self.settings)
+
+    def push_transport(self, source: str):
+        from feature_platform.stores.redis_stream import RedisStreamTransport
+
+        return RedisStreamTransport(self.settings, source)
+
+    def batch_source(self, spec: FeatureViewSpec, **common):
+        from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
+
+        return PostgreSQLSource(table=f"{OFFLINE_SCHEMA}.{spec.name}", **common)
+
+    def prepare_dagster_storage(self) -> None:
+        from feature_platform.stores.postgres import ensure_database
+
+        ensure_database(self.settings, self.settings.dagster_pg_db)
+
+
+class RedisOnlineFeatures(RedisFeatures):
+    """Redis in Feast's format: writes with the write budget's client, reads (all views in one round trip) with
+    the read budget's."""
+
+    def __init__(self, settings: Settings, project: str):
+        super().__init__(redis_client(settings), project, reads=redis_client(settings, reads=True))
+        self.settings = settings
+
+    def read_columns(self, spec_by_view, columns, entity_rows) -> dict:
+        return read_redis_columns(self, spec_by_view, columns, entity_rows)
+
+    def ping(self) -> None:
+        self.reads.ping()  # the read client: fails within the read budget
