@@ -289,7 +289,7 @@ class FeaturePlatform:
             if os.environ.get("DAGSTER_HOME"):
                 self._instance = DagsterInstance.get()
             else:
-                import fcntl
+                from feature_platform.util.locks import exclusive
 
                 home = self.settings.dagster_home
                 home.mkdir(parents=True, exist_ok=True)
@@ -300,8 +300,7 @@ class FeaturePlatform:
                     ensure_database(self.settings, self.settings.dagster_pg_db)
                 # Processes opening a fresh home at once would both create Dagster's SQLite tables ("table
                 # snapshots already exists"): the first one creates them while the others wait on this lock.
-                with open(home / ".instance.lock", "w") as lock:
-                    fcntl.flock(lock, fcntl.LOCK_EX)
+                with exclusive(home / ".instance.lock"):
                     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
                     self._instance = DagsterInstance.from_config(str(home))
         return self._instance
