@@ -255,6 +255,7 @@ class FeaturePlatform:
         backfill's run has it), recorded in this profile's instance."""
         import dagster as dg
 
+        from feature_platform.compat.dagster_internals import partition_range_tags
         from feature_platform.definitions import build_assets
         from feature_platform.defs.resources import resources_for
         from feature_platform.defs.run_workers import fail_dead_runs, worker_tags
@@ -268,8 +269,7 @@ class FeaturePlatform:
         tags = worker_tags()
         fail_dead_runs(self.instance())
         if partition_range is not None:
-            tags |= {"dagster/asset_partition_range_start": partition_range[0],
-                     "dagster/asset_partition_range_end": partition_range[1]}
+            tags |= partition_range_tags(*partition_range)
         result = dg.materialize(
             self._assets, selection=selection, partition_key=partition_key, instance=self.instance(),
             resources=resources_for(self.settings), raise_on_error=False, tags=tags,
