@@ -9,14 +9,16 @@ import time
 
 import pytest
 
+from feature_platform.util import atomic
 from feature_platform.util.atomic import atomic_write
 from feature_platform.util.locks import LockTimeout, exclusive
 
 
-def test_atomic_write_replaces_the_file_and_leaves_no_temporary_file(tmp_path):
+@pytest.mark.parametrize("durable", [True, False])
+def test_atomic_write_replaces_the_file_and_leaves_no_temporary_file(tmp_path, durable):
     path = tmp_path / "table.parquet"
     path.write_text("old")
-    with atomic_write(path) as tmp:
+    with atomic_write(path, durable=durable) as tmp:
         assert tmp.parent == tmp_path and tmp.name.startswith(".") and tmp.name.endswith(".tmp")
         tmp.write_text("new")
         assert path.read_text() == "old"  # a reader sees the old file until the block ends
@@ -24,14 +26,29 @@ def test_atomic_write_replaces_the_file_and_leaves_no_temporary_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["table.parquet"]
 
 
-def test_atomic_write_failing_half_way_keeps_the_old_file(tmp_path):
+@pytest.mark.parametrize("durable", [True, False])
+def test_atomic_write_failing_half_way_keeps_the_old_file(tmp_path, durable):
     path = tmp_path / "table.parquet"
     path.write_text("old")
-    with pytest.raises(OSError, match="disk full"), atomic_write(path) as tmp:
+    with pytest.raises(OSError, match="disk full"), atomic_write(path, durable=durable) as tmp:
         tmp.write_text("half of the n")
         raise OSError("disk full")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["table.parquet"]
+
+
+def test_a_durable_write_flushes_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    synced = []
+    real_replace = atomic.os.replace
+    monkeypatch.setattr(atomic, "_fsync", lambda p: synced.append("folder" if p.is_dir() else "file"))
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: (synced.append("rename"), real_replace(a, b)))
+    with atomic_write(tmp_path / "x") as tmp:
+        tmp.write_text("new")
+    assert synced == ["file", "rename", "folder"]
+    synced.clear()
+    with atomic_write(tmp_path / "x", durable=False) as tmp:
+        tmp.write_text("newer")
+    assert synced == ["rename"] and (tmp_path / "x").read_text() == "newer"
 
 
 def test_atomic_write_of_a_new_file_failing_creates_nothing(tmp_path):

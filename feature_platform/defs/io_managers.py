@@ -30,7 +30,7 @@ class DatasetIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         path = self._path(context.asset_key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path) as tmp:
+        with atomic_write(path, durable=False) as tmp:  # a re-materialization rebuilds a lost one
             obj.to_parquet(tmp, index=False)
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 

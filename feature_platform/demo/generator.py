@@ -64,6 +64,6 @@ def write_day(directory: Path, day: date, n_users: int, seed: int = 7) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{day.isoformat()}.parquet"
     table = pa.Table.from_pandas(generate_day(day, n_users, seed), schema=SCHEMA, preserve_index=False)
-    with atomic_write(path) as tmp:  # hidden: a reader of the directory skips it while it is written
+    with atomic_write(path, durable=False) as tmp:  # hidden: a reader of the directory skips it while it is written
         pq.write_table(table, tmp)
     return path

@@ -1,9 +1,10 @@
 """Atomic file replacement: a reader, or the file after a crash, holds the old content or the new, never half.
 
 The content is written to a hidden temporary file in the destination's own folder (a rename is atomic only
-within one filesystem), flushed to disk, then renamed over the destination with `os.replace`; the folder is
-flushed too, so the rename itself survives a power loss. A failed write removes the temporary file and leaves
-the destination as it was.
+within one filesystem), then renamed over the destination with `os.replace`. A durable write also flushes the
+file to disk before the rename and the folder after it, so the new content survives a power loss too (a few
+milliseconds each: worth it for the offline tables, not on a push's latency path). A failed write removes the
+temporary file and leaves the destination as it was.
 """
 
 from __future__ import annotations
@@ -22,16 +23,18 @@ def temporary_sibling(path: Path) -> Path:
 
 
 @contextmanager
-def atomic_write(path: Path | str) -> Iterator[Path]:
+def atomic_write(path: Path | str, durable: bool = True) -> Iterator[Path]:
     """The temporary path to write `path`'s new content to; on a clean exit of the `with` block it replaces
-    `path` (fsynced first), on an error it is deleted and `path` is left untouched."""
+    `path` (`durable`: fsynced, file and folder), on an error it is deleted and `path` is left untouched."""
     path = Path(path)
     tmp = temporary_sibling(path)
     try:
         yield tmp
-        _fsync(tmp)
+        if durable:
+            _fsync(tmp)
         os.replace(tmp, path)
-        _fsync(path.parent)
+        if durable:
+            _fsync(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
