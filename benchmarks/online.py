@@ -161,8 +161,8 @@ def _latencies(fn, calls: int) -> dict:
 
 def job_read(args: dict, timer: Timer) -> dict:
     """All read paths in one process, over the same stored partition (written by the platform)."""
+    from feature_platform.feast_format import codec as fmt
     from feature_platform.specs.user_activity import SPEC
-    from feature_platform.stores import feast_redis_format as fmt
 
     platform = _platform()
     rows = partition(args["users"])
@@ -184,7 +184,7 @@ def job_read(args: dict, timer: Timer) -> dict:
 def _read_paths(platform, store, client, refs, fields, users: list[int], calls: int) -> dict:
     from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-    from feature_platform.stores import feast_redis_format as fmt
+    from feature_platform.feast_format import codec as fmt
 
     entity_rows = [{"user_id": u} for u in users]
     keys = fmt.entity_keys("user_id", "int64", users, store.config.project)

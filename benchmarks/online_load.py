@@ -98,7 +98,7 @@ def _same_types(got: list[tuple], want: list[tuple]) -> bool:
 
 def _request_fns(platform, expected: Expected, now):
     """path -> (users -> list of value tuples, entity ids or None)."""
-    from feature_platform.stores import feast_redis_format as fmt
+    from feature_platform.feast_format import codec as fmt
 
     refs = [f"{VIEW}:{f}" for f in expected.features]
     client = platform.runtime.online.features.client

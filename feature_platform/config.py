@@ -267,7 +267,7 @@ class Settings:
             redis_host=_host("FEATURE_PLATFORM_REDIS_HOST", env, ",=:"),  # Feast splits its string on these: no IPv6 literal
             redis_port=_port("FEATURE_PLATFORM_REDIS_PORT", env),
             redis_db=redis_db,
-            # Any text: Feast gets it JSON-escaped (stores/feast_repo.py), the Redis clients as it is.
+            # Any text: Feast gets it JSON-escaped (backends/services.py), the Redis clients as it is.
             redis_password=_env("FEATURE_PLATFORM_REDIS_PASSWORD", env),
             redis_cluster_nodes=_cluster_nodes(env, redis_db),
             alert_webhook_url=_webhook("FEATURE_PLATFORM_ALERT_WEBHOOK_URL", env),

@@ -255,6 +255,7 @@ class FeaturePlatform:
         backfill's run has it), recorded in this profile's instance."""
         import dagster as dg
 
+        from feature_platform.compat.dagster_internals import partition_range_tags
         from feature_platform.definitions import build_assets
         from feature_platform.defs.resources import resources_for
         from feature_platform.defs.run_workers import fail_dead_runs, worker_tags
@@ -268,8 +269,7 @@ class FeaturePlatform:
         tags = worker_tags()
         fail_dead_runs(self.instance())
         if partition_range is not None:
-            tags |= {"dagster/asset_partition_range_start": partition_range[0],
-                     "dagster/asset_partition_range_end": partition_range[1]}
+            tags |= partition_range_tags(*partition_range)
         result = dg.materialize(
             self._assets, selection=selection, partition_key=partition_key, instance=self.instance(),
             resources=resources_for(self.settings), raise_on_error=False, tags=tags,
@@ -289,7 +289,7 @@ class FeaturePlatform:
             if os.environ.get("DAGSTER_HOME"):
                 self._instance = DagsterInstance.get()
             else:
-                import fcntl
+                from feature_platform.util.locks import exclusive
 
                 home = self.settings.dagster_home
                 home.mkdir(parents=True, exist_ok=True)
@@ -297,8 +297,7 @@ class FeaturePlatform:
                 self.runtime.backends.prepare_dagster_storage()
                 # Processes opening a fresh home at once would both create Dagster's SQLite tables ("table
                 # snapshots already exists"): the first one creates them while the others wait on this lock.
-                with open(home / ".instance.lock", "w") as lock:
-                    fcntl.flock(lock, fcntl.LOCK_EX)
+                with exclusive(home / ".instance.lock"):
                     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
                     self._instance = DagsterInstance.from_config(str(home))
         return self._instance

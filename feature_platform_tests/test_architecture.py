@@ -42,7 +42,7 @@ PACKAGE = ROOT / "feature_platform"
 TESTS = ROOT / "feature_platform_tests"
 
 LAYERS = (
-    {"errors", "vocabulary", "dtypes", "util", "redact"},  # leaves: they import nothing of the package
+    {"errors", "vocabulary", "dtypes", "util", "redact", "compat"},  # leaves: they import nothing of the package
     {"spec", "settings", "config"},  # what a view is, how the platform is configured
     {"catalog", "features", "specs"},  # the declared views, their columns
     {"feast_format", "sources", "compute", "demo"},  # Feast's formats, raw sources (the demo writes one), computation
@@ -73,54 +73,26 @@ ALLOWED_PROFILE_DECISIONS = {  # file -> number of places
     "config.py": 1,  # S7e: dagster_instance_config -> backends/*/dagster.py
 }
 
-PRIVATE_NAMES_HOMES = ("feast_format/", "defs/dagster_compat.py")  # in the package and in the tests
+PRIVATE_NAMES_HOMES = ("feast_format/", "compat/")  # in the package and in the tests
 ALLOWED_PRIVATE_NAMES = {  # file -> names
     "config.py": {"dagster.core.run_coordinator"},  # S7e: `run_queue:` in backends/*/dagster.py
-    "defs/run_workers.py": {  # S6: defs/dagster_compat.py
-        "dagster._core.launcher.CheckRunHealthResult",
-        "dagster._core.launcher.LaunchRunContext",
-        "dagster._core.launcher.WorkerStatus",
-    },
-    "platform.py": {  # S6: dagster_compat.partition_range_tags()
-        "dagster/asset_partition_range_end",
-        "dagster/asset_partition_range_start",
-    },
-    "serving/feature_store.py": {  # S8: feast_format/serving.py
-        "feast.feature_server_utils._STATUS_NAMES",
-        "feast.feature_server_utils._float_to_native",
-        "feast.feature_server_utils._timestamp_to_str",
-    },
-    "stores/redis_online.py": {".get_connection", ".read_response", ".send_packed_command"},  # S8: feast_format/
 }
 ALLOWED_PRIVATE_NAMES_IN_TESTS = {  # file -> names; "stays": a test that checks against the library's own code
-    "test_backfill.py": {  # stays: pins the tags dagster_compat sends
+    "test_backfill.py": {  # stays: pins the tags compat/dagster_internals.py sends
         "dagster/asset_partition_range_end",
         "dagster/asset_partition_range_start",
-    },
-    "test_configuration.py": {  # S8: a contract test of the connection string Feast parses -> feast_format/
-        "feast.infra.online_stores.redis.RedisOnlineStore._parse_connection_string",
     },
     "test_deploy_config.py": {  # stays: Dagster's own loader and dagster dev's folder name
         "dagster._cli.utils.TMP_DAGSTER_HOME_PREFIX",
         "dagster._core.instance.config.dagster_instance_config",
-    },
-    "test_freshness_and_skew.py": {"._get_provider"},  # S8: a feast_format helper writes a stored value
-    "test_redis_cluster.py": {  # S8: contract test -> feast_format/
-        "feast.infra.online_stores.redis.RedisOnlineStore._parse_connection_string",
-    },
-    "test_redis_online_format.py": {  # S8: contract test -> feast_format/
-        "feast.infra.online_stores.helpers._mmh3",
-        "feast.infra.online_stores.helpers._redis_key",
     },
     "test_scaling_configs.py": {  # stays: the shipped configurations, validated by Dagster's and Feast's own code
         "dagster._config.process_config",
         "dagster._config.resolve_to_config_type",
         "dagster._core.instance.config.dagster_instance_config",
         "dagster._core.run_coordinator.QueuedRunCoordinator",  # S7e: `run_queue:` in the shipped files
-        "feast.infra.online_stores.redis.RedisOnlineStore._parse_connection_string",
     },
     "test_security.py": {"dagster._serdes.serialize_value"},  # stays: what Dagster stores must hold no secret
-    "test_sqlite_online.py": {"._get_conn", "._get_provider"},  # S8: contract test -> feast_format/
 }
 
 

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
-from feast.infra.online_stores.redis import RedisOnlineStore
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg.conninfo import conninfo_to_dict
@@ -23,6 +22,7 @@ from feature_platform.demo.generator import generate_day
 from feature_platform.errors import ConfigurationError, FeaturePlatformError
 from feature_platform.platform import FeaturePlatform
 from feature_platform_tests.conftest import write_sessions
+from feature_platform_tests.feast_format.stock_feast import parse_redis_connection_string
 
 MARKER = "Zq9sEcReT"  # in every generated secret: it must never reach a message
 GARBAGE = ["", " ", "bogus", "-1", "0", "65536", "1.5", "1e3", "nan", "０", "١٢", "1_000", "+5", " 5", "5 ",
@@ -59,7 +59,7 @@ def test_every_variable_is_checked_with_a_short_error_naming_it(name, value, pro
     # the drivers' connection strings carry it unchanged (Feast's Redis string splits on ',' and '=').
     assert Settings.from_env(got.as_env()) == got
     if profile == "services" and not got.redis_cluster_nodes:
-        nodes, params = RedisOnlineStore._parse_connection_string(repo_config(got).online_store.connection_string)
+        nodes, params = parse_redis_connection_string(repo_config(got).online_store.connection_string)
         assert nodes == [{"host": got.redis_host, "port": str(got.redis_port)}]
         assert params == {"db": got.redis_db, **({"password": got.redis_password} if got.redis_password else {})}
         conninfo = conninfo_to_dict(got.pg_conninfo())

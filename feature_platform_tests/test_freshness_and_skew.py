@@ -146,14 +146,11 @@ def tamper(platform, user: int, feature: str, value: int) -> None:
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
 
+    from feature_platform_tests.feast_format.stock_feast import overwrite_online_value
+
     entity_key = EntityKey(join_keys=[ACTIVITY.entity.join_key], entity_values=[Value(int64_val=user)])
-    store = platform.runtime.online.store
-    fv = store.get_feature_view("user_activity")
-    provider = store._get_provider()
-    ((ts, values),) = provider.online_read(config=store.config, table=fv, entity_keys=[entity_key])
-    values[feature] = Value(int64_val=value)
     # Same feature timestamp, different value: exactly the silent corruption the guard must catch.
-    provider.online_store.online_write_batch(store.config, fv, [(entity_key, values, ts, None)], None)
+    overwrite_online_value(platform.runtime.online.store, "user_activity", entity_key, feature, Value(int64_val=value))
 
 
 def test_partition_statistics_and_drift_check(embedded_settings):

@@ -20,7 +20,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 import redis
-from feast.infra.online_stores.redis import RedisOnlineStore, RedisType
+from feast.infra.online_stores.redis import RedisType
 
 import feature_platform as fp
 from feature_platform.backends import feature_store, repo_config
@@ -33,6 +33,7 @@ from feature_platform.specs.user_activity import SPEC as ACTIVITY
 from feature_platform.specs.user_realtime import SPEC as REALTIME
 from feature_platform.stores.online import redis_client
 from feature_platform_tests.conftest import IN_CI, services_settings_in, sessions_frame, write_sessions
+from feature_platform_tests.feast_format.stock_feast import parse_redis_connection_string
 from feature_platform_tests.realtime_events import event_batch
 
 USERS = range(1, 41)  # 40 entity keys: every master owns some of them (asserted, not assumed)
@@ -231,7 +232,7 @@ def test_cluster_nodes_setting_feast_config_and_an_unreachable_cluster():
     assert Settings.from_env({}).redis_nodes == []
     online = repo_config(settings).online_store
     assert online.redis_type == RedisType.redis_cluster
-    nodes, params = RedisOnlineStore._parse_connection_string(online.connection_string)
+    nodes, params = parse_redis_connection_string(online.connection_string)
     assert nodes == [{"host": "redis-0", "port": "7000"}, {"host": "redis-1", "port": "7001"}]
     assert params == {"password": "s3cret"}  # and no `db`: a cluster has database 0 only
     for bad in ("redis-0", "redis-0:x", "redis-0:70000", "::1:7000", "password=x"):

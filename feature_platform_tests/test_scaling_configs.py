@@ -184,13 +184,15 @@ def test_feast_configuration(path, monkeypatch):
 
 def test_redis_cluster_online_store(monkeypatch):
     from feast import RepoConfig
-    from feast.infra.online_stores.redis import RedisOnlineStore, RedisType
+    from feast.infra.online_stores.redis import RedisType
+
+    from feature_platform_tests.feast_format.stock_feast import parse_redis_connection_string
 
     raw = load_feast_yaml(SCALING / "feast" / "redis-cluster.yaml", monkeypatch)
     config = RepoConfig(**raw)
     assert config.online_store.redis_type == RedisType.redis_cluster
     assert config.offline_store.type == "postgres" and config.offline_store.db_schema == "offline"
-    nodes, params = RedisOnlineStore._parse_connection_string(config.online_store.connection_string)
+    nodes, params = parse_redis_connection_string(config.online_store.connection_string)
     assert [n["host"] for n in nodes] == ["redis-0.internal", "redis-1.internal", "redis-2.internal"]
     assert params == {"password": "redis-secret", "ssl": True}
     assert "db" not in params  # a cluster has database 0 only

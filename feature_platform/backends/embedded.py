@@ -10,9 +10,9 @@ import sqlite3
 from pathlib import Path
 
 from feature_platform.config import FEAST_PROJECT, Settings
+from feature_platform.feast_format.sqlite_features import SqliteFeatures
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.online import SQLITE_READ_CHUNK, SqliteWatermarks, read_through_feast
-from feature_platform.stores.sqlite_online import SqliteFeatures
 
 
 class EmbeddedBackends:

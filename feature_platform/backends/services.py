@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 from feature_platform.config import FEAST_PROJECT, OFFLINE_SCHEMA, Settings
+from feature_platform.feast_format.redis_features import RedisFeatures
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.online import RedisWatermarks, read_redis_columns, redis_client
-from feature_platform.stores.redis_online import RedisFeatures
 
 
 def connection_string_value(value: str) -> str:

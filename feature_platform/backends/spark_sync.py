@@ -78,8 +78,8 @@ def _partition_writer(conf: dict[str, str], spec: FeatureViewSpec, project: str)
     def write(batches):
         # Imported on the executor: the driver ships only this closure (spec, project, the Redis dict).
         from feature_platform.config import Settings
+        from feature_platform.feast_format.redis_features import RedisFeatures
         from feature_platform.stores.online import redis_client
-        from feature_platform.stores.redis_online import RedisFeatures
         from feature_platform.stores.unavailable import store_errors
 
         settings = Settings.from_env(conf)

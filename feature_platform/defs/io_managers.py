@@ -8,6 +8,7 @@ import pandas as pd
 from feature_platform.config import Settings
 from feature_platform.specs import all_training_sets
 from feature_platform.training import training_set_path
+from feature_platform.util.atomic import atomic_write
 
 
 def dataset_path(settings: Settings, asset_name: str) -> Path:
@@ -29,9 +30,8 @@ class DatasetIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         path = self._path(context.asset_key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".parquet.tmp")
-        obj.to_parquet(tmp, index=False)
-        tmp.replace(path)
+        with atomic_write(path, durable=False) as tmp:  # a re-materialization rebuilds a lost one
+            obj.to_parquet(tmp, index=False)
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:

@@ -23,7 +23,8 @@ from functools import lru_cache
 
 import dagster as dg
 import psutil
-from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
+
+from feature_platform.compat.dagster_internals import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 
 MACHINE_TAG = "feature_platform/worker_machine"
 PID_TAG = "feature_platform/worker_pid"

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from feature_platform.sources.sessions import SCHEMA
+from feature_platform.util.atomic import atomic_write
 
 MODELS = np.array(["claude-haiku", "claude-opus", "claude-sonnet", "gpt-4o", "llama-3"])
 _QUIET_PERIOD_DAYS = 20
@@ -62,8 +63,7 @@ def write_day(directory: Path, day: date, n_users: int, seed: int = 7) -> Path:
     """Generate `day` and write it atomically as `<directory>/<day>.parquet`; returns the path."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{day.isoformat()}.parquet"
-    tmp = directory / f".{path.name}.tmp"  # hidden: a reader of the directory skips it while it is written
     table = pa.Table.from_pandas(generate_day(day, n_users, seed), schema=SCHEMA, preserve_index=False)
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    with atomic_write(path, durable=False) as tmp:  # hidden: a reader of the directory skips it while it is written
+        pq.write_table(table, tmp)
     return path

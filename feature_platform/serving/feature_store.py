@@ -10,11 +10,9 @@ offline (Feast's push overwrites online values unconditionally and skips validat
 from __future__ import annotations
 
 import asyncio
-from typing import NamedTuple
 
 from feast import FeatureService, FeatureStore
 from feast.data_source import PushMode
-from feast.feature_server_utils import _STATUS_NAMES, _float_to_native, _timestamp_to_str
 from feast.online_response import OnlineResponse
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus, GetOnlineFeaturesResponse
 from feast.type_map import python_values_to_proto_values
@@ -23,6 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from feature_platform import request_time
 from feature_platform.errors import InvalidEntityError
+from feature_platform.feast_format.serving import json_values, status_names, timestamp_texts
 from feature_platform.specs import get_spec
 from feature_platform.stores.online import EXPIRED, MISSING, PRESENT
 
@@ -47,16 +46,15 @@ class PlatformFeatureStore(FeatureStore):
 
     def online_response_dict(self, features, entity_rows, full_feature_names: bool = False) -> dict:
         """What Feast's `/get-online-features` answers (`convert_response_to_dict` of the protobuf above),
-        built straight from the platform's read with Feast's own value and timestamp formatting, without the
-        protobuf round trip (about a third of the server's CPU; benchmarks/report.md). Equal by test."""
+        built straight from the platform's read with Feast's own value and timestamp formatting
+        (feast_format/serving.py), without the protobuf round trip (about a third of the server's CPU;
+        benchmarks/report.md). Equal by test."""
         names, results = [], []
         for name, _, values, statuses, stamps_ns in self._columns(features, entity_rows, full_feature_names):
             names.append(name)
-            result = {"values": [_float_to_native(v) if isinstance(v, float) else v for v in values],
-                      "statuses": [_STATUS_NAMES[STATUS[s]] for s in statuses]}
+            result = {"values": json_values(values), "statuses": status_names(STATUS[s] for s in statuses)}
             if stamps_ns:  # Feast's document leaves out empty timestamp lists
-                result["event_timestamps"] = [_timestamp_to_str(_Stamp(*divmod(ns or 0, 1_000_000_000)))
-                                              for ns in stamps_ns]
+                result["event_timestamps"] = timestamp_texts(stamps_ns)
             results.append(result)
         return {"results": results, "metadata": {"feature_names": names}}
 
@@ -91,11 +89,6 @@ class PlatformFeatureStore(FeatureStore):
     async def push_async(self, push_source_name: str, df, allow_registry_cache: bool = True,
                          to: PushMode = PushMode.ONLINE, transform_on_write: bool = True):
         return await asyncio.to_thread(self.push, push_source_name, df, allow_registry_cache, to)
-
-
-class _Stamp(NamedTuple):  # what Feast's `_timestamp_to_str` reads of a protobuf Timestamp
-    seconds: int
-    nanos: int
 
 
 def _rows(entity_rows) -> list[dict]:

@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from feature_platform.util.atomic import atomic_write
+
 SUFFIXES = (".parquet", ".jsonl")
 
 
@@ -98,9 +100,8 @@ class LandingDirectory:
         """Land `batch` atomically; returns its batch id."""
         batch_id = batch_id or new_batch_id()
         self.incoming.mkdir(parents=True, exist_ok=True)
-        tmp = self.incoming / f".{batch_id}.tmp"
-        batch.to_parquet(tmp, index=False)
-        os.replace(tmp, self.incoming / f"{batch_id}.parquet")
+        with atomic_write(self.incoming / f"{batch_id}.parquet", durable=False) as tmp:  # on a push's latency path
+            batch.to_parquet(tmp, index=False)
         return batch_id
 
     def pending(self) -> list[str]:
@@ -130,9 +131,8 @@ class LandingDirectory:
     def dead_letter(self, batch_id: str, rows: pd.DataFrame) -> Path:
         self.dead.mkdir(parents=True, exist_ok=True)
         path = self.dead / f"{batch_id}.parquet"
-        tmp = self.dead / f".{batch_id}.tmp"
-        rows.astype(str).to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        with atomic_write(path, durable=False) as tmp:
+            rows.astype(str).to_parquet(tmp, index=False)
         return path
 
     def dead_letter_file(self, batch_id: str, reason: str) -> Path:

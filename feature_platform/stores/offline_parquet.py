@@ -13,7 +13,6 @@ holding a hard link to each partition file the run replaced; restoring one is a 
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import uuid
@@ -33,6 +32,8 @@ from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.offline import OfflineStore, PartitionWrites
 from feature_platform.stores.schema import arrow_schema
+from feature_platform.util.atomic import atomic_write
+from feature_platform.util.locks import exclusive
 
 
 class ParquetOfflineStore(OfflineStore):
@@ -51,8 +52,6 @@ class ParquetOfflineStore(OfflineStore):
     def _write(self, spec: FeatureViewSpec, segment: str, rows: pd.DataFrame | pa.Table) -> None:
         directory = self._dir(spec)
         directory.mkdir(parents=True, exist_ok=True)
-        final = directory / f"{segment}.parquet"
-        tmp = directory / f".{segment}.{uuid.uuid4().hex}.tmp"
         if isinstance(rows, pd.DataFrame):
             table = pa.Table.from_pandas(rows[self.columns(spec)], schema=arrow_schema(spec), preserve_index=False)
         else:
@@ -60,13 +59,8 @@ class ParquetOfflineStore(OfflineStore):
                 table = rows.cast(arrow_schema(spec))
             except ValueError:  # rows written before a field was added in place have no value for it
                 table = rows.cast(arrow_schema(spec, reading=True))
-        try:
+        with atomic_write(directory / f"{segment}.parquet") as tmp:
             pq.write_table(table, tmp)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def write_partition(self, spec: FeatureViewSpec, day: date, rows: pd.DataFrame) -> None:
         self._write(spec, day.isoformat(), rows)
@@ -116,14 +110,8 @@ class ParquetOfflineStore(OfflineStore):
     def _writer_lock(self, spec: FeatureViewSpec) -> Iterator[None]:
         """One writer of a pushed view's day files at a time, across processes (each rewrite reads the file
         it replaces; two at once would lose one's rows). A dot file: no reader lists it."""
-        directory = self._dir(spec)
-        directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / ".write.lock", "a+") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        with exclusive(self._dir(spec) / ".write.lock"):
+            yield
 
     def read(self, spec: FeatureViewSpec, start: date | None = None, end: date | None = None) -> pd.DataFrame:
         schema = arrow_schema(spec, reading=True)

@@ -21,9 +21,9 @@ from redis.retry import Retry
 from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
 from feature_platform.config import Settings
 from feature_platform.errors import StoreUnavailableError
+from feature_platform.feast_format.redis_features import RedisFeatures
 from feature_platform.redact import redact, secrets_of
 from feature_platform.spec import FeatureViewSpec
-from feature_platform.stores.redis_online import RedisFeatures
 from feature_platform.stores.schema import SERVING_DTYPE
 from feature_platform.stores.unavailable import store_errors
 

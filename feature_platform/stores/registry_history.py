@@ -7,19 +7,17 @@ first one wrote.
 
 - services: a PostgreSQL advisory lock (session level, on its own connection) and the table
   `feature_platform_registry_history` in the platform database, beside Feast's SQL registry;
-- embedded: an exclusive `flock` on `$FEATURE_PLATFORM_HOME/feast/registry.lock` and the same table in
-  the SQLite file `$FEATURE_PLATFORM_HOME/feast/registry_history.db`.
+- embedded: an exclusive file lock (`filelock`, an `flock`) on `$FEATURE_PLATFORM_HOME/feast/registry.lock` and
+  the same table in the SQLite file `$FEATURE_PLATFORM_HOME/feast/registry_history.db`.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import sqlite3
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -27,6 +25,7 @@ import pandas as pd
 
 from feature_platform.config import Settings
 from feature_platform.errors import StoreUnavailableError
+from feature_platform.util.locks import LockTimeout, exclusive
 
 TABLE = "feature_platform_registry_history"
 LOCK_TIMEOUT_SEC = 120
@@ -148,22 +147,13 @@ class SqliteRegistryLog(RegistryLog):
 
     @contextmanager
     def lock(self, timeout: float = LOCK_TIMEOUT_SEC) -> Iterator[None]:
-        with open(self.lock_path, "a+") as handle:  # flock: per open file, so threads contend too
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise StoreUnavailableError(
-                            f"the registry lock {self.lock_path} stayed taken for {timeout:.0f}s "
-                            "(another apply or remove is running)") from None
-                    time.sleep(0.05)
+        with ExitStack() as held:
             try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                held.enter_context(exclusive(self.lock_path, timeout))
+            except LockTimeout:
+                raise StoreUnavailableError(f"the registry lock {self.lock_path} stayed taken for {timeout:.0f}s "
+                                            "(another apply or remove is running)") from None
+            yield
 
     def record(self, entries: list[HistoryEntry]) -> None:
         if not entries:

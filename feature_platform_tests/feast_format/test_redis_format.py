@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import feature_platform as fp
+from feature_platform.feast_format import codec as fmt
+from feature_platform.feast_format.redis_features import RedisFeatures
 from feature_platform.spec import Entity, FeatureViewSpec, Field
-from feature_platform.stores import feast_redis_format as fmt
-from feature_platform.stores.redis_online import RedisFeatures
 
 _FEAST_TYPE = {"int64": ValueType.INT64, "float32": ValueType.FLOAT, "float64": ValueType.DOUBLE,
                "string": ValueType.STRING, "bool": ValueType.BOOL}

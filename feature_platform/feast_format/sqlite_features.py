@@ -4,7 +4,7 @@ Feast's `write_to_online_store` builds one protobuf per row in Python and upsert
 feature) cell on its own (~8k rows/s), and it has no newest-wins: the platform had to read the stored
 timestamps first, which is also a race between two writers. This writer produces the same rows
 (entity key bytes, feature name, serialized Value, value_text, event_ts and created_ts as Feast's
-sqlite3 adapter stores them: see `test_sqlite_online.py`), encodes them per column (`feast_redis_format`), and upserts them in one
+sqlite3 adapter stores them: see `feast_format/test_sqlite_format.py`), encodes them per column (`codec.py`), and upserts them in one
 `executemany` whose `ON CONFLICT ... WHERE` keeps the newer value inside SQLite: an older write never
 replaces a newer one, ties rewrite, and concurrent writers cannot interleave a read and a write.
 Stock Feast reads the table as its own.
@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP
+from feature_platform.feast_format import codec as fmt
 from feature_platform.spec import FeatureViewSpec
-from feature_platform.stores import feast_redis_format as fmt
 
 _COLUMNS = "entity_key, feature_name, value, value_text, event_ts, created_ts"
 _UPSERT = (

@@ -18,15 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from itertools import chain
 
-import hiredis
 import pandas as pd
 import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
+from feature_platform.compat import redis_internals
 from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
+from feature_platform.feast_format import codec as fmt
 from feature_platform.spec import FeatureViewSpec
-from feature_platform.stores import feast_redis_format as fmt
 
 BATCH_ROWS = 1_000  # rows per script call: big enough to amortize the call, small enough to not block Redis
 CLUSTER_CHUNK_ROWS = 20_000  # rows per cluster pipeline: bounds the client's memory for the queued calls
@@ -111,25 +111,19 @@ class RedisFeatures:
             return send(header, keys, argv, cells, progress)  # idempotent: ties rewrite the same bytes
 
     def _send(self, header: list, keys: list[bytes], argv: list[bytes], cells: list[list[bytes]], progress) -> int:
-        connection = self.client.connection_pool.get_connection()
-        try:
+        with redis_internals.raw_connection(self.client) as connection:  # closed on an error: no unread reply leaks
             sent = 0
             for start in range(0, len(keys), BATCH_ROWS):
                 stop = min(start + BATCH_ROWS, len(keys))
                 header[2] = str(stop - start).encode()
                 args = chain(header, keys[start:stop], argv, chain.from_iterable(zip(*(c[start:stop] for c in cells))))
-                connection.send_packed_command([hiredis.pack_command(tuple(args))], check_health=False)
+                redis_internals.send(connection, tuple(args))
                 sent += 1
             written = 0
             for _ in range(sent):  # Redis ran them while later batches were being packed
-                written += int(connection.read_response())
+                written += int(redis_internals.reply(connection))
                 if progress:
                     progress(written)
-        except BaseException:
-            connection.disconnect()  # unread replies must not leak into the next command on it
-            raise
-        finally:
-            self.client.connection_pool.release(connection)
         return written
 
     def _send_cluster(self, header: list, keys: list[bytes], argv: list[bytes], cells: list[list[bytes]],

@@ -1,0 +1,39 @@
+"""redis-py's connection internals the platform uses, in one place: a raw connection of a client's pool, for
+streaming commands packed by hiredis and reading their replies afterwards (a pipeline without its bookkeeping).
+
+Checked against redis 7.4.1 and hiredis 3.x (redis-py's parser): `ConnectionPool.get_connection()` with no
+arguments, `Connection.send_packed_command(commands, check_health=...)`, `Connection.read_response()`,
+`Connection.disconnect()` and `ConnectionPool.release(connection)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import hiredis
+import redis
+
+
+@contextmanager
+def raw_connection(client: redis.Redis) -> Iterator[object]:
+    """A connection of `client`'s pool for the `with` block, returned to the pool after it; on an error it is
+    closed first, so replies left unread cannot reach the next command sent on it."""
+    connection = client.connection_pool.get_connection()
+    try:
+        yield connection
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        client.connection_pool.release(connection)
+
+
+def send(connection, args: tuple) -> None:
+    """Send one command without waiting for its reply (read it later with `reply`, in order)."""
+    connection.send_packed_command([hiredis.pack_command(args)], check_health=False)
+
+
+def reply(connection):
+    """The reply of the oldest command sent on `connection` and not read yet."""
+    return connection.read_response()
