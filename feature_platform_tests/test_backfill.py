@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta, timezone
 import dagster as dg
 import pandas as pd
 import pytest
+import redis
 
 from feature_platform.compute.window_aggregate import aggregate_day
 from feature_platform.defs.feature_views import PANDERA_CHECK, build_feature_view_asset
@@ -37,9 +38,17 @@ def pair(request, tmp_path):
         yield [make_embedded_settings(tmp_path / n) for n in ("ranged", "daily")]
         return
     with services_settings_in(tmp_path / "ranged") as ranged:
-        # A second database and Redis db for the day-by-day deployment.
+        # A second database and Redis db for the day-by-day deployment, flushed like the first: values left in it
+        # by an earlier run (or another suite using that db) would win newest-wins and fail the comparison.
         with services_settings_in(tmp_path / "daily") as daily:
-            yield [ranged, daily.with_(redis_db=daily.redis_db + 1)]
+            daily = daily.with_(redis_db=daily.redis_db + 1)
+            client = redis.Redis(host=daily.redis_host, port=daily.redis_port, db=daily.redis_db)
+            client.flushdb()
+            try:
+                yield [ranged, daily]
+            finally:
+                client.flushdb()
+                client.close()
 
 
 def test_views_declare_a_multi_run_backfill_policy(embedded_settings):
