@@ -50,7 +50,7 @@ LAYERS = (
     {"derive"},  # Feast and Pandera objects derived from a spec
     {"runtime", "pipeline", "ingest", "push", "training", "freshness", "skew", "request_time", "versioning",
      "labels"},  # what runs on the backends
-    {"defs", "definitions", "alerts"},  # Dagster
+    {"defs", "definitions"},  # Dagster
     {"platform"},  # the facade
     {"serving", "cli", "__init__"},  # entry points
 )
