@@ -69,8 +69,6 @@ ALLOWED_UPWARD_IMPORTS = {
     ("compute.spark_online_sync", "stores.redis_online"),  # S7c
     ("compute.spark_online_sync", "stores.unavailable"),  # S7c
     ("compute.spark_point_in_time", "stores.schema"),  # S7b: the offline store's to_spark
-    ("derive.feast_objects", "versioning.changes"),  # S3: derive/description.py
-    ("derive.feast_objects", "versioning.registry"),  # S3: derive/description.py
 }
 
 PROFILE_SWITCH = "backends/__init__.py"

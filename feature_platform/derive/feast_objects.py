@@ -22,9 +22,8 @@ from feast.types import Bool, Float32, Float64, Int64, String
 
 from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 from feature_platform.config import OFFLINE_SCHEMA, Settings
+from feature_platform.derive.description import describe, description_tag, request_view_description
 from feature_platform.spec import FeatureServiceSpec, FeatureViewSpec, RequestFeatureViewSpec
-from feature_platform.versioning.changes import describe
-from feature_platform.versioning.registry import description_tag, request_view_description
 
 _FEAST_TYPE = {"int64": Int64, "float32": Float32, "float64": Float64, "string": String, "bool": Bool}
 _VALUE_TYPE = {"int64": ValueType.INT64, "string": ValueType.STRING}
