@@ -4,7 +4,6 @@ reads go to the stores."""
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -29,6 +28,7 @@ from feature_platform.errors import (
 )
 from feature_platform.errors import shorten as _short
 from feature_platform.runtime import Runtime
+from feature_platform.spec import NAME as _NAME  # every declared name matches it: others are unknown without a lookup
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.specs import all_specs, get_spec
 from feature_platform.training import resolve_features
@@ -526,9 +526,6 @@ def _parse_day(value, name: str) -> date:
         raise InvalidDateError(f"{name} date {_short(value)} is not an ISO day like 2026-01-31") from None
 
 
-# Every declared name matches this (spec.py), so anything else is unknown without a lookup: a hostile
-# name never reaches a store, and a megabyte of name never reaches a message.
-_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _INT64 = (-(2**63), 2**63 - 1)
 PATH_LIMIT = 300  # characters of a path a message quotes: real ones whole, a hostile one cut
 
