@@ -15,6 +15,7 @@ import yaml
 from feature_platform import request_time, training
 from feature_platform.compute import spark_entity_sets, spark_point_in_time
 from feature_platform.config import Settings, dagster_instance_config
+from feature_platform.dtypes import is_key_value as _valid_key
 from feature_platform.errors import (
     AggregationOverflowError,
     InvalidArgumentError,
@@ -526,7 +527,6 @@ def _parse_day(value, name: str) -> date:
         raise InvalidDateError(f"{name} date {_short(value)} is not an ISO day like 2026-01-31") from None
 
 
-_INT64 = (-(2**63), 2**63 - 1)
 PATH_LIMIT = 300  # characters of a path a message quotes: real ones whole, a hostile one cut
 
 
@@ -620,11 +620,3 @@ def _check_entity_rows(entity_rows) -> None:
     for i, row in enumerate(entity_rows):
         if not isinstance(row, Mapping):
             raise TypeError(f"entity row {i} must be a dict, not {type(row).__name__}")
-
-
-def _valid_key(dtype: str, value) -> bool:
-    if dtype == "int64":
-        return (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-                and _INT64[0] <= int(value) <= _INT64[1])
-    return isinstance(value, str)
-

@@ -18,12 +18,12 @@ import pandas as pd
 
 from feature_platform import request_time
 from feature_platform.compute.point_in_time import ViewJoin, point_in_time_join
-from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
+from feature_platform.dtypes import is_key_dtype, serving_dtype, spark_type
 from feature_platform.errors import FeaturePlatformError, UnknownFeatureError, shorten
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec, TrainingSetSpec
 from feature_platform.specs import get_spec
-from feature_platform.stores.schema import SERVING_DTYPE
+from feature_platform.vocabulary import EVENT_TIMESTAMP
 
 
 class EntityFrameError(FeaturePlatformError, ValueError):
@@ -75,10 +75,7 @@ def check_entity_frame(entity_df: pd.DataFrame, specs: Sequence[FeatureViewSpec]
         if key not in entity_df.columns:
             raise EntityFrameError(f"entity_df lacks join key {key!r} of feature view {spec.name!r}")
         column = entity_df[key]
-        want_int = spec.entity.dtype == "int64"
-        ok = pd.api.types.is_integer_dtype(column.dtype) if want_int else (
-            pd.api.types.is_string_dtype(column.dtype) or column.dtype == object)
-        if not ok:
+        if not is_key_dtype(spec.entity.dtype, column.dtype):
             raise EntityFrameError(
                 f"entity_df[{key!r}] has dtype {column.dtype}, but feature view {spec.name!r} keys are {spec.entity.dtype}"
             )
@@ -116,7 +113,7 @@ def training_set(runtime: Runtime, entity_df: pd.DataFrame, features, *, full_fe
     out = entity_df.copy()
     for c in columns:
         out[c.column] = pd.Series(values[c.column].to_numpy(), index=out.index).astype(
-            SERVING_DTYPE[specs[c.view].field(c.feature).dtype])
+            serving_dtype(specs[c.view].field(c.feature).dtype))
     return out
 
 
@@ -214,7 +211,7 @@ def spark_training_set(runtime: Runtime, entities, features, *, full_feature_nam
         pd.Timestamp(hi_us, unit="us", tz="UTC"), internal)
     joined = spit.join_features(rows, joins)
     features_out = {c.column: (F.col(internal[c.column]) if joins else F.lit(None)).cast(
-        sets.spark_type(specs[c.view].field(c.feature).dtype)).alias(c.column) for c in columns}
+        spark_type(specs[c.view].field(c.feature).dtype)).alias(c.column) for c in columns}
     # The entity columns untouched, then the features (a clash of names was refused above).
     return joined.orderBy(spit.ROW).select(*map(F.col, entities.columns), *features_out.values())
 

@@ -13,7 +13,9 @@ issue 20 landed: delete the entry). Each entry names the stage of issue 20's ref
    `match settings.profile` in backends/__init__.py (PROFILE_SWITCH), which may decide once.
 4. Private names of libraries (Feast, Dagster, redis-py, ...) only in the files of ALLOWED_PRIVATE_NAMES (package)
    and ALLOWED_PRIVATE_NAMES_IN_TESTS. Target: only under PRIVATE_NAMES_HOMES.
-5. Import weight: the package, the CLI's module and feature_platform.spec import neither Feast nor Dagster, spec
+5. Dtype tables (dict literals keyed by, or mapping to, the spec's dtype names) only in dtypes.py, beyond
+   ALLOWED_DTYPE_MAPS.
+6. Import weight: the package, the CLI's module and feature_platform.spec import neither Feast nor Dagster, spec
    not pandas either (a subprocess each; expected to fail until stages S6 and S10 land, strictly: remove the
    marker then).
 """
@@ -31,6 +33,7 @@ import pytest
 
 from feature_platform_tests.architecture_scan import (
     cycles,
+    dtype_maps,
     import_graph,
     library_private_names,
     modules_of,
@@ -57,18 +60,21 @@ LAYERS = (
 
 # Module names below are relative to feature_platform/.
 ALLOWED_CYCLES = {
-    frozenset({"compute.window_aggregate", "compute.rolling_window"}),  # S3: compute/chunks.py
     frozenset({"stores.offline", "stores.offline_parquet", "stores.offline_postgres"}),  # S7b: backends/*/offline.py
 }
 
 ALLOWED_UPWARD_IMPORTS = {
     ("compute.spark_entity_sets", "request_time"),  # S3: with_request_features -> training.py
-    ("compute.spark_entity_sets", "stores.schema"),  # S3: the serving dtype from dtypes.py (S2)
     ("compute.spark_online_sync", "stores.feast_repo"),  # S7c: backends/services/spark_sync.py
     ("compute.spark_online_sync", "stores.online"),  # S7c
     ("compute.spark_online_sync", "stores.redis_online"),  # S7c
     ("compute.spark_online_sync", "stores.unavailable"),  # S7c
     ("compute.spark_point_in_time", "stores.schema"),  # S7b: the offline store's to_spark
+}
+
+DTYPE_TABLE = "dtypes.py"
+ALLOWED_DTYPE_MAPS = {  # file -> number of dict literals
+    "push.py": 1,  # the parser of each dtype's pushed values: rules of the push path, not a type mapping
 }
 
 PROFILE_SWITCH = "backends/__init__.py"
@@ -226,6 +232,14 @@ def test_the_profile_is_decided_only_where_allowed():
     assert not problems, "\n".join(problems)
 
 
+def test_dtype_tables_only_in_the_dtype_table():
+    found = {name: len(lines) for name, tree in sources(PACKAGE).items()
+             if name != DTYPE_TABLE and (lines := dtype_maps(tree))}
+    problems = ratchet(found, ALLOWED_DTYPE_MAPS, "ALLOWED_DTYPE_MAPS")
+    assert not problems, "\n".join(problems)
+    assert dtype_maps(sources(PACKAGE)[DTYPE_TABLE]), f"{DTYPE_TABLE} holds the table"
+
+
 def test_private_names_of_libraries_only_where_allowed():
     problems = ratchet(private_names(PACKAGE), ALLOWED_PRIVATE_NAMES, "ALLOWED_PRIVATE_NAMES")
     assert not problems, "\n".join(problems)
@@ -369,6 +383,19 @@ def test_profile_decisions_are_found_in_every_form_and_display_is_not():
     ]
     for code in shown:
         assert profile_decisions(ast.parse(code)) == [], code
+
+
+def test_dtype_maps_are_found_keyed_by_or_mapping_to_dtype_names_and_nothing_else():
+    maps = [
+        '{"int64": pa.int64(), "float32": pa.float32()}', '{"int64": "Int64", "string": "object", "x": 1}',
+        '{"Int64": "int64", "Float32": "float32"}', 'f({"string": str, "int64": int}[dtype])',
+    ]
+    for code in maps:
+        assert dtype_maps(ast.parse(code)) == [1], code
+    others = ['{"int64": 1}', 'dtype in ("float32", "float64")', '{"status": "present", "kind": "int64"}',
+              '{"name": "x", "dtype": "int64"}', 'dict(int64=1, float32=2)']
+    for code in others:
+        assert dtype_maps(ast.parse(code)) == [], code
 
 
 def test_private_names_of_libraries_are_found_in_every_form():

@@ -17,10 +17,10 @@ import pandas as pd
 import pyarrow as pa
 
 from feature_platform import request_time
-from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
+from feature_platform.dtypes import serving_dtype, spark_type
 from feature_platform.errors import FeaturePlatformError, shorten
 from feature_platform.spec import FeatureViewSpec
-from feature_platform.stores.schema import SERVING_DTYPE
+from feature_platform.vocabulary import EVENT_TIMESTAMP, full_feature_name
 
 SAMPLE_ROWS = 3
 
@@ -113,7 +113,7 @@ def with_request_features(plan: request_time.FeaturePlan, stored, entity_columns
                                                f"feature view(s) {views}")
     by_name = {f.name: f for f in stored.schema.fields}
     outputs = {o.column: T.StructField(o.column, spark_type(_request_dtype(plan, o)) if o.request
-                                       else by_name[f"{o.view}__{o.feature}"].dataType, True)
+                                       else by_name[full_feature_name(o.view, o.feature)].dataType, True)
                for o in plan.outputs}
     schema = T.StructType([outputs.get(c, by_name[c]) for c in entity_columns]
                           + [field for c, field in outputs.items() if c not in entity_columns])
@@ -166,14 +166,6 @@ def executor_errors(exc: Exception) -> Exception:
     return exc
 
 
-def spark_type(dtype: str):
-    """The Spark type of a spec dtype (the offline tables' reading types)."""
-    from pyspark.sql import types as T
-
-    return {"int64": T.LongType(), "float32": T.FloatType(), "float64": T.DoubleType(), "string": T.StringType(),
-            "bool": T.BooleanType()}[dtype]
-
-
 def _request_dtype(plan: request_time.FeaturePlan, output: request_time.Output) -> str:
     spec = next(v for v in plan.request_views if v.name == output.view)
     return next(f.dtype for f in spec.features if f.name == output.feature)
@@ -183,8 +175,8 @@ def _stored_dtype(ref: str) -> str:
     from feature_platform.specs import get_spec
 
     view, _, feature = ref.partition(":")
-    return SERVING_DTYPE[get_spec(view).field(feature).dtype]
+    return serving_dtype(get_spec(view).field(feature).dtype)
 
 
-__all__ = ["EntitySetError", "check_entity_set", "is_spark_frame", "read_entity_set", "spark_type",
-           "executor_errors", "with_request_features", "write_parquet"]
+__all__ = ["EntitySetError", "check_entity_set", "executor_errors", "is_spark_frame", "read_entity_set",
+           "with_request_features", "write_parquet"]

@@ -15,8 +15,7 @@ from typing import Any
 from feast import FeatureStore, FeatureView
 
 from feature_platform.derive.description import DESCRIPTION_TAG
-
-_DTYPE = {"Int64": "int64", "Float32": "float32", "Float64": "float64", "String": "string", "Bool": "bool"}
+from feature_platform.dtypes import BY_FEAST_NAME
 
 
 def feature_view_description(fv: FeatureView) -> dict[str, Any]:
@@ -25,7 +24,7 @@ def feature_view_description(fv: FeatureView) -> dict[str, Any]:
     fields = []
     for f in fv.features:
         entry = dict(by_name.get(f.name, {"name": f.name, "description": f.description}))
-        entry["dtype"] = _DTYPE.get(str(f.dtype), str(f.dtype))
+        entry["dtype"] = BY_FEAST_NAME.get(str(f.dtype), str(f.dtype))
         fields.append(entry)
     out = {**recorded, "name": fv.name, "fields": fields, "ttl_seconds": int(fv.ttl.total_seconds()) if fv.ttl else 0,
            "family": recorded.get("family", fv.tags.get("family", fv.name)),
