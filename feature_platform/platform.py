@@ -28,11 +28,11 @@ from feature_platform.errors import (
     ValidationFailedError,
 )
 from feature_platform.errors import shorten as _short
+from feature_platform.features import resolve_features
 from feature_platform.runtime import Runtime
 from feature_platform.spec import NAME as _NAME  # every declared name matches it: others are unknown without a lookup
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.specs import all_specs, get_spec
-from feature_platform.training import resolve_features
 from feature_platform.versioning.deprecation import warn_deprecated
 
 Progress = Callable[[int, int, str, str], None]  # (done, total, asset, partition)

@@ -15,8 +15,9 @@ import pandas as pd
 
 from feature_platform.dtypes import serving_dtype
 from feature_platform.errors import FeaturePlatformError, UnknownFeatureError, shorten
+from feature_platform.features import check_unique_columns, references
 from feature_platform.spec import RequestFeatureViewSpec
-from feature_platform.specs import all_feature_services, all_request_views
+from feature_platform.specs import all_request_views
 from feature_platform.vocabulary import MISSING, PRESENT, event_timestamp_column, full_feature_name, status_column
 
 
@@ -42,29 +43,6 @@ class FeaturePlan:
     @property
     def request_fields(self) -> list:
         return list({f.name: f for v in self.request_views for f in v.request_fields}.values())
-
-
-def references(features: str | Sequence[str]) -> list[str]:
-    """A feature service name or a list of references, as a list of references."""
-    if isinstance(features, str):
-        services = all_feature_services()
-        if features not in services:
-            raise UnknownFeatureError(
-                f"{shorten(features)} is not a feature service (known: {', '.join(services) or 'none'}); "
-                "pass a list of 'view:feature' references or a service name")
-        return list(services[features].features)
-    if not isinstance(features, Sequence):
-        raise UnknownFeatureError(f"features must be a list of 'view:feature' references or a feature service name, "
-                                  f"not {type(features).__name__}")
-    return list(features)
-
-
-def check_unique_columns(names: Sequence[str]) -> None:
-    """Output column names must not repeat (two views' features of the same name, without prefixes)."""
-    clashes = sorted({n for n in names if names.count(n) > 1})
-    if clashes:
-        raise UnknownFeatureError(
-            f"feature name(s) {shorten(clashes, 300)} appear more than once; pass full_feature_names=True to prefix view names")
 
 
 def column_clashes(outputs: Sequence, existing, where: str) -> str | None:

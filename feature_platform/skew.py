@@ -13,9 +13,9 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from feature_platform.features import FeatureColumn
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec
-from feature_platform.training import FeatureColumn
 from feature_platform.vocabulary import event_timestamp_column
 
 SAMPLE = 200

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -19,7 +18,8 @@ import pandas as pd
 from feature_platform import request_time
 from feature_platform.compute.point_in_time import ViewJoin, point_in_time_join
 from feature_platform.dtypes import is_key_dtype, serving_dtype, spark_type
-from feature_platform.errors import FeaturePlatformError, UnknownFeatureError, shorten
+from feature_platform.errors import FeaturePlatformError, shorten
+from feature_platform.features import resolve_features
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec, TrainingSetSpec
 from feature_platform.specs import get_spec
@@ -28,33 +28,6 @@ from feature_platform.vocabulary import EVENT_TIMESTAMP
 
 class EntityFrameError(FeaturePlatformError, ValueError):
     """An entity frame that cannot be joined (missing/naive timestamps, bad keys)."""
-
-
-@dataclass(frozen=True)
-class FeatureColumn:
-    view: str
-    feature: str
-    column: str  # output column name
-
-
-def resolve_features(features: str | Sequence[str], full_feature_names: bool = False) -> list[FeatureColumn]:
-    """`view:feature` references, or a feature service name, as output columns (checked)."""
-    features = request_time.references(features)
-    if not features:
-        raise UnknownFeatureError("features must be a non-empty list of 'view:feature' references")
-    columns: list[FeatureColumn] = []
-    for ref in features:
-        view, sep, feature = ref.partition(":") if isinstance(ref, str) else ("", "", "")
-        if not sep:
-            raise UnknownFeatureError(f"feature reference {shorten(ref)} must look like 'view:feature'")
-        spec = get_spec(view)
-        if feature not in spec.feature_names:
-            raise UnknownFeatureError(
-                f"feature view {view!r} has no feature {shorten(feature)}; it has {', '.join(spec.feature_names)}"
-            )
-        columns.append(FeatureColumn(view, feature, f"{view}__{feature}" if full_feature_names else feature))
-    request_time.check_unique_columns([c.column for c in columns])
-    return columns
 
 
 def check_entity_frame(entity_df: pd.DataFrame, specs: Sequence[FeatureViewSpec]) -> None:

@@ -251,6 +251,27 @@ def test_private_names_of_libraries_in_the_tests_only_where_allowed():
     assert not problems, "\n".join(problems)
 
 
+# The online path (reads, serving, request-time features) and the skew check resolve features through features.py;
+# none of them may reach training sets (which build on the same resolution, not the other way round).
+WITHOUT_TRAINING_SETS = ("features", "request_time", "skew", "stores.online", "serving.feature_store", "serving.access")
+
+
+def reachable(graph: Mapping[str, Mapping[str, int]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for b in graph.get(todo.pop(), {}):
+            if b not in seen:
+                seen.add(b)
+                todo.append(b)
+    return seen
+
+
+def test_online_reads_and_the_skew_check_do_not_import_training_sets():
+    graph = package_graph()
+    found = {module: "training" in reachable(graph, module) for module in WITHOUT_TRAINING_SETS}
+    assert found == dict.fromkeys(WITHOUT_TRAINING_SETS, False)
+
+
 # Imports `argv[1]` (comma-separated modules) and exits with 3 at the first execution of a module named in `argv[2]`
 # (its import chain through `argv[3]`, the package directory, on stdout). A loader that stops the process, not a
 # finder: `importlib.util.find_spec` probes that never execute the module do not count.
