@@ -14,16 +14,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from feature_platform.dtypes import serving_dtype
-from feature_platform.errors import FeaturePlatformError, UnknownFeatureError, shorten
+from feature_platform.errors import RequestFeatureError, UnknownFeatureError, shorten
 from feature_platform.features import check_unique_columns, references
 from feature_platform.spec import RequestFeatureViewSpec
 from feature_platform.specs import all_request_views
 from feature_platform.vocabulary import MISSING, PRESENT, event_timestamp_column, full_feature_name, status_column
-
-
-class RequestFeatureError(FeaturePlatformError, ValueError):
-    """A request view's function failed or returned something other than its declared features, or the
-    request lacks one of its request fields."""
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,6 @@ ALLOWED_CYCLES = {
 }
 
 ALLOWED_UPWARD_IMPORTS = {
-    ("compute.spark_entity_sets", "request_time"),  # S3: with_request_features -> training.py
     ("compute.spark_online_sync", "stores.feast_repo"),  # S7c: backends/services/spark_sync.py
     ("compute.spark_online_sync", "stores.online"),  # S7c
     ("compute.spark_online_sync", "stores.redis_online"),  # S7c
