@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, aggregate_days, day_end
+from feature_platform.compute.window_aggregate import aggregate_days
 from feature_platform.config import Settings
 from feature_platform.demo.generator import generate_day
 from feature_platform.specs.user_activity import SPEC
 from feature_platform.stores.offline_parquet import ParquetOfflineStore
+from feature_platform.vocabulary import CREATED_TIMESTAMP, day_end
 
 DATA_ROOT = Path(__file__).resolve().parent / "data"
 END_DAY = date(2026, 10, 31)  # last partition day, fixed so that runs are reproducible

@@ -312,8 +312,8 @@ def run(*, users: int, seed: int, seconds: float, processes: int = 2, threads: i
 
     from benchmarks.backfill import END_DAY, ensure_sessions
     from benchmarks.data import DATA_ROOT
-    from feature_platform.compute.window_aggregate import day_end
     from feature_platform.specs.user_activity import SPEC
+    from feature_platform.vocabulary import day_end
 
     sessions, n_sessions = ensure_sessions(users, 1, seed, log=log)  # the partition day and the 8 before it
     home = DATA_ROOT / "online-load-home"

@@ -56,6 +56,11 @@ class InvalidEntityError(FeaturePlatformError, ValueError):
     """An entity key of the wrong type for its view (e.g. a float or a string for an int64 user id)."""
 
 
+class RequestFeatureError(FeaturePlatformError, ValueError):
+    """A request view's function failed or returned something other than its declared features, or the
+    request lacks one of its request fields."""
+
+
 class ValidationFailedError(FeaturePlatformError):
     """Computed features failed their Pandera schema; nothing was written for that partition.
 

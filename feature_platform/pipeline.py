@@ -16,12 +16,12 @@ from datetime import date, datetime, timezone
 import pandas as pd
 import pandera.pandas as pa
 
-from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
 from feature_platform.derive.pandera_schema import pandera_schema
 from feature_platform.errors import ValidationFailedError
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.quarantine import quarantine
+from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
 
 SAMPLE_ROWS = 5
 

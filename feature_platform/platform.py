@@ -4,7 +4,6 @@ reads go to the stores."""
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -16,6 +15,7 @@ import yaml
 from feature_platform import request_time, training
 from feature_platform.compute import spark_entity_sets, spark_point_in_time
 from feature_platform.config import Settings, dagster_instance_config
+from feature_platform.dtypes import is_key_value as _valid_key
 from feature_platform.errors import (
     AggregationOverflowError,
     InvalidArgumentError,
@@ -28,10 +28,11 @@ from feature_platform.errors import (
     ValidationFailedError,
 )
 from feature_platform.errors import shorten as _short
+from feature_platform.features import resolve_features
 from feature_platform.runtime import Runtime
+from feature_platform.spec import NAME as _NAME  # every declared name matches it: others are unknown without a lookup
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.specs import all_specs, get_spec
-from feature_platform.training import resolve_features
 from feature_platform.versioning.deprecation import warn_deprecated
 
 Progress = Callable[[int, int, str, str], None]  # (done, total, asset, partition)
@@ -522,10 +523,6 @@ def _parse_day(value, name: str) -> date:
         raise InvalidDateError(f"{name} date {_short(value)} is not an ISO day like 2026-01-31") from None
 
 
-# Every declared name matches this (spec.py), so anything else is unknown without a lookup: a hostile
-# name never reaches a store, and a megabyte of name never reaches a message.
-_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
-_INT64 = (-(2**63), 2**63 - 1)
 PATH_LIMIT = 300  # characters of a path a message quotes: real ones whole, a hostile one cut
 
 
@@ -619,11 +616,3 @@ def _check_entity_rows(entity_rows) -> None:
     for i, row in enumerate(entity_rows):
         if not isinstance(row, Mapping):
             raise TypeError(f"entity row {i} must be a dict, not {type(row).__name__}")
-
-
-def _valid_key(dtype: str, value) -> bool:
-    if dtype == "int64":
-        return (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-                and _INT64[0] <= int(value) <= _INT64[1])
-    return isinstance(value, str)
-

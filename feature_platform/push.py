@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 from feature_platform.derive.pandera_schema import field_rules
+from feature_platform.dtypes import fits_int64, pandas_dtype
 from feature_platform.errors import InvalidBatchError, shorten
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.landing import NATIVE, value_text
+from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)  # events further in the future than this are rejected
 REASON = "reason"
@@ -202,9 +203,6 @@ def _fits(dtype: str, column: pd.Series) -> bool:
 
 # ---- coercion: one parser per declared dtype; numpy columns of the right kind skip the parsing ----
 
-_NUMPY = {"int64": np.dtype("int64"), "bool": np.dtype(bool)}  # of the parsed values (floats and text aside)
-
-
 @dataclass
 class _Typed:
     """A column coerced to its dtype: `values` (numpy; a placeholder where null or bad), `null` (the value
@@ -256,7 +254,7 @@ def _coerce(dtype: str, column: pd.Series) -> _Typed:
         values = np.empty(len(raw), dtype=object)
         values[:] = raw
     else:
-        values = np.array([(False if dtype == "bool" else 0) if v is None else v for v in raw], dtype=_NUMPY[dtype])
+        values = np.array([(False if dtype == "bool" else 0) if v is None else v for v in raw], dtype=pandas_dtype(dtype))
     return _Typed(dtype, values, null, problems if pd.notna(problems).any() else None)
 
 
@@ -264,9 +262,6 @@ def _null(v) -> bool:
     if v is None or v is pd.NA or v is pd.NaT:
         return True
     return isinstance(v, (float, np.floating, np.datetime64, np.timedelta64)) and bool(pd.isna(v))
-
-
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _integer(v) -> tuple[int | None, str | None]:
@@ -292,7 +287,7 @@ def _integer(v) -> tuple[int | None, str | None]:
     elif not isinstance(v, (int, np.integer)):
         return None, "not a number (int64)"
     n = int(v)
-    return (n, None) if _INT64_MIN <= n <= _INT64_MAX else (None, _OUT_OF_INT64)
+    return (n, None) if fits_int64(n) else (None, _OUT_OF_INT64)
 
 
 def _number(v) -> tuple[float, str | None]:

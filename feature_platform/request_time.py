@@ -13,15 +13,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from feature_platform.errors import FeaturePlatformError, UnknownFeatureError, shorten
+from feature_platform.dtypes import serving_dtype
+from feature_platform.errors import RequestFeatureError, UnknownFeatureError, shorten
+from feature_platform.features import check_unique_columns, references
 from feature_platform.spec import RequestFeatureViewSpec
-from feature_platform.specs import all_feature_services, all_request_views
-from feature_platform.stores.schema import SERVING_DTYPE
-
-
-class RequestFeatureError(FeaturePlatformError, ValueError):
-    """A request view's function failed or returned something other than its declared features, or the
-    request lacks one of its request fields."""
+from feature_platform.specs import all_request_views
+from feature_platform.vocabulary import MISSING, PRESENT, event_timestamp_column, full_feature_name, status_column
 
 
 @dataclass(frozen=True)
@@ -43,29 +40,6 @@ class FeaturePlan:
         return list({f.name: f for v in self.request_views for f in v.request_fields}.values())
 
 
-def references(features: str | Sequence[str]) -> list[str]:
-    """A feature service name or a list of references, as a list of references."""
-    if isinstance(features, str):
-        services = all_feature_services()
-        if features not in services:
-            raise UnknownFeatureError(
-                f"{shorten(features)} is not a feature service (known: {', '.join(services) or 'none'}); "
-                "pass a list of 'view:feature' references or a service name")
-        return list(services[features].features)
-    if not isinstance(features, Sequence):
-        raise UnknownFeatureError(f"features must be a list of 'view:feature' references or a feature service name, "
-                                  f"not {type(features).__name__}")
-    return list(features)
-
-
-def check_unique_columns(names: Sequence[str]) -> None:
-    """Output column names must not repeat (two views' features of the same name, without prefixes)."""
-    clashes = sorted({n for n in names if names.count(n) > 1})
-    if clashes:
-        raise UnknownFeatureError(
-            f"feature name(s) {shorten(clashes, 300)} appear more than once; pass full_feature_names=True to prefix view names")
-
-
 def column_clashes(outputs: Sequence, existing, where: str) -> str | None:
     """Why the output columns of `outputs` (each with `view`, `feature`, `column`) cannot be added beside the
     caller's columns `existing`, or None. A training set returns the caller's columns untouched, so a
@@ -76,7 +50,7 @@ def column_clashes(outputs: Sequence, existing, where: str) -> str | None:
         return None
     named = ", ".join(f"{o.column!r} (feature '{o.view}:{o.feature}')" for o in clashes[:5])
     more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
-    full = all(o.column == f"{o.view}__{o.feature}" for o in clashes)
+    full = all(o.column == full_feature_name(o.view, o.feature) for o in clashes)
     return (f"{where} already has column(s) {named}{more}, the name(s) the feature(s) would get; a training set "
             "never overwrites its caller's columns: rename yours" + ("" if full else
                                                                      " or pass full_feature_names=True (columns named "
@@ -101,7 +75,7 @@ def plan(features: str | Sequence[str], full_feature_names: bool = False) -> Fea
             stored.extend(spec.inputs)
         else:
             stored.append(ref)
-        outputs.append(Output(view, feature, f"{view}__{feature}" if full_feature_names else feature, request))
+        outputs.append(Output(view, feature, full_feature_name(view, feature) if full_feature_names else feature, request))
     check_unique_columns([o.column for o in outputs])
     return FeaturePlan(tuple(outputs), tuple(dict.fromkeys(stored)), tuple(used.values()))
 
@@ -128,7 +102,7 @@ def compute(spec: RequestFeatureViewSpec, stored: pd.DataFrame, request: pd.Data
     result = pd.DataFrame(index=stored.index)
     for f in spec.features:
         try:
-            result[f.name] = pd.Series(out[f.name].to_numpy(), index=stored.index).astype(SERVING_DTYPE[f.dtype])
+            result[f.name] = pd.Series(out[f.name].to_numpy(), index=stored.index).astype(serving_dtype(f.dtype))
         except (TypeError, ValueError) as exc:
             raise RequestFeatureError(f"request feature view {spec.name!r}: feature {f.name!r} is not "
                                       f"{f.dtype}: {shorten(exc, 300, quote=False)}") from None
@@ -145,10 +119,10 @@ def feast_transformation(view: str, features_df: pd.DataFrame) -> pd.DataFrame:
     stored = pd.DataFrame(index=features_df.index)
     for ref in spec.inputs:
         source, _, feature = ref.partition(":")
-        full = f"{source}__{feature}"
+        full = full_feature_name(source, feature)
         column = features_df[full] if full in features_df.columns else features_df[feature]
-        stored[full] = column.astype(SERVING_DTYPE[get_spec(source).field(feature).dtype])
-    request = pd.DataFrame({f.name: features_df[f.name].astype(SERVING_DTYPE[f.dtype]) for f in spec.request_fields},
+        stored[full] = column.astype(serving_dtype(get_spec(source).field(feature).dtype))
+    request = pd.DataFrame({f.name: features_df[f.name].astype(serving_dtype(f.dtype)) for f in spec.request_fields},
                            index=features_df.index)
     return compute(spec, stored, request)
 
@@ -161,7 +135,7 @@ def request_frame(plan_: FeaturePlan, source: pd.DataFrame, where: str) -> pd.Da
             views = [v.name for v in plan_.request_views if f in v.request_fields]
             raise RequestFeatureError(f"{where} lacks request field {f.name!r} of request feature view(s) {views}")
         try:
-            out[f.name] = source[f.name].astype(SERVING_DTYPE[f.dtype])
+            out[f.name] = source[f.name].astype(serving_dtype(f.dtype))
         except (TypeError, ValueError, OverflowError) as exc:  # e.g. 2**63 for an int64 field
             raise RequestFeatureError(f"{where}: request field {f.name!r} is not {f.dtype}: "
                                       f"{shorten(exc, 300, quote=False)}") from None
@@ -171,7 +145,7 @@ def request_frame(plan_: FeaturePlan, source: pd.DataFrame, where: str) -> pd.Da
 def assemble(plan_: FeaturePlan, stored: pd.DataFrame, request: pd.DataFrame) -> dict[str, pd.Series]:
     """The output columns in the plan's order, from the fetched stored columns and the request fields."""
     computed = {v.name: compute(v, stored, request) for v in plan_.request_views}
-    return {o.column: computed[o.view][o.feature] if o.request else stored[f"{o.view}__{o.feature}"]
+    return {o.column: computed[o.view][o.feature] if o.request else stored[full_feature_name(o.view, o.feature)]
             for o in plan_.outputs}
 
 
@@ -190,12 +164,12 @@ def online(platform, plan_: FeaturePlan, entity_rows: list[dict], *, with_metada
         frame[o.column] = values[o.column]
         if with_metadata:
             if o.request:
-                frame[f"{o.column}__status"] = values[o.column].notna().map({True: "present", False: "missing"})
-                frame[f"{o.column}__event_timestamp"] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
+                frame[status_column(o.column)] = values[o.column].notna().map({True: PRESENT, False: MISSING})
+                frame[event_timestamp_column(o.column)] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
             else:
-                full = f"{o.view}__{o.feature}"
-                frame[f"{o.column}__status"] = stored[f"{full}__status"]
-                frame[f"{o.column}__event_timestamp"] = stored[f"{full}__event_timestamp"]
+                full = full_feature_name(o.view, o.feature)
+                frame[status_column(o.column)] = stored[status_column(full)]
+                frame[event_timestamp_column(o.column)] = stored[event_timestamp_column(full)]
     if output == "pandas":
         return frame
     return {c: [None if pd.isna(v) else (int(v.value) if isinstance(v, pd.Timestamp) else v)

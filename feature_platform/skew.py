@@ -13,9 +13,10 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from feature_platform.features import FeatureColumn
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec
-from feature_platform.training import FeatureColumn
+from feature_platform.vocabulary import event_timestamp_column
 
 SAMPLE = 200
 
@@ -65,7 +66,7 @@ def skew_reports(runtime: Runtime, spec: FeatureViewSpec, partitions: dict[date,
 
 def _compare(spec: FeatureViewSpec, rows: pd.DataFrame, online: pd.DataFrame, ts: pd.Timestamp) -> SkewReport:
     key = spec.entity.join_key
-    stamps = pd.to_datetime(online[f"{spec.feature_names[0]}__event_timestamp"], utc=True)
+    stamps = pd.to_datetime(online[event_timestamp_column(spec.feature_names[0])], utc=True)
     superseded = (stamps > ts).to_numpy()
     compared = ~superseded
     mismatch = compared & (stamps.isna() | (stamps < ts)).to_numpy()

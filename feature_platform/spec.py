@@ -16,8 +16,17 @@ from typing import Any, Literal
 DType = Literal["int64", "float32", "float64", "string", "bool"]
 AggFn = Literal["count_distinct", "count", "sum", "mean", "min", "max", "mode"]
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_MAX_NAME = 63  # PostgreSQL's identifier limit
+# Every declared name (views, entities, fields, sources, services, ...): snake_case and at most 63 characters,
+# PostgreSQL's identifier limit. Names end up in SQL identifiers, Redis keys and Feast objects, so no spec can
+# smuggle quoting, separators or whitespace into them; and a caller's name that does not match is unknown
+# without a lookup.
+_MAX_NAME = 63
+NAME = re.compile(rf"[a-z][a-z0-9_]{{0,{_MAX_NAME - 1}}}")
+
+
+def is_name(value) -> bool:
+    """Whether `value` could be a declared name (use it with `NAME.fullmatch`, never `match`)."""
+    return isinstance(value, str) and NAME.fullmatch(value) is not None
 # The value a feature takes on a closing row (the entity's window just became empty).
 _EMPTY_BY_FN: dict[str, Any] = {"count_distinct": 0, "count": 0, "sum": 0, "mean": None, "min": None, "max": None}
 
@@ -176,7 +185,7 @@ def versioned_name(family: str, version: int) -> str:
 
 
 def _problems(spec: FeatureViewSpec):
-    if not _NAME.match(spec.name):
+    if not is_name(spec.name):
         yield "name must be snake_case"
     # Every name below ends up in SQL identifiers, Redis keys or Feast objects: snake_case only, so no spec
     # can smuggle quoting, separators or whitespace into them.
@@ -188,7 +197,7 @@ def _problems(spec: FeatureViewSpec):
         named += [("source", spec.aggregation.source), ("timestamp column", spec.aggregation.timestamp_column),
                   *(("aggregated column", a.column) for a in spec.aggregation.aggs)]
     for what, value in named:
-        if not isinstance(value, str) or not _NAME.match(value) or len(value) > _MAX_NAME:
+        if not is_name(value):
             yield f"{what} {value!r} must be a snake_case identifier of at most {_MAX_NAME} characters"
     if not spec.fields:
         yield "at least one field is required"
@@ -200,7 +209,7 @@ def _problems(spec: FeatureViewSpec):
     if spec.version < 1:
         yield "version must be a positive integer"
     if spec.family is not None and spec.family != spec.name:
-        if not _NAME.match(spec.family):
+        if not is_name(spec.family):
             yield "family must be snake_case"
         elif spec.name != versioned_name(spec.family, spec.version):
             yield (f"a later version of family {spec.family!r} must be named "
@@ -236,7 +245,7 @@ class FeatureServiceSpec:
     owner: str = "platform"
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
+        if not is_name(self.name):
             raise SpecError(f"feature service {self.name!r}: name must be snake_case")
         bad = [f for f in self.features if f.count(":") != 1]
         if not self.features or bad:
@@ -261,7 +270,7 @@ class TrainingSetSpec:
     label_params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
+        if not is_name(self.name):
             raise SpecError(f"training set {self.name!r}: name must be snake_case")
         if ":" not in self.labels:
             raise SpecError(f"training set {self.name!r}: labels must be 'module:function', got {self.labels!r}")
@@ -305,7 +314,7 @@ class RequestFeatureViewSpec:
 
 
 def _request_view_problems(spec: RequestFeatureViewSpec):
-    if not _NAME.match(spec.name) or len(spec.name) > _MAX_NAME:
+    if not is_name(spec.name):
         yield f"name must be snake_case (^[a-z][a-z0-9_]*$, at most {_MAX_NAME} characters)"
     if not callable(spec.function):
         yield "function must be callable"
@@ -319,7 +328,7 @@ def _request_view_problems(spec: RequestFeatureViewSpec):
     if not outputs or len(set(outputs)) != len(outputs):
         yield f"features must be a non-empty list of distinct fields, got {outputs}"
     for f in (*spec.features, *spec.request_fields):
-        if not _NAME.match(f.name) or len(f.name) > _MAX_NAME:
+        if not is_name(f.name):
             yield f"field {f.name!r}: name must be snake_case"
 
 
@@ -341,7 +350,7 @@ class AccessSpec:
 
     def __post_init__(self) -> None:
         problems = []
-        if not _NAME.match(self.name):
+        if not is_name(self.name):
             problems.append("name must be snake_case")
         if not self.roles or not all(isinstance(r, str) and r for r in self.roles):
             problems.append("roles must be a non-empty list of role names")

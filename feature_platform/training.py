@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -18,43 +17,17 @@ import pandas as pd
 
 from feature_platform import request_time
 from feature_platform.compute.point_in_time import ViewJoin, point_in_time_join
-from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
-from feature_platform.errors import FeaturePlatformError, UnknownFeatureError, shorten
+from feature_platform.dtypes import is_key_dtype, serving_dtype, spark_type
+from feature_platform.errors import FeaturePlatformError, RequestFeatureError, shorten
+from feature_platform.features import resolve_features
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec, TrainingSetSpec
 from feature_platform.specs import get_spec
-from feature_platform.stores.schema import SERVING_DTYPE
+from feature_platform.vocabulary import EVENT_TIMESTAMP, full_feature_name
 
 
 class EntityFrameError(FeaturePlatformError, ValueError):
     """An entity frame that cannot be joined (missing/naive timestamps, bad keys)."""
-
-
-@dataclass(frozen=True)
-class FeatureColumn:
-    view: str
-    feature: str
-    column: str  # output column name
-
-
-def resolve_features(features: str | Sequence[str], full_feature_names: bool = False) -> list[FeatureColumn]:
-    """`view:feature` references, or a feature service name, as output columns (checked)."""
-    features = request_time.references(features)
-    if not features:
-        raise UnknownFeatureError("features must be a non-empty list of 'view:feature' references")
-    columns: list[FeatureColumn] = []
-    for ref in features:
-        view, sep, feature = ref.partition(":") if isinstance(ref, str) else ("", "", "")
-        if not sep:
-            raise UnknownFeatureError(f"feature reference {shorten(ref)} must look like 'view:feature'")
-        spec = get_spec(view)
-        if feature not in spec.feature_names:
-            raise UnknownFeatureError(
-                f"feature view {view!r} has no feature {shorten(feature)}; it has {', '.join(spec.feature_names)}"
-            )
-        columns.append(FeatureColumn(view, feature, f"{view}__{feature}" if full_feature_names else feature))
-    request_time.check_unique_columns([c.column for c in columns])
-    return columns
 
 
 def check_entity_frame(entity_df: pd.DataFrame, specs: Sequence[FeatureViewSpec]) -> None:
@@ -75,10 +48,7 @@ def check_entity_frame(entity_df: pd.DataFrame, specs: Sequence[FeatureViewSpec]
         if key not in entity_df.columns:
             raise EntityFrameError(f"entity_df lacks join key {key!r} of feature view {spec.name!r}")
         column = entity_df[key]
-        want_int = spec.entity.dtype == "int64"
-        ok = pd.api.types.is_integer_dtype(column.dtype) if want_int else (
-            pd.api.types.is_string_dtype(column.dtype) or column.dtype == object)
-        if not ok:
+        if not is_key_dtype(spec.entity.dtype, column.dtype):
             raise EntityFrameError(
                 f"entity_df[{key!r}] has dtype {column.dtype}, but feature view {spec.name!r} keys are {spec.entity.dtype}"
             )
@@ -116,7 +86,7 @@ def training_set(runtime: Runtime, entity_df: pd.DataFrame, features, *, full_fe
     out = entity_df.copy()
     for c in columns:
         out[c.column] = pd.Series(values[c.column].to_numpy(), index=out.index).astype(
-            SERVING_DTYPE[specs[c.view].field(c.feature).dtype])
+            serving_dtype(specs[c.view].field(c.feature).dtype))
     return out
 
 
@@ -197,7 +167,7 @@ def spark_training_set(runtime: Runtime, entities, features, *, full_feature_nam
             entities = entities.withColumnRenamed(name, temporary)
         stored = spark_training_set(runtime, entities, list(plan.stored), full_feature_names=True,
                                     persisted=persisted)
-        frame = sets.with_request_features(plan, stored, entities.columns)
+        frame = with_request_features(plan, stored, entities.columns)
         for name, temporary in aside.items():
             frame = frame.withColumnRenamed(temporary, name)
         return frame
@@ -214,9 +184,49 @@ def spark_training_set(runtime: Runtime, entities, features, *, full_feature_nam
         pd.Timestamp(hi_us, unit="us", tz="UTC"), internal)
     joined = spit.join_features(rows, joins)
     features_out = {c.column: (F.col(internal[c.column]) if joins else F.lit(None)).cast(
-        sets.spark_type(specs[c.view].field(c.feature).dtype)).alias(c.column) for c in columns}
+        spark_type(specs[c.view].field(c.feature).dtype)).alias(c.column) for c in columns}
     # The entity columns untouched, then the features (a clash of names was refused above).
     return joined.orderBy(spit.ROW).select(*map(F.col, entities.columns), *features_out.values())
+
+
+def with_request_features(plan: request_time.FeaturePlan, stored, entity_columns: Sequence[str]):
+    """`stored` (the entity columns plus the plan's stored inputs as `view__feature` columns) with the
+    plan's output columns, request-time ones computed by `request_time.compute` on the executors from
+    the same serving dtypes the pandas path hands it. Columns as `DataFrame.assign` would order them."""
+    from pyspark.sql import types as T
+
+    missing = [f.name for f in plan.request_fields if f.name not in entity_columns]
+    if missing:  # checked on the driver, from the schema: the executors would fail row batch by row batch
+        views = [v.name for v in plan.request_views if any(f.name in missing for f in v.request_fields)]
+        raise RequestFeatureError(f"the entity set lacks request field(s) {missing} of request feature view(s) {views}")
+    by_name = {f.name: f for f in stored.schema.fields}
+    outputs = {o.column: T.StructField(o.column, spark_type(_request_dtype(plan, o)) if o.request
+                                       else by_name[full_feature_name(o.view, o.feature)].dataType, True)
+               for o in plan.outputs}
+    schema = T.StructType([outputs.get(c, by_name[c]) for c in entity_columns]
+                          + [field for c, field in outputs.items() if c not in entity_columns])
+    kept = [c for c in entity_columns if c not in outputs]
+    stored_dtypes = {ref.replace(":", "__"): _stored_dtype(ref) for ref in plan.stored}
+    names = schema.names
+
+    def compute(batches):
+        for batch in batches:
+            inputs = pd.DataFrame({c: batch[c].astype(dtype) for c, dtype in stored_dtypes.items()}, index=batch.index)
+            request = request_time.request_frame(plan, batch, "the entity set")
+            values = request_time.assemble(plan, inputs, request)
+            yield batch[kept].assign(**values)[names]
+
+    return stored.mapInPandas(compute, schema)
+
+
+def _request_dtype(plan: request_time.FeaturePlan, output: request_time.Output) -> str:
+    spec = next(v for v in plan.request_views if v.name == output.view)
+    return next(f.dtype for f in spec.features if f.name == output.feature)
+
+
+def _stored_dtype(ref: str) -> str:
+    view, _, feature = ref.partition(":")
+    return serving_dtype(get_spec(view).field(feature).dtype)
 
 
 def _feast_join(runtime: Runtime, entity_df: pd.DataFrame, columns) -> pd.DataFrame:

@@ -7,6 +7,7 @@
 - `cycles`: the import graph's strongly connected components.
 - `profile_decisions`: the expressions that pick behaviour by deployment profile.
 - `library_private_names`: the private names of libraries (Feast, Dagster, redis-py, ...) a file uses.
+- `dtype_maps`: dict literals keyed by (or mapping to) the spec's dtype names: a table of what a dtype is somewhere.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ KNOWN_PRIVATE = frozenset({
 })
 PRIVATE_STRINGS = ("dagster/asset_partition_range_", "dagster.core.", "dagster._")  # Dagster's internal tags, modules
 OWN_PACKAGES = frozenset({"feature_platform", "feature_platform_tests", "benchmarks"})  # the rest are libraries
+DTYPE_NAMES = frozenset({"int64", "float32", "float64", "string", "bool"})  # spec.DType
 
 
 def modules_of(package_dir: Path) -> dict[str, Path]:
@@ -217,3 +219,17 @@ def library_private_names(tree: ast.AST) -> set[str]:
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             used |= {node.value for prefix in PRIVATE_STRINGS if node.value.startswith(prefix)}
     return used
+
+
+def dtype_maps(tree: ast.AST) -> list[int]:
+    """Lines of the dict literals that map spec dtype names to something (at least two of them as constant keys)
+    or something to them (at least two as constant values): `{"int64": pa.int64(), "float32": ...}`,
+    `{"Int64": "int64", ...}`. One such table per dtype fact keeps Pandera, Feast, Spark and the stores in step."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            keys = sum(isinstance(k, ast.Constant) and k.value in DTYPE_NAMES for k in node.keys)
+            values = sum(isinstance(v, ast.Constant) and v.value in DTYPE_NAMES for v in node.values)
+            if keys >= 2 or values >= 2:
+                lines.append(node.lineno)
+    return lines

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 import feature_platform as fp
-from feature_platform.alerts import evaluate, send
 from feature_platform.definitions import build_definitions
+from feature_platform.defs.alerts import evaluate, send
 from feature_platform.defs.resources import resources_for
 from feature_platform.demo.generator import generate_day
 from feature_platform.demo.stream import SessionSimulator
@@ -113,7 +113,7 @@ def test_alert_sensor_is_wired_and_keeps_its_cursor(embedded_settings):
 
 
 def test_unreachable_webhook_does_not_raise(embedded_settings):
-    from feature_platform.alerts import Alert
+    from feature_platform.defs.alerts import Alert
 
     class Recorder:
         def __init__(self):

@@ -13,7 +13,9 @@ issue 20 landed: delete the entry). Each entry names the stage of issue 20's ref
    `match settings.profile` in backends/__init__.py (PROFILE_SWITCH), which may decide once.
 4. Private names of libraries (Feast, Dagster, redis-py, ...) only in the files of ALLOWED_PRIVATE_NAMES (package)
    and ALLOWED_PRIVATE_NAMES_IN_TESTS. Target: only under PRIVATE_NAMES_HOMES.
-5. Import weight: the package, the CLI's module and feature_platform.spec import neither Feast nor Dagster, spec
+5. Dtype tables (dict literals keyed by, or mapping to, the spec's dtype names) only in dtypes.py, beyond
+   ALLOWED_DTYPE_MAPS.
+6. Import weight: the package, the CLI's module and feature_platform.spec import neither Feast nor Dagster, spec
    not pandas either (a subprocess each; expected to fail until stages S6 and S10 land, strictly: remove the
    marker then).
 """
@@ -31,6 +33,7 @@ import pytest
 
 from feature_platform_tests.architecture_scan import (
     cycles,
+    dtype_maps,
     import_graph,
     library_private_names,
     modules_of,
@@ -50,22 +53,21 @@ LAYERS = (
     {"derive"},  # Feast and Pandera objects derived from a spec
     {"runtime", "pipeline", "ingest", "push", "training", "freshness", "skew", "request_time", "versioning",
      "labels"},  # what runs on the backends
-    {"defs", "definitions", "alerts"},  # Dagster
+    {"defs", "definitions"},  # Dagster
     {"platform"},  # the facade
     {"serving", "cli", "__init__"},  # entry points
 )
 
 # Module names below are relative to feature_platform/.
-ALLOWED_CYCLES = {
-    frozenset({"compute.window_aggregate", "compute.rolling_window"}),  # S3: compute/chunks.py
-}
+ALLOWED_CYCLES: set[frozenset[str]] = set()  # none left
 
 ALLOWED_UPWARD_IMPORTS = {
-    ("compute.spark_entity_sets", "request_time"),  # S3: with_request_features -> training.py
-    ("compute.spark_entity_sets", "stores.schema"),  # S3: the serving dtype from dtypes.py (S2)
     ("compute.spark_point_in_time", "stores.schema"),  # S7b: the offline store's to_spark
-    ("derive.feast_objects", "versioning.changes"),  # S3: derive/description.py
-    ("derive.feast_objects", "versioning.registry"),  # S3: derive/description.py
+}
+
+DTYPE_TABLE = "dtypes.py"
+ALLOWED_DTYPE_MAPS = {  # file -> number of dict literals
+    "push.py": 1,  # the parser of each dtype's pushed values: rules of the push path, not a type mapping
 }
 
 PROFILE_SWITCH = "backends/__init__.py"
@@ -182,6 +184,14 @@ def test_the_profile_is_decided_only_where_allowed():
     assert not problems, "\n".join(problems)
 
 
+def test_dtype_tables_only_in_the_dtype_table():
+    found = {name: len(lines) for name, tree in sources(PACKAGE).items()
+             if name != DTYPE_TABLE and (lines := dtype_maps(tree))}
+    problems = ratchet(found, ALLOWED_DTYPE_MAPS, "ALLOWED_DTYPE_MAPS")
+    assert not problems, "\n".join(problems)
+    assert dtype_maps(sources(PACKAGE)[DTYPE_TABLE]), f"{DTYPE_TABLE} holds the table"
+
+
 def test_private_names_of_libraries_only_where_allowed():
     problems = ratchet(private_names(PACKAGE), ALLOWED_PRIVATE_NAMES, "ALLOWED_PRIVATE_NAMES")
     assert not problems, "\n".join(problems)
@@ -191,6 +201,27 @@ def test_private_names_of_libraries_in_the_tests_only_where_allowed():
     found = private_names(TESTS, skip=("architecture_scan.py", Path(__file__).name))  # they name them to find them
     problems = ratchet(found, ALLOWED_PRIVATE_NAMES_IN_TESTS, "ALLOWED_PRIVATE_NAMES_IN_TESTS")
     assert not problems, "\n".join(problems)
+
+
+# The online path (reads, serving, request-time features) and the skew check resolve features through features.py;
+# none of them may reach training sets (which build on the same resolution, not the other way round).
+WITHOUT_TRAINING_SETS = ("features", "request_time", "skew", "stores.online", "serving.feature_store", "serving.access")
+
+
+def reachable(graph: Mapping[str, Mapping[str, int]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for b in graph.get(todo.pop(), {}):
+            if b not in seen:
+                seen.add(b)
+                todo.append(b)
+    return seen
+
+
+def test_online_reads_and_the_skew_check_do_not_import_training_sets():
+    graph = package_graph()
+    found = {module: "training" in reachable(graph, module) for module in WITHOUT_TRAINING_SETS}
+    assert found == dict.fromkeys(WITHOUT_TRAINING_SETS, False)
 
 
 # Imports `argv[1]` (comma-separated modules) and exits with 3 at the first execution of a module named in `argv[2]`
@@ -325,6 +356,19 @@ def test_profile_decisions_are_found_in_every_form_and_display_is_not():
     ]
     for code in shown:
         assert profile_decisions(ast.parse(code)) == [], code
+
+
+def test_dtype_maps_are_found_keyed_by_or_mapping_to_dtype_names_and_nothing_else():
+    maps = [
+        '{"int64": pa.int64(), "float32": pa.float32()}', '{"int64": "Int64", "string": "object", "x": 1}',
+        '{"Int64": "int64", "Float32": "float32"}', 'f({"string": str, "int64": int}[dtype])',
+    ]
+    for code in maps:
+        assert dtype_maps(ast.parse(code)) == [1], code
+    others = ['{"int64": 1}', 'dtype in ("float32", "float64")', '{"status": "present", "kind": "int64"}',
+              '{"name": "x", "dtype": "int64"}', 'dict(int64=1, float32=2)']
+    for code in others:
+        assert dtype_maps(ast.parse(code)) == [], code
 
 
 def test_private_names_of_libraries_are_found_in_every_form():

@@ -6,10 +6,9 @@ from datetime import timedelta
 import pytest
 from feast.types import Float32, Int64, String
 
+from feature_platform.derive.description import DESCRIPTION_TAG, describe
 from feature_platform.runtime import Runtime
 from feature_platform.specs.user_activity import SPEC
-from feature_platform.versioning.changes import describe
-from feature_platform.versioning.registry import DESCRIPTION_TAG
 
 
 @pytest.mark.parametrize("profile", ["embedded", pytest.param("services", marks=pytest.mark.services)])

@@ -20,7 +20,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, aggregate_day, day_end
+from feature_platform.compute.window_aggregate import aggregate_day
 from feature_platform.config import OFFLINE_SCHEMA, Settings
 from feature_platform.demo.generator import generate_day
 from feature_platform.errors import MaterializationError, StoreUnavailableError
@@ -28,6 +28,7 @@ from feature_platform.platform import FeaturePlatform
 from feature_platform.specs.user_activity import SPEC
 from feature_platform.stores.offline_parquet import ParquetOfflineStore
 from feature_platform.stores.offline_postgres import PostgresOfflineStore
+from feature_platform.vocabulary import CREATED_TIMESTAMP, day_end
 from feature_platform_tests.conftest import services_settings_in, write_sessions
 
 D = date(2026, 3, 10)

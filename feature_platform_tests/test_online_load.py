@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from benchmarks import online_load
-from feature_platform.compute.window_aggregate import day_end
 from feature_platform.demo.generator import generate_day
 from feature_platform.platform import FeaturePlatform
 from feature_platform.specs.user_activity import SPEC
+from feature_platform.vocabulary import day_end
 from feature_platform_tests.conftest import services_settings_in, write_sessions
 
 pytestmark = pytest.mark.services

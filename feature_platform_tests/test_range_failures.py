@@ -26,12 +26,13 @@ import redis
 import feature_platform as fp
 from feature_platform import pipeline, runtime
 from feature_platform.compute import engine
-from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP, aggregate_day, day_end
+from feature_platform.compute.window_aggregate import aggregate_day
 from feature_platform.demo.generator import generate_day
 from feature_platform.feast_format.sqlite_features import SqliteFeatures
 from feature_platform.platform import FeaturePlatform
 from feature_platform.specs.user_activity import SPEC
 from feature_platform.stores import offline_parquet
+from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
 from feature_platform_tests.conftest import IN_CI, make_embedded_settings, services_settings_in, write_sessions
 from feature_platform_tests.redis_server import start_redis_server
 from feature_platform_tests.test_offline_faults import PgProxy, wait_for_writers_gone

@@ -28,9 +28,10 @@ import sqlalchemy
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from feature_platform import alerts, cli
+from feature_platform import cli
 from feature_platform.backends import repo_config
 from feature_platform.config import Settings
+from feature_platform.defs import alerts
 from feature_platform.defs.resources import FeaturePlatformResource
 from feature_platform.demo.generator import generate_day
 from feature_platform.errors import MaterializationError, StoreUnavailableError

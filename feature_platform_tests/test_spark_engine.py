@@ -19,7 +19,6 @@ import pytest
 
 import feature_platform as fp
 from feature_platform.compute.engine import PandasEngine
-from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
 from feature_platform.config import Settings
 from feature_platform.defs.resources import FeaturePlatformResource
 from feature_platform.demo.generator import generate_day
@@ -27,6 +26,7 @@ from feature_platform.errors import AggregationOverflowError, SourceDataError, V
 from feature_platform.pipeline import materialize_range
 from feature_platform.runtime import Runtime
 from feature_platform.specs.user_activity import SPEC
+from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
 from feature_platform_tests import raw_variants
 from feature_platform_tests.conftest import (
     IN_CI,

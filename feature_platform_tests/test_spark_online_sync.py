@@ -17,13 +17,13 @@ import redis
 import feature_platform as fp
 from feature_platform.backends.spark_sync import sync_online
 from feature_platform.compute.spark_engine import SparkEngine
-from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
 from feature_platform.demo.generator import generate_day
 from feature_platform.feast_format.redis_features import RedisFeatures
 from feature_platform.pipeline import _newest, materialize_range
 from feature_platform.runtime import Runtime
 from feature_platform.specs.user_activity import SPEC
 from feature_platform.stores.online import redis_client
+from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
 from feature_platform_tests.conftest import services_settings_in, write_sessions
 from feature_platform_tests.test_spark_engine import spark  # noqa: F401 - the module's SparkSession fixture
 

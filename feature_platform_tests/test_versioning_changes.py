@@ -8,14 +8,14 @@ from datetime import date, timedelta
 
 import pytest
 
+from feature_platform.derive.description import DESCRIPTION_TAG, describe
 from feature_platform.spec import Agg, FeatureViewSpec, Field, SpecError
 from feature_platform.specs import check_versions
 from feature_platform.specs.user_activity import SPEC as V2
 from feature_platform.specs.user_activity_v3 import SPEC as V3
 from feature_platform.specs.user_realtime import SPEC as REALTIME
-from feature_platform.versioning.changes import describe, diff
+from feature_platform.versioning.changes import diff
 from feature_platform.versioning.plan import CREATE, REFUSED, UNCHANGED, UPDATE, make_plan
-from feature_platform.versioning.registry import DESCRIPTION_TAG
 
 
 def changes(old: FeatureViewSpec, new: FeatureViewSpec) -> list[tuple[str, str, str]]:

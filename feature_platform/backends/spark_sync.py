@@ -18,11 +18,12 @@ from __future__ import annotations
 import pandas as pd
 
 from feature_platform.backends import build_backends
-from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP, cast_to_spec
+from feature_platform.compute.chunks import cast_to_spec
 from feature_platform.config import FEAST_PROJECT, Settings
 from feature_platform.errors import FeaturePlatformError, StoreUnavailableError
 from feature_platform.redact import redact, secrets_of
 from feature_platform.spec import FeatureViewSpec
+from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 
 _REDIS_ENV = ("FEATURE_PLATFORM_REDIS_HOST", "FEATURE_PLATFORM_REDIS_PORT", "FEATURE_PLATFORM_REDIS_DB",
               "FEATURE_PLATFORM_REDIS_PASSWORD", "FEATURE_PLATFORM_REDIS_CLUSTER_NODES",

@@ -14,7 +14,8 @@ from typing import Protocol
 
 import pandas as pd
 
-from feature_platform.compute.window_aggregate import DayChunk, aggregate_chunk, raw_range_for
+from feature_platform.compute.chunks import DayChunk
+from feature_platform.compute.window_aggregate import aggregate_chunk, raw_range_for
 from feature_platform.config import Settings
 from feature_platform.sources.sessions import read_sessions
 from feature_platform.spec import FeatureViewSpec

@@ -15,7 +15,7 @@ from datetime import timedelta
 import duckdb
 import pandas as pd
 
-from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP
+from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 
 ROW = "__fp_row"
 

@@ -19,15 +19,9 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from feature_platform.compute.window_aggregate import (
-    EVENT_TIMESTAMP,
-    DayChunk,
-    cast_to_spec,
-    day_end,
-    may_overflow,
-    overflow_error,
-)
+from feature_platform.compute.chunks import DayChunk, cast_to_spec, empty_chunk, may_overflow, overflow_error
 from feature_platform.spec import FeatureViewSpec
+from feature_platform.vocabulary import EVENT_TIMESTAMP, day_end
 
 _EPOCH = date(1970, 1, 1)
 
@@ -109,7 +103,7 @@ def aggregate_chunk(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[dat
     span = last + width + 2  # room for day + width past the last day, per key
 
     if not wanted:
-        return DayChunk([], pd.DataFrame(), np.zeros(1, dtype=np.int64))
+        return empty_chunk()
     eday = day_numbers(raw[agg.timestamp_column]) - lo
     keys, key_values = pd.factorize(raw[key], sort=True)
     keep = (eday >= 0) & (eday <= last) & (keys >= 0)

@@ -26,18 +26,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from feature_platform.compute.window_aggregate import (
-    EVENT_TIMESTAMP,
-    DayChunk,
-    cast_to_spec,
-    day_end,
-    overflow_error,
-    raw_range_for,
-)
+from feature_platform.compute.chunks import DayChunk, cast_to_spec, overflow_error
+from feature_platform.compute.window_aggregate import raw_range_for
 from feature_platform.config import Settings
+from feature_platform.dtypes import INT64_MAX
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.sources import sessions
 from feature_platform.spec import Agg, FeatureViewSpec
+from feature_platform.vocabulary import EVENT_TIMESTAMP, day_end
 
 _EPOCH = date(1970, 1, 1)
 _DAY = "__fp_day"  # internal columns: spec names are snake_case starting with a letter, so never clash
@@ -222,7 +218,7 @@ def _lossy(column, got: pa.DataType, kind: str):
                 | (column >= F.lit(2.0**63)) | (column < F.lit(-(2.0**63))))
     if kind == "out-of-range":
         if pa.types.is_uint64(got.value_type if pa.types.is_dictionary(got) else got):
-            return column > F.lit(sessions.INT64_MAX)
+            return column > F.lit(INT64_MAX)
         return F.abs(column) > F.lit(sessions.FLOAT_EXACT)
     return F.pmod(column, F.lit(1000)) != 0  # sub-microsecond: nanoseconds read as an integer
 

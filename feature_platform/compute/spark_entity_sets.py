@@ -1,5 +1,6 @@
 """Entity sets that stay in Spark: a Parquet path or a Spark DataFrame of label rows, checked as
-`training.check_entity_frame` checks a pandas frame, and request-time features computed on the executors.
+`training.check_entity_frame` checks a pandas frame. (Request-time features on the executors:
+`training.with_request_features`.)
 
 For training sets too large for the driver: the entity rows are read, joined and written by Spark; the
 driver only sees the schema, one row of bounds and, when a check fails, a few sample rows.
@@ -16,11 +17,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from feature_platform import request_time
-from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
-from feature_platform.errors import FeaturePlatformError, shorten
+from feature_platform.errors import FeaturePlatformError, RequestFeatureError, shorten
 from feature_platform.spec import FeatureViewSpec
-from feature_platform.stores.schema import SERVING_DTYPE
+from feature_platform.vocabulary import EVENT_TIMESTAMP
 
 SAMPLE_ROWS = 3
 
@@ -100,37 +99,6 @@ def check_entity_set(frame, specs: Sequence[FeatureViewSpec]) -> None:
             raise EntitySetError(f"the entity set's {column!r} has {counts[f'c{i}']} null(s); first rows: {shorten(sample, 500)}")
 
 
-def with_request_features(plan: request_time.FeaturePlan, stored, entity_columns: Sequence[str]):
-    """`stored` (the entity columns plus the plan's stored inputs as `view__feature` columns) with the
-    plan's output columns, request-time ones computed by `request_time.compute` on the executors from
-    the same serving dtypes the pandas path hands it. Columns as `DataFrame.assign` would order them."""
-    from pyspark.sql import types as T
-
-    missing = [f.name for f in plan.request_fields if f.name not in entity_columns]
-    if missing:  # checked on the driver, from the schema: the executors would fail row batch by row batch
-        views = [v.name for v in plan.request_views if any(f.name in missing for f in v.request_fields)]
-        raise request_time.RequestFeatureError(f"the entity set lacks request field(s) {missing} of request "
-                                               f"feature view(s) {views}")
-    by_name = {f.name: f for f in stored.schema.fields}
-    outputs = {o.column: T.StructField(o.column, spark_type(_request_dtype(plan, o)) if o.request
-                                       else by_name[f"{o.view}__{o.feature}"].dataType, True)
-               for o in plan.outputs}
-    schema = T.StructType([outputs.get(c, by_name[c]) for c in entity_columns]
-                          + [field for c, field in outputs.items() if c not in entity_columns])
-    kept = [c for c in entity_columns if c not in outputs]
-    stored_dtypes = {ref.replace(":", "__"): _stored_dtype(ref) for ref in plan.stored}
-    names = schema.names
-
-    def compute(batches):
-        for batch in batches:
-            inputs = pd.DataFrame({c: batch[c].astype(dtype) for c, dtype in stored_dtypes.items()}, index=batch.index)
-            request = request_time.request_frame(plan, batch, "the entity set")
-            values = request_time.assemble(plan, inputs, request)
-            yield batch[kept].assign(**values)[names]
-
-    return stored.mapInPandas(compute, schema)
-
-
 def write_parquet(frame, path) -> Path:
     """Spark writes `frame` as a directory of Parquet files at `path` (a local or mounted path), all or
     nothing: into a hidden sibling first, renamed into place once Spark's job committed; a failed job
@@ -159,32 +127,11 @@ def executor_errors(exc: Exception) -> Exception:
     """A platform error raised inside a Spark task reaches the driver as Spark's PythonException, its
     traceback as text: raised again as the platform's own type, with its message."""
     text = str(exc)
-    for error in (request_time.RequestFeatureError,):
+    for error in (RequestFeatureError,):
         marker = f"{error.__name__}: "
         if marker in text:
             return error(text.split(marker, 1)[1].strip().splitlines()[0])
     return exc
 
 
-def spark_type(dtype: str):
-    """The Spark type of a spec dtype (the offline tables' reading types)."""
-    from pyspark.sql import types as T
-
-    return {"int64": T.LongType(), "float32": T.FloatType(), "float64": T.DoubleType(), "string": T.StringType(),
-            "bool": T.BooleanType()}[dtype]
-
-
-def _request_dtype(plan: request_time.FeaturePlan, output: request_time.Output) -> str:
-    spec = next(v for v in plan.request_views if v.name == output.view)
-    return next(f.dtype for f in spec.features if f.name == output.feature)
-
-
-def _stored_dtype(ref: str) -> str:
-    from feature_platform.specs import get_spec
-
-    view, _, feature = ref.partition(":")
-    return SERVING_DTYPE[get_spec(view).field(feature).dtype]
-
-
-__all__ = ["EntitySetError", "check_entity_set", "is_spark_frame", "read_entity_set", "spark_type",
-           "executor_errors", "with_request_features", "write_parquet"]
+__all__ = ["EntitySetError", "check_entity_set", "executor_errors", "is_spark_frame", "read_entity_set", "write_parquet"]

@@ -22,9 +22,10 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP
+from feature_platform.dtypes import spark_type
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.schema import arrow_schema
+from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 
 ROW = "__fp_row"  # internal columns: spec names are snake_case starting with a letter, so never clash
 _T = "__fp_t"
@@ -131,7 +132,7 @@ def parquet_offline_frame(spark, directory: Path, spec: FeatureViewSpec, lo: pd.
     present = set(frame.columns)
     missing = [f for f in schema if f.name not in present]  # a new field no segment has yet
     return frame.select(*[F.col(f.name) for f in schema if f.name in present],
-                        *[F.lit(None).cast(_SPARK[str(f.type)]).alias(f.name) for f in missing])
+                        *[F.lit(None).cast(spark_type(spec.field(f.name).dtype)).alias(f.name) for f in missing])
 
 
 def arrow_offline_frame(spark, rows: pd.DataFrame, spec: FeatureViewSpec):
@@ -139,8 +140,6 @@ def arrow_offline_frame(spark, rows: pd.DataFrame, spec: FeatureViewSpec):
     return spark.createDataFrame(pa.Table.from_pandas(rows, schema=arrow_schema(spec, reading=True),
                                                       preserve_index=False))
 
-
-_SPARK = {"int64": "bigint", "float": "float", "double": "double", "string": "string", "bool": "boolean"}
 
 __all__ = ["SparkViewJoin", "arrow_to_pandas", "entities_frame", "join_features", "offline_frame", "parquet_offline_frame", "arrow_offline_frame", "spark_entities",
            "spark_point_in_time_join"]

@@ -7,26 +7,16 @@ compute exactly what a run on the day itself would have computed.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
-from feature_platform.errors import AggregationOverflowError
-from feature_platform.sources.sessions import _cut
+from feature_platform.compute import rolling_window
+from feature_platform.compute.chunks import DayChunk, cast_to_spec, empty_chunk, may_overflow, overflow_error
+from feature_platform.dtypes import fits_int64
 from feature_platform.spec import Agg, FeatureViewSpec
-
-EVENT_TIMESTAMP = "event_timestamp"
-CREATED_TIMESTAMP = "created_timestamp"
-
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-_PANDAS_DTYPE = {"int64": "int64", "float32": "float32", "float64": "float64", "string": "object", "bool": "bool"}
-
-
-def day_end(day: date) -> datetime:
-    """The feature timestamp of partition `day`: the next midnight, UTC."""
-    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + timedelta(days=1)
+from feature_platform.vocabulary import EVENT_TIMESTAMP, day_end
 
 
 def raw_range_for(spec: FeatureViewSpec, first: date, last: date) -> tuple[datetime, datetime]:
@@ -63,34 +53,14 @@ def aggregate_day(spec: FeatureViewSpec, raw: pd.DataFrame, day: date) -> pd.Dat
     return out
 
 
-@dataclass
-class DayChunk:
-    """The feature rows of several partition days in one frame: day by day, each day's sorted by key.
-    `bounds[i]:bounds[i + 1]` are the rows of `days[i]`; `rows(i)` is a view of them."""
-
-    days: list[date]
-    frame: pd.DataFrame
-    bounds: np.ndarray
-
-    def rows(self, i: int) -> pd.DataFrame:
-        part = self.frame.iloc[self.bounds[i]:self.bounds[i + 1]]
-        part.index = pd.RangeIndex(len(part))
-        return part
-
-    def __iter__(self) -> Iterator[tuple[date, pd.DataFrame]]:
-        return ((day, self.rows(i)) for i, day in enumerate(self.days))
-
-
 def aggregate_chunk(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date]) -> DayChunk:
     """`aggregate_day` for several days over one raw frame: in one vectorized pass for windows of whole
     days (`rolling_window`), else day by day."""
-    from feature_platform.compute import rolling_window  # it builds on this module
-
     if rolling_window.supports(spec):
         return rolling_window.aggregate_chunk(spec, raw, days)
     frames = list(_aggregate_each_day(spec, raw, days))
     if not frames:
-        return DayChunk([], pd.DataFrame(), np.zeros(1, dtype=np.int64))
+        return empty_chunk()
     bounds = np.cumsum([0, *(len(f) for _, f in frames)])
     return DayChunk([d for d, _ in frames], pd.concat([f for _, f in frames], ignore_index=True), bounds)
 
@@ -130,14 +100,6 @@ def _aggregate(events: pd.DataFrame, key: str, aggs: Sequence[Agg]) -> pd.DataFr
     return out
 
 
-def may_overflow(values: np.ndarray) -> bool:
-    """Whether some sum of the integers `values` could leave int64. Never when `len * max|value|` fits, which
-    costs a min and a max; only then do the engines take their exact (slower) path."""
-    if len(values) == 0:
-        return False
-    return max(-int(values.min()), int(values.max())) * len(values) > INT64_MAX
-
-
 def _check_fits(spec: FeatureViewSpec, day: date, features: pd.DataFrame) -> None:
     """Raise `AggregationOverflowError` if an exact (Python int) sum of an int64 feature does not fit int64."""
     key = spec.entity.join_key
@@ -145,7 +107,7 @@ def _check_fits(spec: FeatureViewSpec, day: date, features: pd.DataFrame) -> Non
     exact = [f.name for f in spec.fields if f.name in sums and f.dtype == "int64" and features[f.name].dtype == object]
     if not exact:
         return
-    outside = pd.DataFrame({name: [isinstance(v, int) and not INT64_MIN <= v <= INT64_MAX for v in features[name]]
+    outside = pd.DataFrame({name: [isinstance(v, int) and not fits_int64(v) for v in features[name]]
                             for name in exact})
     if outside.to_numpy().any():
         row = int(outside.any(axis=1).to_numpy().argmax())  # rows are sorted by key
@@ -155,38 +117,9 @@ def _check_fits(spec: FeatureViewSpec, day: date, features: pd.DataFrame) -> Non
                              int(features[name].iloc[row]), int(outside.to_numpy().sum()))
 
 
-def overflow_error(spec: FeatureViewSpec, day: date, feature: str, entity, value: int,
-                   count: int) -> AggregationOverflowError:
-    """The error both engines raise for the first value (in day, then key, then spec order) that does not fit
-    its feature's dtype; `count`: how many values of that day overflow."""
-    agg = next(a for a in spec.aggregation.aggs if a.feature == feature)
-    more = f" ({count} values of this partition overflow)" if count > 1 else ""
-    return AggregationOverflowError(
-        f"feature view {spec.name!r}, partition {day}: feature {feature!r} ({agg.fn} of {agg.column!r}) of "
-        f"{spec.entity.join_key}={_cut(entity)} is {value}, outside {spec.field(feature).dtype} "
-        f"({INT64_MIN}..{INT64_MAX}){more}; the partition fails and nothing is written for it",
-        view=spec.name, partition=day.isoformat(), feature=feature, entity=entity, value=value)
-
-
 def _mode(events: pd.DataFrame, key: str, column: str) -> pd.Series:
     """Most frequent non-null value per key; ties go to the smallest value."""
     counts = events.dropna(subset=[column]).groupby([key, column], sort=False).size().reset_index(name="_n")
     counts = counts.sort_values([key, "_n", column], ascending=[True, False, True], kind="stable")
     first = counts.drop_duplicates(key, keep="first")
     return first.set_index(key)[column]
-
-
-def cast_to_spec(spec: FeatureViewSpec, df: pd.DataFrame, copy: bool = True) -> pd.DataFrame:
-    """`df` with the key and features in the spec's dtypes (strings as objects with None for nulls)."""
-    df = df.copy() if copy else df
-    df[spec.entity.join_key] = df[spec.entity.join_key].astype(_PANDAS_DTYPE[spec.entity.dtype])
-    for f in spec.fields:
-        if f.dtype == "string":
-            column = df[f.name].astype(object)
-            nulls = column.isna()
-            df[f.name] = column.where(~nulls, None) if nulls.any() else column
-        elif f.dtype.startswith("int") and df[f.name].isna().any():
-            df[f.name] = df[f.name].astype("Int64")  # keep nulls visible to validation
-        else:
-            df[f.name] = df[f.name].astype(_PANDAS_DTYPE[f.dtype])
-    return df

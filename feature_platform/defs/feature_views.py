@@ -16,7 +16,6 @@ from datetime import date
 
 import dagster as dg
 
-from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP
 from feature_platform.config import Settings
 from feature_platform.defs.freshness_checks import (
     BASELINE,
@@ -35,6 +34,7 @@ from feature_platform.errors import ValidationFailedError
 from feature_platform.pipeline import PartitionResult, materialize_range, validate
 from feature_platform.skew import sample_rows, skew_reports
 from feature_platform.spec import FeatureViewSpec
+from feature_platform.vocabulary import CREATED_TIMESTAMP
 
 PANDERA_CHECK = "pandera_schema"
 

@@ -12,26 +12,21 @@ from feast import (
     OnDemandFeatureView,
     PushSource,
     RequestSource,
-    ValueType,
 )
 from feast import Field as FeastField
 from feast.data_source import DataSource
-from feast.types import Bool, Float32, Float64, Int64, String
 
 from feature_platform.backends import build_backends
-from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 from feature_platform.config import Settings
+from feature_platform.derive.description import describe, description_tag, request_view_description
+from feature_platform.dtypes import feast_type, value_type
 from feature_platform.spec import FeatureServiceSpec, FeatureViewSpec, RequestFeatureViewSpec
-from feature_platform.versioning.changes import describe
-from feature_platform.versioning.registry import description_tag, request_view_description
-
-_FEAST_TYPE = {"int64": Int64, "float32": Float32, "float64": Float64, "string": String, "bool": Bool}
-_VALUE_TYPE = {"int64": ValueType.INT64, "string": ValueType.STRING}
+from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 
 
 def feast_entity(spec: FeatureViewSpec) -> Entity:
     e = spec.entity
-    return Entity(name=e.name, join_keys=[e.join_key], value_type=_VALUE_TYPE[e.dtype], description=e.description)
+    return Entity(name=e.name, join_keys=[e.join_key], value_type=value_type(e.dtype), description=e.description)
 
 
 def feast_source(spec: FeatureViewSpec, settings: Settings) -> DataSource:
@@ -54,7 +49,7 @@ def feast_feature_view(spec: FeatureViewSpec, settings: Settings) -> FeatureView
         name=spec.name,
         entities=[feast_entity(spec)],
         ttl=spec.ttl,
-        schema=[FeastField(name=f.name, dtype=_FEAST_TYPE[f.dtype], description=f.description) for f in spec.fields],
+        schema=[FeastField(name=f.name, dtype=feast_type(f.dtype), description=f.description) for f in spec.fields],
         source=source,
         online=True,
         description=spec.description,
@@ -96,7 +91,7 @@ def feast_on_demand_view(spec: RequestFeatureViewSpec, views: dict[str, FeatureV
     sources: list = [views[view][features] for view, features in by_view.items()]
     if spec.request_fields:
         sources.append(RequestSource(name=f"{spec.name}_request", schema=[
-            FeastField(name=f.name, dtype=_FEAST_TYPE[f.dtype], description=f.description) for f in spec.request_fields]))
+            FeastField(name=f.name, dtype=feast_type(f.dtype), description=f.description) for f in spec.request_fields]))
     source = _TRANSFORMATION.format(name=spec.name)
     namespace: dict = {}
     exec(source, namespace)  # noqa: S102 - our own template: the callable is the text Feast will run
@@ -106,7 +101,7 @@ def feast_on_demand_view(spec: RequestFeatureViewSpec, views: dict[str, FeatureV
             name=spec.name,
             sources=sources,
             # No descriptions: Feast's apply compares these fields with the ones it infers by running the function.
-            schema=[FeastField(name=f.name, dtype=_FEAST_TYPE[f.dtype]) for f in spec.features],
+            schema=[FeastField(name=f.name, dtype=feast_type(f.dtype)) for f in spec.features],
             mode="pandas",
             udf=namespace[spec.name],
             udf_string=source,

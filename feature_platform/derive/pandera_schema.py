@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
+from feature_platform.dtypes import pandera_dtype
 from feature_platform.spec import FeatureViewSpec, Field
-
-_DTYPE = {"int64": "int64", "float32": "float32", "float64": "float64", "string": "str", "bool": "bool"}
+from feature_platform.vocabulary import EVENT_TIMESTAMP
 
 
 @dataclass(frozen=True)
@@ -50,8 +49,8 @@ def pandera_schema(spec: FeatureViewSpec) -> pa.DataFrameSchema:
     """Columns, dtypes and constraints of `spec`'s rows; the entity key + timestamp must be unique."""
     key = spec.entity.join_key
     columns = {
-        key: pa.Column(_DTYPE[spec.entity.dtype], nullable=False),
-        **{f.name: pa.Column(_DTYPE[f.dtype], checks=_checks(f), nullable=f.nullable) for f in spec.fields},
+        key: pa.Column(pandera_dtype(spec.entity.dtype), nullable=False),
+        **{f.name: pa.Column(pandera_dtype(f.dtype), checks=_checks(f), nullable=f.nullable) for f in spec.fields},
         EVENT_TIMESTAMP: pa.Column("datetime64[ns, UTC]", nullable=False, coerce=True),
     }
     return pa.DataFrameSchema(

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-_STRING_TYPE, _INT64_TYPE = 2, 4  # feast.value_type.ValueType
-# Tags of the `feast.types.Value` oneof: field number << 3 | wire type.
-_TAG = {"string": 0x12, "int64": 0x20, "float64": 0x29, "float32": 0x35, "bool": 0x38}
+from feature_platform.dtypes import DTYPES
+
+_STRING_TYPE, _INT64_TYPE = DTYPES["string"].value_type, DTYPES["int64"].value_type  # of the entity key
 _NULL = b""  # an empty Value: Feast's encoding of a missing value
 _SMALL = 32
 
@@ -80,13 +80,13 @@ def encode_values(values: pd.Series, dtype: str) -> list[bytes]:
         width, code = (4, "<f4") if dtype == "float32" else (8, "<f8")
         arr = pd.to_numeric(values).to_numpy(dtype=code, na_value=np.nan)
         buf = np.empty((len(arr), width + 1), dtype=np.uint8)
-        buf[:, 0] = _TAG[dtype]
+        buf[:, 0] = DTYPES[dtype].proto_tag
         buf[:, 1:] = arr.view(np.uint8).reshape(-1, width)
         out = buf.view(f"V{width + 1}").ravel().tolist()
         for i in np.flatnonzero(np.isnan(arr)):
             out[i] = _NULL  # pandas cannot tell NaN from missing; Feast writes both as an empty Value
         return out
-    tag = bytes([_TAG[dtype]])
+    tag = bytes([DTYPES[dtype].proto_tag])
     if dtype == "int64":
         return _by_distinct(values, lambda v: tag + _varint(int(v)))
     if dtype == "bool":

@@ -24,9 +24,9 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
 from feature_platform.compat import redis_internals
-from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
 from feature_platform.feast_format import codec as fmt
 from feature_platform.spec import FeatureViewSpec
+from feature_platform.vocabulary import EVENT_TIMESTAMP
 
 BATCH_ROWS = 1_000  # rows per script call: big enough to amortize the call, small enough to not block Redis
 CLUSTER_CHUNK_ROWS = 20_000  # rows per cluster pipeline: bounds the client's memory for the queued calls

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP
+from feature_platform.dtypes import DTYPES
 from feature_platform.feast_format import codec as fmt
 from feature_platform.spec import FeatureViewSpec
+from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 
 _COLUMNS = "entity_key, feature_name, value, value_text, event_ts, created_ts"
 _UPSERT = (
@@ -68,7 +69,7 @@ def value_texts(values: pd.Series, dtype: str) -> list:
     if dtype in ("float32", "float64"):  # float32 cells print as the Python float the proto gives back
         arr = pd.to_numeric(values).to_numpy(dtype=np.float32 if dtype == "float32" else np.float64, na_value=np.nan)
         return [None if v != v else str(v) for v in arr.tolist()]
-    convert = {"string": str, "int64": int, "bool": bool}[dtype]
+    convert = DTYPES[dtype].python
     return [str(convert(v)) if ok else None for v, ok in zip(values.tolist(), values.notna().tolist())]
 
 

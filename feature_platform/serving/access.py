@@ -35,6 +35,7 @@ from feast.permissions.user import User
 from feature_platform import request_time
 from feature_platform.derive.feast_objects import feast_feature_service, feast_feature_view
 from feature_platform.errors import FeaturePlatformError
+from feature_platform.features import references
 from feature_platform.spec import AccessSpec
 from feature_platform.specs import all_access, all_feature_services, get_spec
 
@@ -170,7 +171,7 @@ class Authorizer:
         return _feast_view(name, self.settings)
 
     def _service(self, name: str) -> FeatureService:
-        request_time.references(name)  # unknown service: the platform's error
+        references(name)  # unknown service: the platform's error
         service = all_feature_services()[name]
         views = {v: _feast_view(v, self.settings) for v in dict.fromkeys(r.partition(":")[0] for r in service.features)}
         return feast_feature_service(service, views)

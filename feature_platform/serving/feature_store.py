@@ -19,14 +19,12 @@ from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from feature_platform import request_time
+from feature_platform import dtypes, request_time
 from feature_platform.errors import InvalidEntityError
 from feature_platform.feast_format.serving import json_values, status_names, timestamp_texts
 from feature_platform.specs import get_spec
-from feature_platform.stores.online import EXPIRED, MISSING, PRESENT
+from feature_platform.vocabulary import EXPIRED, MISSING, PRESENT, event_timestamp_column, status_column
 
-VALUE_TYPE = {"int64": ValueType.INT64, "float32": ValueType.FLOAT, "float64": ValueType.DOUBLE,
-              "string": ValueType.STRING, "bool": ValueType.BOOL}
 STATUS = {PRESENT: FieldStatus.PRESENT, MISSING: FieldStatus.NOT_FOUND, EXPIRED: FieldStatus.OUTSIDE_MAX_AGE}
 
 
@@ -41,7 +39,7 @@ class PlatformFeatureStore(FeatureStore):
                             include_feature_view_version_metadata: bool = False) -> OnlineResponse:
         proto = GetOnlineFeaturesResponse()
         for name, dtype, values, statuses, stamps_ns in self._columns(features, entity_rows, full_feature_names):
-            _append(proto, name, values, VALUE_TYPE[dtype], [STATUS[s] for s in statuses], stamps_ns)
+            _append(proto, name, values, dtypes.value_type(dtype), [STATUS[s] for s in statuses], stamps_ns)
         return OnlineResponse(proto)
 
     def online_response_dict(self, features, entity_rows, full_feature_names: bool = False) -> dict:
@@ -72,8 +70,8 @@ class PlatformFeatureStore(FeatureStore):
             yield key, dtype, data.get(key, []), [PRESENT] * len(rows), [None] * len(rows)
         for o in plan.outputs:
             view = request_views[o.view] if o.request else get_spec(o.view)
-            yield (o.column, view.field(o.feature).dtype, data[o.column], data[f"{o.column}__status"],
-                   data[f"{o.column}__event_timestamp"])
+            yield (o.column, view.field(o.feature).dtype, data[o.column], data[status_column(o.column)],
+                   data[event_timestamp_column(o.column)])
 
     async def get_online_features_async(self, features, entity_rows, full_feature_names: bool = False,
                                         include_feature_view_version_metadata: bool = False) -> OnlineResponse:

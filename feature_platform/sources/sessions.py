@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from feature_platform.dtypes import INT64_MAX
 from feature_platform.errors import SourceDataError
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,6 @@ def _compatible(want: pa.DataType, got: pa.DataType) -> bool:
 
 
 # Casts that can lose information: their rows are refused, never rounded (the Spark engine applies the same rules).
-INT64_MAX = 2**63 - 1
 FLOAT_EXACT = 2**53  # pyarrow's safe int -> float64 cast refuses |x| above this
 
 

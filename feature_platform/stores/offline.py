@@ -14,8 +14,8 @@ from datetime import date
 
 import pandas as pd
 
-from feature_platform.compute.window_aggregate import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
 from feature_platform.spec import FeatureViewSpec
+from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
 
 
 class OfflineStore(ABC):

@@ -28,12 +28,12 @@ import pyarrow.compute  # noqa: F401 - pa.compute
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.offline import OfflineStore, PartitionWrites
 from feature_platform.stores.schema import arrow_schema
 from feature_platform.util.atomic import atomic_write
 from feature_platform.util.locks import exclusive
+from feature_platform.vocabulary import EVENT_TIMESTAMP
 
 
 class ParquetOfflineStore(OfflineStore):

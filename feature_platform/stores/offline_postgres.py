@@ -22,13 +22,13 @@ import pandas as pd
 import pyarrow as pa
 from psycopg import sql
 
-from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
 from feature_platform.config import OFFLINE_SCHEMA, Settings
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.offline import OfflineStore, PartitionWrites
 from feature_platform.stores.postgres import connect
 from feature_platform.stores.schema import arrow_schema, sql_columns
 from feature_platform.stores.unavailable import store_errors
+from feature_platform.vocabulary import EVENT_TIMESTAMP
 
 UNDO_SCHEMA = "offline_undo"  # range runs' journals, out of the offline schema Feast and readers see
 _DDL_LOCK = "feature_platform/offline-ddl"

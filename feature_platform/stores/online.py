@@ -18,16 +18,23 @@ from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from feature_platform.compute.window_aggregate import EVENT_TIMESTAMP
 from feature_platform.config import Settings
+from feature_platform.dtypes import serving_dtype
 from feature_platform.errors import StoreUnavailableError
 from feature_platform.feast_format.redis_features import RedisFeatures
 from feature_platform.redact import redact, secrets_of
 from feature_platform.spec import FeatureViewSpec
-from feature_platform.stores.schema import SERVING_DTYPE
 from feature_platform.stores.unavailable import store_errors
+from feature_platform.vocabulary import (
+    EVENT_TIMESTAMP,
+    EXPIRED,
+    MISSING,
+    PRESENT,
+    event_timestamp_column,
+    full_feature_name,
+    status_column,
+)
 
-PRESENT, MISSING, EXPIRED = "present", "missing", "expired"
 # Entity rows per Feast read on the embedded profile: below SQLite's bound-variable limit on every build
 # (999 before SQLite 3.32, 32766 since; Debian's 250000), and large enough that Feast's per-call cost is noise.
 SQLITE_READ_CHUNK = 900
@@ -206,8 +213,8 @@ class OnlineStore:
             status = [MISSING if t is None else EXPIRED if now_ns - t > ttl_ns else PRESENT for t in stamps]
             data[c.column] = [v if s is PRESENT else None for v, s in zip(values, status)]
             if with_metadata:
-                data[f"{c.column}__status"] = status
-                data[f"{c.column}__event_timestamp"] = [None if s is MISSING else t for t, s in zip(stamps, status)]
+                data[status_column(c.column)] = status
+                data[event_timestamp_column(c.column)] = [None if s is MISSING else t for t, s in zip(stamps, status)]
         return data
 
     def read(self, spec_by_view: dict[str, FeatureViewSpec], columns, entity_rows: list[dict],
@@ -215,9 +222,9 @@ class OnlineStore:
         """`read_lists` as a DataFrame with the serving dtypes (the same as training sets')."""
         data: dict[str, object] = self.read_lists(spec_by_view, columns, entity_rows, now)
         for c in columns:
-            data[c.column] = pd.array(data[c.column], dtype=SERVING_DTYPE[spec_by_view[c.view].field(c.feature).dtype])
-            stamps = data[f"{c.column}__event_timestamp"]
-            data[f"{c.column}__event_timestamp"] = pd.to_datetime([pd.NaT if t is None else t for t in stamps], utc=True)
+            data[c.column] = pd.array(data[c.column], dtype=serving_dtype(spec_by_view[c.view].field(c.feature).dtype))
+            stamps = data[event_timestamp_column(c.column)]
+            data[event_timestamp_column(c.column)] = pd.to_datetime([pd.NaT if t is None else t for t in stamps], utc=True)
         return pd.DataFrame(data, index=pd.RangeIndex(len(entity_rows)))
 
 
@@ -254,10 +261,10 @@ def _read_chunk_through_feast(store: FeatureStore, columns, entity_rows) -> dict
     by_name = {name: i for i, name in enumerate(response.proto.metadata.feature_names.val)}
     out: dict = {}
     for c in columns:
-        result = response.proto.results[by_name[f"{c.view}__{c.feature}"]]
+        result = response.proto.results[by_name[full_feature_name(c.view, c.feature)]]
         # Feast reports an absent entity as NOT_FOUND or (some stores) NULL_VALUE at epoch 0.
         stamps = [t.seconds * 1_000_000_000 + t.nanos
                   if s in (FieldStatus.PRESENT, FieldStatus.NULL_VALUE) and t.seconds > 0 else None
                   for s, t in zip(result.statuses, result.event_timestamps)]
-        out.setdefault(c.view, (stamps, {}))[1][c.feature] = values[f"{c.view}__{c.feature}"]
+        out.setdefault(c.view, (stamps, {}))[1][c.feature] = values[full_feature_name(c.view, c.feature)]
     return out

@@ -1,6 +1,6 @@
 """What changed between two versions of a feature view, and whether consumers would notice.
 
-Pure code over *descriptions*: plain dicts built from a spec (`describe`) or read back from the Feast
+Pure code over *descriptions*: plain dicts built from a spec (`derive.description.describe`) or read back from the Feast
 registry, so the same comparison serves "code vs registry" and "version 2 vs version 3".
 
 Classification (the seeds' rule: add new fields as new versions, removing or renaming needs a migration):
@@ -17,11 +17,8 @@ description) are reported as a *possible* rename: still breaking, and the hint m
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
-
-from feature_platform.spec import FeatureViewSpec
 
 ADDITIVE, BREAKING = "additive", "breaking"
 
@@ -39,43 +36,6 @@ class Change:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "classification": self.classification}
-
-
-def describe(spec: FeatureViewSpec) -> dict[str, Any]:
-    """Everything about a view that `plan` compares, as JSON-able data (stored in the registry's tags)."""
-    aggs = {a.feature: a for a in spec.aggregation.aggs} if spec.aggregation else {}
-    fields = []
-    for f in spec.fields:
-        a = aggs.get(f.name)
-        fields.append({
-            "name": f.name, "dtype": f.dtype, "description": f.description, "ge": f.ge, "le": f.le,
-            "isin": sorted(f.isin) if f.isin is not None else None, "nullable": f.nullable,
-            "aggregation": f"{a.fn}({a.column})" if a else None,
-            "empty": _jsonable(a.empty_value) if a else None,
-            "renamed_from": f.renamed_from,
-        })
-    agg = spec.aggregation
-    return {
-        "name": spec.name,
-        "family": spec.family_name,
-        "version": spec.version,
-        "fingerprint": spec.fingerprint(),
-        "entity": {"name": spec.entity.name, "join_key": spec.entity.join_key, "dtype": spec.entity.dtype},
-        "ttl_seconds": int(spec.ttl.total_seconds()),
-        "source": f"push:{spec.push_source}" if spec.push_source else f"batch:{agg.source}",
-        "timestamp_column": agg.timestamp_column if agg else None,
-        "window_seconds": int(agg.window.total_seconds()) if agg else None,
-        "fields": fields,
-        "description": spec.description,
-        "owner": spec.owner,
-        "freshness_sla_seconds": int(spec.freshness_sla.total_seconds()),
-        "tags": dict(sorted(spec.tags.items())),
-        "deprecated": spec.deprecated,
-    }
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
 
 
 def diff(old: dict[str, Any], new: dict[str, Any], *, between_versions: bool = False) -> list[Change]:

@@ -1,6 +1,6 @@
 """What the Feast registry holds, as descriptions `plan` can compare with the specs in code.
 
-Each feature view the platform applies carries its full description (`changes.describe`: fields with
+Each feature view the platform applies carries its full description (`derive.description.describe`: fields with
 dtype, constraints and aggregation, TTL, entity, source, window, version, family, fingerprint,
 deprecation) as JSON in the Feast tag `feature_platform.description`. Reading it back, what Feast
 itself records (schema and dtypes, TTL, entity join keys, tags) wins over the tag, so a view changed
@@ -14,14 +14,8 @@ from typing import Any
 
 from feast import FeatureStore, FeatureView
 
-from feature_platform.spec import RequestFeatureViewSpec
-
-DESCRIPTION_TAG = "feature_platform.description"
-_DTYPE = {"Int64": "int64", "Float32": "float32", "Float64": "float64", "String": "string", "Bool": "bool"}
-
-
-def description_tag(description: dict[str, Any]) -> dict[str, str]:
-    return {DESCRIPTION_TAG: json.dumps(description, sort_keys=True, separators=(",", ":"))}
+from feature_platform.derive.description import DESCRIPTION_TAG
+from feature_platform.dtypes import BY_FEAST_NAME
 
 
 def feature_view_description(fv: FeatureView) -> dict[str, Any]:
@@ -30,7 +24,7 @@ def feature_view_description(fv: FeatureView) -> dict[str, Any]:
     fields = []
     for f in fv.features:
         entry = dict(by_name.get(f.name, {"name": f.name, "description": f.description}))
-        entry["dtype"] = _DTYPE.get(str(f.dtype), str(f.dtype))
+        entry["dtype"] = BY_FEAST_NAME.get(str(f.dtype), str(f.dtype))
         fields.append(entry)
     out = {**recorded, "name": fv.name, "fields": fields, "ttl_seconds": int(fv.ttl.total_seconds()) if fv.ttl else 0,
            "family": recorded.get("family", fv.tags.get("family", fv.name)),
@@ -62,15 +56,6 @@ def registered_services(store: FeatureStore) -> dict[str, list[str]]:
         fs.name: [f"{p.name}:{f.name}" for p in fs.feature_view_projections for f in p.features]
         for fs in store.registry.list_feature_services(store.project, allow_cache=False)
     }
-
-
-def request_view_description(spec: RequestFeatureViewSpec) -> dict[str, Any]:
-    """What an on-demand feature view registered for a request view stands for (its function by name: the
-    registered transformation calls it, so the function's code may change without a new registration)."""
-    return {"name": spec.name, "version": spec.version, "inputs": list(spec.inputs),
-            "request_fields": [[f.name, f.dtype] for f in spec.request_fields],
-            "features": [[f.name, f.dtype] for f in spec.features],
-            "function": f"{spec.function.__module__}.{spec.function.__qualname__}"}
 
 
 def registered_request_views(store: FeatureStore) -> dict[str, dict[str, Any]]:

@@ -16,18 +16,18 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from feature_platform.derive.description import describe, request_view_description
 from feature_platform.derive.feast_objects import feast_feature_view, feast_objects
 from feature_platform.errors import BreakingChangeError, UnknownFeatureViewError, ViewInUseError, shorten
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.registry_history import HistoryEntry
 from feature_platform.stores.unavailable import store_errors
-from feature_platform.versioning.changes import describe, human_duration
+from feature_platform.versioning.changes import human_duration
 from feature_platform.versioning.plan import CREATE, UPDATE, Plan, consumers, make_plan
 from feature_platform.versioning.registry import (
     registered_request_views,
     registered_services,
     registered_views,
-    request_view_description,
     source_location,
 )
 
