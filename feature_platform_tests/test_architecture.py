@@ -270,8 +270,7 @@ def probe_imports(modules: tuple[str, ...], forbidden: tuple[str, ...], cwd: Pat
 
 
 @pytest.mark.parametrize(("modules", "forbidden"), [
-    pytest.param(("feature_platform.cli", "feature_platform.spec"), HEAVY_LIBRARIES, id="cli-and-spec",
-                 marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason="cli.py imports the facade")),
+    pytest.param(("feature_platform.cli", "feature_platform.spec"), HEAVY_LIBRARIES, id="cli-and-spec"),
     pytest.param(("feature_platform.spec",), ("pandas",), id="spec-without-pandas"),
     pytest.param(("feature_platform",), HEAVY_LIBRARIES, id="package"),
 ])
