@@ -166,6 +166,7 @@ def test_apply_and_history_as_json(cli_env):
 
 
 def test_remove_takes_view_like_the_other_commands(cli_env):
+    assert run_main(["apply"])[0] == 0  # registered and still declared: removal is refused
     by_option = run_main(["remove", "--view", "user_activity"])
     positional = run_main(["remove", "user_activity"])
     assert by_option == positional
@@ -186,13 +187,13 @@ def test_a_failure_is_one_line_with_its_type_and_the_stack_only_when_verbose(cli
 
     monkeypatch.setattr(reads, "views_command", broken)
     code, out, err = run_main(["views"])
-    assert (code, err) == (1, "error: RuntimeError: the store said no ...\n")
+    assert (code, err) == (1, "error: RuntimeError: the store said no; at line 2 of its answer\n")
     for argv in (["views", "--verbose"], ["--verbose", "views"]):
         code, out, err = run_main(argv)
         lines = err.splitlines()
         assert code == 1 and lines[0] == "Traceback (most recent call last):"
-        assert "in broken" in err and "at line 2 of its answer" in err
-        assert lines[-1] == "error: RuntimeError: the store said no ..."
+        assert "in broken" in err and "RuntimeError: the store said no\n  at line 2 of its answer\n" in err
+        assert lines[-1] == "error: RuntimeError: the store said no; at line 2 of its answer"
 
 
 def cli(settings, *args: str) -> subprocess.CompletedProcess:
@@ -227,3 +228,18 @@ def test_materialize_ends_with_a_summary(embedded_settings):
         "view": "user_activity", "partitions": 1, "first": "2026-03-17", "last": "2026-03-17"}
     assert summary["min_rows_per_day"] == summary["max_rows_per_day"] == summary["rows"]
     assert summary["seconds"] > 0
+
+
+def test_the_error_line_joins_a_message_of_several_lines_and_is_bounded():
+    from feature_platform.cli.failures import LINE_LIMIT, error_line
+    from feature_platform.errors import BreakingChangeError, InvalidDateError, ValidationFailedError
+
+    refused = BreakingChangeError("feature view 'a' (v2) would change in place\nnothing was applied")
+    assert error_line(refused) == ("error: BreakingChangeError: feature view 'a' (v2) would change in place; "
+                                   "nothing was applied")
+    failed = ValidationFailedError("user_activity 2026-01-03: column sessions_7d failed ge(0)", view="user_activity",
+                                   partition="2026-01-03", failures=None, quarantine_path=None)
+    assert error_line(failed) == "error: ValidationFailedError: user_activity 2026-01-03: column sessions_7d failed ge(0)"
+    assert error_line(InvalidDateError("end 2026-13-01 is not a day")) == "error: end 2026-13-01 is not a day"
+    huge = error_line(RuntimeError("x" * 100_000))
+    assert huge == f"error: RuntimeError: {'x' * LINE_LIMIT}...(100000 chars)"

@@ -20,16 +20,17 @@ from feature_platform.errors import (
 # Errors in what the user gave (an argument, a setting, a source file): the line is `error: <message>`, the message
 # naming what to fix, as argparse's own usage errors are (and as scripts already match). Every other failure is
 # `error: <ErrorType>: <message>`.
+LINE_LIMIT = 1000  # characters of an error's message on its line
 INPUT_ERRORS = (InvalidArgumentError, InvalidDateError, InvalidEntityError, InvalidBatchError, UnknownFeatureViewError,
                 UnknownFeatureError, ConfigurationError, SourceDataError)
 
 
 def error_line(exc: BaseException) -> str:
-    """`error: [<ErrorType>: ]<message>` on one line: a longer message (e.g. a Dagster error's text) is cut at
-    its first line; --verbose shows it whole."""
-    message = redacted(str(exc)).strip()
-    first, _, rest = message.partition("\n")
-    message = f"{first.rstrip()} ..." if rest.strip() else first
+    """`error: [<ErrorType>: ]<message>` on one line: the lines of a longer message (e.g. a refusal per view, then
+    "nothing was applied") joined by `; `, and cut at LINE_LIMIT characters (--verbose shows it whole)."""
+    message = "; ".join(line.strip() for line in redacted(str(exc)).splitlines() if line.strip())
+    if len(message) > LINE_LIMIT:
+        message = f"{message[:LINE_LIMIT]}...({len(message)} chars)"
     if isinstance(exc, INPUT_ERRORS):
         return f"error: {message}"
     return f"error: {type(exc).__name__}: {message}" if message else f"error: {type(exc).__name__}"
