@@ -15,9 +15,8 @@ issue 20 landed: delete the entry). Each entry names the stage of issue 20's ref
    and ALLOWED_PRIVATE_NAMES_IN_TESTS. Target: only under PRIVATE_NAMES_HOMES.
 5. Dtype tables (dict literals keyed by, or mapping to, the spec's dtype names) only in dtypes.py, beyond
    ALLOWED_DTYPE_MAPS.
-6. Import weight: the package, the CLI's module and feature_platform.spec import neither Feast nor Dagster, spec
-   not pandas either (a subprocess each; expected to fail until stages S6 and S10 land, strictly: remove the
-   marker then).
+6. Import weight: the package, the CLI's module and feature_platform.spec import none of Feast, Dagster, pandas,
+   DuckDB and PySpark (a subprocess each).
 """
 
 from __future__ import annotations
@@ -261,6 +260,9 @@ if forbidden & set(sys.modules):
 FORBIDDEN_IMPORTED = 3
 
 
+HEAVY_LIBRARIES = ("feast", "dagster", "pandas", "duckdb", "pyspark")  # seconds to import, only where used
+
+
 def probe_imports(modules: tuple[str, ...], forbidden: tuple[str, ...], cwd: Path, package: Path):
     """Runs IMPORT_PROBE with this interpreter (the venv's) in `cwd`, so `package` is the checkout's own."""
     result = subprocess.run([sys.executable, "-c", IMPORT_PROBE, ",".join(modules), ",".join(forbidden), str(package)],
@@ -270,18 +272,10 @@ def probe_imports(modules: tuple[str, ...], forbidden: tuple[str, ...], cwd: Pat
     return result
 
 
-def _until(stages: str, why: str):
-    return pytest.mark.xfail(strict=True, raises=AssertionError,
-                             reason=f"issue 20 {stages}: {why}; when this passes, remove the xfail marker")
-
-
 @pytest.mark.parametrize(("modules", "forbidden"), [
-    pytest.param(("feature_platform.cli", "feature_platform.spec"), ("feast", "dagster"), id="cli-and-spec",
-                 marks=_until("S6 and S10", "the package __init__ and cli.py import the facade eagerly")),
-    pytest.param(("feature_platform.spec",), ("pandas",), id="spec-without-pandas",
-                 marks=_until("S6", "the package __init__ imports the facade eagerly")),
-    pytest.param(("feature_platform",), ("feast", "dagster"), id="package",
-                 marks=_until("S6", "the package __init__ imports the facade eagerly")),
+    pytest.param(("feature_platform.cli", "feature_platform.spec"), HEAVY_LIBRARIES, id="cli-and-spec"),
+    pytest.param(("feature_platform.spec",), ("pandas",), id="spec-without-pandas"),
+    pytest.param(("feature_platform",), HEAVY_LIBRARIES, id="package"),
 ])
 def test_light_modules_do_not_import_heavy_libraries(modules, forbidden):
     result = probe_imports(modules, forbidden, ROOT, PACKAGE)
