@@ -207,9 +207,10 @@ def _sync_online(runtime: Runtime, spec: FeatureViewSpec, done: list[PartitionRe
 def _write_online(runtime: Runtime, spec: FeatureViewSpec, latest: pd.DataFrame) -> int:
     """The Spark engine on Redis writes from its executors (`compute.spark_online_sync`); otherwise the driver
     writes (the embedded profile's SQLite online store is one local file)."""
-    if runtime.settings.engine == "spark" and runtime.online.redis is not None:
-        return runtime.engine.sync_online(spec, latest, runtime.online)
-    return runtime.online.write(spec, latest)
+    online = runtime.writable_online()
+    if runtime.settings.engine == "spark" and online.redis is not None:
+        return runtime.engine.sync_online(spec, latest, online)
+    return online.write(spec, latest)
 
 
 def feature_stats(spec: FeatureViewSpec, rows: pd.DataFrame) -> dict:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 from feast import FeatureStore
+from feast.errors import FeatureViewNotFoundException
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
@@ -241,6 +242,20 @@ class OnlineStore:
         return out
 
     def _read_through_feast(self, columns, entity_rows) -> dict:
+        """`_read_registered`, with the views the registry does not hold yet read as missing: a write registers
+        its view first, so none has a value online, and a read registers nothing (`Runtime.apply` does)."""
+        try:
+            return self._read_registered(columns, entity_rows)
+        except FeatureViewNotFoundException:
+            registered = {view.name for view in self.store.list_feature_views(allow_cache=False)}
+        known = [c for c in columns if c.view in registered]
+        out = self._read_registered(known, entity_rows) if known else {}
+        for c in columns:
+            if c.view not in registered:
+                out.setdefault(c.view, ([None] * len(entity_rows), {}))[1][c.feature] = [None] * len(entity_rows)
+        return out
+
+    def _read_registered(self, columns, entity_rows) -> dict:
         """{view: (stamps_ns, {feature: values})}, read through Feast in chunks of rows: Feast's SQLite read binds
         one SQL variable per entity, so a read larger than SQLite's limit would fail (`too many SQL variables`)."""
         out = {c.view: ([], {c2.feature: [] for c2 in columns if c2.view == c.view}) for c in columns}
