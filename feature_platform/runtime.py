@@ -50,8 +50,8 @@ class Runtime:
 
     @cached_property
     def online(self) -> OnlineStore:
-        """The online store, to read (nothing is registered by reading) and, after `apply`, to write."""
-        return OnlineStore(self.feast, self.settings)
+        """The online store: a read registers nothing, a write applies the registry first (`apply`)."""
+        return OnlineStore(self.feast, self.settings, before_write=self.apply)
 
     def apply(self) -> None:
         """Register every spec's Feast objects (once per process), the way `feature-platform apply` does:

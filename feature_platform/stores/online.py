@@ -165,9 +165,10 @@ class OnlineStore:
     newest-wins inside the store: on Redis (`RedisFeatures`, which also reads, in one round trip) and on
     the embedded profile's SQLite (`SqliteFeatures`; reads go through Feast)."""
 
-    def __init__(self, store: FeatureStore, settings: Settings):
+    def __init__(self, store: FeatureStore, settings: Settings, before_write=None):
         self.store = store
         self.settings = settings
+        self.before_write = before_write  # registers the views (Runtime.apply): a write does, a read never
         self.redis = self.sqlite = None
         if settings.profile == "services":
             self.redis = RedisFeatures(redis_client(settings), store.config.project,
@@ -183,6 +184,8 @@ class OnlineStore:
 
     def write(self, spec: FeatureViewSpec, rows: pd.DataFrame) -> int:
         """Write `rows` newest-wins (ties rewrite); returns how many rows were written."""
+        if self.before_write is not None:
+            self.before_write()
         if rows.empty:
             return 0
         with store_errors(self.settings, f"writing {spec.name!r} online"):
