@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -236,6 +236,12 @@ class Settings:
     executor: str = "in_process"
     executor_config: str = ""
 
+    def __post_init__(self) -> None:
+        # The choices that pick code paths, checked for settings built or changed (`with_`) in code too.
+        for name, choices in (("profile", ("embedded", "services")), ("engine", ENGINES), ("executor", EXECUTORS)):
+            if getattr(self, name) not in choices:
+                raise _bad(env_name(name), getattr(self, name), f"one of {', '.join(choices)}")
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         """The settings of `environ` (default: the process environment). Every variable is checked here:
@@ -337,41 +343,30 @@ class Settings:
                 f"?connect_timeout={PG_CONNECT_TIMEOUT_SEC}")
 
     def as_env(self) -> dict[str, str]:
-        """The settings as environment variables (for subprocesses such as `dagster dev`)."""
-        values = {
-            "FEATURE_PLATFORM_PROFILE": self.profile,
-            "FEATURE_PLATFORM_HOME": str(self.home),
-            "FEATURE_PLATFORM_PARTITIONS_START": self.partitions_start.isoformat(),
-            "FEATURE_PLATFORM_ENGINE": self.engine,
-            "FEATURE_PLATFORM_SPARK_MASTER": self.spark_master,
-            "FEATURE_PLATFORM_EXECUTOR": self.executor,
-            "FEATURE_PLATFORM_EXECUTOR_CONFIG": self.executor_config,
-            "FEATURE_PLATFORM_DEMO_USERS": str(self.demo_users),
-            "FEATURE_PLATFORM_DEMO_SEED": str(self.demo_seed),
-            "FEATURE_PLATFORM_PG_HOST": self.pg_host,
-            "FEATURE_PLATFORM_PG_PORT": str(self.pg_port),
-            "FEATURE_PLATFORM_PG_USER": self.pg_user,
-            "FEATURE_PLATFORM_PG_PASSWORD": self.pg_password,
-            "FEATURE_PLATFORM_PG_DB": self.pg_db,
-            "FEATURE_PLATFORM_DAGSTER_PG_DB": self.dagster_pg_db,
-            "FEATURE_PLATFORM_REDIS_HOST": self.redis_host,
-            "FEATURE_PLATFORM_REDIS_PORT": str(self.redis_port),
-            "FEATURE_PLATFORM_REDIS_DB": str(self.redis_db),
-            "FEATURE_PLATFORM_REDIS_PASSWORD": self.redis_password,
-            "FEATURE_PLATFORM_REDIS_CLUSTER_NODES": self.redis_cluster_nodes,
-            "FEATURE_PLATFORM_ALERT_WEBHOOK_URL": self.alert_webhook_url,
-            "FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL": self.alert_slack_webhook_url,
-            "FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN": str(self.backfill_days_per_run),
-            "FEATURE_PLATFORM_SERVING_TOKENS_FILE": self.serving_tokens_file,
-            "FEATURE_PLATFORM_SERVING_MAX_BODY_BYTES": str(self.serving_max_body_bytes),
-            "FEATURE_PLATFORM_SERVING_MAX_ENTITIES": str(self.serving_max_entities),
-            "FEATURE_PLATFORM_ONLINE_READ_TIMEOUT_SEC": repr(self.online_read_timeout_sec),
-            "FEATURE_PLATFORM_ONLINE_WRITE_TIMEOUT_SEC": repr(self.online_write_timeout_sec),
-        }
-        if not self.uses_generated_sessions:
-            values["FEATURE_PLATFORM_SESSIONS_PATH"] = str(self.sessions_path)
-        assert set(values) <= set(ENV_VARS), "every exported variable must be documented"
+        """The settings as environment variables, for a child process (`dagster dev`, a Spark executor, a test's
+        CLI run): `from_env` of it gives these settings back. Within a process, pass the settings themselves."""
+        values = {env_name(f.name): _as_text(getattr(self, f.name)) for f in fields(self)}
+        if self.uses_generated_sessions:  # the default follows FEATURE_PLATFORM_HOME in the child, too
+            del values["FEATURE_PLATFORM_SESSIONS_PATH"]
         return values
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a `Settings` field: `FEATURE_PLATFORM_` and its name in capitals."""
+    return f"FEATURE_PLATFORM_{field_name.upper()}"
+
+
+def _as_text(value) -> str:
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float):
+        return repr(value)  # exact: from_env reads the same float back
+    return str(value)
+
+
+# One variable per field and one field per variable: the documented list is the model's.
+if set(ENV_VARS) != {env_name(f.name) for f in fields(Settings)}:
+    raise AssertionError("ENV_VARS and the fields of Settings differ")
 
 
 def dagster_instance_config(settings: Settings, resolved: bool = False) -> dict:

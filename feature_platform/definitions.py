@@ -1,4 +1,9 @@
-"""The single Dagster Definitions of the platform: every asset is built from a spec by a factory."""
+"""The single Dagster Definitions of the platform: every asset is built from a spec by a factory.
+
+Built when loaded, never on import: Dagster loads `load_definitions` (`dagster dev -m feature_platform.definitions`)
+or the attribute `defs` (workspace.yaml, the code server), each built from the FEATURE_PLATFORM_* environment at
+that moment; code with settings of its own calls `build_definitions(settings)`.
+"""
 
 
 import dagster as dg
@@ -15,7 +20,7 @@ from feature_platform.defs.freshness_checks import (
 )
 from feature_platform.defs.push_views import build_push_view_defs
 from feature_platform.defs.raw_sessions import build_raw_sessions_asset
-from feature_platform.defs.resources import platform_resource_from_env, resources_for
+from feature_platform.defs.resources import resources_for
 from feature_platform.defs.training_sets import build_training_set_assets
 from feature_platform.specs import all_specs, all_training_sets, get_spec
 from feature_platform.training import resolve_features
@@ -46,9 +51,8 @@ def build_assets(settings: Settings) -> list:
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
-    from_env = settings is None
+    """The definitions of `settings` (default: `Settings.from_env()`, read now)."""
     settings = settings or Settings.from_env()
-    platform = platform_resource_from_env() if from_env else None
     assets, sensors = build_assets_and_sensors(settings)
     asset_checks = [a for a in assets if isinstance(a, dg.AssetChecksDefinition)]  # e.g. of pushed views
     assets = [a for a in assets if not isinstance(a, dg.AssetChecksDefinition)]
@@ -63,10 +67,22 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=assets, asset_checks=[*asset_checks, *freshness, *partition_checks],
         sensors=[*sensors, partition_sensor, feature_platform_alerts],
-        schedules=[build_freshness_schedule(freshness)], resources=resources_for(settings, platform),
+        schedules=[build_freshness_schedule(freshness)], resources=resources_for(settings),
         # In process by default: a run is one step, parallelism comes from concurrent runs (defs/executors.py).
         executor=executor_for(settings),
     )
 
 
-defs = build_definitions()
+@dg.definitions
+def load_definitions() -> dg.Definitions:
+    """What Dagster loads from this module: the definitions of the environment, read when it loads them."""
+    return build_definitions()
+
+
+def __getattr__(name: str):
+    """`defs` (workspace.yaml's attribute, `from feature_platform.definitions import defs`): built from the
+    environment on first use, then kept."""
+    if name == "defs":
+        defs = globals()["defs"] = build_definitions()
+        return defs
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -86,7 +86,7 @@ def push_direct(runtime: Runtime, spec: FeatureViewSpec, batch: pd.DataFrame) ->
         transport_for(runtime, spec).dead_letter(batch_id, prepared.rejected)
     if not prepared.accepted.empty:
         with store_errors(runtime.settings, f"writing {spec.name!r} online"):
-            written = runtime.online.write(spec, prepared.accepted)
+            written = runtime.writable_online().write(spec, prepared.accepted)
     return IngestResult(batch_id, len(batch), len(prepared.accepted), len(prepared.rejected), prepared.duplicates,
                         written, _lag(prepared), time.perf_counter() - started)
 
@@ -114,7 +114,7 @@ def land(runtime: Runtime, spec: FeatureViewSpec, raw: pd.DataFrame, batch_id: s
     written = 0
     if not prepared.accepted.empty:
         runtime.offline.write_batch(spec, batch_id, prepared.accepted)
-        written = runtime.online.write(spec, prepared.accepted)
+        written = runtime.writable_online().write(spec, prepared.accepted)
     if not prepared.rejected.empty:
         transport.dead_letter(batch_id, prepared.rejected)
     return IngestResult(batch_id, len(raw), len(prepared.accepted), len(prepared.rejected), prepared.duplicates,

@@ -207,12 +207,13 @@ def _sync_online(runtime: Runtime, spec: FeatureViewSpec, done: list[PartitionRe
 def _write_online(runtime: Runtime, spec: FeatureViewSpec, latest: pd.DataFrame) -> int:
     """An engine that writes from its workers (Spark's executors) does so when the online store takes such writes
     (Redis); otherwise the driver writes (the embedded profile's SQLite online store is one local file)."""
+    online = runtime.writable_online()
     sync = getattr(runtime.engine, "sync_online", None)
     if sync is not None and runtime.backends.executor_online_writes:
         from feature_platform.backends.spark_sync import sync_online
 
-        return sync(spec, latest, runtime.online, sync_online)
-    return runtime.online.write(spec, latest)
+        return sync(spec, latest, online, sync_online)
+    return online.write(spec, latest)
 
 
 def feature_stats(spec: FeatureViewSpec, rows: pd.DataFrame) -> dict:

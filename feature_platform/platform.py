@@ -17,19 +17,16 @@ from feature_platform.compute import spark_entity_sets, spark_point_in_time
 from feature_platform.config import Settings, dagster_instance_config
 from feature_platform.dtypes import is_key_value as _valid_key
 from feature_platform.errors import (
-    AggregationOverflowError,
     InvalidArgumentError,
     InvalidDateError,
     InvalidEntityError,
     MaterializationError,
-    SourceDataError,
     UnknownFeatureError,
     UnknownFeatureViewError,
-    ValidationFailedError,
 )
 from feature_platform.errors import shorten as _short
 from feature_platform.features import resolve_features
-from feature_platform.runtime import Runtime
+from feature_platform.runtime import runtime_for
 from feature_platform.spec import NAME as _NAME  # every declared name matches it: others are unknown without a lookup
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.specs import all_specs, get_spec
@@ -47,7 +44,7 @@ class FeaturePlatform:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.runtime = Runtime(settings)
+        self.runtime = runtime_for(settings)  # the one its Dagster runs use too
         self._instance = None
         self._assets = None
 
@@ -252,35 +249,13 @@ class FeaturePlatform:
         return pd.read_parquet(path)
 
     def _run(self, selection, partition_key: str | None, label: str, partition_range: tuple[str, str] | None = None) -> None:
-        """One in-process Dagster run of `selection` for a partition or a range of partitions (as a
-        backfill's run has it), recorded in this profile's instance."""
-        import dagster as dg
+        """One in-process Dagster run (defs/runner.py) on this platform's settings, hence its runtime."""
+        from feature_platform.defs import runner
 
-        from feature_platform.compat.dagster_internals import partition_range_tags
-        from feature_platform.definitions import build_assets
-        from feature_platform.defs.resources import resources_for
-        from feature_platform.defs.run_workers import fail_dead_runs, worker_tags
-
-        if self._assets is None:
-            hook = _step_error_hook()
-            self._assets = [a.with_hooks({hook}) if isinstance(a, dg.AssetsDefinition) else a
-                            for a in build_assets(self.settings)]
-        # This process is the run's worker; a run of a killed one (still STARTED, holding a place in the run
-        # queue) is marked failed first, with or without Dagster's daemon.
-        tags = worker_tags()
-        fail_dead_runs(self.instance())
-        if partition_range is not None:
-            tags |= partition_range_tags(*partition_range)
-        result = dg.materialize(
-            self._assets, selection=selection, partition_key=partition_key, instance=self.instance(),
-            resources=resources_for(self.settings), raise_on_error=False, tags=tags,
-            run_config={"loggers": {"console": {"config": {"log_level": self.console_log_level}}}},
-        )
-        error = _STEP_ERRORS.pop(result.run_id, None)
-        if isinstance(error, _RAISED_AS_IS):  # bad raw data or sums: the documented error, as the step raised it
-            raise error
-        if not result.success:
-            raise self._run_error(label, partition_key or "..".join(partition_range or ()), result)
+        if self._assets is None:  # built once per platform: the specs in code when it first runs
+            self._assets = runner.assets_of(self.settings)
+        runner.run(self.settings, self._assets, selection, instance=self.instance(), label=label, partition_key=partition_key,
+                   partition_range=partition_range, log_level=self.console_log_level)
 
     def instance(self):
         """The Dagster instance of this profile (DAGSTER_HOME when set, else under FEATURE_PLATFORM_HOME)."""
@@ -468,43 +443,6 @@ class FeaturePlatform:
         if clamp and last >= date.today():
             raise InvalidDateError(f"end {last} is not a complete UTC day yet (the last partition is yesterday)")
         return first, last
-
-    def _run_error(self, label: str, key: str | None, result) -> Exception:
-        what = f"{label!r} partition {key}" if key else repr(label)
-        for event in result.all_events:
-            if event.event_type_value == "STEP_FAILURE":
-                error = event.step_failure_data.error
-                cause = error.cause if error and error.cause else None
-                if cause and "ValidationFailedError" in (cause.cls_name or ""):
-                    failure = event.step_failure_data.user_failure_data
-                    return ValidationFailedError(failure.description if failure else cause.message, view=label,
-                                                 partition=key or "", failures=None, quarantine_path=None)
-                root = cause or error
-                message = (f"{root.cls_name}: {root.message}" if root else "step failed").strip()
-                return MaterializationError(f"materializing {what} failed: {message}")
-        return MaterializationError(f"materializing {what} failed (run {result.run_id})")
-
-
-# Data errors a run raises to the caller unchanged (other failures become MaterializationError).
-_RAISED_AS_IS = (SourceDataError, AggregationOverflowError)
-_STEP_ERRORS: dict[str, BaseException] = {}  # run id -> the exception its first failed step raised
-_HOOK = None
-
-
-def _step_error_hook():
-    """A Dagster failure hook keeping what a failed step raised, by run id: the event log only holds its
-    text, and the caller of an in-process run is owed the package's own error (e.g. `SourceDataError`)."""
-    global _HOOK
-    if _HOOK is None:
-        import dagster as dg
-
-        @dg.failure_hook(name="feature_platform_step_error")
-        def step_error(context: dg.HookContext) -> None:
-            if context.op_exception is not None:
-                _STEP_ERRORS.setdefault(context.run_id, context.op_exception)
-
-        _HOOK = step_error
-    return _HOOK
 
 
 def _parse_day(value, name: str) -> date:

@@ -19,6 +19,8 @@ from feature_platform.stores.offline import OfflineStore
 from feature_platform.stores.online import OnlineStore
 
 _apply_lock = threading.Lock()
+_runtimes: dict[Settings, Runtime] = {}
+_runtimes_lock = threading.Lock()
 # Partition days aggregated per pass over the raw events: ~1M feature rows at 100k users, and each pass
 # re-reads only the window's days before it.
 COMPUTE_CHUNK_DAYS = 16
@@ -50,14 +52,16 @@ class Runtime:
 
     @cached_property
     def online(self) -> OnlineStore:
-        self.apply()
+        """The online store: a read registers nothing, a write applies the registry first (`apply`)."""
         features = self.backends.online_features(self.feast)
-        return OnlineStore(self.feast, features, self.backends.watermarks(features), self.settings)
+        return OnlineStore(self.feast, features, self.backends.watermarks(features), self.settings,
+                           before_write=self.apply)
 
     def apply(self) -> None:
         """Register every spec's Feast objects (once per process), the way `feature-platform apply` does:
         under the registry lock, with history, and refusing (`BreakingChangeError`) a breaking change
-        to a registered view in place, so a materialization never changes a view behind its consumers."""
+        to a registered view in place, so a materialization never changes a view behind its consumers.
+        Called by what writes (a materialization, a push, the feature server's start), never by a read."""
         from feature_platform.versioning.workflow import apply
 
         with _apply_lock:
@@ -67,6 +71,11 @@ class Runtime:
     def mark_applied(self) -> None:
         self._applied = True
 
+    def writable_online(self) -> OnlineStore:
+        """The online store after the registry is applied: what a write (materialization, push) uses."""
+        self.apply()
+        return self.online
+
     def compute_chunks(self, spec: FeatureViewSpec, first: date, last: date) -> Iterator[DayChunk]:
         """Yield the partition days of `first..last` as `DayChunk`s of `COMPUTE_CHUNK_DAYS` days, in order: raw
         events are read and aggregated a chunk (plus its window) at a time by the deployment's engine, so memory
@@ -75,3 +84,12 @@ class Runtime:
         for i in range(0, len(days), COMPUTE_CHUNK_DAYS):
             chunk = days[i:i + COMPUTE_CHUNK_DAYS]
             yield self.engine.compute_chunk(spec, chunk)
+
+
+def runtime_for(settings: Settings) -> Runtime:
+    """The process's one runtime of `settings`: the facade, the asset bodies and the sensors of one deployment
+    share its stores, connections and the once-per-process registry apply."""
+    with _runtimes_lock:
+        if settings not in _runtimes:
+            _runtimes[settings] = Runtime(settings)
+        return _runtimes[settings]

@@ -42,6 +42,9 @@ def test_services_backends_build_without_connecting(tmp_path):
 
 
 def test_an_unknown_profile_is_a_configuration_error(tmp_path):
-    settings = dataclasses.replace(make_embedded_settings(tmp_path), profile="cloud")
+    settings = make_embedded_settings(tmp_path)
+    with pytest.raises(ConfigurationError, match="FEATURE_PLATFORM_PROFILE"):
+        dataclasses.replace(settings, profile="cloud")  # refused when settings are built
+    object.__setattr__(settings, "profile", "cloud")  # and by the bundle, should one get past that
     with pytest.raises(ConfigurationError, match="FEATURE_PLATFORM_PROFILE"):
         build_backends(settings)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import feature_platform as fp
-from feature_platform.defs import resources
+from feature_platform import runtime as runtimes
 from feature_platform.demo.generator import generate_day
 from feature_platform.errors import BreakingChangeError, MaterializationError
 from feature_platform.runtime import Runtime
@@ -117,7 +117,7 @@ def test_additive_change_applied_in_place_end_to_end(settings, monkeypatch):
     fp.FeaturePlatform(settings).materialize("user_activity", D1)  # the registry gets v2 (auto-apply)
 
     monkeypatch.setitem(all_specs(), "user_activity", ADDED)  # the next version of the code
-    monkeypatch.setattr(resources, "_runtimes", {})  # ... runs in a new code-server process
+    monkeypatch.setattr(runtimes, "_runtimes", {})  # ... runs in a new code-server process
     platform = fp.FeaturePlatform(settings)
     plan = platform.plan()
     view = plan.view("user_activity")

@@ -100,6 +100,9 @@ def _build(spec: FeatureViewSpec, settings: Settings) -> dg.AssetsDefinition:
             yield from report.stored(days)
             return
 
+        # A materialization registers its view before anything is written (refusing a breaking change in place).
+        report.runtime.apply()
+
         def progress(done: int, total: int, day: date) -> None:
             if done == total or done % 30 == 0:
                 context.log.info("%s: %d/%d partitions computed and written offline (%s)", spec.name, done, total, day)

@@ -1,83 +1,98 @@
-"""The one resource assets need: the platform's stores, configured from the environment."""
+"""The one resource assets need: the deployment's `Settings`, every field of it, and the runtime built from them."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import fields
+from datetime import date
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
-from feature_platform.config import Settings
-from feature_platform.runtime import Runtime
+from feature_platform.config import Settings, env_name
+from feature_platform.runtime import Runtime, runtime_for
 
-_runtimes: dict[Settings, Runtime] = {}
 # Credentials (a webhook URL is its own token): EnvVar references in the UI, never values, and not in repr.
 SECRET_FIELDS = ("pg_password", "redis_password", "alert_webhook_url", "alert_slack_webhook_url")
 
 
 class FeaturePlatformResource(dg.ConfigurableResource):
-    """Offline/online stores and the raw source of one deployment (embedded or services profile)."""
+    """`Settings` as a Dagster resource: one field per field of `Settings`, as Dagster's config types
+    (paths and days as text). `settings()` gives the very settings it was made from, so the asset body and
+    the caller share one `Runtime` (`runtime_for`)."""
 
-    profile: str = "embedded"
-    home: str = ".feature_platform"
-    sessions_path: str | None = None
-    partitions_start: str = "2025-01-01"
-    demo_users: int = 2000
-    demo_seed: int = 7
-    pg_host: str = "127.0.0.1"
-    pg_port: int = 5432
-    pg_user: str = "postgres"
-    pg_password: str = Field(default="", repr=False)  # a secret: not in repr
-    pg_db: str = "feature_platform"
-    dagster_pg_db: str = "dagster"
-    redis_host: str = "127.0.0.1"
-    redis_port: int = 6379
-    redis_db: int = 0
-    redis_password: str = Field(default="", repr=False)  # a secret: not in repr
-    redis_cluster_nodes: str = ""  # host:port seed nodes of a Redis Cluster; empty: the single Redis
-    alert_webhook_url: str = Field(default="", repr=False)  # a secret: not in repr
-    alert_slack_webhook_url: str = Field(default="", repr=False)  # a secret: not in repr
-    engine: str = "pandas"  # the compute engine runs use (FEATURE_PLATFORM_ENGINE)
-    spark_master: str = "local[2]"
+    profile: str
+    home: str
+    sessions_path: str
+    partitions_start: str  # an ISO day
+    demo_users: int
+    demo_seed: int
+    pg_host: str
+    pg_port: int
+    pg_user: str
+    pg_password: str = Field(repr=False)  # a secret: not in repr
+    pg_db: str
+    dagster_pg_db: str
+    redis_host: str
+    redis_port: int
+    redis_db: int
+    redis_password: str = Field(repr=False)  # a secret: not in repr
+    redis_cluster_nodes: str
+    alert_webhook_url: str = Field(repr=False)  # a secret: not in repr
+    alert_slack_webhook_url: str = Field(repr=False)  # a secret: not in repr
+    backfill_days_per_run: int
+    serving_tokens_file: str
+    serving_max_body_bytes: int
+    serving_max_entities: int
+    online_read_timeout_sec: float
+    online_write_timeout_sec: float
+    engine: str
+    spark_master: str
+    executor: str
+    executor_config: str
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides) -> FeaturePlatformResource:
-        env = settings.as_env()
-        values = {name: _field_value(name, env) for name in cls.model_fields}
-        return cls(**{k: v for k, v in values.items() if v is not None} | overrides)
+    def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> FeaturePlatformResource:
+        """The resource of `settings`. A secret the environment holds with the same value becomes an `EnvVar`
+        reference (resolved where the run executes; what Dagster stores and shows is the name); a secret of
+        explicit settings that the environment does not hold is carried as it is (in-process runs only)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(Settings):
+            value = getattr(settings, f.name)
+            if f.name in SECRET_FIELDS and value and environ.get(env_name(f.name)) == value:
+                values[f.name] = dg.EnvVar(env_name(f.name))
+            else:
+                values[f.name] = value.isoformat() if isinstance(value, date) else (
+                    str(value) if isinstance(value, Path) else value)
+        return cls(**values)
 
     def settings(self) -> Settings:
-        env = {f"FEATURE_PLATFORM_{name.upper()}": str(value) for name, value in self.model_dump().items()
-               if value is not None}
-        return Settings.from_env(env)
+        """The settings this resource was made from (no environment read, no field dropped)."""
+        values = {f.name: getattr(self, f.name) for f in fields(Settings)}
+        for name in SECRET_FIELDS:  # resolved in a run; outside one (a test, a script) still the reference
+            if isinstance(values[name], dg.EnvVar):
+                values[name] = values[name].get_value() or ""
+        return Settings(**values | {"home": Path(self.home), "sessions_path": Path(self.sessions_path),
+                                    "partitions_start": date.fromisoformat(self.partitions_start)})
 
     def runtime(self) -> Runtime:
-        """Stores are cached per configuration, so one process opens each connection once."""
-        settings = self.settings()
-        if settings not in _runtimes:
-            _runtimes[settings] = Runtime(settings)
-        return _runtimes[settings]
+        """The process's runtime of these settings: the caller's own when it runs Dagster in process."""
+        return runtime_for(self.settings())
 
 
-def _field_value(name: str, env: dict[str, str]):
-    value = env.get(f"FEATURE_PLATFORM_{name.upper()}")
-    if value is not None and FeaturePlatformResource.model_fields[name].annotation is int:
-        return int(value)
-    return value
+# Every field of Settings, and nothing else: the resource cannot drift from the model.
+if set(FeaturePlatformResource.model_fields) != {f.name for f in fields(Settings)}:
+    raise AssertionError("FeaturePlatformResource and the fields of Settings differ")
 
 
-def platform_resource_from_env() -> FeaturePlatformResource:
-    """The resource for this environment; secrets stay references to env vars (shown as such in the UI)."""
-    secrets = {name: dg.EnvVar(f"FEATURE_PLATFORM_{name.upper()}") for name in SECRET_FIELDS
-               if os.environ.get(f"FEATURE_PLATFORM_{name.upper()}")}
-    return FeaturePlatformResource.from_settings(Settings.from_env(), **secrets)
-
-
-def resources_for(settings: Settings, platform: FeaturePlatformResource | None = None) -> dict:
+def resources_for(settings: Settings) -> dict:
     """Every resource the definitions need, for one deployment."""
     from feature_platform.defs.io_managers import DatasetIOManager
 
     return {
-        "platform": platform or FeaturePlatformResource.from_settings(settings),
+        "platform": FeaturePlatformResource.from_settings(settings),
         "dataset_io_manager": DatasetIOManager(home=str(settings.home)),
     }

@@ -67,6 +67,7 @@ def build_app(platform, tokens: Tokens | None = None) -> FastAPI:
     if tokens is None and platform.settings.serving_tokens_file:
         tokens = Tokens.load(platform.settings.serving_tokens_file)
     access = Authorizer(platform.settings, tokens)
+    platform.runtime.apply()  # the server's start registers the views it serves; its reads never do
     store = PlatformFeatureStore(platform)
     app = get_app(store, registry_ttl_sec=REGISTRY_TTL_SEC)
     app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) in SERVED]

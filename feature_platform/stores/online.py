@@ -14,6 +14,7 @@ from typing import Protocol
 
 import pandas as pd
 from feast import FeatureStore
+from feast.errors import FeatureViewNotFoundException
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
@@ -177,14 +178,18 @@ class OnlineStore:
     format itself, vectorized and newest-wins inside the store; reads report values older than the TTL as
     expired."""
 
-    def __init__(self, store: FeatureStore, features: OnlineFeatures, watermarks: Watermarks, settings: Settings):
+    def __init__(self, store: FeatureStore, features: OnlineFeatures, watermarks: Watermarks, settings: Settings,
+                 before_write=None):
         self.store = store
         self.features = features
         self.watermarks = watermarks
         self.settings = settings
+        self.before_write = before_write  # registers the views (Runtime.apply): a write does, a read never
 
     def write(self, spec: FeatureViewSpec, rows: pd.DataFrame) -> int:
         """Write `rows` newest-wins (ties rewrite); returns how many rows were written."""
+        if self.before_write is not None:
+            self.before_write()
         if rows.empty:
             return 0
         with store_errors(self.settings, f"writing {spec.name!r} online"):
@@ -243,6 +248,21 @@ def read_redis_columns(features: RedisFeatures, spec_by_view, columns, entity_ro
 
 
 def read_through_feast(store: FeatureStore, columns, entity_rows, chunk: int) -> dict:
+    """`_read_registered`, with the views the registry does not hold yet read as missing: a write registers
+    its view first, so none has a value online, and a read registers nothing (`Runtime.apply` does)."""
+    try:
+        return _read_registered(store, columns, entity_rows, chunk)
+    except FeatureViewNotFoundException:
+        registered = {view.name for view in store.list_feature_views(allow_cache=False)}
+    known = [c for c in columns if c.view in registered]
+    out = _read_registered(store, known, entity_rows, chunk) if known else {}
+    for c in columns:
+        if c.view not in registered:
+            out.setdefault(c.view, ([None] * len(entity_rows), {}))[1][c.feature] = [None] * len(entity_rows)
+    return out
+
+
+def _read_registered(store: FeatureStore, columns, entity_rows, chunk: int) -> dict:
     """{view: (stamps_ns, {feature: values})}, read through Feast in chunks of `chunk` rows: Feast's SQLite read
     binds one SQL variable per entity, so a read larger than SQLite's limit would fail (`too many SQL variables`)."""
     out = {c.view: ([], {c2.feature: [] for c2 in columns if c2.view == c.view}) for c in columns}
