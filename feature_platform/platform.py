@@ -13,8 +13,9 @@ import pandas as pd
 import yaml
 
 from feature_platform import request_time, training
+from feature_platform.backends import dagster_instance_config
 from feature_platform.compute import spark_entity_sets, spark_point_in_time
-from feature_platform.config import Settings, dagster_instance_config
+from feature_platform.config import Settings
 from feature_platform.dtypes import is_key_value as _valid_key
 from feature_platform.errors import (
     InvalidArgumentError,

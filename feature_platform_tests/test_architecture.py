@@ -71,12 +71,10 @@ ALLOWED_DTYPE_MAPS = {  # file -> number of dict literals
 
 PROFILE_SWITCH = "backends/__init__.py"
 ALLOWED_PROFILE_DECISIONS = {  # file -> number of places
-    "config.py": 1,  # S7e: dagster_instance_config -> backends/*/dagster.py
 }
 
 PRIVATE_NAMES_HOMES = ("feast_format/", "compat/")  # in the package and in the tests
 ALLOWED_PRIVATE_NAMES = {  # file -> names
-    "config.py": {"dagster.core.run_coordinator"},  # S7e: `run_queue:` in backends/*/dagster.py
 }
 ALLOWED_PRIVATE_NAMES_IN_TESTS = {  # file -> names; "stays": a test that checks against the library's own code
     "test_backfill.py": {  # stays: pins the tags compat/dagster_internals.py sends

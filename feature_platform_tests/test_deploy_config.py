@@ -21,7 +21,8 @@ import yaml
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from feature_platform.config import ENV_VARS, Settings, dagster_instance_config
+from feature_platform.backends import dagster_instance_config
+from feature_platform.config import ENV_VARS, Settings
 from feature_platform_tests.conftest import IN_CI
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -151,8 +151,8 @@ def test_every_postgresql_connection_gives_up_on_a_frozen_server(silent_peer, tm
     import sqlalchemy
     from dagster_postgres.utils import pg_url_from_config
 
-    from feature_platform.backends import repo_config
-    from feature_platform.config import Settings, dagster_instance_config
+    from feature_platform.backends import dagster_instance_config, repo_config
+    from feature_platform.config import Settings
     from feature_platform.stores.postgres import connect
 
     settings = Settings.from_env({"FEATURE_PLATFORM_PROFILE": "services", "FEATURE_PLATFORM_HOME": str(tmp_path),

@@ -55,6 +55,9 @@ class Backends(Protocol):
     def prepare_dagster_storage(self) -> None:
         """Create what Dagster's instance storage needs before it opens (e.g. its database)."""
 
+    def dagster_storage(self, resolved: bool) -> dict:
+        """The `storage:` of this profile's dagster.yaml (see `dagster_instance_config`)."""
+
 
 def build_backends(settings: Settings) -> Backends:
     """The backends of `settings.profile`: the one place a profile is chosen."""
@@ -70,6 +73,36 @@ def build_backends(settings: Settings) -> Backends:
     from feature_platform.errors import ConfigurationError
 
     raise ConfigurationError(f"FEATURE_PLATFORM_PROFILE must be 'embedded' or 'services', not {settings.profile!r}")
+
+
+def dagster_instance_config(settings: Settings, resolved: bool = False) -> dict:
+    """The dagster.yaml of a profile. The repo's dagster.yaml files are checked against this.
+
+    With `resolved`, connection settings are written as values rather than `{env: ...}` references
+    (the password stays a reference when set), for an instance this process creates itself.
+    """
+    from feature_platform.compat.dagster_internals import RUN_COORDINATOR_MODULE
+
+    return {
+        **build_backends(settings).dagster_storage(resolved),
+        "run_coordinator": {
+            "module": RUN_COORDINATOR_MODULE,
+            "class": "QueuedRunCoordinator",
+            "config": {"max_concurrent_runs": 2},
+        },
+        # Dagster's default launcher, plus a check of each run's worker process (defs/run_workers.py): run
+        # monitoring (the daemon) marks a run whose worker was killed as failed, so it stops holding one of
+        # `max_concurrent_runs` for ever.
+        "run_launcher": {"module": "feature_platform.defs.run_workers", "class": "WorkerCheckingRunLauncher"},
+        "run_monitoring": {
+            "enabled": True,
+            "poll_interval_seconds": 30,
+            "start_timeout_seconds": 600,  # a run worker loads the code location first, slow on a busy machine
+            "max_resume_run_attempts": 0,  # the default launcher cannot resume a run: it is marked failed
+        },
+        "telemetry": {"enabled": False},
+        "freshness": {"enabled": True},
+    }
 
 
 # Shorthands for callers that need one backend of a deployment.

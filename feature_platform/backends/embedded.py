@@ -75,6 +75,11 @@ class EmbeddedBackends:
     def prepare_dagster_storage(self) -> None:
         """Dagster's SQLite storage creates itself."""
 
+    def dagster_storage(self, resolved: bool) -> dict:
+        # Resolved, the path is absolute: `dagster dev` with this DAGSTER_HOME finds it from any directory.
+        storage = self.settings.dagster_home / "storage"
+        return {"storage": {"sqlite": {"base_dir": str(storage.resolve() if resolved else storage)}}}
+
 
 class SqliteOnlineFeatures(SqliteFeatures):
     """Feast's SQLite online file: the platform's newest-wins writer, reads through Feast (in chunks of rows:

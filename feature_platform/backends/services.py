@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from feature_platform.config import FEAST_PROJECT, OFFLINE_SCHEMA, Settings
+from feature_platform.config import FEAST_PROJECT, OFFLINE_SCHEMA, PG_CONNECT_TIMEOUT_SEC, Settings
 from feature_platform.feast_format.redis_features import RedisFeatures
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.online import RedisWatermarks, read_redis_columns, redis_client
@@ -93,6 +93,28 @@ class ServicesBackends:
         from feature_platform.stores.postgres import ensure_database
 
         ensure_database(self.settings, self.settings.dagster_pg_db)
+
+    def dagster_storage(self, resolved: bool) -> dict:
+        s = self.settings
+        db = {
+            "hostname": {"env": "FEATURE_PLATFORM_PG_HOST"},
+            "port": {"env": "FEATURE_PLATFORM_PG_PORT"},
+            "username": {"env": "FEATURE_PLATFORM_PG_USER"},
+            "password": {"env": "FEATURE_PLATFORM_PG_PASSWORD"},
+            "db_name": {"env": "FEATURE_PLATFORM_DAGSTER_PG_DB"},
+        }
+        if resolved:
+            db = {
+                "hostname": s.pg_host,
+                "port": s.pg_port,
+                "username": s.pg_user,
+                "password": db["password"] if s.pg_password else "",
+                "db_name": s.dagster_pg_db,
+                # libpq would wait forever on a server that accepts TCP and never answers
+                "params": {"connect_timeout": PG_CONNECT_TIMEOUT_SEC},
+            }
+        # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; dagster-postgres needs psycopg2.
+        return {"storage": {"postgres": {"postgres_db": {**db, "scheme": "postgresql+psycopg2"}}}}
 
 
 class RedisOnlineFeatures(RedisFeatures):
