@@ -58,7 +58,11 @@ def snapshot(client: redis.Redis) -> dict[bytes, dict[bytes, bytes]]:
 
 @pytest.fixture
 def runtime(services_settings):
-    return Runtime(services_settings)
+    """A deployment whose views are registered (`apply`), as `sync_online`, a low-level write, expects: only the
+    platform's own writes register a view first, and reads (stock Feast's here) never do."""
+    runtime = Runtime(services_settings)
+    runtime.apply()
+    return runtime
 
 
 def test_spark_sync_writes_the_bytes_the_driver_writer_writes(spark, runtime):  # noqa: F811
@@ -197,6 +201,7 @@ def test_spark_sync_on_a_redis_cluster(spark, services_settings, tmp_path):  # n
                                       "FEATURE_PLATFORM_REDIS_CLUSTER_NODES": ",".join(f"127.0.0.1:{p}" for p in ports),
                                       "FEATURE_PLATFORM_REDIS_PORT": str(CLOSED_PORT)})
         cluster_runtime = Runtime(settings)
+        cluster_runtime.apply()  # the view registered, as `sync_online` expects (see the `runtime` fixture)
         project = cluster_runtime.online.store.config.project
         assert sync_online(spark.createDataFrame(rows).repartition(3), SPEC, settings, project) == 200
         spread = entity_keys_per_master(ports)

@@ -39,7 +39,8 @@ def redis_conf(settings: Settings) -> dict[str, str]:
 
 def sync_online(spark_df, spec: FeatureViewSpec, settings: Settings, project: str | None = None) -> int:
     """Write each entity's newest row of `spark_df` (key, features, event_timestamp[, created_timestamp]) to
-    the Redis online store from the executors, newest-wins; returns the rows written."""
+    the Redis online store from the executors, newest-wins; returns the rows written. A low-level write: the
+    view must be registered already (`apply`, or a materialization, which calls this after applying)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 

@@ -72,10 +72,11 @@ def failure(what: str, error: BaseException | None, result) -> Exception:
         if isinstance(candidate, RAISED_AS_IS):
             return candidate
     if error is not None:
-        err = MaterializationError(f"materializing {what} failed: {type(error).__name__}: {error}")
+        # The step error's notes (e.g. which days of a range were kept) are part of what failed: in the message,
+        # on lines of their own, as Dagster's error text has them.
+        lines = [f"materializing {what} failed: {type(error).__name__}: {error}", *getattr(error, "__notes__", ())]
+        err = MaterializationError("\n".join(lines))
         err.__cause__ = error
-        for note in getattr(error, "__notes__", ()):  # e.g. which days of a range were kept
-            err.add_note(note)
         return err
     for event in result.all_events:  # no step raised (e.g. a blocking check failed): the event log's text
         if event.event_type_value == "STEP_FAILURE" and event.step_failure_data.error is not None:
