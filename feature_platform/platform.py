@@ -30,7 +30,6 @@ from feature_platform.features import resolve_features
 from feature_platform.runtime import runtime_for
 from feature_platform.spec import NAME as _NAME  # every declared name matches it: others are unknown without a lookup
 from feature_platform.spec import FeatureViewSpec
-from feature_platform.specs import all_specs, get_spec
 from feature_platform.versioning.deprecation import warn_deprecated
 
 Progress = Callable[[int, int, str, str], None]  # (done, total, asset, partition)
@@ -60,10 +59,10 @@ class FeaturePlatform:
     # --- catalogue --------------------------------------------------------------------------
     @property
     def views(self) -> dict[str, FeatureViewSpec]:
-        return dict(all_specs())
+        return dict(self.runtime.repo.views)
 
     def view(self, name: str) -> FeatureViewSpec:
-        return _spec(name)
+        return _spec(self.runtime.repo, name)
 
     def apply(self, *, user: str | None = None):
         """Apply the specs in code to the registry, as `plan()` shows them; returns that plan.
@@ -121,14 +120,13 @@ class FeaturePlatform:
     # --- materialization ----------------------------------------------------------------------
     def materialize(
         self, view: str, start: str | date, end: str | date | None = None, *,
-        with_sources: bool = False, progress: Progress | None = None,
+        progress: Progress | None = None,
     ) -> list[str]:
         """Materialize partitions `start..end` (inclusive days) of `view` through Dagster.
 
         The runs are those a Dagster backfill of the range launches: ranges of up to
         FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN days (the view's `BackfillPolicy`), in day order, each
         computed in one pass a chunk of days at a time, so memory is bounded however long the range.
-        With `with_sources`, the raw source partitions of the range are materialized first (the demo).
         Raises `ValidationFailedError`, `SourceDataError` (raw data that does not match its schema),
         `AggregationOverflowError` or `MaterializationError` on the first failing partition (the days before it
         stay written offline and online and are recorded, unless the online write failed: then none are);
@@ -136,15 +134,13 @@ class FeaturePlatform:
         """
         import dagster as dg
 
-        spec = _spec(view)
+        spec = _spec(self.runtime.repo, view)
         if spec.aggregation is None:
             raise InvalidDateError(f"feature view {view!r} is fed by push source {spec.push_source!r}, "
                                    "not by daily partitions: use push() / ingest_pending()")
         _check_progress(progress)
         first, last = self._day_range(start, end)
         days = [d.isoformat() for d in pd.date_range(first, last, freq="D").date]
-        if with_sources:
-            self.materialize_sources(view, first, last, progress=progress)
 
         per_run = self.settings.backfill_days_per_run
         for i in range(0, len(days), per_run):
@@ -155,24 +151,28 @@ class FeaturePlatform:
                 progress(i + len(keys), len(days), view, keys[-1])
         return days
 
-    def materialize_sources(self, view: str, start: str | date, end: str | date | None = None,
-                            progress: Progress | None = None) -> list[str]:
-        """Materialize the raw source partitions `start..end` that `view` reads (demo data)."""
-        from feature_platform.defs.raw_sessions import raw_source_key
+    def observe_sources(self, view: str | None = None) -> pd.DataFrame:
+        """Observe the declared raw sources (the one `view` reads, default: every source a view reads) as the
+        `observe_sources` sensor does, and record in Dagster, per day present, its rows and data version.
+        Returns one row per source: days present, first and last day, rows, newest event time."""
+        from feature_platform.defs.raw_sources import observation_events, observe_range
 
-        spec = _spec(view)
-        if spec.aggregation is None:
-            raise InvalidDateError(f"feature view {view!r} is fed by push source {spec.push_source!r}, "
-                                   "not by a raw source's daily partitions")
-        _check_progress(progress)
-        first, last = self._day_range(start, end, clamp=False)
-        key = raw_source_key(spec.aggregation.source)
-        days = [d.isoformat() for d in pd.date_range(first, last, freq="D").date]
-        for i, day in enumerate(days, 1):
-            self._run([key], day, key.to_user_string())
-            if progress:
-                progress(i, len(days), key.to_user_string(), day)
-        return days
+        repo = self.runtime.repo
+        views = [_spec(repo, view)] if view is not None else list(repo.views.values())
+        names = sorted({v.aggregation.source for v in views if v.aggregation is not None})
+        if view is not None and not names:
+            raise InvalidDateError(f"feature view {view!r} is fed by push source {views[0].push_source!r}, "
+                                   "not by a raw source")
+        rows = []
+        for name in names:
+            seen = observe_range(self.runtime, repo.source(name))
+            instance = self.instance()
+            for event in observation_events(repo.source(name), seen):
+                instance.report_runless_asset_event(event)
+            rows.append({"source": name, "days_present": len(seen.present), "rows": seen.rows,
+                         "first_day": min(seen.present, default=None), "last_day": max(seen.present, default=None),
+                         "newest_event": seen.newest})
+        return pd.DataFrame(rows)
 
     def push(self, source: str, batch: pd.DataFrame, *, direct: bool = False):
         """Push a batch of events to push source `source`.
@@ -215,9 +215,9 @@ class FeaturePlatform:
         return pending
 
     def _push_view(self, source: str) -> FeatureViewSpec:
-        views = [s for s in all_specs().values() if s.push_source == source]
+        views = [s for s in self.runtime.repo.views.values() if s.push_source == source]
         if not views:
-            known = sorted(s.push_source for s in all_specs().values() if s.push_source)
+            known = sorted(s.push_source for s in self.runtime.repo.views.values() if s.push_source)
             raise UnknownFeatureViewError(f"unknown push source {_short(source)}; known: {', '.join(known) or 'none'}")
         return views[0]
 
@@ -228,14 +228,14 @@ class FeaturePlatform:
 
         if now is not None and not isinstance(now, datetime):
             raise TypeError(f"now must be a datetime, not {type(now).__name__}")
-        rows = [view_freshness(self.runtime, spec, now).as_dict() for spec in all_specs().values()]
+        rows = [view_freshness(self.runtime, spec, now).as_dict() for spec in self.runtime.repo.views.values()]
         return pd.DataFrame(rows)
 
     def materialize_training_set(self, name: str) -> pd.DataFrame:
         """Materialize a declared training set (its labels, then the set) through Dagster; returns it."""
         import dagster as dg
 
-        _training_set_name(name)
+        _training_set_name(self.runtime.repo, name)
         self._run([dg.AssetKey(f"{name}_labels"), dg.AssetKey(name)], None, name)
         return self.load_training_asset(name)
 
@@ -243,7 +243,7 @@ class FeaturePlatform:
         """The last materialized version of training set `name`."""
         from feature_platform.defs.io_managers import dataset_path
 
-        _training_set_name(name)
+        _training_set_name(self.runtime.repo, name)
         path = dataset_path(self.settings, name)
         if not path.exists():
             raise MaterializationError(f"training set {name!r} has not been materialized yet ({path})")
@@ -289,7 +289,7 @@ class FeaturePlatform:
     # --- reads --------------------------------------------------------------------------------
     def offline_table(self, view: str, start: str | date | None = None, end: str | date | None = None) -> pd.DataFrame:
         """The offline rows of partitions `start..end` (inclusive; default: all)."""
-        spec = _spec(view)
+        spec = _spec(self.runtime.repo, view)
         first = _parse_day(start, "start") if start is not None else None
         last = _parse_day(end, "end") if end is not None else None
         if first and last and first > last:
@@ -347,18 +347,18 @@ class FeaturePlatform:
         try:
             return cache[key]
         except KeyError:
-            cache[key] = bool(request_time.plan(features, True).request_views)
+            cache[key] = bool(request_time.plan(self.runtime.repo, features, True).request_views)
             return cache[key]
         except TypeError:  # unhashable items: plan() rejects them with a clear error
-            return bool(request_time.plan(features, True).request_views)
+            return bool(request_time.plan(self.runtime.repo, features, True).request_views)
 
     def _resolved(self, features, full_feature_names: bool):
         """Resolved columns and specs of a feature list, cached: serving resolves the same list per request."""
         key = (features if isinstance(features, str) else tuple(features), full_feature_names)
         cache = self.__dict__.setdefault("_resolved_features", {})
         if key not in cache:
-            columns = resolve_features(features, full_feature_names)
-            cache[key] = (columns, {c.view: get_spec(c.view) for c in columns})
+            columns = resolve_features(self.runtime.repo, features, full_feature_names)
+            cache[key] = (columns, {c.view: self.runtime.repo.view(c.view) for c in columns})
         return cache[key]
 
     def training_set(
@@ -381,8 +381,8 @@ class FeaturePlatform:
         the Spark DataFrame.
         """
         _check_features(features)
-        stored = request_time.plan(features, True).stored
-        warn_deprecated(get_spec(view) for view in dict.fromkeys(ref.partition(":")[0] for ref in stored))
+        stored = request_time.plan(self.runtime.repo, features, True).stored
+        warn_deprecated(self.runtime.repo.view(view) for view in dict.fromkeys(ref.partition(":")[0] for ref in stored))
         if output not in ("pandas", "arrow", "spark"):
             raise InvalidArgumentError(f"output must be 'pandas', 'arrow' or 'spark', not {_short(output)}")
         if engine not in ("duckdb", "spark", "feast"):
@@ -475,10 +475,8 @@ def _check_progress(progress) -> None:
         raise TypeError(f"progress must be a callable (done, total, asset, partition), not {type(progress).__name__}")
 
 
-def _training_set_name(name) -> None:
-    from feature_platform.specs import all_training_sets
-
-    known = all_training_sets()
+def _training_set_name(repo, name) -> None:
+    known = repo.training_sets
     if not (isinstance(name, str) and name in known):
         raise UnknownFeatureViewError(f"unknown training set {_short(name)}; known: {', '.join(known) or 'none'}")
 
@@ -518,13 +516,13 @@ def _read_entity_parquet(path) -> pd.DataFrame:
                                f"{reason}") from None
 
 
-def _spec(name) -> FeatureViewSpec:
+def _spec(repo, name) -> FeatureViewSpec:
     if not isinstance(name, str):
         raise TypeError(f"a feature view name must be a string, not {type(name).__name__}")
     if not _NAME.fullmatch(name):
         raise UnknownFeatureViewError(f"unknown feature view {_short(name)}: view names are snake_case "
-                                      f"identifiers (known views: {', '.join(sorted(all_specs()))})")
-    return get_spec(name)
+                                      f"identifiers (known views: {', '.join(sorted(repo.views))})")
+    return repo.view(name)
 
 
 def _check_features(features) -> None:

@@ -11,12 +11,12 @@ import pandas as pd
 import psycopg
 import pytest
 import redis
+from chat_activity.user_activity import SPEC as USER_ACTIVITY
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import feature_platform as fp
 from feature_platform.demo.generator import generate_day
-from feature_platform.specs.user_activity import SPEC as USER_ACTIVITY
 from feature_platform_tests.conftest import IN_CI, make_embedded_settings, services_settings_in, write_sessions
 
 HOSTILE = ['x"; DROP TABLE offline.user_activity; --', "user_activity; DROP SCHEMA offline CASCADE", "*", "?", "[a-z]*",

@@ -15,16 +15,16 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 import pytest
+from chat_activity.user_activity import SPEC
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import feature_platform as fp
 from feature_platform.compute.engine import PandasEngine
 from feature_platform.compute.window_aggregate import aggregate_chunk
-from feature_platform.sources.sessions import SCHEMA, STRING, read_sessions
-from feature_platform.specs.user_activity import SPEC
 from feature_platform_tests import raw_variants
 from feature_platform_tests.conftest import make_embedded_settings, sessions_frame, write_sessions
+from feature_platform_tests.example_repo import SCHEMA, STRING, read_sessions
 
 LO, HI = datetime(2026, 1, 2, tzinfo=timezone.utc), datetime(2026, 1, 9, tzinfo=timezone.utc)
 COUNTS = ("message_count", "tool_invocations", "tokens")

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from chat_activity.user_activity_request import SPEC
 
 import feature_platform as fp
 from feature_platform.request_time import RequestFeatureError, compute
 from feature_platform.spec import Field, RequestFeatureViewSpec, SpecError
-from feature_platform.specs.user_activity_request import SPEC
 from feature_platform_tests.conftest import make_embedded_settings, services_settings_in, sessions_frame, write_sessions
 
 REQUEST = ["user_activity_request:tokens_per_message", "user_activity_request:prompt_vs_typical_message"]

@@ -13,9 +13,9 @@ import pytest
 
 import feature_platform as fp
 from feature_platform.errors import SourceDataError
-from feature_platform.sources.sessions import SCHEMA, read_sessions
 from feature_platform_tests import raw_variants
 from feature_platform_tests.conftest import make_embedded_settings, sessions_frame, write_sessions
+from feature_platform_tests.example_repo import SCHEMA, read_sessions
 
 RAW = sessions_frame([
     (1, "a", "2026-01-01T23:59:59.999999Z", 10.0, 1, 0, "opus", 5),

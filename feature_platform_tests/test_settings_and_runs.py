@@ -18,6 +18,9 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+from chat_activity.user_activity import SPEC as V2
+from chat_activity.user_activity_v3 import SPEC as V3
+from chat_activity.user_realtime import SPEC as REALTIME
 
 import feature_platform as fp
 from feature_platform.config import ConfigurationError, Settings, env_name
@@ -26,9 +29,6 @@ from feature_platform.defs.resources import SECRET_FIELDS, FeaturePlatformResour
 from feature_platform.demo.generator import generate_day
 from feature_platform.runtime import Runtime
 from feature_platform.spec import Agg, Field
-from feature_platform.specs.user_activity import SPEC as V2
-from feature_platform.specs.user_activity_v3 import SPEC as V3
-from feature_platform.specs.user_realtime import SPEC as REALTIME
 from feature_platform.versioning import workflow
 from feature_platform_tests.conftest import write_sessions
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from chat_activity.user_activity import SPEC
 
 import feature_platform as fp
 from feature_platform.compute.engine import PandasEngine
@@ -25,7 +26,6 @@ from feature_platform.demo.generator import generate_day
 from feature_platform.errors import AggregationOverflowError, SourceDataError, ValidationFailedError
 from feature_platform.pipeline import materialize_range
 from feature_platform.runtime import Runtime
-from feature_platform.specs.user_activity import SPEC
 from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
 from feature_platform_tests import raw_variants
 from feature_platform_tests.conftest import (

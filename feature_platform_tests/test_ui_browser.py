@@ -25,8 +25,8 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from chat_activity.user_activity import SPEC as USER_ACTIVITY
 
-from feature_platform.specs.user_activity import SPEC as USER_ACTIVITY
 from feature_platform_tests.browser import CHROMIUM_ARGS, ChromiumUnavailable, chromium_executable, dagster_dev, graphql
 from feature_platform_tests.conftest import IN_CI
 

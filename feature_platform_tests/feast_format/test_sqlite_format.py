@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 import pytest
+from chat_activity.user_activity import SPEC
 from feast.infra.online_stores.helpers import extract_text_and_num
 from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
@@ -17,7 +18,6 @@ from hypothesis import strategies as st
 from feature_platform.feast_format.sqlite_features import SqliteFeatures, value_texts
 from feature_platform.platform import FeaturePlatform
 from feature_platform.runtime import Runtime
-from feature_platform.specs.user_activity import SPEC
 from feature_platform_tests.conftest import make_embedded_settings
 
 _FEAST_TYPE = {"int64": ValueType.INT64, "float32": ValueType.FLOAT, "float64": ValueType.DOUBLE,

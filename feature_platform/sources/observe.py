@@ -1,0 +1,83 @@
+"""What a source holds, day by day: the observation behind the raw assets and the completeness check.
+
+A day is *present* when the source covers it: for Parquet, a day some file has rows on, every day between a
+file's first and last row (a quiet day inside a file's range is real), and the day of a hive-style
+`date=YYYY-MM-DD/` directory; for a PostgreSQL table or query, every day from its first row to its newest
+(one continuous log). Days before the source's declared `start` hold nothing by definition.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from feature_platform.sources.rows import SourceRows
+
+_HIVE_DAY = re.compile(r"(?:^|/)[A-Za-z_]+=(\d{4}-\d{2}-\d{2})(?:/|$)")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the source held in the observed range: rows per day with rows, the days present, the newest time."""
+
+    rows_by_day: dict[date, int] = field(default_factory=dict)
+    present: frozenset[date] = frozenset()
+    newest: datetime | None = None
+
+    @property
+    def rows(self) -> int:
+        return sum(self.rows_by_day.values())
+
+
+def observe(reader: SourceRows, start: datetime | None = None, end: datetime | None = None) -> Observation:
+    """The days of `[start, end)` (default: everything) the source covers; reads only the time column."""
+    start = start or datetime(1970, 1, 1, tzinfo=timezone.utc)
+    end = end or datetime(2200, 1, 1, tzinfo=timezone.utc)
+    if hasattr(reader, "files"):
+        return _observe_parquet(reader, start, end)
+    return _observe_postgres(reader, start, end)
+
+
+def missing_days(observation: Observation, needed: list[date], declared_start: date | None) -> list[date]:
+    """The days of `needed` the source does not cover (days before `declared_start` are never missing)."""
+    return [d for d in needed if d not in observation.present and (declared_start is None or d >= declared_start)]
+
+
+def _observe_parquet(reader, start: datetime, end: datetime) -> Observation:
+    rows: dict[date, int] = {}
+    present: set[date] = set()
+    newest = None
+    lo, hi = start.date(), (end - timedelta(microseconds=1)).date()
+    for fragment in reader.files():
+        hive = _HIVE_DAY.search(fragment.path)
+        if hive and lo <= (day := date.fromisoformat(hive.group(1))) <= hi:
+            present.add(day)
+        times = reader.read_times([fragment], start, end)
+        if len(times) == 0:
+            continue
+        days = pc.cast(pc.floor_temporal(times, unit="day"), pa.timestamp("us", tz="UTC"))
+        counts = pc.value_counts(days)
+        for item in counts.to_pylist():
+            rows[item["values"].date()] = rows.get(item["values"].date(), 0) + item["counts"]
+        first, last = pc.min(times).as_py(), pc.max(times).as_py()
+        present.update(_days(first.date(), last.date()))
+        newest = last if newest is None or last > newest else newest
+    return Observation(dict(sorted(rows.items())), frozenset(present), newest)
+
+
+def _observe_postgres(reader, start: datetime, end: datetime) -> Observation:
+    counts = reader.rows_by_day(start, end)
+    if counts.empty:
+        return Observation()
+    rows = {d: int(n) for d, n in zip(counts["day"], counts["rows"])}
+    first, last = min(rows), max(rows)
+    return Observation(rows, frozenset(_days(first, last)), pd.Timestamp(counts["newest"].max()).to_pydatetime())
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
