@@ -49,6 +49,16 @@ class Runtime:
 
         return reader_for(self.repo.source(name), self.settings, self.repo.directory).read(start, end)
 
+    def check_raw_days(self, spec: FeatureViewSpec, first: date, last: date) -> None:
+        """Partitions `first..last` of `spec` read only raw days its source holds (or days before the source's
+        history), else `MissingSourceDaysError`: a window is never computed from part of its days."""
+        from feature_platform.sources import reader_for
+        from feature_platform.sources.observe import check_window_days
+
+        source = self.repo.source_of(spec)
+        reader = reader_for(source, self.settings, self.repo.directory)
+        check_window_days(reader, spec.name, source.start, spec.aggregation.window.days, first, last)
+
     @cached_property
     def offline(self) -> OfflineStore:
         return self.backends.offline_store()

@@ -24,7 +24,7 @@ from feature_platform.compute.engine import PandasEngine
 from feature_platform.compute.window_aggregate import aggregate_chunk
 from feature_platform_tests import raw_variants
 from feature_platform_tests.conftest import make_embedded_settings, sessions_frame, write_sessions
-from feature_platform_tests.example_repo import SCHEMA, STRING, read_sessions
+from feature_platform_tests.example_repo import EXAMPLE, SCHEMA, STRING, read_sessions
 
 LO, HI = datetime(2026, 1, 2, tzinfo=timezone.utc), datetime(2026, 1, 9, tzinfo=timezone.utc)
 COUNTS = ("message_count", "tool_invocations", "tokens")
@@ -177,7 +177,7 @@ def test_a_folder_of_differently_written_files_reads_exactly_or_names_the_bad_fi
             raw_variants.VALID[variant](df, directory, f"part-{n}")
             frames.append(df)
 
-    engine = PandasEngine(dataclasses.replace(make_embedded_settings(root), sessions_path=directory))
+    engine = PandasEngine(dataclasses.replace(make_embedded_settings(root), sessions_path=directory), EXAMPLE)
     if bad_file is not None:
         with pytest.raises(fp.SourceDataError) as info:
             engine.compute_chunk(SPEC, DAYS)

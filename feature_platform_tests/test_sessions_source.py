@@ -190,7 +190,7 @@ def test_materialize_reads_naive_and_zone_aware_files_as_the_same_utc_sessions(t
     tables = []
     for settings in (aware, mixed):
         platform = fp.FeaturePlatform(settings)
-        platform.materialize("user_activity", "2026-01-01", "2026-01-04")
+        platform.materialize("user_activity", "2026-01-01", "2026-01-03")
         tables.append(platform.offline_table("user_activity").drop(columns="created_timestamp"))
     assert len(tables[0]) > 3
     pd.testing.assert_frame_equal(tables[1], tables[0])

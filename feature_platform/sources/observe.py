@@ -43,9 +43,46 @@ def observe(reader: SourceRows, start: datetime | None = None, end: datetime | N
     return _observe_postgres(reader, start, end)
 
 
-def missing_days(observation: Observation, needed: list[date], declared_start: date | None) -> list[date]:
-    """The days of `needed` the source does not cover (days before `declared_start` are never missing)."""
-    return [d for d in needed if d not in observation.present and (declared_start is None or d >= declared_start)]
+def missing_days(observation: Observation, needed: list[date], history_start: date | None) -> list[date]:
+    """The days of `needed` the source does not cover; days before `history_start` (the source's declared
+    `start`, else its first day) are never missing: no data is real there. A source with no data at all
+    (`history_start` None) misses every day."""
+    return [d for d in needed if d not in observation.present and (history_start is None or d >= history_start)]
+
+
+def history_start(reader: SourceRows, declared: date | None) -> date | None:
+    """Where the source's history begins: its declared `start`, else the day of its earliest row (from Parquet
+    statistics where the files have them, else by reading the time column; `min()` on PostgreSQL)."""
+    if declared is not None:
+        return declared
+    earliest = reader.earliest()
+    return earliest.date() if earliest is not None else None
+
+
+def check_window_days(reader: SourceRows, view: str, declared: date | None, lookback_days: int,
+                      first: date, last: date) -> None:
+    """Refuse partitions `first..last` of `view` (each reading its day and the `lookback_days` before it) when
+    a day they read is missing from the source: `MissingSourceDaysError` naming the view, the first such
+    partition and the missing days, before anything is read or written."""
+    from feature_platform.errors import MissingSourceDaysError
+
+    lo = first - timedelta(days=lookback_days)
+    start = datetime.combine(lo, datetime.min.time(), tzinfo=timezone.utc)
+    end = datetime.combine(last, datetime.min.time(), tzinfo=timezone.utc) + timedelta(days=1)
+    seen = observe(reader, start, end)
+    begins = history_start(reader, declared)
+    missing = missing_days(seen, _days(lo, last), begins)
+    if not missing:
+        return
+    partition = max(first, missing[0])  # the first partition whose window reads a missing day
+    reads = [d for d in missing if d <= partition + timedelta(days=lookback_days)] or missing
+    shown = ", ".join(d.isoformat() for d in reads[:10]) + (f" and {len(reads) - 10} more" if len(reads) > 10 else "")
+    where = (f"its history starts {begins}" + (" (declared start)" if declared else " (its first row)")
+             if begins else "it holds no rows")
+    raise MissingSourceDaysError(
+        f"feature view {view!r} partition {partition}: its window reads raw days the {reader.label} "
+        f"{reader.location} does not hold: {shown} ({where}); nothing was computed. Load those days (or declare "
+        f"the source's start if there is no data before it), then run it again")
 
 
 def _observe_parquet(reader, start: datetime, end: datetime) -> Observation:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import glob
 import logging
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -136,9 +136,26 @@ class ParquetSource(SourceRows):
             where = first.path if len(fragments) == 1 else Path(first.path).parent
             raise SourceDataError(f"{self.label} {where} cannot be read: {_reason(exc)}") from exc
 
-    def read_times(self, fragments: list[ds.ParquetFileFragment], start: datetime, end: datetime) -> pa.ChunkedArray:
-        """The times in `[start, end)` of the files (of one physical schema), as UTC microseconds: the time
-        column alone is read (what `sources.observe` needs to say which days the source covers)."""
+    def earliest(self) -> datetime | None:
+        """The earliest time of any row: from each file's row-group statistics where they hold it, else by
+        reading that file's time column."""
+        import pyarrow.compute as pc
+
+        earliest = None
+        for fragment in self.files():
+            found = _statistics_min(fragment, self.timestamp)
+            if found is None:
+                times = self.read_times([fragment])
+                found = pc.min(times).as_py() if len(times) else None
+            if found is not None and (earliest is None or found < earliest):
+                earliest = found
+        return earliest
+
+    def read_times(self, fragments: list[ds.ParquetFileFragment], start: datetime | None = None,
+                   end: datetime | None = None) -> pa.ChunkedArray:
+        """The times in `[start, end)` (default: all) of the files (of one physical schema), as UTC
+        microseconds, nulls left out: the time column alone is read (what `sources.observe` needs to say
+        which days the source covers)."""
         import pyarrow.compute as pc
 
         first = fragments[0]
@@ -148,8 +165,10 @@ class ParquetSource(SourceRows):
         column = ds.field(self.timestamp)
         try:
             dataset = ds.FileSystemDataset(fragments, pa.schema([field]), first.format, first.filesystem)
-            values = dataset.to_table(columns=[self.timestamp], filter=(column >= _bound(start, field.type))
-                                      & (column < _bound(end, field.type)))[self.timestamp]
+            wanted = column.is_valid()
+            if start is not None:
+                wanted = wanted & (column >= _bound(start, field.type)) & (column < _bound(end, field.type))
+            values = dataset.to_table(columns=[self.timestamp], filter=wanted)[self.timestamp]
         except (pa.ArrowException, OSError) as exc:
             raise SourceDataError(f"{self.label} {first.path} cannot be read: {_reason(exc)}") from exc
         if values.type.tz is None:
@@ -202,6 +221,25 @@ class ParquetSource(SourceRows):
 
 _CHECKED: set[tuple] = set()  # (file, mtime_ns, size, schema) whose schema passed: a range run re-reads them
 SAMPLE_ROWS = 3
+
+
+def _statistics_min(fragment, column: str) -> datetime | None:
+    """The smallest time of the file by its row-group statistics, as UTC (None when a group has none)."""
+    metadata = fragment.metadata
+    leaves = [i for i in range(metadata.num_columns) if metadata.schema.column(i).path == column]
+    if not leaves or metadata.num_row_groups == 0:
+        return None
+    found = None
+    for i in range(metadata.num_row_groups):
+        group = metadata.row_group(i)
+        stats = group.column(leaves[0]).statistics
+        if group.num_rows == 0:
+            continue
+        if stats is None or not stats.has_min_max or not isinstance(stats.min, datetime):
+            return None
+        value = stats.min if stats.min.tzinfo else stats.min.replace(tzinfo=timezone.utc)
+        found = value if found is None or value < found else found
+    return found
 
 
 def _is_glob(path: str) -> bool:

@@ -8,7 +8,7 @@ The rows are checked by the same declared rules as a Parquet source's, naming th
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timezone
 
 import pandas as pd
 import pyarrow as pa
@@ -42,10 +42,7 @@ class PostgresSource(SourceRows):
     def statement(self):
         from psycopg import sql
 
-        if self.spec.table is not None:
-            relation = sql.SQL(".").join(sql.Identifier(part) for part in self.spec.table.split("."))
-        else:
-            relation = sql.SQL("({}) AS source").format(sql.SQL(self.spec.query))
+        relation = self._relation()
         return sql.SQL("SELECT {} FROM {} WHERE {} >= %s AND {} < %s OR {} IS NULL").format(
             sql.SQL(", ").join(sql.Identifier(name) for name in self.schema.names), relation,
             *(sql.Identifier(self.timestamp),) * 3)
@@ -76,13 +73,35 @@ class PostgresSource(SourceRows):
         table = self._normalized(pa.table(arrays), self.location)
         return table.to_pandas(types_mapper={pa.string(): STRING}.get)
 
+    def earliest(self) -> datetime | None:
+        """`min()` of the time column (an index on it answers at once)."""
+        import psycopg
+        from psycopg import sql
+
+        statement = sql.SQL("SELECT min({ts}) FROM {rel}").format(ts=sql.Identifier(self.timestamp),
+                                                                  rel=self._relation())
+        try:
+            with _connect(self.conninfo) as conn:
+                (value,) = conn.execute(statement).fetchone()
+        except psycopg.Error as exc:
+            raise SourceDataError(f"{self.label} {self.location} cannot be read: {_reason(exc)}") from exc
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+    def _relation(self):
+        from psycopg import sql
+
+        if self.spec.table is not None:
+            return sql.SQL(".").join(sql.Identifier(part) for part in self.spec.table.split("."))
+        return sql.SQL("({}) AS source").format(sql.SQL(self.spec.query))
+
     def rows_by_day(self, start: datetime, end: datetime) -> pd.DataFrame:
         """Rows per UTC day with rows in `[start, end)`, and each day's newest time: (day, rows, newest)."""
         import psycopg
         from psycopg import sql
 
-        relation = (sql.SQL(".").join(sql.Identifier(p) for p in self.spec.table.split("."))
-                    if self.spec.table is not None else sql.SQL("({}) AS source").format(sql.SQL(self.spec.query)))
+        relation = self._relation()
         ts = sql.Identifier(self.timestamp)
         statement = sql.SQL("SELECT ({ts})::date AS day, count(*), max({ts}) FROM {rel} "
                             "WHERE {ts} >= %s AND {ts} < %s GROUP BY 1 ORDER BY 1").format(ts=ts, rel=relation)
