@@ -132,7 +132,7 @@ class FeaturePlatform:
         """Per view: latest partition, newest feature timestamp offline and online, age, SLA and status
         (fresh / warn / stale / missing), measured from the data."""
         arguments.check_now(now)
-        return pd.DataFrame([freshness.view_freshness(self.runtime, spec, now).as_dict() for spec in all_specs().values()])
+        return freshness.freshness_table(self.runtime, now)
 
     def materialize_training_set(self, name: str) -> pd.DataFrame:
         """Materialize a declared training set (its labels, then the set) through Dagster; returns it."""

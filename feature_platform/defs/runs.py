@@ -63,8 +63,8 @@ class Runs:
 
         if self._assets is None:  # built once per platform: the specs in code when it first runs
             self._assets = runner.assets_of(self.settings)
-        runner.run(self.settings, self._assets, selection, instance=self.instance(), label=label, partition_key=partition_key,
-                   partition_range=partition_range, log_level=log_level)
+        runner.run(self.settings, self._assets, selection, instance=self.instance(), label=label,
+                   partition_key=partition_key, partition_range=partition_range, log_level=log_level)
 
     def materialize(self, spec: FeatureViewSpec, first: date, last: date, progress: Progress | None, *,
                     with_sources: bool, log_level: str) -> list[str]:
