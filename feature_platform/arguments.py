@@ -64,7 +64,7 @@ def check_registered_view(view) -> None:
 
 
 def version_number(family, version) -> int:
-    """A view family name and a version number of it."""
+    """`version` as an int, for a name that could be a view family's."""
     if not (isinstance(family, str) and _NAME.fullmatch(family)):
         raise UnknownFeatureViewError(f"{_short(family)} is not a view family name (snake_case identifiers)")
     if isinstance(version, bool) or not isinstance(version, (int, np.integer)):
