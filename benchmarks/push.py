@@ -110,8 +110,9 @@ def job_feast_push(args: dict, timer: Timer) -> dict:
 
 def job_raw_hset(args: dict, timer: Timer) -> dict:
     """The floor: one pipelined HSET per row of values encoded before the clock starts."""
+    from chat_activity.user_realtime import SPEC
+
     from feature_platform.feast_format import codec as fmt
-    from feature_platform.specs.user_realtime import SPEC
 
     platform = _platform(args["home"], services=True)
     client = platform.runtime.online.features.client
@@ -228,7 +229,8 @@ def job_sensor_path(args: dict, timer: Timer) -> dict:
                     instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
                 keys = [r.partition_key for r in result.run_requests]
                 for key in keys:
-                    platform._run([dg.AssetKey("user_realtime")], key, "user_realtime")
+                    platform._runs.run([dg.AssetKey("user_realtime")], key, "user_realtime",
+                                       log_level=platform.console_log_level)
                     done = pd.Timestamp(datetime.now(timezone.utc))
                     ts, n = created[key]
                     lat.extend([(done - ts).total_seconds()] * n)

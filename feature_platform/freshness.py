@@ -47,3 +47,8 @@ def view_freshness(runtime: Runtime, spec: FeatureViewSpec, now: datetime | None
         latest_partition=partitions[-1].isoformat() if partitions else None,
         newest_offline=offline, newest_online=online, age=age, status=status,
     )
+
+
+def freshness_table(runtime: Runtime, now: datetime | None = None) -> pd.DataFrame:
+    """`view_freshness` of every declared view, one row each (`FeaturePlatform.freshness`)."""
+    return pd.DataFrame([view_freshness(runtime, spec, now).as_dict() for spec in runtime.repo.views.values()])
