@@ -61,6 +61,8 @@ OFFLINE_SCHEMA = "offline"  # PostgreSQL schema holding one table per feature vi
 # waits forever, psycopg 130 s).
 PG_CONNECT_TIMEOUT_SEC = 5
 FEAST_PROJECT = "feature_platform"
+# The feature repository when FEATURE_PLATFORM_REPO is unset: the example shipped with the project (a source checkout).
+EXAMPLE_REPO = Path(__file__).resolve().parent.parent / "examples" / "chat_activity"
 
 
 # Values never shown in a message, even cut: a password or a webhook URL (its path is the token).
@@ -320,11 +322,7 @@ class Settings:
     @property
     def repo_location(self) -> str:
         """Where the feature repository is: `repo`, or the example repository when it is empty."""
-        if self.repo:
-            return self.repo
-        from feature_platform.repo import default_location
-
-        return default_location()
+        return self.repo or str(EXAMPLE_REPO)
 
     @property
     def uses_generated_sessions(self) -> bool:

@@ -35,8 +35,6 @@ from feature_platform.spec import (
     TrainingSetSpec,
 )
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "chat_activity"
-
 _KINDS = {
     SourceSpec: "sources", Entity: "entities", FeatureViewSpec: "views", FeatureServiceSpec: "feature_services",
     RequestFeatureViewSpec: "request_views", AccessSpec: "access", TrainingSetSpec: "training_sets",
@@ -82,7 +80,9 @@ class Repository:
 
 def default_location() -> str:
     """The repository used when `FEATURE_PLATFORM_REPO` is unset: the example shipped with the project."""
-    return str(EXAMPLE)
+    from feature_platform.config import EXAMPLE_REPO
+
+    return str(EXAMPLE_REPO)
 
 
 @cache
@@ -219,7 +219,8 @@ def _walk(package: ModuleType, location: str) -> list[ModuleType]:
     modules = [package]
     if hasattr(package, "__path__"):
         for info in sorted(pkgutil.walk_packages(package.__path__, package.__name__ + "."), key=lambda i: i.name):
-            if info.name.rsplit(".", 1)[-1].startswith(("test_", "_")) or ".tests" in info.name:
-                continue  # the repository's own tests and private helpers are not definitions
+            last = info.name.rsplit(".", 1)[-1]
+            if last.startswith(("test_", "_")) or last in ("definitions", "tests", "conftest") or ".tests." in info.name:
+                continue  # Dagster's entry point, the repository's own tests and private helpers are not definitions
             modules.append(importlib.import_module(info.name))
     return modules

@@ -252,8 +252,10 @@ def test_a_missing_raw_day_inside_a_window_refuses_the_run_and_writes_nothing(tm
 
 BAD_REPOS = {
     "unknown source": ("source='nowhere'", "feature view 'v': source 'nowhere' is not declared"),
-    "missing column": ("column='missing_column'", "column 'missing_column' (aggregated into 'n') is not a column"),
-    "sum of a string": ("fn='sum', column='page'", "column 'page': sum of a string column is not defined"),
+    "missing column": ("column='missing_column'", r"feature view 'v', source 'events': column 'missing_column' "
+                                                  r"\(aggregated into 'n'\) is not a column of the source"),
+    "sum of a string": ("fn='sum', column='page'", "feature view 'v', source 'events': column 'page': sum of a string "
+                                                   "column is not defined"),
 }
 
 

@@ -28,11 +28,20 @@ def location_of(source: SourceSpec, settings: Settings, directory: Path | None) 
 
 
 def reader_for(source: SourceSpec, settings: Settings, directory: Path | None) -> SourceRows:
-    """The reader of `source` (`.read(start, end)` -> its rows in the declared schema, checked)."""
-    if source.kind == "parquet":
-        from feature_platform.sources.parquet import ParquetSource
+    """The reader of `source` (`.read(start, end)` -> its rows in the declared schema, checked), by its kind."""
+    return _READERS[source.kind](source, settings, directory)
 
-        return ParquetSource(source, location_of(source, settings, directory))
+
+def _parquet(source: SourceSpec, settings: Settings, directory: Path | None) -> SourceRows:
+    from feature_platform.sources.parquet import ParquetSource
+
+    return ParquetSource(source, location_of(source, settings, directory))
+
+
+def _postgres(source: SourceSpec, settings: Settings, directory: Path | None) -> SourceRows:
     from feature_platform.sources.postgres import PostgresSource
 
     return PostgresSource.of(source, settings.pg_conninfo())
+
+
+_READERS = {"parquet": _parquet, "postgres": _postgres}

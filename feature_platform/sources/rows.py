@@ -6,18 +6,16 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from feature_platform.dtypes import INT64_MAX
+from feature_platform.dtypes import INT64_MAX, arrow_type
 from feature_platform.errors import SourceDataError
 from feature_platform.spec import SourceSpec
 
-_ARROW = {"int64": pa.int64(), "float32": pa.float32(), "float64": pa.float64(), "string": pa.string(),
-          "bool": pa.bool_()}
 SAMPLE_ROWS = 3
 
 
 def arrow_schema(source: SourceSpec) -> pa.Schema:
     """The rows' schema: the declared columns in their order, then the timestamp (UTC, microseconds)."""
-    return pa.schema([(c.name, _ARROW[c.dtype]) for c in source.columns]
+    return pa.schema([(c.name, arrow_type(c.dtype)) for c in source.columns]
                      + [(source.timestamp_column, pa.timestamp("us", tz="UTC"))])
 
 
