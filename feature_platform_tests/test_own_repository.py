@@ -288,3 +288,41 @@ def test_an_unreadable_source_fails_before_writing(tmp_path, monkeypatch, orders
     with pytest.raises(fp.SourceDataError, match=r"orders source table shop\.orders cannot be read"):
         platform.materialize("customer_orders_30d", FIRST, FIRST)
     assert platform.offline_table("customer_orders_30d").empty
+
+
+def test_sources_are_observed_day_by_day_by_the_api_and_the_sensor(tmp_path, orders_dsn):
+    import dagster as dg
+
+    from feature_platform.defs.raw_sources import SENSOR
+    from feature_platform.defs.resources import resources_for
+
+    settings = make_embedded_settings(tmp_path).with_(repo=str(SHOP))
+    views = page_views_frame()
+    write_page_views(settings.home, views)
+    platform = fp.FeaturePlatform(settings)
+    seen = platform.observe_sources().set_index("source")
+    assert seen.loc["page_views", "days_present"] == 20 and seen.loc["page_views", "rows"] == len(views)
+    assert seen.loc["orders", "rows"] == len(orders_frame()) and seen.loc["orders", "last_day"] == LAST
+    counts = views.groupby(views["viewed_at"].dt.date).size()
+    by_day = {}
+    for event in platform.instance().fetch_observations(dg.AssetKey("raw_page_views"), limit=100).records:
+        observation = event.asset_observation
+        by_day.setdefault(observation.partition, observation.metadata["dagster/row_count"].value)
+    assert by_day == {d.isoformat(): int(n) for d, n in counts.items()}
+    # The sensor reports the same days once, then only the days whose rows changed.
+    sensor = build_definitions_of(settings).get_sensor_def(SENSOR)
+    with dg.build_sensor_context(instance=platform.instance(), resources=resources_for(settings)) as context:
+        first = sensor(context)
+        assert {e.partition for e in first.asset_events if e.asset_key == dg.AssetKey("raw_page_views")} == set(by_day)
+        context.update_cursor(first.cursor)
+        extra = views.iloc[:1].assign(viewed_at=pd.Timestamp("2026-03-05T08:00:00Z"))
+        pd.concat([views[views["viewed_at"].dt.date == date(2026, 3, 5)], extra]).to_parquet(
+            settings.home / "page_views" / "date=2026-03-05" / "part-0.parquet", index=False)
+        again = sensor(context)
+    assert [(e.asset_key.to_user_string(), e.partition) for e in again.asset_events] == [("raw_page_views", "2026-03-05")]
+
+
+def build_definitions_of(settings):
+    from feature_platform.definitions import build_definitions
+
+    return build_definitions(settings)

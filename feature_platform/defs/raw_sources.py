@@ -18,6 +18,7 @@ import dagster as dg
 
 from feature_platform.config import Settings
 from feature_platform.defs.partitions import daily_partitions
+from feature_platform.defs.resources import FeaturePlatformResource
 from feature_platform.repo import Repository
 from feature_platform.sources import reader_for
 from feature_platform.sources.observe import Observation, observe
@@ -77,7 +78,7 @@ def build_source_sensor(sources: list[SourceSpec], settings: Settings) -> dg.Sen
     @dg.sensor(name=SENSOR, minimum_interval_seconds=OBSERVE_EVERY_SEC, default_status=dg.DefaultSensorStatus.RUNNING,
                asset_selection=[raw_source_key(s.name) for s in sources],
                description="Observes the raw sources: per day present, its rows and data version.")
-    def _observe(context: dg.SensorEvaluationContext, platform) -> dg.SensorResult:
+    def _observe(context: dg.SensorEvaluationContext, platform: FeaturePlatformResource) -> dg.SensorResult:
         runtime = platform.runtime()
         known = json.loads(context.cursor) if context.cursor else {}
         events = []
