@@ -186,7 +186,11 @@ def _positive_seconds(name: str, environ: dict[str, str]) -> float:
 def _repo(environ: dict[str, str]) -> str:
     """A path (made absolute: child processes and runs may start elsewhere) or a dotted module name."""
     raw = _path("FEATURE_PLATFORM_REPO", environ, empty=True)
-    if raw and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", raw) and not Path(raw).exists():
+    try:
+        exists = Path(raw).exists()
+    except (OSError, ValueError):  # a name too long for the file system: not a path (loading says what it is)
+        exists = False
+    if raw and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", raw) and not exists:
         return raw  # an importable module
     return str(Path(raw).expanduser().absolute()) if raw else ""
 
