@@ -106,6 +106,8 @@ def dagster_instance_config(settings: Settings, resolved: bool = False) -> dict:
         },
         "telemetry": {"enabled": False},
         "freshness": {"enabled": True},
+        # Declarative automation (defs/automation.py), evaluated by the daemon through automation sensors.
+        "auto_materialize": {"enabled": True, "use_sensors": True},
     }
 
 
