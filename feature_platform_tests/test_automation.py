@@ -3,6 +3,7 @@ daily view's new partition once every raw day of its window is recorded, and not
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
@@ -106,3 +107,41 @@ def test_batch_views_carry_the_condition_push_views_do_not_and_the_sensor_runs_f
     automated = {k for k in graph.materializable_asset_keys if graph.get(k).automation_condition is not None}
     assert sensor.asset_selection.resolve(graph) == automated
 
+
+
+def test_a_training_set_opts_in_and_is_rebuilt_after_its_tick_once_its_views_are_updated(tmp_path):
+    from feature_platform.definitions import build_assets
+    from feature_platform.defs.resources import resources_for
+    from feature_platform.defs.training_sets import build_training_set_assets
+    from feature_platform.specs import all_training_sets
+
+    settings = make_embedded_settings(tmp_path).with_(partitions_start=DAY - timedelta(days=30))
+    churn = all_training_sets()["churn_training_set"]
+    assert churn.refresh_cron is None  # built on demand unless it opts in
+    opted = dataclasses.replace(churn, refresh_cron="0 3 * * *")
+    assert opted.fingerprint() != churn.fingerprint()
+    keys = {dg.AssetKey(churn.name), dg.AssetKey(f"{churn.name}_labels")}
+    assets = [a for a in build_assets(settings) if not (isinstance(a, dg.AssetsDefinition) and set(a.keys) & keys)]
+    defs = dg.Definitions(assets=[*assets, *build_training_set_assets(opted)], resources=resources_for(settings))
+    with dg.instance_for_test() as instance:
+        clock = Clock(defs, instance)
+
+        def requested(when: datetime) -> set[dg.AssetKey]:
+            result = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=when,
+                                                       cursor=clock.cursor)
+            clock.cursor = result.cursor
+            return {key for key in keys if result.get_num_requested(key)}
+
+        assert requested(at(DAY, 12)) == set()
+        assert requested(at(DAY + timedelta(days=1), 3, 5)) == set()  # the tick passed, its view not updated since
+        record(instance, VIEW, [DAY])
+        assert requested(at(DAY + timedelta(days=1), 3, 10)) == keys  # labels, then the set, in one run
+        assert requested(at(DAY + timedelta(days=1), 4)) == set()  # once per tick
+
+
+def test_a_refresh_cron_must_be_a_cron():
+    from feature_platform.spec import SpecError
+    from feature_platform.specs import all_training_sets
+
+    with pytest.raises(SpecError, match="refresh_cron must be a 5-field cron"):
+        dataclasses.replace(all_training_sets()["churn_training_set"], refresh_cron="daily")

@@ -9,7 +9,7 @@ not retried in a loop, the next tick or a manual run does it.
 The demo's generated raw days are requested on the same tick (the generator writes the day that just ended).
 An external sessions log is not: the platform cannot know when a day of someone else's data is complete, so its
 raw day counts once recorded (`feature-platform materialize --with-sources`, a run of the raw asset, or the
-team's own pipeline that writes it).
+team's own pipeline that writes it). A training set opts in with its spec's `refresh_cron`.
 
 Conditions are evaluated by `AUTOMATION_SENSOR`, running from the start (declared in code), in the automation
 daemon that `dagster dev` and `dagster-daemon run` start (on in the shipped dagster.yaml files).
@@ -37,6 +37,16 @@ def daily_view_condition(cron: str = DAILY_CRON) -> dg.AutomationCondition:
         & ~dg.AutomationCondition.any_deps_missing().with_label("a raw day of the window is missing")
         & ~dg.AutomationCondition.any_deps_in_progress()
     ).with_label(f"daily view ({cron} UTC), its window's raw days complete")
+
+
+def training_set_condition(cron: str, ignored: list[dg.AssetKey]) -> dg.AutomationCondition:
+    """A training set that opted in (`refresh_cron`): once per tick, after every feature view it reads (its deps
+    but `ignored`, e.g. the raw source its labels read) has been updated since the tick."""
+    return (
+        dg.AutomationCondition.cron_tick_passed(cron, "UTC").since_last_handled()
+        & dg.AutomationCondition.all_deps_updated_since_cron(cron, "UTC").ignore(dg.AssetSelection.assets(*ignored))
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label(f"training set ({cron} UTC), after its views")
 
 
 def automation_sensor(keys: list[dg.AssetKey]) -> dg.AutomationConditionSensorDefinition:
