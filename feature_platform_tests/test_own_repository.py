@@ -305,9 +305,9 @@ def test_sources_are_observed_day_by_day_by_the_api_and_the_sensor(tmp_path, ord
     assert seen.loc["orders", "rows"] == len(orders_frame()) and seen.loc["orders", "last_day"] == LAST
     counts = views.groupby(views["viewed_at"].dt.date).size()
     by_day = {}
-    for event in platform.instance().fetch_observations(dg.AssetKey("raw_page_views"), limit=100).records:
-        observation = event.asset_observation
-        by_day.setdefault(observation.partition, observation.metadata["dagster/row_count"].value)
+    for event in platform.instance().fetch_materializations(dg.AssetKey("raw_page_views"), limit=100).records:
+        recorded = event.asset_materialization
+        by_day.setdefault(recorded.partition, recorded.metadata["dagster/row_count"].value)
     assert by_day == {d.isoformat(): int(n) for d, n in counts.items()}
     # The sensor reports the same days once, then only the days whose rows changed.
     sensor = build_definitions_of(settings).get_sensor_def(SENSOR)

@@ -1,9 +1,10 @@
 """`raw_<source>`: each declared source as an external asset, one daily partition per UTC day, observed.
 
 The platform never writes a source: it observes it. An observation reads the source's time column (Parquet)
-or counts rows per day (PostgreSQL) and records, per day present, an `AssetObservation` with the day's rows
-and newest event time and a data version, so the asset graph shows which days exist and a feature view
-partition whose raw days changed shows as unsynced. The `observe_sources` sensor records them as days
+or counts rows per day (PostgreSQL) and records, per day present, a runless `AssetMaterialization` of the
+external asset's partition (Dagster's way of saying "this day of the data exists") with the day's rows and a
+data version, so the asset graph shows which days exist, a feature view partition whose raw days changed shows
+as unsynced, and the views' automation (automation.py) sees a window's raw days complete. The `observe_sources` sensor records them as days
 arrive; `FeaturePlatform.observe_sources` does it on demand. The feature views' dependency on their window
 of raw days is a time-window partition mapping (feature_views.py).
 """
@@ -48,14 +49,14 @@ def build_source_spec(source: SourceSpec, settings: Settings, repo: Repository) 
 
 
 def observation_events(source: SourceSpec, seen: Observation, known: dict[str, int] | None = None
-                       ) -> list[dg.AssetObservation]:
+                       ) -> list[dg.AssetMaterialization]:
     """One observation per day present whose row count differs from `known` (day -> rows; None: every day)."""
     events = []
     for day in sorted(seen.present):
         rows = seen.rows_by_day.get(day, 0)
         if known is not None and known.get(day.isoformat()) == rows:
             continue
-        events.append(dg.AssetObservation(
+        events.append(dg.AssetMaterialization(
             raw_source_key(source.name), partition=day.isoformat(),
             metadata={"dagster/row_count": rows},
             tags={"dagster/data_version": _version(rows)}))

@@ -8,6 +8,7 @@ reads; it is written as Parquet by the dataset IO manager, so `Definitions.load_
 import dagster as dg
 import pandas as pd
 
+from feature_platform.defs.automation import training_set_condition
 from feature_platform.defs.raw_sources import raw_source_key
 from feature_platform.defs.resources import FeaturePlatformResource
 from feature_platform.repo import Repository
@@ -21,11 +22,13 @@ def build_training_set_assets(spec: TrainingSetSpec, repo: Repository) -> list[d
     # Labels come from the raw events the views are computed from (lineage; a label function may read more).
     sources = dict.fromkeys(raw_source_key(repo.views[v].aggregation.source) for v in views
                             if repo.views[v].aggregation is not None)
+    automation = training_set_condition(spec.refresh_cron, list(sources)) if spec.refresh_cron else None
 
     @dg.asset(
         key=labels_key,
         group_name="training_sets",
         deps=[*sources, *(dg.AssetKey(v) for v in views)],
+        automation_condition=automation,
         io_manager_key="dataset_io_manager",
         kinds={"pandas", "parquet"},
         owners=[f"team:{spec.owner}"],
@@ -47,6 +50,7 @@ def build_training_set_assets(spec: TrainingSetSpec, repo: Repository) -> list[d
         owners=[f"team:{spec.owner}"],
         code_version=spec.fingerprint(),
         tags={"version": str(spec.version)},
+        automation_condition=automation,
         description=spec.description,
         metadata={"version": spec.version, "feature_service": spec.feature_service, "label_column": spec.label_column},
     )
