@@ -95,15 +95,17 @@ def _observe_parquet(reader, start: datetime, end: datetime) -> Observation:
         if hive and lo <= (day := date.fromisoformat(hive.group(1))) <= hi:
             present.add(day)
         times = reader.read_times([fragment], start, end)
-        if len(times) == 0:
-            continue
-        days = pc.cast(pc.floor_temporal(times, unit="day"), pa.timestamp("us", tz="UTC"))
-        counts = pc.value_counts(days)
-        for item in counts.to_pylist():
-            rows[item["values"].date()] = rows.get(item["values"].date(), 0) + item["counts"]
-        first, last = pc.min(times).as_py(), pc.max(times).as_py()
-        present.update(_days(first.date(), last.date()))
-        newest = last if newest is None or last > newest else newest
+        if len(times):
+            days = pc.cast(pc.floor_temporal(times, unit="day"), pa.timestamp("us", tz="UTC"))
+            for item in pc.value_counts(days).to_pylist():
+                rows[item["values"].date()] = rows.get(item["values"].date(), 0) + item["counts"]
+            last = pc.max(times).as_py()
+            newest = last if newest is None or last > newest else newest
+        # The file covers every day from its first row to its last, whatever part of it the range reads: a
+        # quiet stretch inside a file is real, not missing.
+        span = reader.time_range(fragment)
+        if span is not None:
+            present.update(d for d in _days(span[0].date(), span[1].date()) if lo <= d <= hi)
     return Observation(dict(sorted(rows.items())), frozenset(present), newest)
 
 

@@ -139,17 +139,20 @@ class ParquetSource(SourceRows):
     def earliest(self) -> datetime | None:
         """The earliest time of any row: from each file's row-group statistics where they hold it, else by
         reading that file's time column."""
+
+        spans = [span for fragment in self.files() if (span := self.time_range(fragment)) is not None]
+        return min((first for first, _ in spans), default=None)
+
+    def time_range(self, fragment: ds.ParquetFileFragment) -> tuple[datetime, datetime] | None:
+        """The file's first and last time (None when it has no row with one): from its row-group statistics
+        where they hold them, else by reading its time column."""
         import pyarrow.compute as pc
 
-        earliest = None
-        for fragment in self.files():
-            found = _statistics_min(fragment, self.timestamp)
-            if found is None:
-                times = self.read_times([fragment])
-                found = pc.min(times).as_py() if len(times) else None
-            if found is not None and (earliest is None or found < earliest):
-                earliest = found
-        return earliest
+        span = _statistics_range(fragment, self.timestamp)
+        if span is None:
+            times = self.read_times([fragment])
+            span = (pc.min(times).as_py(), pc.max(times).as_py()) if len(times) else None
+        return span
 
     def read_times(self, fragments: list[ds.ParquetFileFragment], start: datetime | None = None,
                    end: datetime | None = None) -> pa.ChunkedArray:
@@ -223,23 +226,23 @@ _CHECKED: set[tuple] = set()  # (file, mtime_ns, size, schema) whose schema pass
 SAMPLE_ROWS = 3
 
 
-def _statistics_min(fragment, column: str) -> datetime | None:
-    """The smallest time of the file by its row-group statistics, as UTC (None when a group has none)."""
+def _statistics_range(fragment, column: str) -> tuple[datetime, datetime] | None:
+    """The file's smallest and largest time by its row-group statistics, as UTC (None when a group lacks them)."""
     metadata = fragment.metadata
     leaves = [i for i in range(metadata.num_columns) if metadata.schema.column(i).path == column]
     if not leaves or metadata.num_row_groups == 0:
         return None
-    found = None
+    lows, highs = [], []
     for i in range(metadata.num_row_groups):
         group = metadata.row_group(i)
-        stats = group.column(leaves[0]).statistics
         if group.num_rows == 0:
             continue
+        stats = group.column(leaves[0]).statistics
         if stats is None or not stats.has_min_max or not isinstance(stats.min, datetime):
             return None
-        value = stats.min if stats.min.tzinfo else stats.min.replace(tzinfo=timezone.utc)
-        found = value if found is None or value < found else found
-    return found
+        lows.append(stats.min if stats.min.tzinfo else stats.min.replace(tzinfo=timezone.utc))
+        highs.append(stats.max if stats.max.tzinfo else stats.max.replace(tzinfo=timezone.utc))
+    return (min(lows), max(highs)) if lows else None
 
 
 def _is_glob(path: str) -> bool:

@@ -31,13 +31,15 @@ class PostgresSource(SourceRows):
     @classmethod
     def of(cls, spec, default_conninfo: str) -> PostgresSource:
         """The source on the database its `connection` variable names, or on the platform's own."""
-        conninfo = default_conninfo
-        if spec.connection is not None:
-            conninfo = os.environ.get(spec.connection, "")
-            if not conninfo:
-                raise SourceDataError(f"{spec.name} source: environment variable {spec.connection} (its PostgreSQL "
-                                      "connection string) is not set")
+        conninfo = os.environ.get(spec.connection, "") if spec.connection is not None else default_conninfo
         return cls(spec, f"table {spec.table}" if spec.table else "query", conninfo)
+
+    def _conninfo(self) -> str:
+        """The connection string, checked when the source is read (building definitions needs none)."""
+        if not self.conninfo:
+            raise SourceDataError(f"{self.label}: environment variable {self.spec.connection} (its PostgreSQL "
+                                  "connection string) is not set")
+        return self.conninfo
 
     def statement(self):
         from psycopg import sql
@@ -53,7 +55,7 @@ class PostgresSource(SourceRows):
         import psycopg
 
         try:
-            with _connect(self.conninfo) as conn, conn.cursor(name="feature_platform_source") as cur:
+            with _connect(self._conninfo()) as conn, conn.cursor(name="feature_platform_source") as cur:
                 cur.itersize = _FETCH_ROWS
                 cur.execute(self.statement(), (start, end))
                 chunks = []
@@ -81,7 +83,7 @@ class PostgresSource(SourceRows):
         statement = sql.SQL("SELECT min({ts}) FROM {rel}").format(ts=sql.Identifier(self.timestamp),
                                                                   rel=self._relation())
         try:
-            with _connect(self.conninfo) as conn:
+            with _connect(self._conninfo()) as conn:
                 (value,) = conn.execute(statement).fetchone()
         except psycopg.Error as exc:
             raise SourceDataError(f"{self.label} {self.location} cannot be read: {_reason(exc)}") from exc
@@ -106,7 +108,7 @@ class PostgresSource(SourceRows):
         statement = sql.SQL("SELECT ({ts})::date AS day, count(*), max({ts}) FROM {rel} "
                             "WHERE {ts} >= %s AND {ts} < %s GROUP BY 1 ORDER BY 1").format(ts=ts, rel=relation)
         try:
-            with _connect(self.conninfo) as conn:
+            with _connect(self._conninfo()) as conn:
                 rows = conn.execute(statement, (start, end)).fetchall()
         except psycopg.Error as exc:
             raise SourceDataError(f"{self.label} {self.location} cannot be read: {_reason(exc)}") from exc
