@@ -105,4 +105,4 @@ def test_tutorial_runs_as_written(tmp_path):
         previous_output = done.stdout
     # what the page promised happened, in the copy and only there
     assert (repo / ".feature_platform" / "offline" / "user_tools_30d").is_dir()
-    assert not (ROOT / "feature_platform" / "specs" / "user_tools_30d.py").exists()
+    assert not (ROOT / "examples" / "chat_activity" / "user_tools_30d.py").exists()
