@@ -1,4 +1,4 @@
-"""`feature-platform`: the command line. It only calls the FeaturePlatform facade.
+"""`feature-platform`: the command line. It only calls the FeaturePlatform facade (`init` only writes files).
 
 `app` parses and dispatches; one module per command group (`runs`: demo, materialize, stream; `reads`: online,
 freshness, views; `registry`: plan, apply, remove, history; `serve`; `init_repo`: init, whose files are in
