@@ -59,6 +59,15 @@ def test_dagster_validates_the_scaffolded_workspace(scaffolded, tmp_path):
     assert f"Validation successful for code location {scaffolded.name}" in done.stdout + done.stderr
 
 
+def test_the_example_repository_is_a_code_location_the_same_way(tmp_path):
+    example = Path(__file__).resolve().parents[1] / "examples" / "chat_activity"
+    assert "build_definitions(repo=Path(__file__).parent)" in (example / "definitions.py").read_text()
+    done = subprocess.run([str(BIN / "dagster"), "definitions", "validate", "-w", str(example / "workspace.yaml")],
+                          cwd=tmp_path, env=clean_env(tmp_path / "home"), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    assert "Validation successful for code location chat_activity" in done.stdout + done.stderr
+
+
 def test_the_scaffolded_test_passes_under_pytest(scaffolded, tmp_path):
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=scaffolded,
                           env=clean_env(tmp_path / "home"), capture_output=True, text=True, timeout=600)
