@@ -109,15 +109,15 @@ def compute(spec: RequestFeatureViewSpec, stored: pd.DataFrame, request: pd.Data
     return result
 
 
-def feast_transformation(view: str, features_df: pd.DataFrame) -> pd.DataFrame:
-    """Request view `view` as Feast's on-demand feature view of that name computes it (`apply` registers one per
-    request view): the inputs and request fields Feast hands over (by feature name, Feast's dtypes) cast to the
-    serving dtypes, then `compute`, so stock Feast gets the platform's values from the same function. Feast
-    runs it in its own process: the repository is the one FEATURE_PLATFORM_REPO names there."""
+def feast_transformation(view: str, features_df: pd.DataFrame, location: str | None = None) -> pd.DataFrame:
+    """Request view `view` of the repository at `location` as Feast's on-demand feature view of that name computes
+    it (`apply` registers one per request view): the inputs and request fields Feast hands over (by feature name,
+    Feast's dtypes) cast to the serving dtypes, then `compute`, so stock Feast gets the platform's values from the
+    same function. (Registered before repositories existed, a transformation names none: the environment's.)"""
     from feature_platform.config import Settings
     from feature_platform.repo import load_repository
 
-    repo = load_repository(Settings.from_env().repo_location)
+    repo = load_repository(location or Settings.from_env().repo_location)
     spec = repo.request_views[view]
     stored = pd.DataFrame(index=features_df.index)
     for ref in spec.inputs:

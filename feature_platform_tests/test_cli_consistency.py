@@ -203,8 +203,10 @@ def cli(settings, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_materialize_ends_with_a_summary(embedded_settings):
+    # Ten days of sessions, then a quiet week: one session on 03-18 says the log covers the days in between.
+    later = generate_day(date(2026, 3, 18), 100).head(1)
     write_sessions(embedded_settings.sessions_path,
-                   pd.concat([generate_day(date(2026, 3, d), 100) for d in range(1, 11)]))
+                   pd.concat([*(generate_day(date(2026, 3, d), 100) for d in range(1, 11)), later]))
     done = cli(embedded_settings, "materialize", "--view", "user_activity", "--start", "2026-03-09", "--end",
                "2026-03-10")
     assert done.returncode == 0, done.stderr

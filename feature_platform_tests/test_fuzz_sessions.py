@@ -126,11 +126,11 @@ def test_a_corrupt_file_in_a_directory_fails_the_run_and_writes_nothing(tmp_path
     platform = fp.FeaturePlatform(settings_)
     # Issue 19 item 11: the documented SourceDataError itself (it was a MaterializationError quoting it)
     with pytest.raises(fp.SourceDataError, match=r"^sessions source .*later\.parquet cannot be read as Parquet"):
-        platform.materialize("user_activity", "2026-01-03")
+        platform.materialize("user_activity", "2026-01-02")  # the day the log holds
     (settings_.sessions_path / "later.parquet").unlink()
     good.assign(tokens=[5, -6]).to_parquet(settings_.sessions_path / "sessions.parquet", index=False)
     with pytest.raises(fp.SourceDataError, match=r"column 'tokens': 1 negative value\(s\)"):
-        platform.materialize("user_activity", "2026-01-03")
+        platform.materialize("user_activity", "2026-01-02")
     assert platform.offline_table("user_activity").empty
 
 

@@ -299,6 +299,8 @@ sys.modules["feature_platform"] = package
 from datetime import date
 from pathlib import Path
 import pandas as pd
+from feature_platform.config import EXAMPLE_REPO
+sys.path.insert(0, str(EXAMPLE_REPO.parent))  # the example repository, as the loader imports it
 from chat_activity.user_activity import SPEC
 from feature_platform.stores.offline_parquet import ParquetOfflineStore
 ParquetOfflineStore(Path(sys.argv[1])).write_partition(SPEC, date.fromisoformat(sys.argv[2]), pd.read_pickle(sys.argv[3]))

@@ -40,6 +40,7 @@ def _materialized(settings) -> fp.FeaturePlatform:
         (2, "b", "2026-01-05T10:00:00Z", 60.0, 3, 0, "m", 300),
         (2, "c", "2026-01-07T10:00:00Z", 60.0, 5, 1, "m", 500),   # 800 tokens / 8 messages
         (3, "d", "2026-01-06T10:00:00Z", 60.0, 0, 0, "m", 90),    # tokens but no messages: x / 0
+        (9, "z", "2026-01-08T23:00:00Z", 60.0, 1, 0, "m", 10),    # the log holds 2026-01-08 (no partial window)
     ]))
     platform = fp.FeaturePlatform(settings)
     platform.materialize("user_activity", start="2026-01-07", end="2026-01-08")

@@ -97,7 +97,7 @@ def test_the_resource_carries_every_field_of_explicit_settings(settings, monkeyp
                              backfill_days_per_run=5, serving_tokens_file="/t.yaml", serving_max_body_bytes=7,
                              serving_max_entities=8, online_read_timeout_sec=0.25, online_write_timeout_sec=3.5,
                              engine="spark", spark_master="local[1]", executor="multiprocess",
-                             executor_config="/e.yaml", partitions_start=date(2025, 6, 1))
+                             executor_config="/e.yaml", partitions_start=date(2025, 6, 1), repo="/teams/features")
     defaults = Settings.from_env({})
     same = [f.name for f in fields(Settings) if getattr(changed, f.name) == getattr(defaults, f.name)]
     assert same == ["redis_cluster_nodes"]  # its other value needs redis_db 0: covered by the cluster tests
