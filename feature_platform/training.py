@@ -180,10 +180,11 @@ def _spark_join(runtime: Runtime, entity_df: pd.DataFrame, columns, specs) -> pd
     """The join in Spark (`compute.spark_point_in_time`) over each view's offline table."""
     if entity_df.empty:
         return pd.DataFrame({c.column: pd.Series([], dtype=object) for c in columns})
-    from feature_platform.compute.spark_engine import spark_session
+    from feature_platform.compute.spark_engine import ship_repository, spark_session
     from feature_platform.compute.spark_point_in_time import spark_point_in_time_join
 
     spark = spark_session(runtime.settings.spark_master)
+    ship_repository(spark, runtime.repo)
     ts = entity_df[EVENT_TIMESTAMP]
     joins = _spark_view_joins(spark, runtime, columns, specs, ts.min(), ts.max(), {c.column: c.column for c in columns})
     return spark_point_in_time_join(spark, entity_df, joins)
@@ -216,9 +217,10 @@ def spark_training_set(runtime: Runtime, entities, features, *, full_feature_nam
 
     from feature_platform.compute import spark_entity_sets as sets
     from feature_platform.compute import spark_point_in_time as spit
-    from feature_platform.compute.spark_engine import spark_session
+    from feature_platform.compute.spark_engine import ship_repository, spark_session
 
     spark = spark_session(runtime.settings.spark_master)
+    ship_repository(spark, runtime.repo)
     entities = sets.read_entity_set(spark, entities)
     plan = request_time.plan(runtime.repo, features, full_feature_names)
     if clash := request_time.column_clashes(plan.outputs, entities.columns, "the entity set"):

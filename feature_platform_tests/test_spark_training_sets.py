@@ -381,7 +381,7 @@ def test_request_time_errors_over_a_parquet_entity_set(platform, tmp_path, monke
     out = platform.training_set(tmp_path / "e.parquet", features, engine="spark", path=tmp_path / "out")
     before = read_spark_output(out)
     broken = dataclasses.replace(REQUEST, function=len)  # returns an int, not a DataFrame (a builtin: pickles anywhere)
-    monkeypatch.setattr(request_time, "all_request_views", lambda: {REQUEST.name: broken})
+    monkeypatch.setitem(platform.runtime.repo.request_views, REQUEST.name, broken)
     with pytest.raises(request_time.RequestFeatureError, match="its function must return a DataFrame"):
         platform.training_set(tmp_path / "e.parquet", features, engine="spark", path=tmp_path / "out")
     pd.testing.assert_frame_equal(read_spark_output(out), before)  # the earlier set, whole

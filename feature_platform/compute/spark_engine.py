@@ -20,6 +20,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from datetime import date, timedelta
+from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -84,6 +85,30 @@ def spark_session(master: str, conf: dict[str, str] | None = None):
     return spark
 
 
+_shipped: set[tuple[int, str]] = set()  # (SparkContext id, repository) already added to the executors' path
+
+
+def ship_repository(spark, repo: Repository) -> None:
+    """Make the feature repository importable on Spark's Python workers (local or a cluster's executors): its
+    package, zipped, is added to their path once per session. Request-time functions and anything else a
+    worker unpickles by reference to the repository's modules need it."""
+    import tempfile
+    import zipfile
+
+    if repo.directory is None or not (repo.directory / "__init__.py").is_file():
+        return  # a module on the workers' path already, or a single file (nothing of it is pickled by reference)
+    key = (id(spark.sparkContext), str(repo.directory))
+    with _lock:
+        if key in _shipped:
+            return
+        target = Path(tempfile.mkdtemp(prefix="fp_repo_")) / f"{repo.directory.name}.zip"
+        with zipfile.ZipFile(target, "w") as archive:
+            for file in sorted(repo.directory.rglob("*.py")):
+                archive.write(file, Path(repo.directory.name) / file.relative_to(repo.directory))
+        spark.sparkContext.addPyFile(str(target))
+        _shipped.add(key)
+
+
 class SparkEngine:
     name = "spark"
 
@@ -91,6 +116,7 @@ class SparkEngine:
         self.settings = settings
         self.repo = repo
         self.spark = spark_session(settings.spark_master)
+        ship_repository(self.spark, repo)
 
     def compute_chunk(self, spec: FeatureViewSpec, days: Sequence[date]) -> DayChunk:
         wanted = sorted(set(days))
