@@ -4,3 +4,11 @@ Modules: `data` (seeded, cached benchmark data), `measure` (one measurement per 
 wall time and peak RSS), `report` (results.json and report.md, one section per benchmark), one
 module per benchmark (`training_set`), and `run` (the CLI).
 """
+
+import sys
+from pathlib import Path
+
+# The example feature repository the benchmarks measure, importable as `chat_activity` (as its loader does).
+_EXAMPLES = str(Path(__file__).resolve().parents[1] / "examples")
+if _EXAMPLES not in sys.path:
+    sys.path.insert(0, _EXAMPLES)

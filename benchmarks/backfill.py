@@ -73,7 +73,6 @@ def sessions_dir(users: int, days: int, seed: int) -> Path:
 def ensure_sessions(users: int, days: int, seed: int, log=print) -> tuple[Path, int]:
     """The raw sessions log as one Parquet file per day (written once); returns (dir, sessions)."""
     from feature_platform.demo.generator import write_day
-    from feature_platform.sources.sessions import read_sessions  # noqa: F401 - the schema the files follow
 
     path = sessions_dir(users, days, seed)
     marker = path.with_name(path.name + ".complete")
@@ -175,8 +174,7 @@ def verify(platform, args: dict) -> dict:
     """Outside the timer: what the backfill left behind, checked against the floor and itself."""
     import dagster as dg
     import duckdb
-
-    from feature_platform.specs.user_activity import SPEC
+    from chat_activity.user_activity import SPEC
 
     first = first_day(args["days"])
     materialized = platform.instance().get_materialized_partitions(dg.AssetKey("user_activity"))

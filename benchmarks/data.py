@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from chat_activity.user_activity import SPEC
 
 from feature_platform.compute.window_aggregate import aggregate_days
 from feature_platform.config import Settings
 from feature_platform.demo.generator import generate_day
-from feature_platform.specs.user_activity import SPEC
 from feature_platform.stores.offline_parquet import ParquetOfflineStore
 from feature_platform.vocabulary import CREATED_TIMESTAMP, day_end
 

@@ -541,9 +541,9 @@ def run(*, users: int, seed: int, seconds: float, step_seconds: float, workers=(
     import shutil
 
     import pandas as pd  # noqa: F401 - imported before the platform, as everywhere
+    from chat_activity.user_activity import SPEC
 
     from benchmarks.data import DATA_ROOT
-    from feature_platform.specs.user_activity import SPEC
 
     day = datetime.now(timezone.utc).date() - timedelta(days=1)  # within the TTL of the server's real clock
     sessions, n_sessions = ensure_sessions(users, day, seed, log=log)

@@ -119,7 +119,7 @@ def job_sync_raw(args: dict, timer: Timer) -> dict:
 
 
 def job_sync_platform(args: dict, timer: Timer) -> dict:
-    from feature_platform.specs.user_activity import SPEC
+    from chat_activity.user_activity import SPEC
 
     platform = _platform()
     online = platform.runtime.online
@@ -161,8 +161,9 @@ def _latencies(fn, calls: int) -> dict:
 
 def job_read(args: dict, timer: Timer) -> dict:
     """All read paths in one process, over the same stored partition (written by the platform)."""
+    from chat_activity.user_activity import SPEC
+
     from feature_platform.feast_format import codec as fmt
-    from feature_platform.specs.user_activity import SPEC
 
     platform = _platform()
     rows = partition(args["users"])

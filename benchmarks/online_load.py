@@ -310,9 +310,10 @@ def materialize(settings, day: date) -> tuple[pd.DataFrame, float]:
 def run(*, users: int, seed: int, seconds: float, processes: int = 2, threads: int = 4, log=print) -> tuple[dict, str]:
     import shutil
 
+    from chat_activity.user_activity import SPEC
+
     from benchmarks.backfill import END_DAY, ensure_sessions
     from benchmarks.data import DATA_ROOT
-    from feature_platform.specs.user_activity import SPEC
     from feature_platform.vocabulary import day_end
 
     sessions, n_sessions = ensure_sessions(users, 1, seed, log=log)  # the partition day and the 8 before it

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import psutil
+from chat_activity.user_activity import SPEC
 
 from benchmarks import data, report
 from benchmarks.measure import Timer, measure
 from benchmarks.training_set import FEATURES, ROW, _setup, baseline_query, differing, duckdb_asof
-from feature_platform.specs.user_activity import SPEC
 
 NAME = "training_set_profile"
 HERE = Path(__file__).resolve().parent

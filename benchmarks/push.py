@@ -110,8 +110,9 @@ def job_feast_push(args: dict, timer: Timer) -> dict:
 
 def job_raw_hset(args: dict, timer: Timer) -> dict:
     """The floor: one pipelined HSET per row of values encoded before the clock starts."""
+    from chat_activity.user_realtime import SPEC
+
     from feature_platform.feast_format import codec as fmt
-    from feature_platform.specs.user_realtime import SPEC
 
     platform = _platform(args["home"], services=True)
     client = platform.runtime.online.features.client

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from chat_activity.user_activity import SPEC
 
 from benchmarks.data import Dataset
 from benchmarks.measure import Measurement, Timer, measure
 from benchmarks.report import environment, environment_markdown
-from feature_platform.specs.user_activity import SPEC
 
 NAME = "training_set"
 FEATURES = [f"{SPEC.name}:{f}" for f in SPEC.feature_names]

@@ -1,7 +1,7 @@
 """feature_platform: ML features declared once, materialized by Dagster, served by Feast.
 
-The public API is `FeaturePlatform` and the error types; specs are declared with the types in
-`feature_platform.spec`.
+The public API is `FeaturePlatform`, `build_definitions` (a feature repository's Dagster definitions) and the
+error types; a feature repository declares its sources and views with the types in `feature_platform.spec`.
 
 Importing the package is light: the error types are plain classes, and `FeaturePlatform` (which brings Feast,
 Dagster and pandas) is imported on first use (PEP 562), so `import feature_platform.spec` and the CLI's `--help`
@@ -20,6 +20,7 @@ from feature_platform.errors import (
     InvalidDateError,
     InvalidEntityError,
     MaterializationError,
+    MissingSourceDaysError,
     SourceDataError,
     StoreUnavailableError,
     UnknownFeatureError,
@@ -30,20 +31,24 @@ from feature_platform.errors import (
 from feature_platform.versioning.deprecation import FeatureViewDeprecationWarning
 
 if TYPE_CHECKING:
+    from feature_platform.definitions import build_definitions
     from feature_platform.platform import FeaturePlatform
+
+_LAZY = {"FeaturePlatform": "feature_platform.platform", "build_definitions": "feature_platform.definitions"}
 
 
 def __getattr__(name: str):
-    if name == "FeaturePlatform":  # imported on first use: it brings Feast, Dagster and pandas
-        from feature_platform.platform import FeaturePlatform
+    if name in _LAZY:  # imported on first use: they bring Feast, Dagster and pandas
+        import importlib
 
-        globals()[name] = FeaturePlatform  # later reads skip this function
-        return FeaturePlatform
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later reads skip this function
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), "FeaturePlatform"})
+    return sorted({*globals(), *_LAZY})
 
 
 __all__ = [
@@ -58,10 +63,12 @@ __all__ = [
     "InvalidDateError",
     "InvalidEntityError",
     "MaterializationError",
+    "MissingSourceDaysError",
     "SourceDataError",
     "StoreUnavailableError",
     "UnknownFeatureError",
     "UnknownFeatureViewError",
     "ValidationFailedError",
     "ViewInUseError",
+    "build_definitions",
 ]

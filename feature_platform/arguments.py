@@ -14,37 +14,37 @@ import pandas as pd
 from feature_platform.config import Settings
 from feature_platform.errors import InvalidArgumentError, InvalidDateError, UnknownFeatureError, UnknownFeatureViewError
 from feature_platform.errors import shorten as _short
+from feature_platform.repo import Repository
 from feature_platform.spec import NAME as _NAME  # every declared name matches it: others are unknown without a lookup
 from feature_platform.spec import FeatureViewSpec
-from feature_platform.specs import all_specs, all_training_sets, get_spec
 
 PATH_LIMIT = 300  # characters of a path a message quotes: real ones whole, a hostile one cut
 
 
-def view_spec(name) -> FeatureViewSpec:
-    """The spec of declared feature view `name`."""
+def view_spec(repo: Repository, name) -> FeatureViewSpec:
+    """The spec of feature view `name` declared in `repo`."""
     if not isinstance(name, str):
         raise TypeError(f"a feature view name must be a string, not {type(name).__name__}")
     if not _NAME.fullmatch(name):
         raise UnknownFeatureViewError(f"unknown feature view {_short(name)}: view names are snake_case "
-                                      f"identifiers (known views: {', '.join(sorted(all_specs()))})")
-    return get_spec(name)
+                                      f"identifiers (known views: {', '.join(sorted(repo.views))})")
+    return repo.view(name)
 
 
-def daily_view_spec(name, instead: str) -> FeatureViewSpec:
+def daily_view_spec(repo: Repository, name, instead: str) -> FeatureViewSpec:
     """The spec of declared feature view `name`, which must have daily partitions; `instead` ends the error of a
     view fed by a push source."""
-    spec = view_spec(name)
+    spec = view_spec(repo, name)
     if spec.aggregation is None:
         raise InvalidDateError(f"feature view {name!r} is fed by push source {spec.push_source!r}, {instead}")
     return spec
 
 
-def push_view_spec(source) -> FeatureViewSpec:
+def push_view_spec(repo: Repository, source) -> FeatureViewSpec:
     """The spec of the feature view push source `source` feeds."""
-    views = [s for s in all_specs().values() if s.push_source == source]
+    views = [s for s in repo.views.values() if s.push_source == source]
     if not views:
-        known = sorted(s.push_source for s in all_specs().values() if s.push_source)
+        known = sorted(s.push_source for s in repo.views.values() if s.push_source)
         raise UnknownFeatureViewError(f"unknown push source {_short(source)}; known: {', '.join(known) or 'none'}")
     return views[0]
 
@@ -79,8 +79,8 @@ def check_history_filter(view) -> None:
                                       "(snake_case identifiers)")
 
 
-def check_training_set(name) -> None:
-    known = all_training_sets()
+def check_training_set(repo: Repository, name) -> None:
+    known = repo.training_sets
     if not (isinstance(name, str) and name in known):
         raise UnknownFeatureViewError(f"unknown training set {_short(name)}; known: {', '.join(known) or 'none'}")
 

@@ -23,9 +23,10 @@ EXECUTORS = ("in_process", "multiprocess", "celery", "k8s")
 
 # name -> (default, description); the README's configuration table is generated from this.
 ENV_VARS: dict[str, tuple[str, str]] = {
+    "FEATURE_PLATFORM_REPO": ("", "Your feature repository: a directory, a .py file or an importable module declaring sources, entities, feature views, services and training sets (like a Feast repo); empty: the example repository `examples/chat_activity`"),
     "FEATURE_PLATFORM_PROFILE": ("embedded", "`embedded` (SQLite/Parquet, no server) or `services` (PostgreSQL + Redis)"),
     "FEATURE_PLATFORM_HOME": (".feature_platform", "Directory for all local state: raw demo data, Parquet tables, Feast registry, quarantine, Dagster storage"),
-    "FEATURE_PLATFORM_SESSIONS_PATH": ("$FEATURE_PLATFORM_HOME/raw/sessions", "Parquet file or directory of the raw sessions log; when set, the demo generator is not used"),
+    "FEATURE_PLATFORM_SESSIONS_PATH": ("$FEATURE_PLATFORM_HOME/raw/sessions", "The example repository's `sessions` source: Parquet file or directory of the raw sessions log; when set, the demo generator is not used"),
     "FEATURE_PLATFORM_PARTITIONS_START": ("2025-01-01", "First daily partition of every feature view"),
     "FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN": ("92", "Partitions per Dagster run in a backfill (BackfillPolicy.multi_run); each run computes them in one pass"),
     "FEATURE_PLATFORM_ENGINE": ("pandas", "Compute engine of the window aggregations: `pandas` (single machine) or `spark` (PySpark)"),
@@ -60,6 +61,8 @@ OFFLINE_SCHEMA = "offline"  # PostgreSQL schema holding one table per feature vi
 # waits forever, psycopg 130 s).
 PG_CONNECT_TIMEOUT_SEC = 5
 FEAST_PROJECT = "feature_platform"
+# The feature repository when FEATURE_PLATFORM_REPO is unset: the example shipped with the project (a source checkout).
+EXAMPLE_REPO = Path(__file__).resolve().parent.parent / "examples" / "chat_activity"
 
 
 # Values never shown in a message, even cut: a password or a webhook URL (its path is the token).
@@ -180,6 +183,18 @@ def _positive_seconds(name: str, environ: dict[str, str]) -> float:
     return value
 
 
+def _repo(environ: dict[str, str]) -> str:
+    """A path (made absolute: child processes and runs may start elsewhere) or a dotted module name."""
+    raw = _path("FEATURE_PLATFORM_REPO", environ, empty=True)
+    try:
+        exists = Path(raw).exists()
+    except (OSError, ValueError):  # a name too long for the file system: not a path (loading says what it is)
+        exists = False
+    if raw and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", raw) and not exists:
+        return raw  # an importable module
+    return str(Path(raw).expanduser().absolute()) if raw else ""
+
+
 def parse_nodes(raw: str) -> list[tuple[str, int]]:
     """`host:port,host:port` -> [(host, port)]; ConfigurationError naming the variable on anything else (Feast
     splits each node on ':', so a host cannot hold one: no IPv6 literals)."""
@@ -235,6 +250,7 @@ class Settings:
     spark_master: str = "local[2]"
     executor: str = "in_process"
     executor_config: str = ""
+    repo: str = ""  # the feature repository's location; empty: the example repository
 
     def __post_init__(self) -> None:
         # The choices that pick code paths, checked for settings built or changed (`with_`) in code too.
@@ -289,6 +305,7 @@ class Settings:
                                "spark://host:7077", spaces=False),
             executor=executor,
             executor_config=_path("FEATURE_PLATFORM_EXECUTOR_CONFIG", env, empty=True),
+            repo=_repo(env),
         )
 
     def with_(self, **changes) -> Settings:
@@ -305,6 +322,11 @@ class Settings:
         if self.redis_cluster_nodes:
             return f"Redis Cluster {self.redis_cluster_nodes}"
         return f"Redis at {self.redis_host}:{self.redis_port}"
+
+    @property
+    def repo_location(self) -> str:
+        """Where the feature repository is: `repo`, or the example repository when it is empty."""
+        return self.repo or str(EXAMPLE_REPO)
 
     @property
     def uses_generated_sessions(self) -> bool:

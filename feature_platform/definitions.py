@@ -6,6 +6,8 @@ that moment; code with settings of its own calls `build_definitions(settings)`.
 """
 
 
+from pathlib import Path
+
 import dagster as dg
 
 from feature_platform.config import Settings
@@ -20,51 +22,62 @@ from feature_platform.defs.freshness_checks import (
     build_upstream_freshness_check,
 )
 from feature_platform.defs.push_views import build_push_view_defs
-from feature_platform.defs.raw_sessions import build_raw_sessions_asset
+from feature_platform.defs.raw_sources import build_source_sensor, build_source_spec
 from feature_platform.defs.resources import resources_for
 from feature_platform.defs.training_sets import build_training_set_assets
-from feature_platform.specs import all_specs, all_training_sets, get_spec
+from feature_platform.repo import Repository, load_repository
 from feature_platform.training import resolve_features
 
 
 def build_assets_and_sensors(settings: Settings) -> tuple[list, list]:
-    """Assets (with the checks that run beside their materializations) and sensors."""
-    assets: list = [build_raw_sessions_asset(settings)]
-    sensors: list = []
-    for spec in all_specs().values():
+    """Assets (with the checks that run beside their materializations) and sensors, of the settings' repository."""
+    repo = load_repository(settings.repo_location)
+    read = {spec.aggregation.source for spec in repo.views.values() if spec.aggregation is not None}
+    sources = [repo.sources[name] for name in sorted(read)]
+    assets: list = [build_source_spec(source, settings, repo) for source in sources]
+    sensors: list = [build_source_sensor(sources, settings)] if sources else []
+    for spec in repo.views.values():
         if spec.aggregation is not None:
             assets.append(build_feature_view_asset(spec, settings))
         else:
             view_assets, view_sensors = build_push_view_defs(spec, settings)
             assets += view_assets
             sensors += view_sensors
-    for spec in all_training_sets().values():
-        assets += build_training_set_assets(spec)
+    for spec in repo.training_sets.values():
+        assets += build_training_set_assets(spec, repo)
     return assets, sensors
 
 
-def _views_of(training_set):
-    return list({c.view: c for c in resolve_features(training_set.feature_service)}.values())
+def _views_of(repo: Repository, training_set):
+    return list({c.view: c for c in resolve_features(repo, training_set.feature_service)}.values())
 
 
 def build_assets(settings: Settings) -> list:
     return build_assets_and_sensors(settings)[0]
 
 
-def build_definitions(settings: Settings | None = None) -> dg.Definitions:
-    """The definitions of `settings` (default: `Settings.from_env()`, read now)."""
+def build_definitions(settings: Settings | None = None, *, repo: str | Path | None = None) -> dg.Definitions:
+    """The Dagster definitions of a feature repository: its sources, views, checks, sensors and training sets.
+
+    `settings` default to `Settings.from_env()`, read now; `repo` (a directory, a .py file or a module name)
+    overrides their repository, so a repository's own `definitions.py` is
+    `defs = feature_platform.build_definitions(repo=Path(__file__).parent)`, mergeable with a team's other
+    definitions (`dg.Definitions.merge`)."""
     settings = settings or Settings.from_env()
+    if repo is not None:
+        settings = settings.with_(repo=str(Path(repo).absolute()) if Path(str(repo)).exists() else str(repo))
+    repository = load_repository(settings.repo_location)
     assets, sensors = build_assets_and_sensors(settings)
     asset_checks = [a for a in assets if isinstance(a, dg.AssetChecksDefinition)]  # e.g. of pushed views
     assets = [a for a in assets if not isinstance(a, dg.AssetChecksDefinition)]
-    freshness = [build_freshness_check(spec) for spec in all_specs().values()]
+    freshness = [build_freshness_check(spec) for spec in repository.views.values()]
     freshness += [
-        build_upstream_freshness_check(dg.AssetKey(ts.name), [get_spec(c.view) for c in _views_of(ts)])
-        for ts in all_training_sets().values()
+        build_upstream_freshness_check(dg.AssetKey(ts.name), [repository.view(c.view) for c in _views_of(repository, ts)])
+        for ts in repository.training_sets.values()
     ]
     partition_checks, partition_sensor = build_partition_freshness(
         [a for a in assets if isinstance(a, dg.AssetsDefinition) and a.partitions_def is not None
-         and isinstance(a.partitions_def, dg.TimeWindowPartitionsDefinition) and a.key.path[0] in all_specs()])
+         and isinstance(a.partitions_def, dg.TimeWindowPartitionsDefinition) and a.key.path[0] in repository.views])
     automated = [k for a in assets if isinstance(a, dg.AssetsDefinition)
                  for k, condition in a.automation_conditions_by_key.items() if condition is not None]
     if automated:

@@ -48,6 +48,11 @@ class SourceDataError(FeaturePlatformError, ValueError):
     """Raw source data that does not match its declared schema."""
 
 
+class MissingSourceDaysError(SourceDataError):
+    """A partition's window reads raw days its source does not hold (yet): nothing is computed from a
+    partial window. The message names the view, the partition and the missing days."""
+
+
 class InvalidBatchError(FeaturePlatformError, ValueError):
     """A pushed batch that cannot be judged row by row (e.g. two columns with the same name)."""
 

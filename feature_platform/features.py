@@ -1,6 +1,6 @@
 """Feature references to output columns: what training sets, online reads, serving and the skew check share.
 
-`view:feature` references, or a feature service name, resolved against the declared specs and checked,
+`view:feature` references, or a feature service name, resolved against the repository's definitions and checked,
 before any store or engine is touched. A module of its own, so the online path and the skew check reach it
 without importing training sets (and training sets without importing serving).
 """
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from feature_platform.errors import UnknownFeatureError, shorten
-from feature_platform.specs import all_feature_services, get_spec
+from feature_platform.repo import Repository
 from feature_platform.vocabulary import full_feature_name
 
 
@@ -22,10 +22,10 @@ class FeatureColumn:
     column: str  # output column name
 
 
-def references(features: str | Sequence[str]) -> list[str]:
+def references(repo: Repository, features: str | Sequence[str]) -> list[str]:
     """A feature service name or a list of references, as a list of references."""
     if isinstance(features, str):
-        services = all_feature_services()
+        services = repo.feature_services
         if features not in services:
             raise UnknownFeatureError(
                 f"{shorten(features)} is not a feature service (known: {', '.join(services) or 'none'}); "
@@ -45,9 +45,10 @@ def check_unique_columns(names: Sequence[str]) -> None:
             f"feature name(s) {shorten(clashes, 300)} appear more than once; pass full_feature_names=True to prefix view names")
 
 
-def resolve_features(features: str | Sequence[str], full_feature_names: bool = False) -> list[FeatureColumn]:
-    """`view:feature` references, or a feature service name, as output columns (checked)."""
-    features = references(features)
+def resolve_features(repo: Repository, features: str | Sequence[str],
+                     full_feature_names: bool = False) -> list[FeatureColumn]:
+    """`view:feature` references, or a feature service name, of `repo`, as output columns (checked)."""
+    features = references(repo, features)
     if not features:
         raise UnknownFeatureError("features must be a non-empty list of 'view:feature' references")
     columns: list[FeatureColumn] = []
@@ -55,7 +56,7 @@ def resolve_features(features: str | Sequence[str], full_feature_names: bool = F
         view, sep, feature = ref.partition(":") if isinstance(ref, str) else ("", "", "")
         if not sep:
             raise UnknownFeatureError(f"feature reference {shorten(ref)} must look like 'view:feature'")
-        spec = get_spec(view)
+        spec = repo.view(view)
         if feature not in spec.feature_names:
             raise UnknownFeatureError(
                 f"feature view {view!r} has no feature {shorten(feature)}; it has {', '.join(spec.feature_names)}"

@@ -13,7 +13,6 @@ import pandas as pd
 
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec
-from feature_platform.specs import all_specs
 
 FRESH, WARN, STALE, MISSING = "fresh", "warn", "stale", "missing"
 
@@ -52,4 +51,4 @@ def view_freshness(runtime: Runtime, spec: FeatureViewSpec, now: datetime | None
 
 def freshness_table(runtime: Runtime, now: datetime | None = None) -> pd.DataFrame:
     """`view_freshness` of every declared view, one row each (`FeaturePlatform.freshness`)."""
-    return pd.DataFrame([view_freshness(runtime, spec, now).as_dict() for spec in all_specs().values()])
+    return pd.DataFrame([view_freshness(runtime, spec, now).as_dict() for spec in runtime.repo.views.values()])

@@ -10,7 +10,6 @@ from feature_platform.errors import InvalidEntityError, UnknownFeatureError
 from feature_platform.errors import shorten as _short
 from feature_platform.features import resolve_features
 from feature_platform.runtime import Runtime
-from feature_platform.specs import get_spec
 from feature_platform.versioning.deprecation import warn_deprecated
 
 
@@ -24,7 +23,7 @@ class OnlineReads:
 
     def read(self, features, entity_rows, *, with_metadata: bool, full_feature_names: bool, now, output: str):
         """Online feature vectors of checked arguments (`FeaturePlatform.online_features`)."""
-        plan = request_time.plan(features, full_feature_names) if self._has_request_features(features) else None
+        plan = request_time.plan(self.runtime.repo, features, full_feature_names) if self._has_request_features(features) else None
         if plan is not None:
             return request_time.online(self, plan, entity_rows, with_metadata=with_metadata, now=now, output=output)
         columns, specs = self._resolved(features, full_feature_names)
@@ -57,16 +56,16 @@ class OnlineReads:
         try:
             return cache[key]
         except KeyError:
-            cache[key] = bool(request_time.plan(features, True).request_views)
+            cache[key] = bool(request_time.plan(self.runtime.repo, features, True).request_views)
             return cache[key]
         except TypeError:  # unhashable items: plan() rejects them with a clear error
-            return bool(request_time.plan(features, True).request_views)
+            return bool(request_time.plan(self.runtime.repo, features, True).request_views)
 
     def _resolved(self, features, full_feature_names: bool):
         """Resolved columns and specs of a feature list, cached: serving resolves the same list per request."""
         key = (features if isinstance(features, str) else tuple(features), full_feature_names)
         cache = self._resolved_features
         if key not in cache:
-            columns = resolve_features(features, full_feature_names)
-            cache[key] = (columns, {c.view: get_spec(c.view) for c in columns})
+            columns = resolve_features(self.runtime.repo, features, full_feature_names)
+            cache[key] = (columns, {c.view: self.runtime.repo.view(c.view) for c in columns})
         return cache[key]

@@ -98,6 +98,7 @@ def materialize_range(runtime: Runtime, spec: FeatureViewSpec, first: date, last
     fails, the offline partitions of the run are put back as they were and `completed` is empty.
     Memory: one chunk of days (the days' rows are views of the chunk's frame), plus one row per entity.
     """
+    runtime.check_raw_days(spec, first, last)  # no partial window: refused before anything is read or written
     total = (last - first).days + 1
     done: list[PartitionResult] = []  # rows_online is filled in once the online write is done
     newest: pd.DataFrame | None = None  # each entity's newest row written offline so far

@@ -16,7 +16,6 @@ from feature_platform.defs.runs import Progress, Runs
 from feature_platform.online_reads import OnlineReads
 from feature_platform.runtime import runtime_for
 from feature_platform.spec import FeatureViewSpec
-from feature_platform.specs import all_specs
 from feature_platform.versioning import workflow
 
 
@@ -44,10 +43,10 @@ class FeaturePlatform:
     # --- catalogue --------------------------------------------------------------------------
     @property
     def views(self) -> dict[str, FeatureViewSpec]:
-        return dict(all_specs())
+        return dict(self.runtime.repo.views)
 
     def view(self, name: str) -> FeatureViewSpec:
-        return arguments.view_spec(name)
+        return arguments.view_spec(self.runtime.repo, name)
 
     def apply(self, *, user: str | None = None):
         """Apply the specs in code to the registry, as `plan()` shows them; returns that plan.
@@ -84,31 +83,30 @@ class FeaturePlatform:
 
     # --- materialization ----------------------------------------------------------------------
     def materialize(self, view: str, start: str | date, end: str | date | None = None, *,
-                    with_sources: bool = False, progress: Progress | None = None) -> list[str]:
+                    progress: Progress | None = None) -> list[str]:
         """Materialize partitions `start..end` (inclusive days) of `view` through Dagster.
 
         The runs are those a Dagster backfill of the range launches: ranges of up to
         FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN days (the view's `BackfillPolicy`), in day order, each
         computed in one pass a chunk of days at a time, so memory is bounded however long the range.
-        With `with_sources`, the raw source partitions of the range are materialized first (the demo).
-        Raises `ValidationFailedError`, `SourceDataError` (raw data that does not match its schema),
+        Raises `ValidationFailedError`, `SourceDataError` (raw data that does not match its schema;
+        `MissingSourceDaysError` when a window reads raw days the source does not hold),
         `AggregationOverflowError` or `MaterializationError` on the first failing partition (the days before it
         stay written offline and online and are recorded, unless the online write failed: then none are);
         returns the partition keys.
         """
-        spec = arguments.daily_view_spec(view, "not by daily partitions: use push() / ingest_pending()")
+        spec = arguments.daily_view_spec(self.runtime.repo, view, "not by daily partitions: use push() / ingest_pending()")
         arguments.check_progress(progress)
         first, last = arguments.day_range(self.settings, start, end)
-        return self._runs.materialize(spec, first, last, progress, with_sources=with_sources,
-                                      log_level=self.console_log_level)
+        return self._runs.materialize(spec, first, last, progress, log_level=self.console_log_level)
 
-    def materialize_sources(self, view: str, start: str | date, end: str | date | None = None,
-                            progress: Progress | None = None) -> list[str]:
-        """Materialize the raw source partitions `start..end` that `view` reads (demo data)."""
-        spec = arguments.daily_view_spec(view, "not by a raw source's daily partitions")
-        arguments.check_progress(progress)
-        first, last = arguments.day_range(self.settings, start, end, clamp=False)
-        return self._runs.materialize_sources(spec, first, last, progress, log_level=self.console_log_level)
+    def observe_sources(self, view: str | None = None) -> pd.DataFrame:
+        """Observe the raw sources (the one `view` reads, default: every source a view reads) as the `observe_sources`
+        sensor does, recording per day present its rows and data version in Dagster; one row per source: days
+        present, first and last day, rows, newest event time."""
+        specs = [arguments.daily_view_spec(self.runtime.repo, view, "not by a raw source")] if view is not None \
+            else list(self.runtime.repo.views.values())
+        return self._runs.observe_sources(specs)
 
     def push(self, source: str, batch: pd.DataFrame, *, direct: bool = False):
         """Push a batch of events to push source `source`.
@@ -119,14 +117,15 @@ class FeaturePlatform:
         the dead-letter with a reason either way.
         """
         from feature_platform import ingest  # it imports pandera: only where pushes are
-        spec = arguments.push_view_spec(source)
+        spec = arguments.push_view_spec(self.runtime.repo, source)
         arguments.check_batch(batch)
         return ingest.push(self.runtime, spec, batch, direct=direct)
 
     def ingest_pending(self, source: str) -> list:
         """Process every landed batch of `source`, and drain its direct log, now, through Dagster runs
         (what the sensor does); returns the partition keys run."""
-        return self._runs.ingest_pending(arguments.push_view_spec(source), log_level=self.console_log_level)
+        return self._runs.ingest_pending(arguments.push_view_spec(self.runtime.repo, source),
+                                         log_level=self.console_log_level)
 
     def freshness(self, now: datetime | None = None) -> pd.DataFrame:
         """Per view: latest partition, newest feature timestamp offline and online, age, SLA and status
@@ -136,12 +135,12 @@ class FeaturePlatform:
 
     def materialize_training_set(self, name: str) -> pd.DataFrame:
         """Materialize a declared training set (its labels, then the set) through Dagster; returns it."""
-        arguments.check_training_set(name)
+        arguments.check_training_set(self.runtime.repo, name)
         return self._runs.materialize_training_set(name, log_level=self.console_log_level)
 
     def load_training_asset(self, name: str) -> pd.DataFrame:
         """The last materialized version of training set `name`."""
-        arguments.check_training_set(name)
+        arguments.check_training_set(self.runtime.repo, name)
         return self._runs.training_set(name)
 
     def instance(self):
@@ -157,7 +156,8 @@ class FeaturePlatform:
     # --- reads --------------------------------------------------------------------------------
     def offline_table(self, view: str, start: str | date | None = None, end: str | date | None = None) -> pd.DataFrame:
         """The offline rows of partitions `start..end` (inclusive; default: all)."""
-        return self.runtime.offline.read(arguments.view_spec(view), *arguments.optional_day_range(start, end))
+        return self.runtime.offline.read(arguments.view_spec(self.runtime.repo, view),
+                                         *arguments.optional_day_range(start, end))
 
     def online_features(self, features, entity_rows: Sequence[dict], *, with_metadata: bool = False,
                         full_feature_names: bool = False, now: datetime | None = None,
@@ -192,7 +192,7 @@ class FeaturePlatform:
         the Spark DataFrame.
         """
         arguments.check_features(features)
-        training.warn_deprecated_views(features)
+        training.warn_deprecated_views(self.runtime, features)
         arguments.check_training_output(output, engine, path)
         return training.training_set_as(self.runtime, entity_df, features, full_feature_names=full_feature_names,
                                         output=output, path=path, engine=engine)

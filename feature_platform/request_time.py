@@ -16,8 +16,8 @@ import pandas as pd
 from feature_platform.dtypes import serving_dtype
 from feature_platform.errors import RequestFeatureError, UnknownFeatureError, shorten
 from feature_platform.features import check_unique_columns, references
+from feature_platform.repo import Repository
 from feature_platform.spec import RequestFeatureViewSpec
-from feature_platform.specs import all_request_views
 from feature_platform.vocabulary import MISSING, PRESENT, event_timestamp_column, full_feature_name, status_column
 
 
@@ -57,9 +57,9 @@ def column_clashes(outputs: Sequence, existing, where: str) -> str | None:
                                                                      "'<view>__<feature>')"))
 
 
-def plan(features: str | Sequence[str], full_feature_names: bool = False) -> FeaturePlan:
-    refs = references(features)
-    views = all_request_views()
+def plan(repo: Repository, features: str | Sequence[str], full_feature_names: bool = False) -> FeaturePlan:
+    refs = references(repo, features)
+    views = repo.request_views
     outputs, stored, used = [], [], {}
     for ref in refs:
         if not isinstance(ref, str):
@@ -109,19 +109,22 @@ def compute(spec: RequestFeatureViewSpec, stored: pd.DataFrame, request: pd.Data
     return result
 
 
-def feast_transformation(view: str, features_df: pd.DataFrame) -> pd.DataFrame:
-    """Request view `view` as Feast's on-demand feature view of that name computes it (`apply` registers one per
-    request view): the inputs and request fields Feast hands over (by feature name, Feast's dtypes) cast to the
-    serving dtypes, then `compute`, so stock Feast gets the platform's values from the same function."""
-    from feature_platform.specs import get_spec
+def feast_transformation(view: str, features_df: pd.DataFrame, location: str | None = None) -> pd.DataFrame:
+    """Request view `view` of the repository at `location` as Feast's on-demand feature view of that name computes
+    it (`apply` registers one per request view): the inputs and request fields Feast hands over (by feature name,
+    Feast's dtypes) cast to the serving dtypes, then `compute`, so stock Feast gets the platform's values from the
+    same function. (Registered before repositories existed, a transformation names none: the environment's.)"""
+    from feature_platform.config import Settings
+    from feature_platform.repo import load_repository
 
-    spec = all_request_views()[view]
+    repo = load_repository(location or Settings.from_env().repo_location)
+    spec = repo.request_views[view]
     stored = pd.DataFrame(index=features_df.index)
     for ref in spec.inputs:
         source, _, feature = ref.partition(":")
         full = full_feature_name(source, feature)
         column = features_df[full] if full in features_df.columns else features_df[feature]
-        stored[full] = column.astype(serving_dtype(get_spec(source).field(feature).dtype))
+        stored[full] = column.astype(serving_dtype(repo.view(source).field(feature).dtype))
     request = pd.DataFrame({f.name: features_df[f.name].astype(serving_dtype(f.dtype)) for f in spec.request_fields},
                            index=features_df.index)
     return compute(spec, stored, request)

@@ -14,6 +14,7 @@ from feature_platform.backends import Backends, build_backends
 from feature_platform.compute.engine import ComputeEngine, engine_for
 from feature_platform.compute.window_aggregate import DayChunk
 from feature_platform.config import Settings
+from feature_platform.repo import Repository, load_repository
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.offline import OfflineStore
 from feature_platform.stores.online import OnlineStore
@@ -38,13 +39,34 @@ class Runtime:
         return build_backends(self.settings)
 
     @cached_property
+    def repo(self) -> Repository:
+        """The feature repository's definitions (`FEATURE_PLATFORM_REPO`; the example repository by default)."""
+        return load_repository(self.settings.repo_location)
+
+    def read_source(self, name: str, start, end) -> pd.DataFrame:
+        """The rows of declared source `name` with `start <= time < end`, checked (for label functions too)."""
+        from feature_platform.sources import reader_for
+
+        return reader_for(self.repo.source(name), self.settings, self.repo.directory).read(start, end)
+
+    def check_raw_days(self, spec: FeatureViewSpec, first: date, last: date) -> None:
+        """Partitions `first..last` of `spec` read only raw days its source holds (or days before the source's
+        history), else `MissingSourceDaysError`: a window is never computed from part of its days."""
+        from feature_platform.sources import reader_for
+        from feature_platform.sources.observe import check_window_days
+
+        source = self.repo.source_of(spec)
+        reader = reader_for(source, self.settings, self.repo.directory)
+        check_window_days(reader, spec.name, source.start, spec.aggregation.window.days, first, last)
+
+    @cached_property
     def offline(self) -> OfflineStore:
         return self.backends.offline_store()
 
     @cached_property
     def engine(self) -> ComputeEngine:
         """The compute engine of this deployment (`FEATURE_PLATFORM_ENGINE`)."""
-        return engine_for(self.settings)
+        return engine_for(self.settings, self.repo)
 
     @cached_property
     def feast(self) -> FeatureStore:

@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any, Literal
 
 DType = Literal["int64", "float32", "float64", "string", "bool"]
@@ -59,6 +59,90 @@ class Field:
     # The field's previous name, when it was renamed (a breaking change: it needs a new view version).
     # `feature-platform plan` reports the rename and maps consumers' references to the new name.
     renamed_from: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A raw event source that window aggregations read: where its rows are, their time, their columns.
+
+    Exactly one location: `path` (a Parquet file, a directory of them, hive-style `date=YYYY-MM-DD/`
+    directories included, a glob, or any pyarrow filesystem URI such as `s3://bucket/events/`; a relative
+    path is relative to the feature repository, and `{home}` stands for the platform's home directory),
+    or a PostgreSQL `table` or `query` (read with the time range in its `WHERE`), on the database whose libpq
+    connection string the environment variable `connection` holds (default: the platform's own PostgreSQL).
+
+    `columns` declares every column the views read, the entity's join key included, with the constraints
+    each row must meet (`ge`, `le`, `isin`, `nullable`; floats are never NaN or infinite): a row that breaks
+    one fails the read, naming the source, the file or table, the column and sample rows; nothing is
+    computed from it. `start` is the first day of the source's history: a window that reaches before it is
+    computed from the days that exist (an empty day there is real, not missing data).
+    """
+
+    name: str
+    timestamp_column: str
+    columns: tuple[Field, ...]
+    path: str | None = None
+    table: str | None = None
+    query: str | None = None
+    connection: str | None = None
+    start: date | None = None
+    description: str = ""
+    owner: str = "platform"
+    # The columns that identify a row in an error's sample rows (default: the first two declared columns).
+    row_id: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        problems = list(_source_problems(self))
+        if problems:
+            raise SpecError(f"source {self.name!r}: " + "; ".join(problems))
+
+    @property
+    def kind(self) -> Literal["parquet", "postgres"]:
+        return "parquet" if self.path is not None else "postgres"
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Field:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+def _source_problems(source: SourceSpec):
+    if not is_name(source.name):
+        yield f"name must be a snake_case identifier of at most {_MAX_NAME} characters"
+    for c in (source.timestamp_column, *source.column_names):
+        if not is_name(c):
+            yield f"column {c!r} must be a snake_case identifier of at most {_MAX_NAME} characters"
+    if not source.columns:
+        yield "declare at least one column (the entity's join key and the columns the views aggregate)"
+    names = source.column_names
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        yield f"column {dup!r} is declared twice"
+    if source.timestamp_column in names:
+        yield f"column {source.timestamp_column!r} is the timestamp column: declare it only as timestamp_column"
+    locations = [what for what in ("path", "table", "query") if getattr(source, what) is not None]
+    if len(locations) != 1:
+        yield f"give exactly one of path, table or query, got {locations or 'none'}"
+    for what in locations:
+        value = getattr(source, what)
+        if not isinstance(value, str) or not value.strip():
+            yield f"{what} must be a non-empty string"
+    if source.table is not None and isinstance(source.table, str):
+        if not all(is_name(part) for part in source.table.split(".")) or source.table.count(".") > 1:
+            yield f"table {source.table!r} must be 'table' or 'schema.table' (snake_case identifiers)"
+    if source.connection is not None and (source.path is not None
+                                          or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", str(source.connection))):
+        yield "connection names the environment variable holding a PostgreSQL connection string (e.g. ORDERS_DSN), " \
+              "for a table or query source"
+    unknown = [c for c in source.row_id if c not in names and c != source.timestamp_column]
+    if unknown:
+        yield f"row_id names undeclared column(s) {unknown}"
+    if source.start is not None and not isinstance(source.start, date):
+        yield "start must be a datetime.date"
 
 
 @dataclass(frozen=True)

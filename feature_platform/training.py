@@ -25,7 +25,6 @@ from feature_platform.errors import FeaturePlatformError, InvalidArgumentError, 
 from feature_platform.features import resolve_features
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec, TrainingSetSpec
-from feature_platform.specs import get_spec
 from feature_platform.versioning.deprecation import warn_deprecated
 from feature_platform.vocabulary import EVENT_TIMESTAMP, full_feature_name
 
@@ -63,7 +62,7 @@ def check_entity_frame(entity_df: pd.DataFrame, specs: Sequence[FeatureViewSpec]
 def training_set(runtime: Runtime, entity_df: pd.DataFrame, features, *, full_feature_names: bool = False,
                  engine: str = "duckdb") -> pd.DataFrame:
     """`entity_df` (unchanged, same rows and order) with one column per requested feature."""
-    plan = request_time.plan(features, full_feature_names)
+    plan = request_time.plan(runtime.repo, features, full_feature_names)
     if isinstance(entity_df, pd.DataFrame) and (clash := request_time.column_clashes(plan.outputs, entity_df.columns,
                                                                                     "entity_df")):
         raise EntityFrameError(clash)
@@ -76,8 +75,8 @@ def training_set(runtime: Runtime, entity_df: pd.DataFrame, features, *, full_fe
                                              if r.replace(":", "__") in entity_df.columns])
         stored = training_set(runtime, inputs, list(plan.stored), full_feature_names=True, engine=engine)
         return entity_df.assign(**request_time.assemble(plan, stored, request))
-    columns = resolve_features(features, full_feature_names)
-    specs = {c.view: get_spec(c.view) for c in columns}
+    columns = resolve_features(runtime.repo, features, full_feature_names)
+    specs = {c.view: runtime.repo.view(c.view) for c in columns}
     check_entity_frame(entity_df, list(specs.values()))
     if engine == "feast":
         values = _feast_join(runtime, entity_df, columns)
@@ -94,10 +93,10 @@ def training_set(runtime: Runtime, entity_df: pd.DataFrame, features, *, full_fe
     return out
 
 
-def warn_deprecated_views(features) -> None:
+def warn_deprecated_views(runtime: Runtime, features) -> None:
     """Warn of each deprecated view `features` reads (the stored views, request-time features' inputs included)."""
-    stored = request_time.plan(features, True).stored
-    warn_deprecated(get_spec(view) for view in dict.fromkeys(ref.partition(":")[0] for ref in stored))
+    stored = request_time.plan(runtime.repo, features, True).stored
+    warn_deprecated(runtime.repo.view(view) for view in dict.fromkeys(ref.partition(":")[0] for ref in stored))
 
 
 def training_set_as(runtime: Runtime, entity_df, features, *, full_feature_names: bool, output: str,
@@ -181,10 +180,11 @@ def _spark_join(runtime: Runtime, entity_df: pd.DataFrame, columns, specs) -> pd
     """The join in Spark (`compute.spark_point_in_time`) over each view's offline table."""
     if entity_df.empty:
         return pd.DataFrame({c.column: pd.Series([], dtype=object) for c in columns})
-    from feature_platform.compute.spark_engine import spark_session
+    from feature_platform.compute.spark_engine import ship_repository, spark_session
     from feature_platform.compute.spark_point_in_time import spark_point_in_time_join
 
     spark = spark_session(runtime.settings.spark_master)
+    ship_repository(spark, runtime.repo)
     ts = entity_df[EVENT_TIMESTAMP]
     joins = _spark_view_joins(spark, runtime, columns, specs, ts.min(), ts.max(), {c.column: c.column for c in columns})
     return spark_point_in_time_join(spark, entity_df, joins)
@@ -217,11 +217,12 @@ def spark_training_set(runtime: Runtime, entities, features, *, full_feature_nam
 
     from feature_platform.compute import spark_entity_sets as sets
     from feature_platform.compute import spark_point_in_time as spit
-    from feature_platform.compute.spark_engine import spark_session
+    from feature_platform.compute.spark_engine import ship_repository, spark_session
 
     spark = spark_session(runtime.settings.spark_master)
+    ship_repository(spark, runtime.repo)
     entities = sets.read_entity_set(spark, entities)
-    plan = request_time.plan(features, full_feature_names)
+    plan = request_time.plan(runtime.repo, features, full_feature_names)
     if clash := request_time.column_clashes(plan.outputs, entities.columns, "the entity set"):
         raise sets.EntitySetError(clash)
     if plan.request_views:  # the stored inputs first, then the request views' function on the executors
@@ -233,12 +234,12 @@ def spark_training_set(runtime: Runtime, entities, features, *, full_feature_nam
             entities = entities.withColumnRenamed(name, temporary)
         stored = spark_training_set(runtime, entities, list(plan.stored), full_feature_names=True,
                                     persisted=persisted)
-        frame = with_request_features(plan, stored, entities.columns)
+        frame = with_request_features(runtime.repo, plan, stored, entities.columns)
         for name, temporary in aside.items():
             frame = frame.withColumnRenamed(temporary, name)
         return frame
-    columns = resolve_features(features, full_feature_names)
-    specs = {c.view: get_spec(c.view) for c in columns}
+    columns = resolve_features(runtime.repo, features, full_feature_names)
+    specs = {c.view: runtime.repo.view(c.view) for c in columns}
     sets.check_entity_set(entities, list(specs.values()))
     rows = spit.spark_entities(entities)
     if persisted is not None:
@@ -255,7 +256,7 @@ def spark_training_set(runtime: Runtime, entities, features, *, full_feature_nam
     return joined.orderBy(spit.ROW).select(*map(F.col, entities.columns), *features_out.values())
 
 
-def with_request_features(plan: request_time.FeaturePlan, stored, entity_columns: Sequence[str]):
+def with_request_features(repo, plan: request_time.FeaturePlan, stored, entity_columns: Sequence[str]):
     """`stored` (the entity columns plus the plan's stored inputs as `view__feature` columns) with the
     plan's output columns, request-time ones computed by `request_time.compute` on the executors from
     the same serving dtypes the pandas path hands it. Columns as `DataFrame.assign` would order them."""
@@ -272,7 +273,7 @@ def with_request_features(plan: request_time.FeaturePlan, stored, entity_columns
     schema = T.StructType([outputs.get(c, by_name[c]) for c in entity_columns]
                           + [field for c, field in outputs.items() if c not in entity_columns])
     kept = [c for c in entity_columns if c not in outputs]
-    stored_dtypes = {ref.replace(":", "__"): _stored_dtype(ref) for ref in plan.stored}
+    stored_dtypes = {ref.replace(":", "__"): _stored_dtype(repo, ref) for ref in plan.stored}
     names = schema.names
 
     def compute(batches):
@@ -290,15 +291,15 @@ def _request_dtype(plan: request_time.FeaturePlan, output: request_time.Output) 
     return next(f.dtype for f in spec.features if f.name == output.feature)
 
 
-def _stored_dtype(ref: str) -> str:
+def _stored_dtype(repo, ref: str) -> str:
     view, _, feature = ref.partition(":")
-    return serving_dtype(get_spec(view).field(feature).dtype)
+    return serving_dtype(repo.view(view).field(feature).dtype)
 
 
 def _feast_join(runtime: Runtime, entity_df: pd.DataFrame, columns) -> pd.DataFrame:
     """Feast's get_historical_features, re-aligned to the entity rows (Feast may drop and reorder rows)."""
     runtime.apply()
-    keys = sorted({get_spec(c.view).entity.join_key for c in columns})
+    keys = sorted({runtime.repo.view(c.view).entity.join_key for c in columns})
     frame = entity_df[[*keys, EVENT_TIMESTAMP]].copy()
     frame["__fp_row"] = range(len(frame))
     refs = [f"{c.view}:{c.feature}" for c in columns]
@@ -319,10 +320,10 @@ def training_set_path(settings, spec: TrainingSetSpec) -> Path:
 
 def training_set_metadata(runtime: Runtime, spec: TrainingSetSpec, frame: pd.DataFrame) -> dict:
     """Row count, label balance, null rate per feature, and the versions/latest partitions of the views used."""
-    columns = resolve_features(spec.feature_service)
+    columns = resolve_features(runtime.repo, spec.feature_service)
     views = {}
     for view in dict.fromkeys(c.view for c in columns):
-        view_spec = get_spec(view)
+        view_spec = runtime.repo.view(view)
         partitions = runtime.offline.partitions(view_spec)
         views[view] = {"version": view_spec.version, "latest_partition": partitions[-1].isoformat() if partitions else None}
         if view_spec.deprecated:

@@ -46,12 +46,12 @@ TESTS = ROOT / "feature_platform_tests"
 LAYERS = (
     {"errors", "vocabulary", "dtypes", "util", "redact", "compat"},  # leaves: they import nothing of the package
     {"spec", "settings", "config"},  # what a view is, how the platform is configured
-    {"catalog", "features", "specs", "arguments"},  # the declared views, their columns; the API's argument checks
+    {"catalog", "repo", "features", "arguments"},  # the feature repository, its columns; the API's argument checks
     {"feast_format", "sources", "compute", "demo"},  # Feast's formats, raw sources (the demo writes one), computation
     {"backends", "stores"},  # storage, one bundle per profile
     {"derive"},  # Feast and Pandera objects derived from a spec
     {"runtime", "pipeline", "ingest", "push", "training", "freshness", "skew", "request_time", "versioning",
-     "labels", "online_reads"},  # what runs on the backends
+     "online_reads"},  # what runs on the backends
     {"defs", "definitions"},  # Dagster
     {"platform"},  # the facade
     {"serving", "cli", "__init__"},  # entry points

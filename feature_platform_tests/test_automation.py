@@ -11,8 +11,8 @@ import pytest
 
 from feature_platform.definitions import build_definitions
 from feature_platform.defs.automation import AUTOMATION_SENSOR
-from feature_platform.specs import all_specs
 from feature_platform_tests.conftest import make_embedded_settings
+from feature_platform_tests.example_repo import all_specs
 
 DAY = date(2026, 3, 20)  # the day that ends at the midnight the tests step over
 VIEW = dg.AssetKey("user_activity")
@@ -81,19 +81,24 @@ def test_a_gap_inside_the_window_holds_the_partition_back(external):
     assert clock.tick(at(DAY + timedelta(days=1), 3)) == {VIEW: {DAY.isoformat()}}
 
 
-def test_the_demo_generates_the_day_that_ended_and_computes_the_view_in_the_same_run(tmp_path):
-    """With generated sessions the raw day is requested after midnight too, with the view: Dagster runs them in
-    one run, the raw step first (the view's step does not run if generating the day failed)."""
+def test_observing_the_source_records_its_days_and_releases_the_view(tmp_path):
+    """Raw days are recorded by observing the source (`observe_sources`: the sensor, or the API), never by the
+    platform writing them: the day written last night releases the view's partition once it is observed."""
+    import feature_platform as fp
+    from feature_platform.demo.generator import write_day
+
     settings = make_embedded_settings(tmp_path).with_(partitions_start=DAY - timedelta(days=30))
-    settings = settings.with_(sessions_path=settings.home / "raw" / "sessions")
-    assert settings.uses_generated_sessions
-    with dg.instance_for_test() as instance:
-        clock = Clock(build_definitions(settings), instance)
-        record(instance, RAW, [DAY - timedelta(days=i) for i in range(1, 8)])
-        clock.tick(at(DAY, 12))
-        assert clock.tick(at(DAY, 23, 59)) == {}
-        assert clock.tick(at(DAY + timedelta(days=1), 0, 5)) == {RAW: {DAY.isoformat()}, VIEW: {DAY.isoformat()}}
-        assert clock.tick(at(DAY + timedelta(days=1), 1)) == {}
+    platform = fp.FeaturePlatform(settings)
+    for i in range(1, 9):
+        write_day(settings.sessions_path, DAY - timedelta(days=i), 50)
+    platform.observe_sources()
+    clock = Clock(build_definitions(settings), platform.instance())
+    clock.tick(at(DAY, 12))
+    assert clock.tick(at(DAY + timedelta(days=1), 0, 5)) == {}  # DAY not written yet
+    write_day(settings.sessions_path, DAY, 50)
+    assert clock.tick(at(DAY + timedelta(days=1), 0, 10)) == {}  # written, not yet observed
+    platform.observe_sources()
+    assert clock.tick(at(DAY + timedelta(days=1), 0, 20)) == {VIEW: {DAY.isoformat()}}
 
 
 def test_batch_views_carry_the_condition_push_views_do_not_and_the_sensor_runs_from_the_start(tmp_path):
@@ -113,16 +118,16 @@ def test_a_training_set_opts_in_and_is_rebuilt_after_its_tick_once_its_views_are
     from feature_platform.definitions import build_assets
     from feature_platform.defs.resources import resources_for
     from feature_platform.defs.training_sets import build_training_set_assets
-    from feature_platform.specs import all_training_sets
+    from feature_platform_tests.example_repo import EXAMPLE
 
     settings = make_embedded_settings(tmp_path).with_(partitions_start=DAY - timedelta(days=30))
-    churn = all_training_sets()["churn_training_set"]
+    churn = EXAMPLE.training_sets["churn_training_set"]
     assert churn.refresh_cron is None  # built on demand unless it opts in
     opted = dataclasses.replace(churn, refresh_cron="0 3 * * *")
     assert opted.fingerprint() != churn.fingerprint()
     keys = {dg.AssetKey(churn.name), dg.AssetKey(f"{churn.name}_labels")}
     assets = [a for a in build_assets(settings) if not (isinstance(a, dg.AssetsDefinition) and set(a.keys) & keys)]
-    defs = dg.Definitions(assets=[*assets, *build_training_set_assets(opted)], resources=resources_for(settings))
+    defs = dg.Definitions(assets=[*assets, *build_training_set_assets(opted, EXAMPLE)], resources=resources_for(settings))
     with dg.instance_for_test() as instance:
         clock = Clock(defs, instance)
 
@@ -141,7 +146,7 @@ def test_a_training_set_opts_in_and_is_rebuilt_after_its_tick_once_its_views_are
 
 def test_a_refresh_cron_must_be_a_cron():
     from feature_platform.spec import SpecError
-    from feature_platform.specs import all_training_sets
+    from feature_platform_tests.example_repo import EXAMPLE
 
     with pytest.raises(SpecError, match="refresh_cron must be a 5-field cron"):
-        dataclasses.replace(all_training_sets()["churn_training_set"], refresh_cron="daily")
+        dataclasses.replace(EXAMPLE.training_sets["churn_training_set"], refresh_cron="daily")

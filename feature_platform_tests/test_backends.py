@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from chat_activity.user_activity import SPEC
 
 from feature_platform.backends import build_backends
 from feature_platform.config import Settings
 from feature_platform.errors import ConfigurationError
-from feature_platform.specs.user_activity import SPEC
 from feature_platform_tests.conftest import make_embedded_settings
 
 

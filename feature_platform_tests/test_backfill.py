@@ -11,16 +11,16 @@ import dagster as dg
 import pandas as pd
 import pytest
 import redis
+from chat_activity.user_activity import SPEC
 
 from feature_platform.compute.window_aggregate import aggregate_day
 from feature_platform.defs.feature_views import PANDERA_CHECK, build_feature_view_asset
 from feature_platform.defs.freshness_checks import DRIFT_CHECK, SKEW_CHECK
-from feature_platform.defs.raw_sessions import build_raw_sessions_asset
 from feature_platform.defs.resources import resources_for
 from feature_platform.demo.generator import generate_day
 from feature_platform.platform import FeaturePlatform
-from feature_platform.specs.user_activity import SPEC
 from feature_platform_tests.conftest import make_embedded_settings, services_settings_in, write_sessions
+from feature_platform_tests.example_repo import build_raw_sessions_asset
 
 FIRST, LAST = date(2026, 2, 1), date(2026, 2, 24)
 FEATURES = [f"user_activity:{f}" for f in SPEC.feature_names]

@@ -18,8 +18,8 @@ import pytest
 
 from feature_platform.cli import app, main
 from feature_platform.demo.generator import generate_day
-from feature_platform.specs import all_specs
 from feature_platform_tests.conftest import make_embedded_settings, write_sessions
+from feature_platform_tests.example_repo import all_specs
 
 COMMANDS = app.parsers()[1]  # name -> its parser
 TABLE_COMMANDS = {"views", "freshness", "history", "online", "plan", "apply", "materialize"}
@@ -49,7 +49,7 @@ def cli_env(tmp_path_factory):
 
 def test_the_commands_are_those_documented():
     assert set(COMMANDS) == {"demo", "materialize", "online", "stream", "freshness", "views", "plan", "apply",
-                             "remove", "history", "serve", "feast-config"}
+                             "remove", "history", "serve", "feast-config", "init"}
     readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
     cli_section = readme[readme.index("\n## CLI\n"):readme.index("\n## ", readme.index("\n## CLI\n") + 1)]
     for name in COMMANDS:
@@ -203,8 +203,10 @@ def cli(settings, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_materialize_ends_with_a_summary(embedded_settings):
+    # Ten days of sessions, then a quiet week: one session on 03-18 says the log covers the days in between.
+    later = generate_day(date(2026, 3, 18), 100).head(1)
     write_sessions(embedded_settings.sessions_path,
-                   pd.concat([generate_day(date(2026, 3, d), 100) for d in range(1, 11)]))
+                   pd.concat([*(generate_day(date(2026, 3, d), 100) for d in range(1, 11)), later]))
     done = cli(embedded_settings, "materialize", "--view", "user_activity", "--start", "2026-03-09", "--end",
                "2026-03-10")
     assert done.returncode == 0, done.stderr

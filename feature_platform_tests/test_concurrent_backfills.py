@@ -8,12 +8,12 @@ from datetime import date, datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
+from chat_activity.user_activity import SPEC
 
 from feature_platform.compute.window_aggregate import aggregate_day
 from feature_platform.config import Settings
 from feature_platform.demo.generator import generate_day
 from feature_platform.platform import FeaturePlatform
-from feature_platform.specs.user_activity import SPEC
 from feature_platform_tests.conftest import write_sessions
 
 FIRST, LAST = date(2026, 3, 1), date(2026, 3, 28)

@@ -3,12 +3,12 @@
 from datetime import timedelta
 
 import dagster as dg
+from chat_activity.user_activity import SPEC
 
 from feature_platform.config import Settings
 from feature_platform.definitions import build_definitions, defs
 from feature_platform.defs.feature_views import PANDERA_CHECK
-from feature_platform.specs import all_specs
-from feature_platform.specs.user_activity import SPEC
+from feature_platform_tests.example_repo import all_specs
 
 
 def test_module_level_defs_load_and_validate():

@@ -28,8 +28,8 @@ from feature_platform.backends.feast_yaml import (
 from feature_platform.config import Settings
 from feature_platform.demo.generator import generate_day
 from feature_platform.platform import FeaturePlatform
-from feature_platform.specs import all_specs
 from feature_platform_tests.conftest import make_embedded_settings, services_settings_in, write_sessions
+from feature_platform_tests.example_repo import all_specs
 from feature_platform_tests.test_cli_consistency import run_main
 
 # Yesterday: Feast checks a value's TTL against the real clock, so the partition must be recent.

@@ -4,11 +4,11 @@ import json
 from datetime import timedelta
 
 import pytest
+from chat_activity.user_activity import SPEC
 from feast.types import Float32, Int64, String
 
 from feature_platform.derive.description import DESCRIPTION_TAG, describe
 from feature_platform.runtime import Runtime
-from feature_platform.specs.user_activity import SPEC
 
 
 @pytest.mark.parametrize("profile", ["embedded", pytest.param("services", marks=pytest.mark.services)])

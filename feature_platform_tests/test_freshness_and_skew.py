@@ -11,6 +11,8 @@ from datetime import date, datetime, timedelta, timezone
 import dagster as dg
 import pandas as pd
 import pytest
+from chat_activity.user_activity import SPEC as ACTIVITY
+from chat_activity.user_realtime import SPEC as REALTIME
 
 import feature_platform as fp
 from feature_platform.definitions import build_definitions
@@ -20,8 +22,6 @@ from feature_platform.demo.generator import generate_day
 from feature_platform.demo.stream import SessionSimulator
 from feature_platform.freshness import FRESH, MISSING, STALE, WARN, view_freshness
 from feature_platform.skew import skew_report
-from feature_platform.specs.user_activity import SPEC as ACTIVITY
-from feature_platform.specs.user_realtime import SPEC as REALTIME
 from feature_platform_tests.conftest import write_sessions
 
 D = date(2026, 6, 10)

@@ -16,13 +16,13 @@ from datetime import date, timedelta
 import pandas as pd
 import pytest
 import requests
+from chat_activity.user_activity import SPEC
 
 from feature_platform.cli import main
 from feature_platform.demo.generator import generate_day
 from feature_platform.errors import StoreUnavailableError
 from feature_platform.platform import FeaturePlatform
 from feature_platform.serving.server import running_server
-from feature_platform.specs.user_activity import SPEC
 from feature_platform_tests.conftest import IN_CI, services_settings_in, write_sessions
 from feature_platform_tests.test_redis_outage import PrivateRedis
 

@@ -11,12 +11,12 @@ import pandas as pd
 import psycopg
 import pytest
 import redis
+from chat_activity.user_activity import SPEC as USER_ACTIVITY
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import feature_platform as fp
 from feature_platform.demo.generator import generate_day
-from feature_platform.specs.user_activity import SPEC as USER_ACTIVITY
 from feature_platform_tests.conftest import IN_CI, make_embedded_settings, services_settings_in, write_sessions
 
 HOSTILE = ['x"; DROP TABLE offline.user_activity; --', "user_activity; DROP SCHEMA offline CASCADE", "*", "?", "[a-z]*",
@@ -162,8 +162,7 @@ ENTRY_POINTS = {
     "materialize view": lambda p, h: p.materialize(h, "2026-01-03"),
     "materialize start": lambda p, h: p.materialize("user_activity", h),
     "materialize end": lambda p, h: p.materialize("user_activity", "2026-01-03", h),
-    "materialize_sources view": lambda p, h: p.materialize_sources(h, "2026-01-03"),
-    "materialize_sources start": lambda p, h: p.materialize_sources("user_activity", h),
+    "observe_sources view": lambda p, h: p.observe_sources(h),
     "push source": lambda p, h: p.push(h, pd.DataFrame({"user_id": [1]})),
     "push columns": lambda p, h: p.push("user_realtime_events", pd.DataFrame([[1, 2]], columns=[h, h])),
     "ingest_pending": lambda p, h: p.ingest_pending(h),
@@ -256,8 +255,8 @@ BAD_ARGUMENTS = {
                                    r"'user_realtime_events', not by daily partitions: use push\(\)"),
     "materialize progress": (lambda p, tmp: p.materialize("user_activity", "2026-01-03", progress=5),
                              TypeError, "progress must be a callable"),
-    "materialize_sources of a push view": (lambda p, tmp: p.materialize_sources("user_realtime", "2026-01-03"),
-                                           fp.InvalidDateError, "'user_realtime' is fed by push source"),
+    "observe_sources of a push view": (lambda p, tmp: p.observe_sources("user_realtime"),
+                                       fp.InvalidDateError, "'user_realtime' is fed by push source"),
     "freshness now": (lambda p, tmp: p.freshness(now="2026-01-03"), TypeError, "now must be a datetime, not str"),
     "resolve_version version": (lambda p, tmp: p.resolve_version("user_activity", "2"),
                                 fp.InvalidArgumentError, "version must be an integer, not '2'"),

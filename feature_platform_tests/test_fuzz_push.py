@@ -13,6 +13,7 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 import pytest
+from chat_activity.user_realtime import SPEC
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +23,6 @@ from feature_platform.ingest import drain_direct_log, ingest_batch, transport_fo
 from feature_platform.pipeline import validate
 from feature_platform.push import prepare_batch, prepare_small_batch, transportable
 from feature_platform.spec import Entity, FeatureViewSpec, Field
-from feature_platform.specs.user_realtime import SPEC
 from feature_platform.stores.landing import LandingDirectory
 from feature_platform.stores.redis_stream import RedisStreamTransport
 from feature_platform_tests.conftest import make_embedded_settings, services_settings_in

@@ -15,16 +15,16 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 import pytest
+from chat_activity.user_activity import SPEC
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import feature_platform as fp
 from feature_platform.compute.engine import PandasEngine
 from feature_platform.compute.window_aggregate import aggregate_chunk
-from feature_platform.sources.sessions import SCHEMA, STRING, read_sessions
-from feature_platform.specs.user_activity import SPEC
 from feature_platform_tests import raw_variants
 from feature_platform_tests.conftest import make_embedded_settings, sessions_frame, write_sessions
+from feature_platform_tests.example_repo import EXAMPLE, SCHEMA, STRING, read_sessions
 
 LO, HI = datetime(2026, 1, 2, tzinfo=timezone.utc), datetime(2026, 1, 9, tzinfo=timezone.utc)
 COUNTS = ("message_count", "tool_invocations", "tokens")
@@ -126,11 +126,11 @@ def test_a_corrupt_file_in_a_directory_fails_the_run_and_writes_nothing(tmp_path
     platform = fp.FeaturePlatform(settings_)
     # Issue 19 item 11: the documented SourceDataError itself (it was a MaterializationError quoting it)
     with pytest.raises(fp.SourceDataError, match=r"^sessions source .*later\.parquet cannot be read as Parquet"):
-        platform.materialize("user_activity", "2026-01-03")
+        platform.materialize("user_activity", "2026-01-02")  # the day the log holds
     (settings_.sessions_path / "later.parquet").unlink()
     good.assign(tokens=[5, -6]).to_parquet(settings_.sessions_path / "sessions.parquet", index=False)
     with pytest.raises(fp.SourceDataError, match=r"column 'tokens': 1 negative value\(s\)"):
-        platform.materialize("user_activity", "2026-01-03")
+        platform.materialize("user_activity", "2026-01-02")
     assert platform.offline_table("user_activity").empty
 
 
@@ -177,7 +177,7 @@ def test_a_folder_of_differently_written_files_reads_exactly_or_names_the_bad_fi
             raw_variants.VALID[variant](df, directory, f"part-{n}")
             frames.append(df)
 
-    engine = PandasEngine(dataclasses.replace(make_embedded_settings(root), sessions_path=directory))
+    engine = PandasEngine(dataclasses.replace(make_embedded_settings(root), sessions_path=directory), EXAMPLE)
     if bad_file is not None:
         with pytest.raises(fp.SourceDataError) as info:
             engine.compute_chunk(SPEC, DAYS)

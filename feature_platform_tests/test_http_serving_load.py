@@ -9,12 +9,12 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
+from chat_activity.user_activity import SPEC
 
 from benchmarks import http_serving, online_load
 from feature_platform.demo.generator import generate_day
 from feature_platform.platform import FeaturePlatform
 from feature_platform.serving.server import running_server
-from feature_platform.specs.user_activity import SPEC
 from feature_platform_tests.conftest import services_settings_in, write_sessions
 
 pytestmark = pytest.mark.services

@@ -19,13 +19,13 @@ from datetime import date, datetime, timedelta, timezone
 import pandas as pd
 import psycopg
 import pytest
+from chat_activity.user_activity import SPEC
 
 from feature_platform.compute.window_aggregate import aggregate_day
 from feature_platform.config import OFFLINE_SCHEMA, Settings
 from feature_platform.demo.generator import generate_day
 from feature_platform.errors import MaterializationError, StoreUnavailableError
 from feature_platform.platform import FeaturePlatform
-from feature_platform.specs.user_activity import SPEC
 from feature_platform.stores.offline_parquet import ParquetOfflineStore
 from feature_platform.stores.offline_postgres import PostgresOfflineStore
 from feature_platform.vocabulary import CREATED_TIMESTAMP, day_end
@@ -299,7 +299,9 @@ sys.modules["feature_platform"] = package
 from datetime import date
 from pathlib import Path
 import pandas as pd
-from feature_platform.specs.user_activity import SPEC
+from feature_platform.config import EXAMPLE_REPO
+sys.path.insert(0, str(EXAMPLE_REPO.parent))  # the example repository, as the loader imports it
+from chat_activity.user_activity import SPEC
 from feature_platform.stores.offline_parquet import ParquetOfflineStore
 ParquetOfflineStore(Path(sys.argv[1])).write_partition(SPEC, date.fromisoformat(sys.argv[2]), pd.read_pickle(sys.argv[3]))
 """

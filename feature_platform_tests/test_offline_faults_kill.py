@@ -24,11 +24,11 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 import pytest
+from chat_activity.user_activity import SPEC
 
 from feature_platform.config import Settings
 from feature_platform.demo.generator import generate_day
 from feature_platform.platform import FeaturePlatform
-from feature_platform.specs.user_activity import SPEC
 from feature_platform.stores import offline_parquet
 from feature_platform.vocabulary import CREATED_TIMESTAMP, day_end
 from feature_platform_tests.conftest import make_embedded_settings, services_settings_in, write_sessions

@@ -110,16 +110,16 @@ def test_long_ranges_read_only_each_partitions_window(platform, monkeypatch):
     """Bounded memory: a range is computed a chunk of days at a time, each chunk reading only its days'
     windows (7 days plus the day before for closing rows), never the whole range at once."""
     from feature_platform import runtime
-    from feature_platform.compute import engine  # the pandas engine reads the raw events
+    from feature_platform.sources.parquet import ParquetSource  # the pandas engine reads the raw events
 
     ranges = []
-    real = engine.read_sessions
+    real = ParquetSource.read
 
-    def recording(path, start, end):
+    def recording(self, start, end):
         ranges.append((start, end))
-        return real(path, start, end)
+        return real(self, start, end)
 
-    monkeypatch.setattr(engine, "read_sessions", recording)
+    monkeypatch.setattr(ParquetSource, "read", recording)
     monkeypatch.setattr(runtime, "COMPUTE_CHUNK_DAYS", 3)
     platform.materialize("user_activity", "2026-01-05", "2026-01-11")
     assert [(end - start).days for start, end in ranges] == [3 + 7, 3 + 7, 1 + 7]
@@ -130,8 +130,8 @@ def test_long_ranges_read_only_each_partitions_window(platform, monkeypatch):
 def test_offline_tables_have_one_set_of_dtypes_on_both_profiles(profile, request, fresh_clock):
     """`offline_table` returns the offline schema's dtypes on either store (timestamps datetime64[us, UTC]: the
     precision both stores keep), for a batch view and a pushed one, empty or not."""
-    from feature_platform.specs import get_spec
     from feature_platform.stores.schema import arrow_schema
+    from feature_platform_tests.example_repo import get_spec
     from feature_platform_tests.realtime_events import event_batch
 
     settings = request.getfixturevalue(f"{profile}_settings")

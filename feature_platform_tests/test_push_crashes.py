@@ -19,6 +19,7 @@ from functools import lru_cache
 import dagster as dg
 import pandas as pd
 import pytest
+from chat_activity.user_realtime import SPEC
 
 import feature_platform as fp
 from feature_platform.config import Settings
@@ -26,7 +27,6 @@ from feature_platform.definitions import build_assets, build_definitions
 from feature_platform.defs import push_views
 from feature_platform.defs.resources import resources_for
 from feature_platform.ingest import transport_for
-from feature_platform.specs.user_realtime import SPEC
 from feature_platform.stores.landing import LandingDirectory
 from feature_platform.stores.online import OnlineStore
 from feature_platform_tests.realtime_events import clock, event_batch

@@ -12,13 +12,13 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from chat_activity.user_realtime import SPEC
 
 import feature_platform as fp
 from feature_platform.definitions import build_definitions
 from feature_platform.defs.resources import resources_for
 from feature_platform.ingest import drain_direct_log, ingest_batch, transport_for
 from feature_platform.push import prepare_batch
-from feature_platform.specs.user_realtime import SPEC
 from feature_platform.stores.landing import LandingDirectory
 from feature_platform.stores.redis_stream import RedisStreamTransport
 from feature_platform_tests.realtime_events import clock, event_batch

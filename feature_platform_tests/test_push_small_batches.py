@@ -6,11 +6,11 @@ import re
 
 import numpy as np
 import pandas as pd
+from chat_activity.user_realtime import SPEC
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feature_platform.push import SMALL_BATCH, prepare_batch, prepare_small_batch
-from feature_platform.specs.user_realtime import SPEC
 
 NOW = pd.Timestamp("2026-06-01T12:00:00Z")
 

@@ -22,6 +22,7 @@ import pandas as pd
 import psycopg
 import pytest
 import redis
+from chat_activity.user_activity import SPEC
 
 import feature_platform as fp
 from feature_platform import pipeline, runtime
@@ -30,7 +31,6 @@ from feature_platform.compute.window_aggregate import aggregate_day
 from feature_platform.demo.generator import generate_day
 from feature_platform.feast_format.sqlite_features import SqliteFeatures
 from feature_platform.platform import FeaturePlatform
-from feature_platform.specs.user_activity import SPEC
 from feature_platform.stores import offline_parquet
 from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
 from feature_platform_tests.conftest import IN_CI, make_embedded_settings, services_settings_in, write_sessions

@@ -20,6 +20,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 import redis
+from chat_activity.user_activity import SPEC as ACTIVITY
+from chat_activity.user_realtime import SPEC as REALTIME
 from feast.infra.online_stores.redis import RedisType
 
 import feature_platform as fp
@@ -29,8 +31,6 @@ from feature_platform.definitions import build_definitions
 from feature_platform.defs.resources import resources_for
 from feature_platform.errors import StoreUnavailableError
 from feature_platform.ingest import transport_for
-from feature_platform.specs.user_activity import SPEC as ACTIVITY
-from feature_platform.specs.user_realtime import SPEC as REALTIME
 from feature_platform.stores.online import redis_client
 from feature_platform_tests.conftest import IN_CI, services_settings_in, sessions_frame, write_sessions
 from feature_platform_tests.feast_format.stock_feast import parse_redis_connection_string

@@ -13,11 +13,11 @@ from datetime import date, datetime, timedelta, timezone
 import dagster as dg
 import pandas as pd
 import pytest
+from chat_activity.user_activity import SPEC
 
 from feature_platform.demo.generator import generate_day
 from feature_platform.errors import StoreUnavailableError
 from feature_platform.platform import FeaturePlatform
-from feature_platform.specs.user_activity import SPEC
 from feature_platform_tests.conftest import IN_CI, services_settings_in, write_sessions
 from feature_platform_tests.redis_server import start_redis_server
 

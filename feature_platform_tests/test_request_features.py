@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from chat_activity.user_activity_request import SPEC
 
 import feature_platform as fp
 from feature_platform.backends.feast_yaml import write_feature_store_yaml
 from feature_platform.request_time import RequestFeatureError, compute
 from feature_platform.spec import Field, RequestFeatureViewSpec, SpecError
-from feature_platform.specs.user_activity_request import SPEC
 from feature_platform_tests.conftest import make_embedded_settings, services_settings_in, sessions_frame, write_sessions
 
 REQUEST = ["user_activity_request:tokens_per_message", "user_activity_request:prompt_vs_typical_message"]
@@ -40,6 +40,7 @@ def _materialized(settings) -> fp.FeaturePlatform:
         (2, "b", "2026-01-05T10:00:00Z", 60.0, 3, 0, "m", 300),
         (2, "c", "2026-01-07T10:00:00Z", 60.0, 5, 1, "m", 500),   # 800 tokens / 8 messages
         (3, "d", "2026-01-06T10:00:00Z", 60.0, 0, 0, "m", 90),    # tokens but no messages: x / 0
+        (9, "z", "2026-01-08T23:00:00Z", 60.0, 1, 0, "m", 10),    # the log holds 2026-01-08 (no partial window)
     ]))
     platform = fp.FeaturePlatform(settings)
     platform.materialize("user_activity", start="2026-01-07", end="2026-01-08")

@@ -10,6 +10,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from chat_activity.user_activity import SPEC
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +19,6 @@ from feature_platform.compute.window_aggregate import aggregate_day
 from feature_platform.demo.generator import generate_day
 from feature_platform.errors import AggregationOverflowError
 from feature_platform.spec import Agg, Field
-from feature_platform.specs.user_activity import SPEC
 
 FIRST = date(2026, 3, 1)
 MODELS = ["b", "a", "c", None]

@@ -20,6 +20,7 @@ from feature_platform.serving.access import Tokens, TokensFileError, check_acces
 from feature_platform.serving.server import running_server
 from feature_platform.spec import AccessSpec, SpecError
 from feature_platform_tests.conftest import make_embedded_settings, write_sessions
+from feature_platform_tests.example_repo import EXAMPLE
 
 TOKENS = {"churn": "churn-7f3a9c-secret", "producer": "producer-51b2e0-secret", "reader": "reader-c0ffee-secret"}
 ROWS = {"user_id": [1, 2]}
@@ -105,12 +106,12 @@ def test_refusals_are_logged_without_the_token(server, caplog):
 
 def test_access_specs_become_feast_permissions():
     spec = AccessSpec(name="a", roles=("r",), actions=("read", "push"), feature_views=("user_realtime",))
-    (permission,) = feast_permissions({"a": spec})
+    (permission,) = feast_permissions(EXAMPLE, {"a": spec})
     assert permission.name_patterns == ["user_realtime"] and permission.policy.roles == ["r"]
     assert set(permission.actions) == {AuthzedAction.READ_ONLINE, AuthzedAction.WRITE_ONLINE, AuthzedAction.WRITE_OFFLINE}
-    check_access_specs()  # the declared ones name existing views and services
+    check_access_specs(EXAMPLE)  # the declared ones name existing views and services
     with pytest.raises(FeaturePlatformError, match="nope"):
-        check_access_specs({"b": AccessSpec(name="b", roles=("r",), actions=("read",), feature_services=("nope",))})
+        check_access_specs(EXAMPLE, {"b": AccessSpec(name="b", roles=("r",), actions=("read",), feature_services=("nope",))})
     with pytest.raises(SpecError, match="read-only"):
         AccessSpec(name="c", roles=("r",), actions=("push",), feature_services=("churn_features",))
     with pytest.raises(SpecError, match="at least one"):
@@ -139,14 +140,14 @@ def test_the_cli_will_not_expose_an_unauthenticated_server(monkeypatch, tmp_path
 def test_the_deployment_template_loads_and_names_declared_roles(tmp_path):
     from pathlib import Path
 
-    from feature_platform.specs import all_access
+    from feature_platform_tests.example_repo import EXAMPLE
 
     template = (Path(__file__).resolve().parents[1] / "deploy" / "serving_tokens.example.yaml").read_text()
     with pytest.raises(TokensFileError, match="token_sha256"):  # placeholders are not tokens
         Tokens.load(_written(tmp_path / "as-is.yaml", template))
     filled = template.replace("REPLACE-with-the-sha256-of-its-token", hashlib.sha256(b"t").hexdigest())
     callers = Tokens.load(_written(tmp_path / "filled.yaml", filled))._callers.values()
-    declared = {role for spec in all_access().values() for role in spec.roles}
+    declared = {role for spec in EXAMPLE.access.values() for role in spec.roles}
     assert callers and all(set(c.roles) <= declared for c in callers)
 
 

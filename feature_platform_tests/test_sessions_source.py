@@ -13,9 +13,9 @@ import pytest
 
 import feature_platform as fp
 from feature_platform.errors import SourceDataError
-from feature_platform.sources.sessions import SCHEMA, read_sessions
 from feature_platform_tests import raw_variants
 from feature_platform_tests.conftest import make_embedded_settings, sessions_frame, write_sessions
+from feature_platform_tests.example_repo import SCHEMA, read_sessions
 
 RAW = sessions_frame([
     (1, "a", "2026-01-01T23:59:59.999999Z", 10.0, 1, 0, "opus", 5),
@@ -190,7 +190,7 @@ def test_materialize_reads_naive_and_zone_aware_files_as_the_same_utc_sessions(t
     tables = []
     for settings in (aware, mixed):
         platform = fp.FeaturePlatform(settings)
-        platform.materialize("user_activity", "2026-01-01", "2026-01-04")
+        platform.materialize("user_activity", "2026-01-01", "2026-01-03")
         tables.append(platform.offline_table("user_activity").drop(columns="created_timestamp"))
     assert len(tables[0]) > 3
     pd.testing.assert_frame_equal(tables[1], tables[0])

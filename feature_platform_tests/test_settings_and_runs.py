@@ -18,6 +18,9 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+from chat_activity.user_activity import SPEC as V2
+from chat_activity.user_activity_v3 import SPEC as V3
+from chat_activity.user_realtime import SPEC as REALTIME
 
 import feature_platform as fp
 from feature_platform.config import ConfigurationError, Settings, env_name
@@ -26,9 +29,6 @@ from feature_platform.defs.resources import SECRET_FIELDS, FeaturePlatformResour
 from feature_platform.demo.generator import generate_day
 from feature_platform.runtime import Runtime
 from feature_platform.spec import Agg, Field
-from feature_platform.specs.user_activity import SPEC as V2
-from feature_platform.specs.user_activity_v3 import SPEC as V3
-from feature_platform.specs.user_realtime import SPEC as REALTIME
 from feature_platform.versioning import workflow
 from feature_platform_tests.conftest import write_sessions
 
@@ -97,7 +97,7 @@ def test_the_resource_carries_every_field_of_explicit_settings(settings, monkeyp
                              backfill_days_per_run=5, serving_tokens_file="/t.yaml", serving_max_body_bytes=7,
                              serving_max_entities=8, online_read_timeout_sec=0.25, online_write_timeout_sec=3.5,
                              engine="spark", spark_master="local[1]", executor="multiprocess",
-                             executor_config="/e.yaml", partitions_start=date(2025, 6, 1))
+                             executor_config="/e.yaml", partitions_start=date(2025, 6, 1), repo="/teams/features")
     defaults = Settings.from_env({})
     same = [f.name for f in fields(Settings) if getattr(changed, f.name) == getattr(defaults, f.name)]
     assert same == ["redis_cluster_nodes"]  # its other value needs redis_db 0: covered by the cluster tests

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from chat_activity.user_activity import SPEC
 
 import feature_platform as fp
 from feature_platform.compute.engine import PandasEngine
@@ -25,7 +26,6 @@ from feature_platform.demo.generator import generate_day
 from feature_platform.errors import AggregationOverflowError, SourceDataError, ValidationFailedError
 from feature_platform.pipeline import materialize_range
 from feature_platform.runtime import Runtime
-from feature_platform.specs.user_activity import SPEC
 from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
 from feature_platform_tests import raw_variants
 from feature_platform_tests.conftest import (
@@ -262,7 +262,7 @@ def test_integer_sums_beyond_int64_fail_alike_in_both_engines_and_write_nothing(
     errors = {}
     for engine, runtime in runtimes.items():
         with pytest.raises(AggregationOverflowError) as err:
-            materialize_range(runtime, SPEC, date(2026, 1, 5), date(2026, 1, 7))
+            materialize_range(runtime, SPEC, date(2026, 1, 5), date(2026, 1, 6))  # the days the log holds
         errors[engine] = err.value
         assert runtime.offline.partitions(SPEC) == []  # nothing written (nor online: no partition completed)
     assert str(errors["spark"]) == str(errors["pandas"])
@@ -281,7 +281,7 @@ def test_spark_rows_go_through_the_same_validation_and_a_bad_day_writes_nothing(
         (7, f"s{i}", f"2026-01-05T0{i}:00:00Z", 30.0, 1, 0, "llama-3", 10) for i in range(3)]))
     runtime = Runtime(with_engine(make_embedded_settings(tmp_path), "spark", sessions))
     with pytest.raises(ValidationFailedError, match=r"column 'sessions_7d' check 'less_than_or_equal_to\(2\)'") as err:
-        materialize_range(runtime, strict, date(2026, 1, 5), date(2026, 1, 6))
+        materialize_range(runtime, strict, date(2026, 1, 5), date(2026, 1, 5))  # the day the log holds
     assert err.value.completed == []
     assert runtime.offline.partitions(strict) == []  # nothing written offline (nor online: no day completed)
     assert Path(err.value.quarantine_path).exists()

@@ -13,6 +13,7 @@ from datetime import date, timedelta
 import pandas as pd
 import pytest
 import redis
+from chat_activity.user_activity import SPEC
 
 import feature_platform as fp
 from feature_platform.backends.spark_sync import sync_online
@@ -21,7 +22,6 @@ from feature_platform.demo.generator import generate_day
 from feature_platform.feast_format.redis_features import RedisFeatures
 from feature_platform.pipeline import _newest, materialize_range
 from feature_platform.runtime import Runtime
-from feature_platform.specs.user_activity import SPEC
 from feature_platform.stores.online import redis_client
 from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
 from feature_platform_tests.conftest import services_settings_in, write_sessions

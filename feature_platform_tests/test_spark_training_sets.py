@@ -14,13 +14,13 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from chat_activity.user_activity import SPEC as ACTIVITY
+from chat_activity.user_realtime import SPEC as REALTIME
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import feature_platform as fp
 from feature_platform.demo.generator import generate_day
-from feature_platform.specs.user_activity import SPEC as ACTIVITY
-from feature_platform.specs.user_realtime import SPEC as REALTIME
 from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
 from feature_platform_tests.conftest import make_embedded_settings, services_settings_in, sessions_frame, write_sessions
 from feature_platform_tests.test_spark_engine import spark  # noqa: F401 - the module-scoped SparkSession fixture
@@ -348,15 +348,15 @@ def test_parquet_entity_set_with_the_duckdb_engine(platform, tmp_path):
 def test_training_set_asset_joins_in_spark_on_the_spark_engine(platform, monkeypatch):
     """With FEATURE_PLATFORM_ENGINE=spark the training-set asset's join runs in Spark, equal to DuckDB's."""
     from feature_platform import training
-    from feature_platform.specs import all_training_sets
     from feature_platform.training import label_frame
+    from feature_platform_tests.example_repo import EXAMPLE
 
     calls = []
     real = training._spark_join
     monkeypatch.setattr(training, "_spark_join", lambda *a, **k: calls.append(1) or real(*a, **k))
     frame = platform.materialize_training_set("churn_training_set")
     assert calls, "the asset did not join in Spark"
-    labels = label_frame(platform.runtime, all_training_sets()["churn_training_set"])
+    labels = label_frame(platform.runtime, EXAMPLE.training_sets["churn_training_set"])
     pd.testing.assert_frame_equal(frame, platform.training_set(labels, "churn_features"), check_exact=True)
     assert len(frame) > 0
 
@@ -366,8 +366,9 @@ def test_request_time_errors_over_a_parquet_entity_set(platform, tmp_path, monke
     the platform's RequestFeatureError again on the driver; `path` keeps what it held before."""
     import dataclasses
 
+    from chat_activity.user_activity_request import SPEC as REQUEST
+
     from feature_platform import request_time
-    from feature_platform.specs.user_activity_request import SPEC as REQUEST
 
     features = ["user_activity_request:tokens_per_message"]
     entity = random_entities(27, 40)
@@ -380,7 +381,7 @@ def test_request_time_errors_over_a_parquet_entity_set(platform, tmp_path, monke
     out = platform.training_set(tmp_path / "e.parquet", features, engine="spark", path=tmp_path / "out")
     before = read_spark_output(out)
     broken = dataclasses.replace(REQUEST, function=len)  # returns an int, not a DataFrame (a builtin: pickles anywhere)
-    monkeypatch.setattr(request_time, "all_request_views", lambda: {REQUEST.name: broken})
+    monkeypatch.setitem(platform.runtime.repo.request_views, REQUEST.name, broken)
     with pytest.raises(request_time.RequestFeatureError, match="its function must return a DataFrame"):
         platform.training_set(tmp_path / "e.parquet", features, engine="spark", path=tmp_path / "out")
     pd.testing.assert_frame_equal(read_spark_output(out), before)  # the earlier set, whole

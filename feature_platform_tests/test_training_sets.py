@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from chat_activity.churn import CHURN_FEATURES
+from chat_activity.user_activity import SPEC
 
 import feature_platform as fp
 from feature_platform.definitions import build_definitions
 from feature_platform.demo.generator import generate_day
-from feature_platform.specs.churn import CHURN_FEATURES
-from feature_platform.specs.user_activity import SPEC
 from feature_platform.training import EntityFrameError
 from feature_platform_tests.conftest import make_embedded_settings, services_settings_in, write_sessions
 
@@ -245,7 +245,7 @@ def test_a_caller_column_named_like_a_request_time_feature_is_refused(platform):
 
 
 def test_a_label_frame_with_a_feature_named_column_fails_the_training_set_asset(platform, monkeypatch):
-    from feature_platform.labels import churn
+    import chat_activity.labels as churn
 
     real = churn.churn_labels
     monkeypatch.setattr(churn, "churn_labels", lambda *a, **k: real(*a, **k).assign(sessions_7d=1))

@@ -12,18 +12,18 @@ from datetime import date, datetime, timezone
 import dagster as dg
 import pandas as pd
 import pytest
+from chat_activity.user_activity import SPEC
 
 from feature_platform.compute.window_aggregate import aggregate_day
 from feature_platform.definitions import build_definitions
 from feature_platform.defs.feature_views import PANDERA_CHECK, build_feature_view_asset
-from feature_platform.defs.raw_sessions import build_raw_sessions_asset
 from feature_platform.defs.resources import resources_for
 from feature_platform.demo.generator import generate_day
 from feature_platform.errors import AggregationOverflowError
 from feature_platform.platform import FeaturePlatform
 from feature_platform.spec import Field
-from feature_platform.specs.user_activity import SPEC
 from feature_platform_tests.conftest import write_sessions
+from feature_platform_tests.example_repo import build_raw_sessions_asset
 
 FEATURES = [f"user_activity:{f}" for f in SPEC.feature_names]
 DAYS = [date(2026, 2, d) for d in range(1, 21)]

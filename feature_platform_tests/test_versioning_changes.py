@@ -7,13 +7,13 @@ from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
+from chat_activity.user_activity import SPEC as V2
+from chat_activity.user_activity_v3 import SPEC as V3
+from chat_activity.user_realtime import SPEC as REALTIME
 
 from feature_platform.derive.description import DESCRIPTION_TAG, describe
+from feature_platform.repo import check_versions
 from feature_platform.spec import Agg, FeatureViewSpec, Field, SpecError
-from feature_platform.specs import check_versions
-from feature_platform.specs.user_activity import SPEC as V2
-from feature_platform.specs.user_activity_v3 import SPEC as V3
-from feature_platform.specs.user_realtime import SPEC as REALTIME
 from feature_platform.versioning.changes import diff
 from feature_platform.versioning.plan import CREATE, REFUSED, UNCHANGED, UPDATE, make_plan
 
@@ -146,7 +146,7 @@ def code_and_registry(code_specs, registered_specs):
 
 
 def test_plan_refuses_breaking_in_place_and_plans_the_migration():
-    from feature_platform.specs.churn import CHURN_FEATURES, CHURN_TRAINING_SET
+    from chat_activity.churn import CHURN_FEATURES, CHURN_TRAINING_SET
 
     broken = replace(V2, ttl=timedelta(days=3))
     code, registered = code_and_registry([broken, V3], [V2, V3])

@@ -12,6 +12,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 import redis
+from chat_activity.churn import CHURN_FEATURES, CHURN_TRAINING_SET
+from chat_activity.user_activity import SPEC as V2
+from chat_activity.user_activity_v3 import SPEC as V3
+from chat_activity.user_realtime import SPEC as REALTIME
 
 import feature_platform as fp
 from feature_platform.backends import watermarks
@@ -20,15 +24,11 @@ from feature_platform.demo.generator import generate_day
 from feature_platform.errors import UnknownFeatureViewError, ViewInUseError
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureServiceSpec
-from feature_platform.specs import all_specs
-from feature_platform.specs.churn import CHURN_FEATURES, CHURN_TRAINING_SET
-from feature_platform.specs.user_activity import SPEC as V2
-from feature_platform.specs.user_activity_v3 import SPEC as V3
-from feature_platform.specs.user_realtime import SPEC as REALTIME
 from feature_platform.versioning import workflow
 from feature_platform.versioning.deprecation import FeatureViewDeprecationWarning
 from feature_platform.versioning.plan import UPDATE
 from feature_platform_tests.conftest import TEST_REDIS_DB, write_sessions
+from feature_platform_tests.example_repo import all_specs
 
 D = date(2026, 3, 10)
 NOW = pd.Timestamp("2026-03-11T01:00:00Z")

@@ -11,6 +11,9 @@ from datetime import date, datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
+from chat_activity.user_activity import SPEC as V2
+from chat_activity.user_activity_v3 import SPEC as V3
+from chat_activity.user_realtime import SPEC as REALTIME
 
 import feature_platform as fp
 from feature_platform import runtime as runtimes
@@ -18,13 +21,10 @@ from feature_platform.demo.generator import generate_day
 from feature_platform.errors import BreakingChangeError, MaterializationError
 from feature_platform.runtime import Runtime
 from feature_platform.spec import Agg, Field
-from feature_platform.specs import all_specs
-from feature_platform.specs.user_activity import SPEC as V2
-from feature_platform.specs.user_activity_v3 import SPEC as V3
-from feature_platform.specs.user_realtime import SPEC as REALTIME
 from feature_platform.versioning import workflow
 from feature_platform.versioning.plan import CREATE, UNCHANGED, UPDATE
 from feature_platform_tests.conftest import write_sessions
+from feature_platform_tests.example_repo import all_specs
 
 PROFILES = ["embedded", pytest.param("services", marks=pytest.mark.services)]
 D1, D2 = date(2026, 5, 9), date(2026, 5, 10)

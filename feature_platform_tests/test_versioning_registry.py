@@ -12,13 +12,13 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from chat_activity.user_activity_v3 import SPEC as V3
+from chat_activity.user_realtime import SPEC as REALTIME
 
 from feature_platform.config import Settings
 from feature_platform.errors import BreakingChangeError
 from feature_platform.runtime import Runtime
 from feature_platform.spec import Field
-from feature_platform.specs.user_activity_v3 import SPEC as V3
-from feature_platform.specs.user_realtime import SPEC as REALTIME
 from feature_platform.versioning import workflow
 
 HOLD_SEC = 0.5  # each apply sleeps this long inside the lock, after planning, so the two overlap

@@ -10,13 +10,13 @@ import dagster as dg
 import pandas as pd
 import pytest
 import redis
+from chat_activity.user_activity import SPEC as V2
+from chat_activity.user_activity_v3 import SPEC as V3
 
 import feature_platform as fp
 from feature_platform.compute.window_aggregate import aggregate_day
 from feature_platform.definitions import build_definitions
 from feature_platform.demo.generator import generate_day
-from feature_platform.specs.user_activity import SPEC as V2
-from feature_platform.specs.user_activity_v3 import SPEC as V3
 from feature_platform_tests.conftest import TEST_REDIS_DB, sessions_frame, write_sessions
 
 D = date(2026, 3, 10)  # window of D: [2026-03-04 00:00, 2026-03-11 00:00)

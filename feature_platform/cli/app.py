@@ -8,13 +8,13 @@ from __future__ import annotations
 import sys
 import warnings
 
-from feature_platform.cli import reads, registry, runs, serve
+from feature_platform.cli import init_repo, reads, registry, runs, serve
 from feature_platform.cli.arguments import Parser
 from feature_platform.cli.failures import report
 from feature_platform.errors import BreakingChangeError
 from feature_platform.versioning.deprecation import FeatureViewDeprecationWarning
 
-COMMAND_GROUPS = (runs, reads, registry, serve)
+COMMAND_GROUPS = (runs, reads, registry, serve, init_repo)
 
 
 def parsers() -> tuple[Parser, dict[str, Parser]]:
@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = lambda message, *_args, **_kwargs: print(f"warning: {message}", file=sys.stderr)
     args = parsers()[0].parse_args(argv)
     try:
+        if not getattr(args, "needs_platform", True):  # `init` writes files: no store, no repository to load
+            return args.run(args)
         from feature_platform.platform import FeaturePlatform
 
         platform = FeaturePlatform.from_env()

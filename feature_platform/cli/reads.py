@@ -36,7 +36,7 @@ def register(sub) -> None:
 
     views = add_command(
         sub, "views", help="the feature views declared in code: versions, sources, entities, freshness SLA",
-        description="The feature views declared in code (feature_platform/specs/): family and version, entity and "
+        description="The feature views of the feature repository (FEATURE_PLATFORM_REPO): family and version, entity and "
         "join key, source (a raw source's window aggregation or a push source), TTL, freshness SLA, features and "
         "deprecation.",
         examples=["", "--json"])

@@ -37,11 +37,12 @@ def register(sub) -> None:
         "(runs of up to FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN days), then print a summary: partitions, offline rows, "
         "closing rows and time. A failing partition stops it; the partitions before it stay written.",
         examples=["--view user_activity --start 2026-01-01 --end 2026-01-31",
-                  "--view user_activity --start 2026-01-01 --with-sources --json"])
+                  "--view user_activity --start 2026-01-01 --observe --json"])
     mat.add_argument("--view", required=True, help="feature view name, e.g. user_activity")
     mat.add_argument("--start", required=True, help="first partition day, YYYY-MM-DD")
     mat.add_argument("--end", help="last partition day, YYYY-MM-DD (inclusive; default: --start)")
-    mat.add_argument("--with-sources", action="store_true", help="also materialize the raw source partitions")
+    mat.add_argument("--observe", action="store_true",
+                     help="observe the view's raw source first (records the days it holds in Dagster)")
     add_json(mat, "the summary")
     mat.set_defaults(run=materialize_command)
 
@@ -63,7 +64,9 @@ def register(sub) -> None:
 def materialize_command(platform: FeaturePlatform, args) -> int:
     began = time.perf_counter()
     progress = ProgressBar()
-    days = platform.materialize(args.view, args.start, args.end, with_sources=args.with_sources, progress=progress)
+    if args.observe:
+        platform.observe_sources(args.view)
+    days = platform.materialize(args.view, args.start, args.end, progress=progress)
     summary = materialized(platform, platform.view(args.view), days, time.perf_counter() - began)
     if args.json:
         print_json(summary)
@@ -124,9 +127,12 @@ def demo_command(platform: FeaturePlatform, args) -> int:
     print(f"{platform!r}\nsessions: {platform.settings.sessions_path}")
     print(f"materializing {spec.name} for {start} .. {end} ({args.days} daily partitions) through Dagster")
     began = time.perf_counter()
-    platform.materialize_sources(spec.name, start - timedelta(days=lookback), start - timedelta(days=1),
-                                 progress=ProgressBar())
-    days = platform.materialize(spec.name, start, end, with_sources=True, progress=ProgressBar())
+    if platform.settings.uses_generated_sessions:  # the example's raw log: generated, then observed
+        from feature_platform.demo.generator import generate_sessions
+
+        generate_sessions(platform.settings, start - timedelta(days=lookback), end, progress=ProgressBar())
+    platform.observe_sources(spec.name)
+    days = platform.materialize(spec.name, start, end, progress=ProgressBar())
     elapsed = time.perf_counter() - began
 
     table = platform.offline_table(spec.name, start, end)

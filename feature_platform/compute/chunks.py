@@ -15,7 +15,7 @@ import pandas as pd
 
 from feature_platform.dtypes import INT64_MAX, INT64_MIN, pandas_dtype
 from feature_platform.errors import AggregationOverflowError
-from feature_platform.sources.sessions import _cut
+from feature_platform.sources.rows import _cut
 from feature_platform.spec import FeatureViewSpec
 
 

@@ -17,7 +17,8 @@ import pandas as pd
 from feature_platform.compute.chunks import DayChunk
 from feature_platform.compute.window_aggregate import aggregate_chunk, raw_range_for
 from feature_platform.config import Settings
-from feature_platform.sources.sessions import read_sessions
+from feature_platform.repo import Repository
+from feature_platform.sources import reader_for
 from feature_platform.spec import FeatureViewSpec
 
 
@@ -33,22 +34,23 @@ class PandasEngine:
 
     name = "pandas"
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, repo: Repository):
         self.settings = settings
+        self.repo = repo
 
     def read_raw(self, spec: FeatureViewSpec, first: date, last: date) -> pd.DataFrame:
-        """Raw events needed to compute partitions `first..last` of `spec`, and nothing more."""
+        """Raw events of the view's declared source needed to compute partitions `first..last`, and nothing more."""
         start, end = raw_range_for(spec, first, last)
-        return read_sessions(self.settings.sessions_path, start, end)
+        return reader_for(self.repo.source_of(spec), self.settings, self.repo.directory).read(start, end)
 
     def compute_chunk(self, spec: FeatureViewSpec, days: Sequence[date]) -> DayChunk:
         return aggregate_chunk(spec, self.read_raw(spec, days[0], days[-1]), days)
 
 
-def engine_for(settings: Settings) -> ComputeEngine:
+def engine_for(settings: Settings, repo: Repository) -> ComputeEngine:
     """The engine `FEATURE_PLATFORM_ENGINE` names (PySpark is imported only when it is chosen)."""
     if settings.engine == "spark":
         from feature_platform.compute.spark_engine import SparkEngine
 
-        return SparkEngine(settings)
-    return PandasEngine(settings)
+        return SparkEngine(settings, repo)
+    return PandasEngine(settings, repo)

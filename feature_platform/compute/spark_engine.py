@@ -20,6 +20,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from datetime import date, timedelta
+from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -31,7 +32,10 @@ from feature_platform.compute.window_aggregate import raw_range_for
 from feature_platform.config import Settings
 from feature_platform.dtypes import INT64_MAX
 from feature_platform.errors import FeaturePlatformError
-from feature_platform.sources import sessions
+from feature_platform.repo import Repository
+from feature_platform.sources import reader_for
+from feature_platform.sources.parquet import ParquetSource
+from feature_platform.sources.rows import FLOAT_EXACT, SAMPLE_ROWS, lossy
 from feature_platform.spec import Agg, FeatureViewSpec
 from feature_platform.vocabulary import EVENT_TIMESTAMP, day_end
 
@@ -81,17 +85,44 @@ def spark_session(master: str, conf: dict[str, str] | None = None):
     return spark
 
 
+_shipped: set[tuple[int, str]] = set()  # (SparkContext id, repository) already added to the executors' path
+
+
+def ship_repository(spark, repo: Repository) -> None:
+    """Make the feature repository importable on Spark's Python workers (local or a cluster's executors): its
+    package, zipped, is added to their path once per session. Request-time functions and anything else a
+    worker unpickles by reference to the repository's modules need it."""
+    import tempfile
+    import zipfile
+
+    if repo.directory is None or not (repo.directory / "__init__.py").is_file():
+        return  # a module on the workers' path already, or a single file (nothing of it is pickled by reference)
+    key = (id(spark.sparkContext), str(repo.directory))
+    with _lock:
+        if key in _shipped:
+            return
+        target = Path(tempfile.mkdtemp(prefix="fp_repo_")) / f"{repo.directory.name}.zip"
+        with zipfile.ZipFile(target, "w") as archive:
+            for file in sorted(repo.directory.rglob("*.py")):
+                archive.write(file, Path(repo.directory.name) / file.relative_to(repo.directory))
+        spark.sparkContext.addPyFile(str(target))
+        _shipped.add(key)
+
+
 class SparkEngine:
     name = "spark"
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, repo: Repository):
         self.settings = settings
+        self.repo = repo
         self.spark = spark_session(settings.spark_master)
+        ship_repository(self.spark, repo)
 
     def compute_chunk(self, spec: FeatureViewSpec, days: Sequence[date]) -> DayChunk:
         wanted = sorted(set(days))
         start, end = raw_range_for(spec, wanted[0], wanted[-1])
-        events = read_source(self.spark, spec, self.settings, start, end)
+        reader = reader_for(self.repo.source_of(spec), self.settings, self.repo.directory)
+        events = read_source(self.spark, reader, start, end)
         return _to_chunk(spec, _check_fits(spec, aggregate(spec, events, wanted).toPandas()), wanted)
 
     def sync_online(self, spec: FeatureViewSpec, rows: pd.DataFrame, online, sync_online) -> int:
@@ -100,31 +131,32 @@ class SparkEngine:
         return sync_online(self.spark.createDataFrame(rows), spec, self.settings, online.store.config.project)
 
 
-def read_source(spark, spec: FeatureViewSpec, settings: Settings, start, end):
-    """The view's raw events with `start <= timestamp < end`, in the source's schema, checked as the pandas
-    engine checks them (`sources.sessions`): the same files and rows are refused with the same errors.
+def read_source(spark, reader, start, end):
+    """The source's raw events with `start <= timestamp < end`, in the source's schema, checked as the pandas
+    engine checks them (`sources.parquet`): the same files and rows are refused with the same errors.
 
-    Files are listed and their schemas checked by `sessions.source_files` (Parquet metadata only); files of
-    the same declared types are read together with that read schema, converted to the source's schema, and
-    unioned, so no file is read (or silently cast) in another file's types."""
+    Files are listed and their schemas checked by the reader (Parquet metadata only); files of the same
+    declared types are read together with that read schema, converted to the source's schema, and unioned,
+    so no file is read (or silently cast) in another file's types. A PostgreSQL source is read (with its
+    time range in the query) and checked by its reader, then handed to Spark."""
     from pyspark.sql import functions as F
 
-    if spec.aggregation.source != sessions.NAME:
-        raise FeaturePlatformError(f"feature view {spec.name!r}: the Spark engine has no reader for source "
-                                   f"{spec.aggregation.source!r}")
+    if not isinstance(reader, ParquetSource):
+        rows = reader.read(start, end)
+        return spark.createDataFrame(rows.astype({c: object for c in rows.select_dtypes("string").columns}))
     groups: dict[tuple, list[str]] = {}
-    for fragment in sessions.source_files(settings.sessions_path):
-        groups.setdefault(_file_types(fragment), []).append(fragment.path)
-    flags = sorted({(name, kind) for types in groups for name, kind in _lossy_columns(types)},
-                   key=lambda flag: sessions.SCHEMA.names.index(flag[0]))
-    frames = [_read_files(spark, types, paths, flags) for types, paths in groups.items()]
+    for fragment in reader.files():
+        groups.setdefault(_file_types(reader, fragment), []).append(fragment.path)
+    flags = sorted({(name, kind) for types in groups for name, kind in _lossy_columns(reader, types)},
+                   key=lambda flag: reader.schema.names.index(flag[0]))
+    frames = [_read_files(spark, reader, types, paths, flags) for types, paths in groups.items()]
     df = functools.reduce(lambda a, b: a.unionByName(b), frames)
-    ts = F.col(sessions.TIMESTAMP)
+    ts = F.col(reader.timestamp)
     # Rows without a time are kept, whatever the range: the range filter alone would drop them silently.
     df = df.where(((ts >= F.lit(pd.Timestamp(start).to_pydatetime())) & (ts < F.lit(pd.Timestamp(end).to_pydatetime())))
                   | ts.isNull())
-    _check_values(df, flags)
-    return df.select(*sessions.SCHEMA.names)
+    _check_values(df, reader, flags)
+    return df.select(*reader.schema.names)
 
 
 _FILE = "__fp_file"
@@ -134,19 +166,19 @@ def _flag(name: str, kind: str) -> str:
     return f"__fp_{kind.replace('-', '_')}_{name}"
 
 
-def _file_types(fragment) -> tuple:
+def _file_types(reader, fragment) -> tuple:
     """The declared columns' Arrow types in this file, and whether its time is a legacy INT96."""
     physical = fragment.physical_schema
-    types = tuple(physical.field(name).type for name in sessions.SCHEMA.names)
+    types = tuple(physical.field(name).type for name in reader.schema.names)
     parquet = fragment.metadata.schema
-    int96 = any(parquet.column(i).path == sessions.TIMESTAMP and parquet.column(i).physical_type == "INT96"
+    int96 = any(parquet.column(i).path == reader.timestamp and parquet.column(i).physical_type == "INT96"
                 for i in range(len(parquet)))
     return (*types, int96)
 
 
-def _lossy_columns(types: tuple) -> list[tuple[str, str]]:
-    return [(want.name, kind) for want, got in zip(sessions.SCHEMA, types)
-            if (kind := sessions.lossy(got, want.type)) is not None and not (want.name == sessions.TIMESTAMP and types[-1])]
+def _lossy_columns(reader, types: tuple) -> list[tuple[str, str]]:
+    return [(want.name, kind) for want, got in zip(reader.schema, types)
+            if (kind := lossy(got, want.type)) is not None and not (want.name == reader.timestamp and types[-1])]
 
 
 def _read_type(arrow_type: pa.DataType, int96: bool) -> str:
@@ -169,20 +201,20 @@ def _read_type(arrow_type: pa.DataType, int96: bool) -> str:
     return "string"
 
 
-def _read_files(spark, types: tuple, paths: list[str], flags: list[tuple[str, str]]):
+def _read_files(spark, reader, types: tuple, paths: list[str], flags: list[tuple[str, str]]):
     """Files of one set of declared types as the source's schema, with the file of each row and one column
-    per lossy-cast check in `flags` (the rows a cast would lose, as pandas' `sessions.lossy`): those rows
+    per lossy-cast check in `flags` (the rows a cast would lose, as pandas' `lossy`): those rows
     get a harmless value (so that ANSI casts never fail) and keep their written value as text."""
     from pyspark.sql import functions as F
 
     int96 = types[-1]
-    read = ", ".join(f"`{name}` {_read_type(got, int96)}" for name, got in zip(sessions.SCHEMA.names, types)
+    read = ", ".join(f"`{name}` {_read_type(got, int96)}" for name, got in zip(reader.schema.names, types)
                      if not pa.types.is_null(got))
     df = spark.read.schema(read).parquet(*paths) if read else spark.read.parquet(*paths)
     raw, checks = [], {}
-    for want, got in zip(sessions.SCHEMA, types):
+    for want, got in zip(reader.schema, types):
         column = F.lit(None) if pa.types.is_null(got) else F.col(f"`{want.name}`")
-        kind = None if want.name == sessions.TIMESTAMP and int96 else sessions.lossy(got, want.type)
+        kind = None if want.name == reader.timestamp and int96 else lossy(got, want.type)
         if kind is not None:
             bad = F.coalesce(_lossy(column, got, kind), F.lit(False))
             checks[(want.name, kind)] = (bad, column.cast("string"))
@@ -196,9 +228,9 @@ def _read_files(spark, types: tuple, paths: list[str], flags: list[tuple[str, st
         raw += [bad.alias(_flag(name, kind)), written.alias(_flag(name, kind) + "_written")]
     df = df.select(*raw)
     out = []
-    for want, got in zip(sessions.SCHEMA, types):
+    for want, got in zip(reader.schema, types):
         column = F.col(want.name)
-        if want.name == sessions.TIMESTAMP:
+        if want.name == reader.timestamp:
             if pa.types.is_timestamp(got) and got.unit == "ns" and not int96:
                 column = F.timestamp_micros(F.expr(f"{want.name} div 1000"))  # whole microseconds (checked)
             else:
@@ -210,7 +242,7 @@ def _read_files(spark, types: tuple, paths: list[str], flags: list[tuple[str, st
 
 
 def _lossy(column, got: pa.DataType, kind: str):
-    """The Spark form of `sessions._lossy_mask`."""
+    """The Spark form of `sources.rows._lossy_mask`."""
     from pyspark.sql import functions as F
 
     if kind == "non-integer":
@@ -219,7 +251,7 @@ def _lossy(column, got: pa.DataType, kind: str):
     if kind == "out-of-range":
         if pa.types.is_uint64(got.value_type if pa.types.is_dictionary(got) else got):
             return column > F.lit(INT64_MAX)
-        return F.abs(column) > F.lit(sessions.FLOAT_EXACT)
+        return F.abs(column) > F.lit(FLOAT_EXACT)
     return F.pmod(column, F.lit(1000)) != 0  # sub-microsecond: nanoseconds read as an integer
 
 
@@ -233,17 +265,26 @@ def _spark_type(arrow_type: pa.DataType) -> str:
     return "string"
 
 
-def _check_values(df, flags: list[tuple[str, str]]) -> None:
-    """`sources.sessions._check_values` in one Spark pass, per file: rows a cast would lose, and no null,
-    negative count or duration, NaN or infinite duration in the rows read, or nothing is computed (a mean
-    would skip a NaN silently). The first file with a problem is named, as the pandas engine names it."""
+def _check_values(df, reader, flags: list[tuple[str, str]]) -> None:
+    """The reader's declared row rules (`SourceRows.value_checks`) in one Spark pass, per file: rows a cast
+    would lose, and no null, out-of-range or NaN/infinite value in the rows read, or nothing is computed (a
+    mean would skip a NaN silently). The first file with a problem is named, as the pandas engine names it."""
     from pyspark.sql import functions as F
 
-    duration = F.col("duration_sec")
     checks = [(name, kind, F.col(_flag(name, kind)), _flag(name, kind) + "_written") for name, kind in flags]
-    checks += [(name, "null", F.col(name).isNull(), None) for name in sessions.SCHEMA.names]
-    checks.append(("duration_sec", "NaN or infinite", F.isnan(duration) | (F.abs(duration) == float("inf")), None))
-    checks += [(name, "negative", F.col(name) < 0, None) for name in sessions._NON_NEGATIVE]
+    for name, what, rule in reader.value_checks():
+        column = F.col(name)
+        if what == "null":
+            cond = column.isNull()
+        elif what == "NaN or infinite":
+            cond = F.isnan(column) | (F.abs(column) == float("inf"))
+        elif rule[0] == "ge":
+            cond = column < F.lit(rule[1])
+        elif rule[0] == "le":
+            cond = column > F.lit(rule[1])
+        else:
+            cond = ~column.isin(list(rule[1]))
+        checks.append((name, what, cond, None))
     counts = [F.sum(F.when(cond, 1).otherwise(0)).alias(f"c{i}") for i, (_, _, cond, _) in enumerate(checks)]
     bad = (df.groupBy(_FILE).agg(*counts).where(functools.reduce(lambda a, b: a | b, [F.col(f"c{i}") > 0
                                                                                     for i in range(len(checks))]))
@@ -255,19 +296,19 @@ def _check_values(df, flags: list[tuple[str, str]]) -> None:
     for i, (name, what, cond, written) in enumerate(checks):
         if not bad[f"c{i}"]:
             continue
-        shown = [F.unix_micros(F.col(c)).alias(c) if c == sessions.TIMESTAMP else F.col(c) for c in sessions._shown(name)]
+        shown = [F.unix_micros(F.col(c)).alias(c) if c == reader.timestamp else F.col(c) for c in reader.shown(name)]
         if written:
             shown.append(F.col(written).alias("__fp_written"))
         sample = []
-        for row in rows.where(cond).select(*shown).limit(sessions.SAMPLE_ROWS).collect():
+        for row in rows.where(cond).select(*shown).limit(SAMPLE_ROWS).collect():
             values = row.asDict()
-            if values.get(sessions.TIMESTAMP) is not None:  # as pyarrow shows it (collect() uses the local zone)
-                values[sessions.TIMESTAMP] = pd.Timestamp(values[sessions.TIMESTAMP], unit="us", tz="UTC").to_pydatetime()
+            if values.get(reader.timestamp) is not None:  # as pyarrow shows it (collect() uses the local zone)
+                values[reader.timestamp] = pd.Timestamp(values[reader.timestamp], unit="us", tz="UTC").to_pydatetime()
             if written:
                 values[name] = _written(values.pop("__fp_written"), what)
             sample.append(values)
         found.append((name, what, bad[f"c{i}"], sample))
-    raise sessions.rows_error(_local_path(bad[_FILE]), found)
+    raise reader.rows_error(_local_path(bad[_FILE]), found)
 
 
 def _written(text: str | None, what: str):

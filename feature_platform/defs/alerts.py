@@ -19,7 +19,6 @@ from feature_platform.defs.resources import FeaturePlatformResource
 from feature_platform.freshness import STALE, view_freshness
 from feature_platform.redact import redact, url_origin
 from feature_platform.runtime import Runtime
-from feature_platform.specs import all_specs
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ class Alert:
 def current_incidents(runtime: Runtime, instance: dg.DagsterInstance, now: datetime) -> dict[str, tuple[str, str]]:
     """incident key -> (view, description) for everything wrong right now."""
     incidents: dict[str, tuple[str, str]] = {}
-    for spec in all_specs().values():
+    for spec in runtime.repo.views.values():
         f = view_freshness(runtime, spec, now)
         if f.status == STALE:
             incidents[f"stale:{spec.name}"] = (spec.name, f"{spec.name} is stale: newest data is {f.age} old "

@@ -6,10 +6,10 @@ through the view's partition mapping), and not before: a raw day arriving late d
 computing it from a partial window. It is requested once per cron tick (`since_last_handled`): a failed run is
 not retried in a loop, the next tick or a manual run does it.
 
-The demo's generated raw days are requested on the same tick (the generator writes the day that just ended).
-An external sessions log is not: the platform cannot know when a day of someone else's data is complete, so its
-raw day counts once recorded (`feature-platform materialize --with-sources`, a run of the raw asset, or the
-team's own pipeline that writes it). A training set opts in with its spec's `refresh_cron`.
+Raw days are never requested: the platform cannot know when a day of a team's data is complete, so a raw day
+counts once recorded, by the `observe_sources` sensor (or `FeaturePlatform.observe_sources`,
+`feature-platform materialize --observe`), or by the team's own pipeline reporting it. A training set opts in
+with its spec's `refresh_cron`.
 
 Conditions are evaluated by `AUTOMATION_SENSOR`, running from the start (declared in code), in the automation
 daemon that `dagster dev` and `dagster-daemon run` start (on in the shipped dagster.yaml files).

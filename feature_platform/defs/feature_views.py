@@ -29,7 +29,7 @@ from feature_platform.defs.freshness_checks import (
 )
 from feature_platform.defs.metadata import materialization_metadata, range_metadata, view_asset_args
 from feature_platform.defs.partitions import daily_partitions
-from feature_platform.defs.raw_sessions import raw_source_key
+from feature_platform.defs.raw_sources import raw_source_key
 from feature_platform.defs.resources import FeaturePlatformResource
 from feature_platform.errors import ValidationFailedError
 from feature_platform.pipeline import PartitionResult, materialize_range, validate

@@ -6,14 +6,14 @@ import dagster as dg
 import pandas as pd
 
 from feature_platform.config import Settings
-from feature_platform.specs import all_training_sets
+from feature_platform.repo import load_repository
 from feature_platform.training import training_set_path
 from feature_platform.util.atomic import atomic_write
 
 
 def dataset_path(settings: Settings, asset_name: str) -> Path:
     """Training sets live at training_sets/<name>/v<version>.parquet; other datasets at datasets/<name>.parquet."""
-    spec = all_training_sets().get(asset_name)
+    spec = load_repository(settings.repo_location).training_sets.get(asset_name)
     if spec is not None:
         return training_set_path(settings, spec)
     return settings.home / "datasets" / f"{asset_name}.parquet"
@@ -23,9 +23,11 @@ class DatasetIOManager(dg.ConfigurableIOManager):
     """Stores DataFrames as Parquet, written beside the final path and renamed into place."""
 
     home: str
+    repo: str = ""
 
     def _path(self, key: dg.AssetKey) -> Path:
-        return dataset_path(Settings.from_env({"FEATURE_PLATFORM_HOME": self.home}), key.path[-1])
+        return dataset_path(Settings.from_env({"FEATURE_PLATFORM_HOME": self.home, "FEATURE_PLATFORM_REPO": self.repo}),
+                            key.path[-1])
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         path = self._path(context.asset_key)

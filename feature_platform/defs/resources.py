@@ -52,6 +52,7 @@ class FeaturePlatformResource(dg.ConfigurableResource):
     spark_master: str
     executor: str
     executor_config: str
+    repo: str
 
     @classmethod
     def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None) -> FeaturePlatformResource:
@@ -94,5 +95,5 @@ def resources_for(settings: Settings) -> dict:
 
     return {
         "platform": FeaturePlatformResource.from_settings(settings),
-        "dataset_io_manager": DatasetIOManager(home=str(settings.home)),
+        "dataset_io_manager": DatasetIOManager(home=str(settings.home), repo=settings.repo),
     }

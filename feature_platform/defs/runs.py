@@ -67,14 +67,11 @@ class Runs:
                    partition_key=partition_key, partition_range=partition_range, log_level=log_level)
 
     def materialize(self, spec: FeatureViewSpec, first: date, last: date, progress: Progress | None, *,
-                    with_sources: bool, log_level: str) -> list[str]:
+                    log_level: str) -> list[str]:
         """The runs a Dagster backfill of days `first..last` of `spec` launches: ranges of up to
-        `backfill_days_per_run` days, in day order, after its raw source's days `with_sources`; returns the
-        partition keys."""
+        `backfill_days_per_run` days, in day order; returns the partition keys."""
         import dagster as dg
 
-        if with_sources:
-            self.materialize_sources(spec, first, last, progress, log_level=log_level)
         days = [d.isoformat() for d in pd.date_range(first, last, freq="D").date]
         per_run = self.settings.backfill_days_per_run
         for i in range(0, len(days), per_run):
@@ -85,18 +82,21 @@ class Runs:
                 progress(i + len(keys), len(days), spec.name, keys[-1])
         return days
 
-    def materialize_sources(self, spec: FeatureViewSpec, first: date, last: date, progress: Progress | None, *,
-                            log_level: str) -> list[str]:
-        """One run per day `first..last` of the raw source `spec` reads; returns the partition keys."""
-        from feature_platform.defs.raw_sessions import raw_source_key
+    def observe_sources(self, specs: list[FeatureViewSpec]) -> pd.DataFrame:
+        """Observe the raw sources `specs` read, recording per day present an observation in the instance (as
+        the `observe_sources` sensor does); one row per source."""
+        from feature_platform.defs.raw_sources import observation_events, observe_range
 
-        key = raw_source_key(spec.aggregation.source)
-        days = [d.isoformat() for d in pd.date_range(first, last, freq="D").date]
-        for i, day in enumerate(days, 1):
-            self.run([key], day, key.to_user_string(), log_level=log_level)
-            if progress:
-                progress(i, len(days), key.to_user_string(), day)
-        return days
+        repo = self.runtime.repo
+        rows = []
+        for name in sorted({s.aggregation.source for s in specs if s.aggregation is not None}):
+            seen = observe_range(self.runtime, repo.source(name))
+            for event in observation_events(repo.source(name), seen):
+                self.instance().report_runless_asset_event(event)
+            rows.append({"source": name, "days_present": len(seen.present), "rows": seen.rows,
+                         "first_day": min(seen.present, default=None), "last_day": max(seen.present, default=None),
+                         "newest_event": seen.newest})
+        return pd.DataFrame(rows)
 
     def ingest_pending(self, spec: FeatureViewSpec, *, log_level: str) -> list:
         """One run per landed batch of `spec`'s push source, and one draining its direct log; returns the

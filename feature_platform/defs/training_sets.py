@@ -9,21 +9,25 @@ import dagster as dg
 import pandas as pd
 
 from feature_platform.defs.automation import training_set_condition
+from feature_platform.defs.raw_sources import raw_source_key
 from feature_platform.defs.resources import FeaturePlatformResource
+from feature_platform.repo import Repository
 from feature_platform.spec import TrainingSetSpec
 from feature_platform.training import label_frame, resolve_features, training_set, training_set_metadata
 
 
-def build_training_set_assets(spec: TrainingSetSpec) -> list[dg.AssetsDefinition]:
-    views = list(dict.fromkeys(c.view for c in resolve_features(spec.feature_service)))
+def build_training_set_assets(spec: TrainingSetSpec, repo: Repository) -> list[dg.AssetsDefinition]:
+    views = list(dict.fromkeys(c.view for c in resolve_features(repo, spec.feature_service)))
     labels_key = dg.AssetKey(f"{spec.name}_labels")
-    raw = dg.AssetKey("raw_sessions")
-    automation = training_set_condition(spec.refresh_cron, [raw]) if spec.refresh_cron else None
+    # Labels come from the raw events the views are computed from (lineage; a label function may read more).
+    sources = dict.fromkeys(raw_source_key(repo.views[v].aggregation.source) for v in views
+                            if repo.views[v].aggregation is not None)
+    automation = training_set_condition(spec.refresh_cron, list(sources)) if spec.refresh_cron else None
 
     @dg.asset(
         key=labels_key,
         group_name="training_sets",
-        deps=[raw, *(dg.AssetKey(v) for v in views)],
+        deps=[*sources, *(dg.AssetKey(v) for v in views)],
         automation_condition=automation,
         io_manager_key="dataset_io_manager",
         kinds={"pandas", "parquet"},

@@ -15,9 +15,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from feature_platform.sources.sessions import SCHEMA
 from feature_platform.util.atomic import atomic_write
 
+# The columns of the example repository's `sessions` source (examples/chat_activity/sources.py), in its order.
+SCHEMA = pa.schema([
+    ("user_id", pa.int64()), ("session_id", pa.string()), ("duration_sec", pa.float64()),
+    ("message_count", pa.int64()), ("tool_invocations", pa.int64()), ("model", pa.string()), ("tokens", pa.int64()),
+    ("event_timestamp", pa.timestamp("us", tz="UTC")),
+])
 MODELS = np.array(["claude-haiku", "claude-opus", "claude-sonnet", "gpt-4o", "llama-3"])
 _QUIET_PERIOD_DAYS = 20
 
@@ -67,3 +72,22 @@ def write_day(directory: Path, day: date, n_users: int, seed: int = 7) -> Path:
     with atomic_write(path, durable=False) as tmp:  # hidden: a reader of the directory skips it while it is written
         pq.write_table(table, tmp)
     return path
+
+
+def generate_sessions(settings, first: date, last: date, progress=None) -> list[Path]:
+    """Generate the demo sessions of days `first..last` where the example's `sessions` source reads them
+    (`$FEATURE_PLATFORM_HOME/raw/sessions`); refused when FEATURE_PLATFORM_SESSIONS_PATH points at real data."""
+    from datetime import timedelta
+
+    from feature_platform.errors import InvalidArgumentError
+
+    if not settings.uses_generated_sessions:
+        raise InvalidArgumentError(f"FEATURE_PLATFORM_SESSIONS_PATH is set ({settings.sessions_path}): the demo "
+                                   "generates no data over yours")
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    paths = []
+    for i, day in enumerate(days, 1):
+        paths.append(write_day(settings.sessions_path, day, settings.demo_users, settings.demo_seed))
+        if progress:
+            progress(i, len(days), "raw_sessions", day.isoformat())
+    return paths

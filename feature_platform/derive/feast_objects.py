@@ -74,14 +74,16 @@ def feast_feature_service(service: FeatureServiceSpec, views: dict[str, FeatureV
 
 
 # The transformation Feast runs for a request view: its source text is what Feast keeps in the registry and
-# executes; it calls the platform's own function (so feature_platform must be importable where Feast evaluates it).
+# executes; it calls the platform's own function with the repository that declares the view (so feature_platform
+# and the repository must be importable where Feast evaluates it).
 _TRANSFORMATION = """def {name}(features_df):
     from feature_platform.request_time import feast_transformation
-    return feast_transformation({name!r}, features_df)
+    return feast_transformation({name!r}, features_df, {repo!r})
 """
 
 
-def feast_on_demand_view(spec: RequestFeatureViewSpec, views: dict[str, FeatureView]) -> OnDemandFeatureView:
+def feast_on_demand_view(spec: RequestFeatureViewSpec, views: dict[str, FeatureView],
+                         settings: Settings) -> OnDemandFeatureView:
     """A request view as Feast's on-demand feature view: its input views' features and a request source of its
     request fields in, its features out, computed by the platform's function."""
     by_view: dict[str, list[str]] = {}
@@ -92,7 +94,7 @@ def feast_on_demand_view(spec: RequestFeatureViewSpec, views: dict[str, FeatureV
     if spec.request_fields:
         sources.append(RequestSource(name=f"{spec.name}_request", schema=[
             FeastField(name=f.name, dtype=feast_type(f.dtype), description=f.description) for f in spec.request_fields]))
-    source = _TRANSFORMATION.format(name=spec.name)
+    source = _TRANSFORMATION.format(name=spec.name, repo=settings.repo_location)
     namespace: dict = {}
     exec(source, namespace)  # noqa: S102 - our own template: the callable is the text Feast will run
     with warnings.catch_warnings():
@@ -116,6 +118,6 @@ def feast_objects(specs, settings: Settings, services=(), request_views=()) -> l
     the on-demand feature views of the request views whose inputs are among `specs`."""
     entities = {s.entity.name: feast_entity(s) for s in specs}
     views = {s.name: feast_feature_view(s, settings) for s in specs}
-    on_demand = [feast_on_demand_view(r, views) for r in request_views
+    on_demand = [feast_on_demand_view(r, views, settings) for r in request_views
                  if all(ref.partition(":")[0] in views for ref in r.inputs)]
     return [*entities.values(), *views.values(), *(feast_feature_service(f, views) for f in services), *on_demand]

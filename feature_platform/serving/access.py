@@ -7,7 +7,7 @@ The tokens file maps each caller to its token and roles (YAML)::
       token_sha256: 9f86d0...   # sha256 of the token (or `token: <plain>`; prefer the digest)
       roles: [churn_model]
 
-`AccessSpec`s (feature_platform/specs/access.py) become Feast `Permission`s with role-based policies,
+`AccessSpec`s (the feature repository, e.g. examples/chat_activity/access.py) become Feast `Permission`s with role-based policies,
 and Feast's `enforce_policy` decides: a caller may read a feature view or service, or push to a view,
 only when a permission grants one of its roles that action on that resource. Tokens are compared by
 digest in constant time and never logged; a refusal is logged with the caller, path and resource.
@@ -36,8 +36,8 @@ from feature_platform import request_time
 from feature_platform.derive.feast_objects import feast_feature_service, feast_feature_view
 from feature_platform.errors import FeaturePlatformError
 from feature_platform.features import references
+from feature_platform.repo import Repository, load_repository
 from feature_platform.spec import AccessSpec
-from feature_platform.specs import all_access, all_feature_services, get_spec
 
 log = logging.getLogger("feature_platform.serving.access")
 READ = [AuthzedAction.READ_ONLINE]
@@ -103,10 +103,11 @@ def _sha256(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def feast_permissions(specs: dict[str, AccessSpec] | None = None) -> list[Permission]:
-    """The `AccessSpec`s as Feast permissions: one per spec and resource type, names matched exactly."""
+def feast_permissions(repo: Repository, specs: dict[str, AccessSpec] | None = None) -> list[Permission]:
+    """The `AccessSpec`s (default: the repository's) as Feast permissions: one per spec and resource type,
+    names matched exactly."""
     out = []
-    for spec in (specs or all_access()).values():
+    for spec in (specs or repo.access).values():
         actions = [*(READ if "read" in spec.actions else []), *(PUSH if "push" in spec.actions else [])]
         policy = RoleBasedPolicy(roles=list(spec.roles))
         for kind, names in ((FeatureView, spec.feature_views), (FeatureService, spec.feature_services)):
@@ -116,12 +117,12 @@ def feast_permissions(specs: dict[str, AccessSpec] | None = None) -> list[Permis
     return out
 
 
-def check_access_specs(specs: dict[str, AccessSpec] | None = None) -> None:
+def check_access_specs(repo: Repository, specs: dict[str, AccessSpec] | None = None) -> None:
     """Every granted view and service exists (a typo would silently grant nothing)."""
-    services = all_feature_services()
-    for spec in (specs or all_access()).values():
+    services = repo.feature_services
+    for spec in (specs or repo.access).values():
         for view in spec.feature_views:
-            get_spec(view)
+            repo.view(view)
         unknown = [s for s in spec.feature_services if s not in services]
         if unknown:
             raise FeaturePlatformError(f"access {spec.name!r} grants unknown feature service(s) {unknown}")
@@ -133,8 +134,9 @@ class Authorizer:
     def __init__(self, settings, tokens: Tokens | None):
         self.settings = settings
         self.tokens = tokens
-        check_access_specs()
-        self.permissions = feast_permissions()
+        self.repo = load_repository(settings.repo_location)
+        check_access_specs(self.repo)
+        self.permissions = feast_permissions(self.repo)
 
     def authenticate(self, authorization: str | None, path: str) -> Caller | None:
         if self.tokens is None:
@@ -151,7 +153,7 @@ class Authorizer:
         if isinstance(features, str):
             resources = [self._service(features)]
         else:
-            stored = request_time.plan(features, True).stored
+            stored = request_time.plan(self.repo, features, True).stored
             resources = [self._view(v) for v in dict.fromkeys(ref.partition(":")[0] for ref in stored)]
         self._enforce(caller, resources, READ, "read", path)
 
@@ -171,12 +173,12 @@ class Authorizer:
         return _feast_view(name, self.settings)
 
     def _service(self, name: str) -> FeatureService:
-        references(name)  # unknown service: the platform's error
-        service = all_feature_services()[name]
+        references(self.repo, name)  # unknown service: the platform's error
+        service = self.repo.feature_services[name]
         views = {v: _feast_view(v, self.settings) for v in dict.fromkeys(r.partition(":")[0] for r in service.features)}
         return feast_feature_service(service, views)
 
 
 @cache
 def _feast_view(name: str, settings) -> FeatureView:
-    return feast_feature_view(get_spec(name), settings)
+    return feast_feature_view(load_repository(settings.repo_location).view(name), settings)

@@ -22,7 +22,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from feature_platform import dtypes, request_time
 from feature_platform.errors import InvalidEntityError
 from feature_platform.feast_format.serving import json_values, status_names, timestamp_texts
-from feature_platform.specs import get_spec
 from feature_platform.vocabulary import EXPIRED, MISSING, PRESENT, event_timestamp_column, status_column
 
 STATUS = {PRESENT: FieldStatus.PRESENT, MISSING: FieldStatus.NOT_FOUND, EXPIRED: FieldStatus.OUTSIDE_MAX_AGE}
@@ -63,13 +62,14 @@ class PlatformFeatureStore(FeatureStore):
         rows = _rows(entity_rows)
         data = self.platform.online_features(refs, rows, with_metadata=True, full_feature_names=full_feature_names,
                                              output="dict")
-        plan = request_time.plan(refs, full_feature_names)
-        stored = [get_spec(v) for v in dict.fromkeys(ref.partition(":")[0] for ref in plan.stored)]
+        repo = self.platform.runtime.repo
+        plan = request_time.plan(repo, refs, full_feature_names)
+        stored = [repo.view(v) for v in dict.fromkeys(ref.partition(":")[0] for ref in plan.stored)]
         request_views = {v.name: v for v in plan.request_views}
         for key, dtype in dict((s.entity.join_key, s.entity.dtype) for s in stored).items():
             yield key, dtype, data.get(key, []), [PRESENT] * len(rows), [None] * len(rows)
         for o in plan.outputs:
-            view = request_views[o.view] if o.request else get_spec(o.view)
+            view = request_views[o.view] if o.request else repo.view(o.view)
             yield (o.column, view.field(o.feature).dtype, data[o.column], data[status_column(o.column)],
                    data[event_timestamp_column(o.column)])
 

@@ -44,12 +44,12 @@ def current_user() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def _declared(specs, services, training_sets):
-    from feature_platform.specs import all_feature_services, all_specs, all_training_sets, check_versions
+def _declared(repo, specs, services, training_sets):
+    from feature_platform.repo import check_versions
 
-    specs = dict(all_specs() if specs is None else {s.name: s for s in _values(specs)})
-    services = dict(all_feature_services() if services is None else {s.name: s for s in _values(services)})
-    sets = dict(all_training_sets() if training_sets is None else {s.name: s for s in _values(training_sets)})
+    specs = dict(repo.views if specs is None else {s.name: s for s in _values(specs)})
+    services = dict(repo.feature_services if services is None else {s.name: s for s in _values(services)})
+    sets = dict(repo.training_sets if training_sets is None else {s.name: s for s in _values(training_sets)})
     check_versions(specs.values())
     return specs, services, sets
 
@@ -65,8 +65,8 @@ def code_descriptions(specs: Mapping[str, FeatureViewSpec], settings) -> dict[st
 
 
 def plan(runtime: Runtime, specs=None, services=None, training_sets=None, *, migrations: bool = True) -> Plan:
-    """Compare the specs (default: those in code) with the registry. Read-only."""
-    specs, services, sets = _declared(specs, services, training_sets)
+    """Compare the specs (default: the repository's) with the registry. Read-only."""
+    specs, services, sets = _declared(runtime.repo, specs, services, training_sets)
     return _plan(runtime, specs, services, sets, migrations)
 
 
@@ -86,7 +86,7 @@ def _plan(runtime: Runtime, specs, services, sets, migrations: bool) -> Plan:
 
 def apply(runtime: Runtime, specs=None, services=None, training_sets=None, *, user: str | None = None,
           via: str = "apply", on_planned: Callable[[Plan], None] | None = None) -> Plan:
-    """Apply the specs (default: those in code) to the registry, as `plan` shows them.
+    """Apply the specs (default: the repository's) to the registry, as `plan` shows them.
 
     Under the registry lock: re-read the registry, plan, refuse (`BreakingChangeError`, nothing applied)
     when any registered view would change in a breaking way in place, else register the Feast objects,
@@ -95,7 +95,7 @@ def apply(runtime: Runtime, specs=None, services=None, training_sets=None, *, us
     Returns the plan that was applied.
     """
     from_code = specs is None and services is None
-    specs, services, sets = _declared(specs, services, training_sets)
+    specs, services, sets = _declared(runtime.repo, specs, services, training_sets)
     _check_service_references(specs, services)
     user = user or current_user()
     log = runtime.backends.registry_log()
@@ -107,7 +107,7 @@ def apply(runtime: Runtime, specs=None, services=None, training_sets=None, *, us
             on_planned(the_plan)
         if the_plan.refused:
             raise BreakingChangeError(refusal_message(the_plan), the_plan)
-        request_views, changed, stale = _request_views(store, specs)
+        request_views, changed, stale = _request_views(store, specs, runtime.repo)
         if the_plan.has_changes or changed:
             # Deleting needs partial=False (Feast deletes only then); nothing else is deleted with it.
             with warnings.catch_warnings():  # "On demand feature view is an experimental feature": known
@@ -124,12 +124,10 @@ def apply(runtime: Runtime, specs=None, services=None, training_sets=None, *, us
     return the_plan
 
 
-def _request_views(store, specs) -> tuple[list, bool, list]:
+def _request_views(store, specs, repo) -> tuple[list, bool, list]:
     """The request views to register as Feast on-demand feature views (those whose inputs are among `specs`),
     whether the registry differs from them, and the registered ones no longer declared (to delete)."""
-    from feature_platform.specs import all_request_views
-
-    views = [r for r in all_request_views().values() if all(ref.partition(":")[0] in specs for ref in r.inputs)]
+    views = [r for r in repo.request_views.values() if all(ref.partition(":")[0] in specs for ref in r.inputs)]
     registered = registered_request_views(store)
     stale = [store.get_on_demand_feature_view(name, allow_registry_cache=False) for name in registered
              if name not in {r.name for r in views}]
@@ -185,7 +183,7 @@ def remove(runtime: Runtime, name: str, specs=None, services=None, training_sets
     its spec first) or while a feature service (in code or in the registry) or a training set reads it.
     The offline table is kept: training sets built from it stay reproducible; drop it by hand when done.
     """
-    specs, services, sets = _declared(specs, services, training_sets)
+    specs, services, sets = _declared(runtime.repo, specs, services, training_sets)
     user = user or current_user()
     log = runtime.backends.registry_log()
     with log.lock(), store_errors(runtime.settings, f"removing feature view {name!r}"):
@@ -226,7 +224,7 @@ def remove(runtime: Runtime, name: str, specs=None, services=None, training_sets
 
 def resolve_version(runtime: Runtime, family: str, version: int) -> str:
     """The view name of version `version` of `family`, declared in code or registered."""
-    specs, _, _ = _declared(None, None, None)
+    specs, _, _ = _declared(runtime.repo, None, None, None)
     with store_errors(runtime.settings, "reading the Feast registry"):
         known = {(d.get("family"), d.get("version")): n for n, d in registered_views(runtime.feast).items()}
     known.update({(s.family_name, s.version): s.name for s in specs.values()})

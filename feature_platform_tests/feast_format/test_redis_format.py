@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -107,28 +108,37 @@ def frame(users, day: str, seed: int) -> pd.DataFrame:
     })
 
 
+STRING_KEYED = dataclasses.replace(SPEC, name="format_probe_text", push_source="format_probe_text_events",
+                                   entity=Entity(name="customer", join_key="user_id", dtype="string"))
+
+
 @pytest.mark.services
-def test_writer_bytes_equal_feast_write_and_feast_reads_them(services_settings):
+@pytest.mark.parametrize("key_dtype", ["int64", "string"])
+def test_writer_bytes_equal_feast_write_and_feast_reads_them(services_settings, key_dtype):
     platform = fp.FeaturePlatform(services_settings)
     store = platform.runtime.feast
     client = redis.Redis(host=services_settings.redis_host, port=services_settings.redis_port,
                          db=services_settings.redis_db)
     from feature_platform.derive.feast_objects import feast_objects
 
-    store.apply(feast_objects([SPEC], services_settings, []))
+    spec = SPEC if key_dtype == "int64" else STRING_KEYED
+    store.apply(feast_objects([spec], services_settings, []))
     rows = frame(range(1, 60), "2026-03-02T00:00:00.123456Z", seed=1)
+    if key_dtype == "string":  # text keys, odd ones included: Feast's key serialization of strings
+        rows["user_id"] = [f"c-{u}" if u % 3 else f"ç {u}/é" for u in rows["user_id"]]
+        rows.loc[0, "user_id"] = ""
 
-    store.write_to_online_store(SPEC.name, rows.assign(created_timestamp=rows["event_timestamp"]))
+    store.write_to_online_store(spec.name, rows.assign(created_timestamp=rows["event_timestamp"]))
     feast_hashes = {k: client.hgetall(k) for k in client.keys("*") if not k.startswith(b"feature_platform:")}
     client.flushdb()
-    written = RedisFeatures(client, store.config.project).write(SPEC, rows)
+    written = RedisFeatures(client, store.config.project).write(spec, rows)
     ours = {k: client.hgetall(k) for k in client.keys("*")}
     assert written == len(rows)
     assert ours == feast_hashes  # byte for byte: keys, field names, values, timestamps
 
-    response = store.get_online_features([f"{SPEC.name}:{f.name}" for f in SPEC.fields],
+    response = store.get_online_features([f"{spec.name}:{f.name}" for f in spec.fields],
                                          [{"user_id": u} for u in rows["user_id"]]).to_df()
-    for f in SPEC.fields:
+    for f in spec.fields:
         got, want = response[f.name], rows[f.name]
         assert got.isna().tolist() == want.isna().tolist(), f.name
         if f.dtype == "float32":

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from chat_activity.user_activity import SPEC
 from feast.infra.online_stores.helpers import extract_text_and_num
 from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
@@ -17,7 +19,6 @@ from hypothesis import strategies as st
 from feature_platform.feast_format.sqlite_features import SqliteFeatures, value_texts
 from feature_platform.platform import FeaturePlatform
 from feature_platform.runtime import Runtime
-from feature_platform.specs.user_activity import SPEC
 from feature_platform_tests.conftest import make_embedded_settings
 
 _FEAST_TYPE = {"int64": ValueType.INT64, "float32": ValueType.FLOAT, "float64": ValueType.DOUBLE,
@@ -132,3 +133,36 @@ def test_reads_larger_than_sqlites_variable_limit_are_read_in_chunks(small_limit
     assert got["total_tokens_7d__status"] == ["present" if p else "missing" for p in present]
     assert got["total_tokens_7d"] == [int(stored.at[u, "total_tokens_7d"]) if p else None for u, p in zip(users, present)]
     assert got["preferred_model"] == [stored.at[u, "preferred_model"] if p else None for u, p in zip(users, present)]
+
+
+SHOP = Path(__file__).resolve().parents[1] / "repos" / "shop"
+KEY_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+
+
+@pytest.fixture(scope="module")
+def string_key_runtimes(tmp_path_factory):
+    """Two embedded deployments of the shop repository (string customer keys): stock Feast's writer, the platform's."""
+    out = []
+    for name in ("feast", "platform"):
+        rt = Runtime(make_embedded_settings(tmp_path_factory.mktemp(name)).with_(repo=str(SHOP)))
+        rt.apply()
+        out.append(rt)
+    return out
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(customers=st.lists(KEY_TEXT, min_size=1, max_size=30, unique=True), seed=st.integers(0, 99))
+def test_string_keyed_rows_are_identical_to_feast_write_to_online_store(string_key_runtimes, customers, seed):
+    feast_rt, platform_rt = string_key_runtimes
+    cart = platform_rt.repo.view("customer_cart")
+    rng = np.random.default_rng(seed)
+    rows = pd.DataFrame({"customer_id": pd.Series(customers, dtype=object),
+                         "cart_items": rng.integers(0, 9, len(customers)),
+                         "cart_value": rng.uniform(0, 99, len(customers)),
+                         "event_timestamp": pd.Timestamp("2026-03-02T10:00:00Z"),
+                         "created_timestamp": pd.Timestamp("2026-03-02T10:00:01Z")})
+    feast_rt.feast.write_to_online_store("customer_cart", rows)
+    SqliteFeatures(platform_rt.settings.feast_dir / "online.db", "feature_platform").write(cart, rows)
+    table = "feature_platform_customer_cart"
+    assert table_rows(platform_rt.settings.feast_dir / "online.db", table) == \
+        table_rows(feast_rt.settings.feast_dir / "online.db", table)

@@ -9,8 +9,6 @@ import pandas as pd
 
 from feature_platform.errors import SourceDataError
 from feature_platform.runtime import Runtime
-from feature_platform.sources.sessions import read_sessions
-from feature_platform.specs import get_spec
 
 
 def churn_labels(runtime: Runtime, *, view: str, days: int = 28, horizon_days: int = 7, seed: int = 11,
@@ -23,7 +21,7 @@ def churn_labels(runtime: Runtime, *, view: str, days: int = 28, horizon_days: i
     past the data the features were computed from.
     """
     if end_day is None:
-        partitions = runtime.offline.partitions(get_spec(view))
+        partitions = runtime.offline.partitions(runtime.repo.view(view))
         if not partitions:
             raise SourceDataError(f"no partitions of {view!r} are materialized yet: materialize it before labelling")
         end_day = partitions[-1]
@@ -31,7 +29,7 @@ def churn_labels(runtime: Runtime, *, view: str, days: int = 28, horizon_days: i
     first = last - timedelta(days=days - 1)
     start = datetime(first.year, first.month, first.day, tzinfo=timezone.utc) - timedelta(days=7)
     stop = datetime(end_day.year, end_day.month, end_day.day, tzinfo=timezone.utc) + timedelta(days=1)
-    sessions = read_sessions(runtime.settings.sessions_path, start, stop)[["user_id", "event_timestamp"]]
+    sessions = runtime.read_source("sessions", start, stop)[["user_id", "event_timestamp"]]
     rng = np.random.default_rng(seed)
     frames = []
     for day in pd.date_range(first, last, freq="D"):

@@ -2,8 +2,8 @@
 
 from datetime import timedelta
 
+from chat_activity.entities import USER
 from feature_platform.spec import FeatureViewSpec, Field
-from feature_platform.specs.entities import USER
 
 SPEC = FeatureViewSpec(
     name="user_realtime",

@@ -21,7 +21,7 @@ CHURN_TRAINING_SET = TrainingSetSpec(
     version=1,
     description="Active users sampled daily, labelled churned_7d when they send nothing the next week.",
     feature_service="churn_features",
-    labels="feature_platform.labels.churn:churn_labels",
+    labels="chat_activity.labels:churn_labels",
     label_column="churned_7d",
     label_params={"view": "user_activity", "days": 21, "horizon_days": 7},
 )

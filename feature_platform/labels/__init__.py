@@ -1,1 +1,0 @@
-"""Label functions for declared training sets (referenced as `module:function` by TrainingSetSpec)."""
