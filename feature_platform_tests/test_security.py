@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
-import socket
 import subprocess
 import traceback
 import uuid
@@ -37,18 +35,16 @@ from feature_platform.demo.generator import generate_day
 from feature_platform.errors import MaterializationError, StoreUnavailableError
 from feature_platform.platform import FeaturePlatform
 from feature_platform.redact import MASK, redact, secrets_of, url_origin
-from feature_platform_tests.conftest import IN_CI, services_settings_in, write_sessions
-from feature_platform_tests.redis_server import start_redis_server
+from feature_platform_tests.helpers import (
+    PrivateRedis,
+    free_port,
+    services_settings_in,
+    write_sessions,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 D = date(2026, 4, 10)
 FEATURES = ["user_activity:sessions_7d", "user_activity:total_tokens_7d"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def forms(secrets) -> list[str]:
@@ -99,13 +95,9 @@ def test_a_redis_password_with_commas_and_json_works_through_feast_and_is_masked
     """Feast's Redis connection string splits on ',' and json-decodes values: the password reaches it escaped,
     so a real redis-server requiring one with commas, quotes, `true` and `null` serves the platform and stock
     Feast alike (it used to be refused with a raw ValueError), and redaction still masks it whole."""
-    if shutil.which("redis-server") is None:
-        if IN_CI:
-            pytest.fail("redis-server is not installed")
-        pytest.skip("redis-server is not installed")
     tag = uuid.uuid4().hex[:8]
     secret = f'a,b "true",null=1e3 {tag} ü\\'
-    server = SecuredRedis(secret)
+    server = PrivateRedis(secret).start()
     try:
         with services_settings_in(tmp_path) as base:
             settings = Settings.from_env({**base.as_env(), "FEATURE_PLATFORM_REDIS_PORT": str(server.port),
@@ -181,28 +173,12 @@ def test_no_credential_literal_in_the_code_or_the_deployment_files():
 
 # --- against the real services ----------------------------------------------------------------------
 
-class SecuredRedis:
-    """A private redis-server requiring a password, on a free loopback port (the machine's Redis is untouched)."""
-
-    def __init__(self, password: str):
-        self.port = free_port()
-        self.proc = start_redis_server(self.port, password)
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
-
 @pytest.fixture
 def secured(tmp_path, monkeypatch):
     """Services settings whose every credential is real and random; the environment holds them (as deployed)."""
-    if shutil.which("redis-server") is None:
-        if IN_CI:
-            pytest.fail("redis-server is not installed")
-        pytest.skip("redis-server is not installed")
     tag = uuid.uuid4().hex[:10]
     pg_secret, redis_secret, hook_token = f"pg s3cr'et {tag}", f"rd-s3cret-{tag}", f"hook-{tag}"
-    server = SecuredRedis(redis_secret)
+    server = PrivateRedis(redis_secret).start()  # requiring a password
     role = f"fp_sec_{tag}"
     with services_settings_in(tmp_path) as base:
         with psycopg.connect(base.pg_conninfo("postgres"), autocommit=True) as conn:

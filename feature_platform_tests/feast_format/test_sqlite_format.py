@@ -18,7 +18,7 @@ from feature_platform.feast_format.sqlite_features import SqliteFeatures, value_
 from feature_platform.platform import FeaturePlatform
 from feature_platform.runtime import Runtime
 from feature_platform.specs.user_activity import SPEC
-from feature_platform_tests.conftest import make_embedded_settings
+from feature_platform_tests.helpers import make_embedded_settings
 
 _FEAST_TYPE = {"int64": ValueType.INT64, "float32": ValueType.FLOAT, "float64": ValueType.DOUBLE,
                "string": ValueType.STRING, "bool": ValueType.BOOL}
