@@ -228,7 +228,8 @@ def job_sensor_path(args: dict, timer: Timer) -> dict:
                     instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
                 keys = [r.partition_key for r in result.run_requests]
                 for key in keys:
-                    platform._run([dg.AssetKey("user_realtime")], key, "user_realtime")
+                    platform._runs.run([dg.AssetKey("user_realtime")], key, "user_realtime",
+                                       log_level=platform.console_log_level)
                     done = pd.Timestamp(datetime.now(timezone.utc))
                     ts, n = created[key]
                     lat.extend([(done - ts).total_seconds()] * n)

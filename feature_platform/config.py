@@ -356,6 +356,11 @@ def env_name(field_name: str) -> str:
     return f"FEATURE_PLATFORM_{field_name.upper()}"
 
 
+def env_reference(field_name: str) -> str:
+    """`${FEATURE_PLATFORM_<FIELD>}`: a reference to that variable, which Feast's feature_store.yaml resolves."""
+    return "${" + env_name(field_name) + "}"
+
+
 def _as_text(value) -> str:
     if isinstance(value, date):
         return value.isoformat()

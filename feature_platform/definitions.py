@@ -10,6 +10,7 @@ import dagster as dg
 
 from feature_platform.config import Settings
 from feature_platform.defs.alerts import feature_platform_alerts
+from feature_platform.defs.automation import automation_sensor
 from feature_platform.defs.executors import executor_for
 from feature_platform.defs.feature_views import build_feature_view_asset
 from feature_platform.defs.freshness_checks import (
@@ -64,6 +65,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     partition_checks, partition_sensor = build_partition_freshness(
         [a for a in assets if isinstance(a, dg.AssetsDefinition) and a.partitions_def is not None
          and isinstance(a.partitions_def, dg.TimeWindowPartitionsDefinition) and a.key.path[0] in all_specs()])
+    automated = [k for a in assets if isinstance(a, dg.AssetsDefinition)
+                 for k, condition in a.automation_conditions_by_key.items() if condition is not None]
+    if automated:
+        sensors.append(automation_sensor(automated))
     return dg.Definitions(
         assets=assets, asset_checks=[*asset_checks, *freshness, *partition_checks],
         sensors=[*sensors, partition_sensor, feature_platform_alerts],

@@ -13,6 +13,7 @@ import pandas as pd
 
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec
+from feature_platform.specs import all_specs
 
 FRESH, WARN, STALE, MISSING = "fresh", "warn", "stale", "missing"
 
@@ -47,3 +48,8 @@ def view_freshness(runtime: Runtime, spec: FeatureViewSpec, now: datetime | None
         latest_partition=partitions[-1].isoformat() if partitions else None,
         newest_offline=offline, newest_online=online, age=age, status=status,
     )
+
+
+def freshness_table(runtime: Runtime, now: datetime | None = None) -> pd.DataFrame:
+    """`view_freshness` of every declared view, one row each (`FeaturePlatform.freshness`)."""
+    return pd.DataFrame([view_freshness(runtime, spec, now).as_dict() for spec in all_specs().values()])

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from feature_platform.push import prepare_batch
+from feature_platform.push import check_columns, prepare_batch, transportable
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.landing import MalformedBatchError, new_batch_id
@@ -89,6 +89,16 @@ def push_direct(runtime: Runtime, spec: FeatureViewSpec, batch: pd.DataFrame) ->
             written = runtime.writable_online().write(spec, prepared.accepted)
     return IngestResult(batch_id, len(batch), len(prepared.accepted), len(prepared.rejected), prepared.duplicates,
                         written, _lag(prepared), time.perf_counter() - started)
+
+
+def push(runtime: Runtime, spec: FeatureViewSpec, batch: pd.DataFrame, *, direct: bool):
+    """`FeaturePlatform.push` of a DataFrame to `spec`'s push source: landed in its transport (the batch id), or
+    with `direct` validated and written now (an `IngestResult`)."""
+    batch = check_columns(spec, batch)  # text names: the dead-letter and the transports need them
+    with store_errors(runtime.settings, f"pushing to {spec.push_source!r}"):  # the transports' Redis, too
+        if direct:
+            return push_direct(runtime, spec, batch)
+        return transport_for(runtime, spec).write(transportable(batch))
 
 
 def drain_direct_log(runtime: Runtime, spec: FeatureViewSpec, label: str | None = None) -> IngestResult:

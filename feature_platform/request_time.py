@@ -149,13 +149,14 @@ def assemble(plan_: FeaturePlan, stored: pd.DataFrame, request: pd.DataFrame) ->
             for o in plan_.outputs}
 
 
-def online(platform, plan_: FeaturePlan, entity_rows: list[dict], *, with_metadata: bool, now, output: str):
+def online(reads, plan_: FeaturePlan, entity_rows: list[dict], *, with_metadata: bool, now, output: str):
     """`FeaturePlatform.online_features` for a plan with request-time features: the stored inputs are
-    read as usual (serving dtypes), then `compute` runs on them as it does for training sets. A
-    request-time value is `present` when the function gave one, else `missing`."""
+    read as usual by `reads` (the platform's `OnlineReads`, in serving dtypes), then `compute` runs on them as
+    it does for training sets. A request-time value is `present` when the function gave one, else `missing`."""
     rows = [dict(r) for r in entity_rows]
     request = request_frame(plan_, pd.DataFrame(rows, index=pd.RangeIndex(len(rows))), "entity rows")  # before any read
-    stored = platform.online_features(list(plan_.stored), rows, with_metadata=True, full_feature_names=True, now=now)
+    stored = reads.read(list(plan_.stored), rows, with_metadata=True, full_feature_names=True, now=now,
+                        output="pandas")
     values = assemble(plan_, stored, request)
     keys = list(dict.fromkeys(k for r in rows for k in r)) if rows else []
     frame = pd.DataFrame({k: stored[k] if k in stored.columns else [r.get(k) for r in rows] for k in keys},

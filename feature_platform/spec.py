@@ -257,7 +257,9 @@ class TrainingSetSpec:
     """A training set: labelled entity rows (from a label function) joined point-in-time with a feature service.
 
     `labels` names a function `module:attr` taking `(runtime, **label_params)` and returning entity
-    keys, a tz-aware `event_timestamp` and the `label_column`.
+    keys, a tz-aware `event_timestamp` and the `label_column`. `refresh_cron` (a 5-field cron, UTC) opts in to
+    automation: rebuilt after each tick once every feature view it reads has been updated since (default: built
+    on demand only).
     """
 
     name: str
@@ -268,15 +270,23 @@ class TrainingSetSpec:
     description: str = ""
     owner: str = "platform"
     label_params: dict[str, Any] = field(default_factory=dict)
+    refresh_cron: str | None = None
 
     def __post_init__(self) -> None:
         if not is_name(self.name):
             raise SpecError(f"training set {self.name!r}: name must be snake_case")
         if ":" not in self.labels:
             raise SpecError(f"training set {self.name!r}: labels must be 'module:function', got {self.labels!r}")
+        if self.refresh_cron is not None and (not isinstance(self.refresh_cron, str)
+                                              or len(self.refresh_cron.split()) != 5):
+            raise SpecError(f"training set {self.name!r}: refresh_cron must be a 5-field cron such as '0 3 * * *', "
+                            f"got {self.refresh_cron!r}")
 
     def fingerprint(self) -> str:
-        payload = json.dumps(asdict(self), default=str, sort_keys=True)
+        fields = asdict(self)
+        if fields["refresh_cron"] is None:  # an unset option leaves the fingerprints of existing sets as they were
+            del fields["refresh_cron"]
+        payload = json.dumps(fields, default=str, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 

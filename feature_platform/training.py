@@ -9,6 +9,7 @@ reference the fast path is tested against, or the same join in Spark (`engine="s
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,13 +17,16 @@ import duckdb
 import pandas as pd
 
 from feature_platform import request_time
+from feature_platform.arguments import PATH_LIMIT, os_reason
+from feature_platform.compute import spark_entity_sets, spark_point_in_time
 from feature_platform.compute.point_in_time import ViewJoin, point_in_time_join
 from feature_platform.dtypes import is_key_dtype, serving_dtype, spark_type
-from feature_platform.errors import FeaturePlatformError, RequestFeatureError, shorten
+from feature_platform.errors import FeaturePlatformError, InvalidArgumentError, RequestFeatureError, shorten
 from feature_platform.features import resolve_features
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec, TrainingSetSpec
 from feature_platform.specs import get_spec
+from feature_platform.versioning.deprecation import warn_deprecated
 from feature_platform.vocabulary import EVENT_TIMESTAMP, full_feature_name
 
 
@@ -88,6 +92,68 @@ def training_set(runtime: Runtime, entity_df: pd.DataFrame, features, *, full_fe
         out[c.column] = pd.Series(values[c.column].to_numpy(), index=out.index).astype(
             serving_dtype(specs[c.view].field(c.feature).dtype))
     return out
+
+
+def warn_deprecated_views(features) -> None:
+    """Warn of each deprecated view `features` reads (the stored views, request-time features' inputs included)."""
+    stored = request_time.plan(features, True).stored
+    warn_deprecated(get_spec(view) for view in dict.fromkeys(ref.partition(":")[0] for ref in stored))
+
+
+def training_set_as(runtime: Runtime, entity_df, features, *, full_feature_names: bool, output: str,
+                    path: str | os.PathLike | None, engine: str):
+    """`FeaturePlatform.training_set` of checked arguments: an entity set kept in Spark (a Parquet path or a Spark
+    DataFrame, with `engine="spark"`) stays there, any other is joined here; the set is returned as `output` or
+    written to `path`."""
+    in_spark = not isinstance(entity_df, pd.DataFrame) and (
+        isinstance(entity_df, (str, os.PathLike)) or spark_entity_sets.is_spark_frame(entity_df))
+    if engine == "spark" and (in_spark or output == "spark"):
+        persisted: list = []  # a returned Spark DataFrame keeps them (released when Spark collects it)
+        frame = spark_training_set(runtime, entity_df, features, full_feature_names=full_feature_names,
+                                   persisted=persisted)
+        if output == "spark" and path is None:
+            return frame
+        try:
+            if path is not None:
+                return spark_entity_sets.write_parquet(frame, path)
+            table = frame.toArrow()
+            return table if output == "arrow" else spark_point_in_time.arrow_to_pandas(table)
+        except Exception as exc:
+            raised = spark_entity_sets.executor_errors(exc)
+            if raised is exc:
+                raise
+            raise raised from None
+        finally:
+            for rows in persisted:
+                rows.unpersist()
+    if output == "spark":
+        raise InvalidArgumentError("output='spark' needs engine='spark'")
+    if in_spark:
+        if not isinstance(entity_df, (str, os.PathLike)):
+            raise InvalidArgumentError(f"a Spark DataFrame entity set needs engine='spark', not {engine!r}")
+        entity_df = _read_entity_parquet(entity_df)
+    frame = training_set(runtime, entity_df, features, full_feature_names=full_feature_names, engine=engine)
+    if path is not None:
+        try:
+            frame.to_parquet(path, index=False)
+        except OSError as exc:  # e.g. a directory there, no permission, the disk full
+            raise InvalidArgumentError(f"path {shorten(os.fspath(path), PATH_LIMIT)}: the training set cannot be "
+                                       f"written there ({os_reason(exc)})") from None
+        return Path(path)
+    if output == "arrow":
+        import pyarrow as pa
+
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    return frame
+
+
+def _read_entity_parquet(path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:  # missing, a directory of something else, not Parquet
+        reason = os_reason(exc) if isinstance(exc, OSError) else shorten(str(exc), 200, quote=False)
+        raise EntityFrameError(f"entity_df {shorten(os.fspath(path), PATH_LIMIT)} cannot be read as Parquet: "
+                               f"{reason}") from None
 
 
 def _duckdb_join(runtime: Runtime, entity_df: pd.DataFrame, columns, specs) -> pd.DataFrame:

@@ -46,12 +46,12 @@ TESTS = ROOT / "feature_platform_tests"
 LAYERS = (
     {"errors", "vocabulary", "dtypes", "util", "redact", "compat"},  # leaves: they import nothing of the package
     {"spec", "settings", "config"},  # what a view is, how the platform is configured
-    {"catalog", "features", "specs"},  # the declared views, their columns
+    {"catalog", "features", "specs", "arguments"},  # the declared views, their columns; the API's argument checks
     {"feast_format", "sources", "compute", "demo"},  # Feast's formats, raw sources (the demo writes one), computation
     {"backends", "stores"},  # storage, one bundle per profile
     {"derive"},  # Feast and Pandera objects derived from a spec
     {"runtime", "pipeline", "ingest", "push", "training", "freshness", "skew", "request_time", "versioning",
-     "labels"},  # what runs on the backends
+     "labels", "online_reads"},  # what runs on the backends
     {"defs", "definitions"},  # Dagster
     {"platform"},  # the facade
     {"serving", "cli", "__init__"},  # entry points
@@ -202,7 +202,8 @@ def test_private_names_of_libraries_in_the_tests_only_where_allowed():
 
 # The online path (reads, serving, request-time features) and the skew check resolve features through features.py;
 # none of them may reach training sets (which build on the same resolution, not the other way round).
-WITHOUT_TRAINING_SETS = ("features", "request_time", "skew", "stores.online", "serving.feature_store", "serving.access")
+WITHOUT_TRAINING_SETS = ("features", "request_time", "skew", "stores.online", "online_reads", "serving.feature_store",
+                         "serving.access")
 
 
 def reachable(graph: Mapping[str, Mapping[str, int]], start: str) -> set[str]:

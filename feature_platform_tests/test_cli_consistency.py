@@ -49,7 +49,7 @@ def cli_env(tmp_path_factory):
 
 def test_the_commands_are_those_documented():
     assert set(COMMANDS) == {"demo", "materialize", "online", "stream", "freshness", "views", "plan", "apply",
-                             "remove", "history", "serve"}
+                             "remove", "history", "serve", "feast-config"}
     readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
     cli_section = readme[readme.index("\n## CLI\n"):readme.index("\n## ", readme.index("\n## CLI\n") + 1)]
     for name in COMMANDS:

@@ -177,13 +177,15 @@ def test_dagster_yaml_files_match_the_generated_instance_config():
                                      "deploy/scaling/dagster.k8s.yaml"])
 def test_shipped_dagster_yaml_files_monitor_runs(shipped, tmp_path, monkeypatch, request):
     """Run monitoring is on in every shipped instance (its daemon marks runs whose worker died as failed), with
-    a run launcher that can check the workers; docker-compose's image uses the services file."""
+    a run launcher that can check the workers, and so is declarative automation; docker-compose's image uses the
+    services file."""
     from dagster._core.instance.config import dagster_instance_config as load_instance_config
 
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / shipped, home / "dagster.yaml")
     config, _ = load_instance_config(str(home))  # validated against Dagster's instance schema
+    assert config["auto_materialize"] == {"enabled": True, "use_sensors": True}  # the views' automation sensor
     monitoring = config["run_monitoring"]
     assert monitoring["enabled"] is True and monitoring["max_resume_run_attempts"] == 0
     assert monitoring["poll_interval_seconds"] <= 60 and monitoring["start_timeout_seconds"] >= 180

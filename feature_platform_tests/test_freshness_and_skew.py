@@ -154,11 +154,18 @@ def tamper(platform, user: int, feature: str, value: int) -> None:
 
 
 def test_partition_statistics_and_drift_check(embedded_settings):
-    raw = pd.concat([generate_day(date(2026, 6, d), 60) for d in range(1, 18)])
+    # 06-04..06-17, and the week 06-04..06-10 repeated a week earlier: 06-10 and its baseline 06-03 see the same
+    # week (a quiet week, measured against a real baseline).
+    raw = pd.concat([generate_day(date(2026, 6, 4) + timedelta(days=d), 60) for d in range(14)])
+    repeated = raw[raw["event_timestamp"] < pd.Timestamp("2026-06-11T00:00:00Z")].copy()
+    repeated["event_timestamp"] -= pd.Timedelta(days=7)
+    repeated["session_id"] = "repeated-" + repeated["session_id"]
+    raw = pd.concat([repeated, raw], ignore_index=True)
     week_later = raw["event_timestamp"] >= pd.Timestamp("2026-06-11T00:00:00Z")
     raw.loc[week_later, "tokens"] *= 50  # a big shift in token usage from 06-11 on
     write_sessions(embedded_settings.sessions_path, raw)
     platform = fp.FeaturePlatform(embedded_settings)
+    platform.materialize("user_activity", date(2026, 6, 3))  # the baseline of 06-10, a full window before it
     platform.materialize("user_activity", date(2026, 6, 9), date(2026, 6, 17))
     storage = platform.instance().event_log_storage
 
@@ -169,6 +176,7 @@ def test_partition_statistics_and_drift_check(embedded_settings):
         return record.event.dagster_event.event_specific_data
 
     assert drift("2026-06-10").passed  # a quiet week
+    assert drift("2026-06-10").metadata["baseline_rows"].value > 0  # compared with a real baseline
     shifted = drift("2026-06-17")
     assert not shifted.passed and shifted.severity == dg.AssetCheckSeverity.WARN
     assert "total_tokens_7d" in shifted.metadata["shifted"].value
@@ -222,3 +230,66 @@ def test_skew_guard_counts_a_missing_online_value_as_a_mismatch(embedded_setting
             conn.execute(f'DELETE FROM "{table}"')
     report = skew_report(platform.runtime, ACTIVITY, D)
     assert report.compared == report.sampled > 0 and report.mismatches == report.compared
+
+
+def check_history(platform, name: str) -> dict[str, dg.AssetCheckEvaluation]:
+    records = platform.instance().event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("user_activity"), name), limit=20)
+    return {r.event.dagster_event.event_specific_data.partition: r.event.dagster_event.event_specific_data
+            for r in records}
+
+
+def assert_skipped(evaluation: dg.AssetCheckEvaluation, reason: str) -> None:
+    assert evaluation.passed is False and evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert evaluation.metadata["skipped"].value is True
+    assert reason in evaluation.metadata["skipped_reason"].value and reason in evaluation.description
+
+
+def test_checks_with_nothing_to_compare_are_skipped_warnings_never_passes(embedded_settings):
+    """Drift without a baseline partition and skew over a partition of 0 rows compared nothing: each says so as a
+    warning with its reason, and opens no alert incident."""
+    from feature_platform.defs.alerts import current_incidents
+
+    write_sessions(embedded_settings.sessions_path, pd.concat([generate_day(date(2026, 6, d), 40) for d in range(4, 11)]))
+    platform = fp.FeaturePlatform(embedded_settings)
+    platform.materialize("user_activity", D)  # rows, but its baseline 06-03 was never materialized
+    empty = date(2026, 5, 20)
+    platform.materialize("user_activity", empty)  # no session in its window: 0 rows
+    assert platform.offline_table("user_activity", empty, empty).empty
+
+    drift, skew = check_history(platform, "feature_drift"), check_history(platform, "online_offline_skew")
+    assert_skipped(drift[D.isoformat()], "no baseline: partition 2026-06-03 has no rows")
+    assert drift[D.isoformat()].metadata["rows"].value > 0
+    assert skew[D.isoformat()].passed and skew[D.isoformat()].metadata["compared"].value > 0  # this one compared
+    assert_skipped(skew[empty.isoformat()], "the partition has no rows")
+    assert skew[empty.isoformat()].metadata["compared"].value == 0
+    assert_skipped(drift[empty.isoformat()], "no baseline")
+    incidents = current_incidents(platform.runtime, platform.instance(), datetime(2026, 6, 11, 1, tzinfo=timezone.utc))
+    assert not [key for key in incidents if key.startswith("check:")]
+
+
+def test_skew_over_no_rows_and_drift_over_features_without_values_are_skipped():
+    from feature_platform.defs.freshness_checks import drift_evaluation, skew_result
+    from feature_platform.skew import SkewReport
+
+    result = skew_result(ACTIVITY, SkewReport(sampled=0, compared=0, superseded=0, mismatches=0, examples=[]))
+    assert result["passed"] is False and result["severity"] == dg.AssetCheckSeverity.WARN
+    assert result["metadata"]["skipped_reason"] == "the partition has no rows"
+    compared = skew_result(ACTIVITY, SkewReport(sampled=4, compared=3, superseded=1, mismatches=0, examples=[]))
+    assert compared["passed"] is True and "skipped" not in compared["metadata"]
+    # Every sampled entity read back with a newer day's value (a range run's earlier days): the newer days' checks
+    # compare those values; this one passes, saying so in its metadata (test_backfill relies on it).
+    superseded = skew_result(ACTIVITY, SkewReport(sampled=4, compared=0, superseded=4, mismatches=0, examples=[]))
+    assert superseded["passed"] is True and superseded["metadata"]["superseded_by_newer"] == 4
+
+    rows = pd.DataFrame({f: [1.0, 2.0, 3.0] for f in ACTIVITY.feature_names})
+    rows["preferred_model"] = ["a", "b", "a"]
+    no_values = rows.copy()
+    no_values[:] = None
+    result = drift_evaluation(ACTIVITY, D, no_values, rows)
+    assert result["passed"] is False and result["metadata"]["skipped_reason"] == "no feature has a value in both partitions"
+    partly = rows.copy()
+    partly["avg_session_duration_sec"] = None  # one feature without values: the others are still compared
+    result = drift_evaluation(ACTIVITY, D, partly, rows)
+    assert result["passed"] is True and "skipped" not in result["metadata"]
+    assert result["metadata"]["not_compared"] == "avg_session_duration_sec"

@@ -249,6 +249,11 @@ BAD_ARGUMENTS = {
                             fp.InvalidArgumentError, "engine must be 'duckdb', 'spark' or 'feast', not 'dask'"),
     "training_set output": (lambda p, tmp: p.training_set(ENTITY, REFS, output="csv"),
                             fp.InvalidArgumentError, "output must be 'pandas', 'arrow' or 'spark', not 'csv'"),
+    "online_features output": (lambda p, tmp: p.online_features(REFS, [{"user_id": 1}], output="csv"),
+                               fp.InvalidArgumentError, "output must be 'pandas' or 'dict', not 'csv'"),
+    "materialize of a push view": (lambda p, tmp: p.materialize("user_realtime", "2026-01-03"),
+                                   fp.InvalidDateError, r"'user_realtime' is fed by push source "
+                                   r"'user_realtime_events', not by daily partitions: use push\(\)"),
     "materialize progress": (lambda p, tmp: p.materialize("user_activity", "2026-01-03", progress=5),
                              TypeError, "progress must be a callable"),
     "materialize_sources of a push view": (lambda p, tmp: p.materialize_sources("user_realtime", "2026-01-03"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 import feature_platform as fp
+from feature_platform.backends.feast_yaml import write_feature_store_yaml
 from feature_platform.request_time import RequestFeatureError, compute
 from feature_platform.spec import Field, RequestFeatureViewSpec, SpecError
 from feature_platform.specs.user_activity_request import SPEC
@@ -130,29 +131,16 @@ def test_spec_mistakes_are_refused_at_declaration(change, text):
         RequestFeatureViewSpec(**{**{f.name: getattr(SPEC, f.name) for f in dataclasses.fields(SPEC)}, **change})
 
 
-def stock_feast_yaml(settings, directory) -> None:
-    """A feature_store.yaml for stock Feast (its CLI) on the platform's registry and online store."""
-    if settings.profile == "services":
-        registry = {"registry_type": "sql", "path": settings.pg_sqlalchemy_url()}
-        online = {"type": "redis", "connection_string": f"{settings.redis_host}:{settings.redis_port},db={settings.redis_db}"}
-    else:
-        registry = {"registry_type": "file", "path": str(settings.feast_dir / "registry.db")}
-        online = {"type": "sqlite", "path": str(settings.feast_dir / "online.db")}
-    (directory / "feature_store.yaml").write_text(yaml.safe_dump({
-        "project": "feature_platform", "provider": "local", "registry": registry, "online_store": online,
-        "entity_key_serialization_version": 3}))
-
-
-def test_stock_feast_lists_and_computes_the_request_views(platform, tmp_path):
+def test_stock_feast_lists_and_computes_the_request_views(platform):
     """Request views are registered as Feast on-demand feature views: `feast on-demand-feature-views list` shows
     them, and stock Feast's `get_online_features` computes them with the platform's function, to its values
     (stock Feast ignores TTLs, so the platform reads as of the partitions' time)."""
     from feature_platform.backends import feature_store
 
-    stock_feast_yaml(platform.settings, tmp_path)
+    feast_dir = write_feature_store_yaml(platform.settings).parent  # what every apply writes for stock Feast
     feast = Path(sys.executable).with_name("feast")
-    listed = subprocess.run([str(feast), "-c", str(tmp_path), "on-demand-feature-views", "list"],
-                            capture_output=True, text=True, timeout=300)
+    listed = subprocess.run([str(feast), "-c", str(feast_dir), "on-demand-feature-views", "list"],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, **platform.settings.as_env()})
     assert listed.returncode == 0, listed.stderr[-2000:]
     assert SPEC.name in listed.stdout
 

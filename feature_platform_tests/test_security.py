@@ -23,6 +23,7 @@ import pandas as pd
 import psycopg
 import pytest
 import sqlalchemy
+from feast import FeatureStore
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -31,6 +32,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from feature_platform import cli
 from feature_platform.backends import repo_config
+from feature_platform.backends.feast_yaml import config_path
 from feature_platform.config import Settings
 from feature_platform.defs import alerts
 from feature_platform.defs.resources import FeaturePlatformResource
@@ -255,6 +257,12 @@ def test_runs_reads_failures_and_the_cli_leave_no_secret_behind(secured, caplog,
                                    now=datetime(2026, 4, 11, 1, tzinfo=timezone.utc))
     assert (got["sessions_7d__status"] == "present").all()
 
+    # Stock Feast, through the feature_store.yaml the apply wrote, authenticates with the passwords of the
+    # environment (the registry through the role's password, the online read through Redis's).
+    store = FeatureStore(repo_path=str(config_path(settings).parent))
+    assert "user_activity" in {fv.name for fv in store.list_feature_views()}
+    assert store.get_online_features(FEATURES, [{"user_id": u} for u in users]).to_dict()["user_id"] == users
+
     failures: list[BaseException] = []
     # Redis refuses the password: the run fails (recorded in the event log) and so does a read.
     bad_redis = FeaturePlatform(settings.with_(redis_password=wrong_redis))
@@ -301,11 +309,11 @@ def test_runs_reads_failures_and_the_cli_leave_no_secret_behind(secured, caplog,
     assert_clean(caplog.text, secrets, "the captured logs")
 
     # At rest: the platform's and Dagster's PostgreSQL databases, and every file under FEATURE_PLATFORM_HOME
-    # (dagster.yaml keeps the password as a reference to its variable; Feast's config is never written).
+    # (dagster.yaml and Feast's feature_store.yaml keep each password as a reference to its variable).
     assert postgres_hits(settings, settings.pg_db, secrets) == []
     assert postgres_hits(settings, settings.dagster_pg_db, secrets) == []
     files = [p for p in settings.home.rglob("*") if p.is_file()]
-    assert any(p.name == "dagster.yaml" for p in files)
+    assert {"dagster.yaml", "feature_store.yaml"} <= {p.name for p in files}
     leaking = [str(p.relative_to(settings.home)) for p in files
                if any(f.encode() in p.read_bytes() for f in forms(secrets))]
     assert leaking == []

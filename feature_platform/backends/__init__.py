@@ -35,6 +35,10 @@ class Backends(Protocol):
     def repo_config(self) -> RepoConfig:
         """Feast's configuration of this profile (in code: no credential is written to disk for Feast)."""
 
+    def feast_yaml(self) -> dict:
+        """The same configuration as a `feature_store.yaml` document for stock Feast (`feast -c DIR`), each
+        password a `${VARIABLE}` reference to its FEATURE_PLATFORM_* variable (see feast_yaml.py)."""
+
     def feature_store(self) -> FeatureStore:
         """Feast's FeatureStore, its registry's storage created if needed."""
 
@@ -102,6 +106,8 @@ def dagster_instance_config(settings: Settings, resolved: bool = False) -> dict:
         },
         "telemetry": {"enabled": False},
         "freshness": {"enabled": True},
+        # Declarative automation (defs/automation.py), evaluated by the daemon through automation sensors.
+        "auto_materialize": {"enabled": True, "use_sensors": True},
     }
 
 

@@ -46,6 +46,17 @@ class EmbeddedBackends:
             repo_path=str(feast_dir),
         )
 
+    def feast_yaml(self) -> dict:
+        feast_dir = self.settings.feast_dir
+        return {
+            "project": FEAST_PROJECT,
+            "provider": "local",
+            "registry": {"registry_type": "file", "path": str(feast_dir / "registry.db"), "cache_ttl_seconds": 60},
+            "online_store": {"type": "sqlite", "path": str(feast_dir / "online.db")},
+            "offline_store": {"type": "dask"},
+            "entity_key_serialization_version": 3,
+        }
+
     def feature_store(self):
         from feast import FeatureStore
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from feature_platform.config import FEAST_PROJECT, OFFLINE_SCHEMA, PG_CONNECT_TIMEOUT_SEC, Settings
+from feature_platform.config import FEAST_PROJECT, OFFLINE_SCHEMA, PG_CONNECT_TIMEOUT_SEC, Settings, env_reference
 from feature_platform.feast_format.redis_features import RedisFeatures
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.online import RedisWatermarks, read_redis_columns, redis_client
@@ -57,6 +57,31 @@ class ServicesBackends:
             ),
             entity_key_serialization_version=3,
         )
+
+    def feast_yaml(self) -> dict:
+        s = self.settings
+        redis_password = f",password={env_reference('redis_password')}" if s.redis_password else ""
+        if s.redis_cluster_nodes:
+            redis = {"redis_type": "redis_cluster", "connection_string": f"{s.redis_cluster_nodes}{redis_password}"}
+        else:
+            redis = {"connection_string": f"{s.redis_host}:{s.redis_port},db={s.redis_db}{redis_password}"}
+        # The registry's URL without the password (a URL would need it percent-encoded, which a reference cannot
+        # be): SQLAlchemy hands `connect_args` to psycopg, which adds it to the URL's other parameters.
+        registry = {"registry_type": "sql", "path": s.with_(pg_password="").pg_sqlalchemy_url(), "cache_ttl_seconds": 60}
+        if s.pg_password:
+            registry["sqlalchemy_config_kwargs"] = {"echo": False,
+                                                    "connect_args": {"password": env_reference("pg_password")}}
+        return {
+            "project": FEAST_PROJECT,
+            "provider": "local",
+            "registry": registry,
+            "online_store": {"type": "redis", **redis, "skip_dedup": True},
+            "offline_store": {"type": "postgres", "host": s.pg_host, "port": s.pg_port, "database": s.pg_db,
+                              "db_schema": OFFLINE_SCHEMA, "user": s.pg_user,
+                              "password": env_reference("pg_password") if s.pg_password else "",
+                              "sslmode": "disable"},
+            "entity_key_serialization_version": 3,
+        }
 
     def feature_store(self):
         from feast import FeatureStore

@@ -1,4 +1,4 @@
-"""Commands on the Feast registry: `plan`, `apply`, `remove`, `history`."""
+"""Commands on the Feast registry: `plan`, `apply`, `remove`, `history`, `feast-config`."""
 
 from __future__ import annotations
 
@@ -60,6 +60,19 @@ def register(sub) -> None:
     add_json(history, "one object per change (timestamps in ISO 8601)")
     history.set_defaults(run=history_command)
 
+    feast_config = add_command(
+        sub, "feast-config", help="print the feature_store.yaml with which stock Feast (`feast -c DIR`, "
+        "FeatureStore(repo_path=DIR), `feast serve`) reads the platform's registry and online store",
+        description="Print the feature_store.yaml of this deployment's profile: the registry, online and offline "
+        "stores the platform writes, for stock Feast. Every `apply` (and a materialization's first apply) writes "
+        "it to $FEATURE_PLATFORM_HOME/feast/feature_store.yaml. Passwords are written as ${FEATURE_PLATFORM_...} "
+        "references that Feast reads from the environment, never in clear. With --dir, write the file and print "
+        "its directory instead, e.g. `feast -c \"$(feature-platform feast-config --dir)\" feature-views list`.",
+        examples=["", "--dir"])
+    feast_config.add_argument("--dir", action="store_true",
+                              help="write the file into the home and print its directory (for `feast -c`)")
+    feast_config.set_defaults(run=feast_config_command)
+
 
 def plan_json(the_plan) -> str:
     return json.dumps(the_plan.as_dict(), indent=2, default=str)
@@ -116,4 +129,14 @@ def history_command(platform: FeaturePlatform, args) -> int:
         for change in row.diff:
             print(f"    {change.get('detail') or change.get('kind')}"
                   + (f"  [{change['classification']}]" if "classification" in change else ""))
+    return 0
+
+
+def feast_config_command(platform: FeaturePlatform, args) -> int:
+    from feature_platform.backends.feast_yaml import feature_store_yaml, write_feature_store_yaml
+
+    if args.dir:
+        print(write_feature_store_yaml(platform.settings).parent)
+    else:
+        print(feature_store_yaml(platform.settings), end="")
     return 0

@@ -49,7 +49,9 @@ def current_incidents(runtime: Runtime, instance: dg.DagsterInstance, now: datet
         latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
         for key, record in latest.items():
             evaluation = record.event.dagster_event.event_specific_data if record.event and record.event.dagster_event else None
-            if evaluation is not None and getattr(evaluation, "passed", True) is False:
+            # A warning (e.g. a skew check skipped for want of rows to compare) opens no incident.
+            if (evaluation is not None and getattr(evaluation, "passed", True) is False
+                    and getattr(evaluation, "severity", None) != dg.AssetCheckSeverity.WARN):
                 incidents[f"check:{spec.name}:{key.name}"] = (spec.name, f"check {key.name} failed on {spec.name}"
                                                               + (f" (partition {evaluation.partition})" if evaluation.partition else ""))
     return incidents

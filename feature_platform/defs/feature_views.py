@@ -17,6 +17,7 @@ from datetime import date
 import dagster as dg
 
 from feature_platform.config import Settings
+from feature_platform.defs.automation import daily_view_condition
 from feature_platform.defs.freshness_checks import (
     BASELINE,
     DRIFT_CHECK,
@@ -65,6 +66,7 @@ def _build(spec: FeatureViewSpec, settings: Settings) -> dg.AssetsDefinition:
             )
         ],
         skippable=True,  # a failed range run reports its written partitions as AssetMaterialization events
+        automation_condition=daily_view_condition(),  # yesterday, once its window's raw days are in (automation.py)
         **args,
     )
 

@@ -66,15 +66,24 @@ def skew_evaluation(runtime, spec: FeatureViewSpec, day: date, rows=None) -> dic
 
 
 def skew_result(spec: FeatureViewSpec, report) -> dict:
-    """A `SkewReport` as the skew check's result."""
+    """A `SkewReport` as the skew check's result: skipped when the partition has no rows. (Sampled entities that all
+    have a newer value online, as in a range run's earlier days, were read back: their newer values are the newer
+    days' to check, and the result passes with `compared` 0 and `superseded_by_newer` saying why.)"""
+    metadata = {"sampled": report.sampled, "compared": report.compared, "superseded_by_newer": report.superseded}
+    if report.sampled == 0:
+        return skipped("the partition has no rows", metadata)
     return {
         "passed": report.mismatch_rate <= spec.skew_threshold,
-        "metadata": {
-            "sampled": report.sampled, "compared": report.compared, "superseded_by_newer": report.superseded,
-            "mismatches": report.mismatches, "mismatch_rate": report.mismatch_rate,
-            "examples": dg.MetadataValue.json(report.examples),
-        },
+        "metadata": {**metadata, "mismatches": report.mismatches, "mismatch_rate": report.mismatch_rate,
+                     "examples": dg.MetadataValue.json(report.examples)},
     }
+
+
+def skipped(reason: str, metadata: dict) -> dict:
+    """The result of a check that had nothing to compare: a warning saying why, never a pass (a check that compared
+    0 rows proves nothing, and green would say it did)."""
+    return {"passed": False, "severity": dg.AssetCheckSeverity.WARN, "description": f"skipped: {reason}",
+            "metadata": {**metadata, "skipped": True, "skipped_reason": reason}}
 
 
 DRIFT_CHECK = "feature_drift"
@@ -85,15 +94,22 @@ BASELINE = timedelta(days=7)  # drift compares a partition with the same weekday
 
 
 def drift_evaluation(spec: FeatureViewSpec, day: date, current, previous) -> dict:
-    """The drift check's result for partition `day` from its rows and the baseline partition's."""
+    """The drift check's result for partition `day` from its rows and the baseline partition's: skipped when no
+    feature could be compared (no baseline rows, no rows, or no value on one side)."""
     scores = {f: psi(previous[f], current[f]) for f in spec.feature_names}
-    metadata = {f"psi.{f}": v for f, v in scores.items() if v is not None}
-    shifted = sorted(f for f, v in scores.items() if v is not None and v > PSI_WARN)
+    compared = {f: v for f, v in scores.items() if v is not None}
+    baseline = (day - BASELINE).isoformat()
+    context = {"baseline_partition": baseline, "baseline_rows": len(previous), "rows": len(current)}
+    if not compared:
+        return skipped(f"no baseline: partition {baseline} has no rows" if len(previous) == 0 else
+                       f"partition {day.isoformat()} has no rows" if len(current) == 0 else
+                       "no feature has a value in both partitions", context)
+    shifted = sorted(f for f, v in compared.items() if v > PSI_WARN)
     return {
         "passed": not shifted,
         "severity": dg.AssetCheckSeverity.WARN,
-        "metadata": {**metadata, "shifted": ", ".join(shifted) or "none",
-                     "baseline_partition": (day - BASELINE).isoformat(), "baseline_rows": len(previous)},
+        "metadata": {**{f"psi.{f}": v for f, v in compared.items()}, "shifted": ", ".join(shifted) or "none",
+                     "not_compared": ", ".join(sorted(set(scores) - set(compared))) or "none", **context},
     }
 
 

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta, timezone
 import dagster as dg
 
 from feature_platform.config import Settings
+from feature_platform.defs.automation import new_day
 from feature_platform.defs.partitions import daily_partitions
 from feature_platform.defs.resources import FeaturePlatformResource
 from feature_platform.demo.generator import write_day
@@ -31,6 +32,8 @@ def build_raw_sessions_asset(settings: Settings) -> dg.AssetsDefinition:
         owners=["team:platform"],
         description="Raw chat sessions log (one row per session, by session end, UTC).",
         metadata={"path": dg.MetadataValue.path(str(settings.sessions_path))},
+        # The demo generator writes the day that just ended; an external log's day is complete when recorded.
+        automation_condition=new_day() if settings.uses_generated_sessions else None,
     )
     def raw_sessions(context: dg.AssetExecutionContext, platform: FeaturePlatformResource) -> dg.MaterializeResult:
         s = platform.settings()

@@ -1,4 +1,5 @@
-"""In-process Dagster runs for the facade, which gets back the exception the failed step raised.
+"""In-process Dagster runs for the Python API (defs/runs.py), whose caller gets back the exception the failed
+step raised.
 
 The event log holds only an error's text; the caller of an in-process run is owed the package's own error,
 with its data (a `ValidationFailedError`'s failing rows and quarantine path). A failure hook on every asset

@@ -8,6 +8,7 @@ reads; it is written as Parquet by the dataset IO manager, so `Definitions.load_
 import dagster as dg
 import pandas as pd
 
+from feature_platform.defs.automation import training_set_condition
 from feature_platform.defs.resources import FeaturePlatformResource
 from feature_platform.spec import TrainingSetSpec
 from feature_platform.training import label_frame, resolve_features, training_set, training_set_metadata
@@ -16,11 +17,14 @@ from feature_platform.training import label_frame, resolve_features, training_se
 def build_training_set_assets(spec: TrainingSetSpec) -> list[dg.AssetsDefinition]:
     views = list(dict.fromkeys(c.view for c in resolve_features(spec.feature_service)))
     labels_key = dg.AssetKey(f"{spec.name}_labels")
+    raw = dg.AssetKey("raw_sessions")
+    automation = training_set_condition(spec.refresh_cron, [raw]) if spec.refresh_cron else None
 
     @dg.asset(
         key=labels_key,
         group_name="training_sets",
-        deps=[dg.AssetKey("raw_sessions"), *(dg.AssetKey(v) for v in views)],
+        deps=[raw, *(dg.AssetKey(v) for v in views)],
+        automation_condition=automation,
         io_manager_key="dataset_io_manager",
         kinds={"pandas", "parquet"},
         owners=[f"team:{spec.owner}"],
@@ -42,6 +46,7 @@ def build_training_set_assets(spec: TrainingSetSpec) -> list[dg.AssetsDefinition
         owners=[f"team:{spec.owner}"],
         code_version=spec.fingerprint(),
         tags={"version": str(spec.version)},
+        automation_condition=automation,
         description=spec.description,
         metadata={"version": spec.version, "feature_service": spec.feature_service, "label_column": spec.label_column},
     )

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from feast.data_source import PushMode
 from feast.feature_server import GetOnlineFeaturesRequest, PushFeaturesRequest, get_app
 
+from feature_platform.arguments import push_view_spec
 from feature_platform.errors import (
     FeaturePlatformError,
     StoreUnavailableError,
@@ -97,7 +98,7 @@ def build_app(platform, tokens: Tokens | None = None) -> FastAPI:
                                                      "the view's sensor"}, **_errors(400, 401, 403, 404, 413, 503)})
     async def push(request: PushFeaturesRequest, http: Request) -> JSONResponse:
         caller = http.state.caller
-        view = await run_in_threadpool(platform._push_view, request.push_source_name)
+        view = await run_in_threadpool(push_view_spec, request.push_source_name)
         await run_in_threadpool(access.push, caller, view.name, http.url.path)
         if request.to not in PUSH_MODES:
             raise BadRequestError(f"push mode {shorten(request.to)} is not one of {sorted(PUSH_MODES)}")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from feature_platform.backends.feast_yaml import write_feature_store_yaml
 from feature_platform.derive.description import describe, request_view_description
 from feature_platform.derive.feast_objects import feast_feature_view, feast_objects
 from feature_platform.errors import BreakingChangeError, UnknownFeatureViewError, ViewInUseError, shorten
@@ -90,7 +91,8 @@ def apply(runtime: Runtime, specs=None, services=None, training_sets=None, *, us
     Under the registry lock: re-read the registry, plan, refuse (`BreakingChangeError`, nothing applied)
     when any registered view would change in a breaking way in place, else register the Feast objects,
     adapt offline tables to additive changes, and record one history entry per created or changed view
-    and feature service. Returns the plan that was applied.
+    and feature service. Then write the deployment's `feature_store.yaml` for stock Feast (backends/feast_yaml.py).
+    Returns the plan that was applied.
     """
     from_code = specs is None and services is None
     specs, services, sets = _declared(specs, services, training_sets)
@@ -116,6 +118,7 @@ def apply(runtime: Runtime, specs=None, services=None, training_sets=None, *, us
                 if view.action == UPDATE:
                     runtime.offline.sync_columns(specs[view.name])
             log.record(_history_entries(the_plan, specs, services, user, via))
+    write_feature_store_yaml(runtime.settings)  # stock Feast (`feast -c`) reads what was just applied
     if from_code:
         runtime.mark_applied()
     return the_plan
