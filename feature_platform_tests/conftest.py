@@ -71,8 +71,17 @@ def fresh_clock():
     return clock.reset()
 
 
+# Files that take minutes (the longest first): the xdist workers start them first, so none is left running alone
+# at the end of the run (pyproject.toml turns off xdist's own order, by number of tests per file).
+SLOWEST_FILES = ("test_killed_runs.py", "test_ui_browser.py", "test_range_failures.py", "test_cli.py", "test_tutorial.py")
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own grouping by fixture scope, which keeps each file together
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that takes the services fixture needs the services, whether or not its file says so."""
+    """A test that takes the services fixture needs the services, whether or not its file says so; the slowest
+    files come first."""
     for item in items:
         if "services_settings" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.services)
+    rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
