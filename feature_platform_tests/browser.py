@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from feature_platform_tests.helpers import free_port
 
 # Headless on a closed network: without the background-networking switches Chromium keeps trying to
 # reach update and sync services and logs refused connections.
@@ -72,12 +73,6 @@ def _apt_install_chromium() -> None:
         done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=APT_TIMEOUT)
     if done.returncode != 0:
         raise ChromiumUnavailable(f"apt-get install chromium failed: {done.stderr.strip()[-500:]}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def graphql(base_url: str, query: str, variables: dict | None = None) -> dict:

@@ -3,7 +3,7 @@
 `VALID`: writers whose file holds exactly the frame's sessions (other widths, units, zones, encodings,
 no statistics, extra columns): every engine must read the same values. `CORRUPT`: writers of a file that
 does not match the declared schema or would lose a value, with the column the `SourceDataError` must name
-(None: the file itself is unreadable). Each writer takes a sessions frame (`conftest.sessions_frame`
+(None: the file itself is unreadable). Each writer takes a sessions frame (`helpers.sessions_frame`
 dtypes, at least one row for `CORRUPT`), a directory and a file stem, and returns the path it wrote.
 """
 

@@ -17,7 +17,7 @@ from feature_platform.defs.alerts import evaluate, send
 from feature_platform.defs.resources import resources_for
 from feature_platform.demo.generator import generate_day
 from feature_platform.demo.stream import SessionSimulator
-from feature_platform_tests.conftest import write_sessions
+from feature_platform_tests.helpers import write_sessions
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import pytest
 
 from feature_platform.definitions import build_definitions
 from feature_platform.defs.automation import AUTOMATION_SENSOR
-from feature_platform_tests.conftest import make_embedded_settings
 from feature_platform_tests.example_repo import all_specs
+from feature_platform_tests.helpers import make_embedded_settings
 
 DAY = date(2026, 3, 20)  # the day that ends at the midnight the tests step over
 VIEW = dg.AssetKey("user_activity")

@@ -10,7 +10,7 @@ from chat_activity.user_activity import SPEC
 from feature_platform.backends import build_backends
 from feature_platform.config import Settings
 from feature_platform.errors import ConfigurationError
-from feature_platform_tests.conftest import make_embedded_settings
+from feature_platform_tests.helpers import make_embedded_settings
 
 
 def test_embedded_backends_are_local_files(tmp_path):

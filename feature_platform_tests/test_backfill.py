@@ -19,8 +19,8 @@ from feature_platform.defs.freshness_checks import DRIFT_CHECK, SKEW_CHECK
 from feature_platform.defs.resources import resources_for
 from feature_platform.demo.generator import generate_day
 from feature_platform.platform import FeaturePlatform
-from feature_platform_tests.conftest import make_embedded_settings, services_settings_in, write_sessions
 from feature_platform_tests.example_repo import build_raw_sessions_asset
+from feature_platform_tests.helpers import make_embedded_settings, services_settings_in, write_sessions
 
 FIRST, LAST = date(2026, 2, 1), date(2026, 2, 24)
 FEATURES = [f"user_activity:{f}" for f in SPEC.feature_names]
@@ -31,10 +31,10 @@ def range_tags(first: date, last: date) -> dict:
     return {"dagster/asset_partition_range_start": first.isoformat(), "dagster/asset_partition_range_end": last.isoformat()}
 
 
-@pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])
-def pair(request, tmp_path):
+@pytest.fixture
+def pair(profile, tmp_path):
     """Two deployments of one profile over the same raw log: one backfilled by ranges, one day by day."""
-    if request.param == "embedded":
+    if profile == "embedded":
         yield [make_embedded_settings(tmp_path / n) for n in ("ranged", "daily")]
         return
     with services_settings_in(tmp_path / "ranged") as ranged:

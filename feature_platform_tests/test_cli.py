@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from feature_platform.cli import main
 from feature_platform.demo.generator import generate_day
-from feature_platform_tests.conftest import make_embedded_settings, write_sessions
+from feature_platform_tests.helpers import make_embedded_settings, write_sessions
 
 
 def cli(settings, *args: str) -> subprocess.CompletedProcess:
@@ -41,9 +41,8 @@ def test_help(command, capsys):
         assert "--view" in out and "--start" in out and "--end" in out
 
 
-@pytest.mark.parametrize("profile", ["embedded", pytest.param("services", marks=pytest.mark.services)])
-def test_materialize_then_online(profile, request):
-    settings = request.getfixturevalue(f"{profile}_settings")
+def test_materialize_then_online(profile_settings):
+    settings = profile_settings
     write_sessions(settings.sessions_path, pd.concat([generate_day(date(2026, 3, d), 100) for d in range(1, 11)]))
     done = cli(settings, "materialize", "--view", "user_activity", "--start", "2026-03-09", "--end", "2026-03-10")
     assert done.returncode == 0, done.stderr
@@ -80,15 +79,14 @@ def test_demo_runs_on_the_embedded_default(tmp_path):
     assert len(list((tmp_path / ".feature_platform" / "raw" / "sessions").glob("*.parquet"))) == 3 + 7
 
 
-@pytest.mark.parametrize("profile", ["embedded", pytest.param("services", marks=pytest.mark.services)])
-def test_the_demo_names_the_dagster_home_of_its_runs(profile, request, tmp_path):
+def test_the_demo_names_the_dagster_home_of_its_runs(profile_settings, tmp_path):
     """With a home of its own (FEATURE_PLATFORM_HOME), the demo's `next` hint names the DAGSTER_HOME that holds
     its runs and partitions; `dagster dev` without it would use the repository's dagster.yaml (the default home)."""
     import re
 
     import dagster as dg
 
-    settings = request.getfixturevalue(f"{profile}_settings").with_(home=tmp_path / "custom home")
+    settings = profile_settings.with_(home=tmp_path / "custom home")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FEATURE_PLATFORM_", "DAGSTER_HOME"))}
     env |= {k: v for k, v in settings.as_env().items() if k not in ("FEATURE_PLATFORM_SESSIONS_PATH",
                                                                      "FEATURE_PLATFORM_PARTITIONS_START")}

@@ -18,8 +18,8 @@ import pytest
 
 from feature_platform.cli import app, main
 from feature_platform.demo.generator import generate_day
-from feature_platform_tests.conftest import make_embedded_settings, write_sessions
 from feature_platform_tests.example_repo import all_specs
+from feature_platform_tests.helpers import make_embedded_settings, write_sessions
 
 COMMANDS = app.parsers()[1]  # name -> its parser
 TABLE_COMMANDS = {"views", "freshness", "history", "online", "plan", "apply", "materialize"}

@@ -14,7 +14,7 @@ from feature_platform.compute.window_aggregate import aggregate_day
 from feature_platform.config import Settings
 from feature_platform.demo.generator import generate_day
 from feature_platform.platform import FeaturePlatform
-from feature_platform_tests.conftest import write_sessions
+from feature_platform_tests.helpers import write_sessions
 
 FIRST, LAST = date(2026, 3, 1), date(2026, 3, 28)
 RANGES = [(FIRST, date(2026, 3, 20)), (date(2026, 3, 8), LAST)]  # overlapping: 03-08..03-20 written twice
@@ -49,10 +49,9 @@ def test_processes_opening_a_fresh_home_at_once(embedded_settings):
     assert [w.exitcode for w in workers] == [0] * 6
 
 
-@pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])
-def settings(request):
-    s = request.getfixturevalue(f"{request.param}_settings")
-    return s.with_(backfill_days_per_run=5)  # several runs per process, interleaving with the other's
+@pytest.fixture
+def settings(profile_settings):
+    return profile_settings.with_(backfill_days_per_run=5)  # several runs per process, interleaving with the other's
 
 
 def test_overlapping_backfills_in_two_processes(settings):

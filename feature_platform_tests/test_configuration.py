@@ -21,8 +21,8 @@ from feature_platform.config import ENV_VARS, PARTITIONS_RANGE, SECRET_VARS, Set
 from feature_platform.demo.generator import generate_day
 from feature_platform.errors import ConfigurationError, FeaturePlatformError
 from feature_platform.platform import FeaturePlatform
-from feature_platform_tests.conftest import write_sessions
 from feature_platform_tests.feast_format.stock_feast import parse_redis_connection_string
+from feature_platform_tests.helpers import write_sessions
 
 MARKER = "Zq9sEcReT"  # in every generated secret: it must never reach a message
 GARBAGE = ["", " ", "bogus", "-1", "0", "65536", "1.5", "1e3", "nan", "０", "١٢", "1_000", "+5", " 5", "5 ",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from redis.retry import Retry
 
 from feature_platform.backends import dagster_instance_config
 from feature_platform.config import ENV_VARS, Settings
-from feature_platform_tests.conftest import IN_CI
+from feature_platform_tests.helpers import IN_CI, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -159,12 +158,6 @@ def mappings(node):
         elif isinstance(item, list):
             stack.extend(item)
     return found.items()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_dagster_yaml_files_match_the_generated_instance_config():

@@ -28,8 +28,8 @@ from feature_platform.backends.feast_yaml import (
 from feature_platform.config import Settings
 from feature_platform.demo.generator import generate_day
 from feature_platform.platform import FeaturePlatform
-from feature_platform_tests.conftest import make_embedded_settings, services_settings_in, write_sessions
 from feature_platform_tests.example_repo import all_specs
+from feature_platform_tests.helpers import make_embedded_settings, write_sessions
 from feature_platform_tests.test_cli_consistency import run_main
 
 # Yesterday: Feast checks a value's TTL against the real clock, so the partition must be recent.
@@ -38,15 +38,10 @@ FEATURES = ["user_activity:sessions_7d", "user_activity:total_tokens_7d", "user_
 FEAST = Path(sys.executable).parent / "feast"
 
 
-@pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])
-def materialized(request, tmp_path):
+@pytest.fixture
+def materialized(profile_settings):
     """A platform of either profile with `user_activity` applied and materialized for DAY."""
-    if request.param == "embedded":
-        settings = make_embedded_settings(tmp_path)
-        yield _materialize(settings)
-    else:
-        with services_settings_in(tmp_path) as settings:
-            yield _materialize(settings)
+    return _materialize(profile_settings)
 
 
 def _materialize(settings: Settings) -> FeaturePlatform:

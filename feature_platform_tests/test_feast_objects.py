@@ -3,7 +3,6 @@
 import json
 from datetime import timedelta
 
-import pytest
 from chat_activity.user_activity import SPEC
 from feast.types import Float32, Int64, String
 
@@ -11,9 +10,8 @@ from feature_platform.derive.description import DESCRIPTION_TAG, describe
 from feature_platform.runtime import Runtime
 
 
-@pytest.mark.parametrize("profile", ["embedded", pytest.param("services", marks=pytest.mark.services)])
-def test_registry_holds_the_derived_entity_source_and_view(profile, request):
-    settings = request.getfixturevalue(f"{profile}_settings")
+def test_registry_holds_the_derived_entity_source_and_view(profile, profile_settings):
+    settings = profile_settings
     runtime = Runtime(settings)
     runtime.apply()
     store = Runtime(settings).feast  # a fresh client reads what was applied

@@ -22,7 +22,7 @@ import feature_platform as fp
 from feature_platform.demo.generator import generate_day
 from feature_platform.serving.server import running_server
 from feature_platform_tests.browser import free_port
-from feature_platform_tests.conftest import make_embedded_settings, services_settings_in, write_sessions
+from feature_platform_tests.helpers import settings_of, write_sessions
 
 FEATURES = ["user_activity:sessions_7d", "user_activity:avg_session_duration_sec", "user_activity:preferred_model",
             "user_activity:total_tokens_7d", "user_realtime:current_session_messages"]
@@ -31,16 +31,12 @@ REALTIME = "user_realtime_events"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module", params=["embedded", "services"])
-def served(request, tmp_path_factory):
+@pytest.fixture(scope="module")
+def served(profile, tmp_path_factory):
     """A platform with yesterday materialized and a few pushed events, and its running server (shared by
     the module's tests: they push to entities of their own)."""
-    root = tmp_path_factory.mktemp(request.param)
-    if request.param == "services":
-        with services_settings_in(root) as settings:
-            yield from _serve(settings)
-    else:
-        yield from _serve(make_embedded_settings(root))
+    with settings_of(profile, tmp_path_factory.mktemp(profile)) as settings:
+        yield from _serve(settings)
 
 
 def _serve(settings):

@@ -22,15 +22,15 @@ from feature_platform.demo.generator import generate_day
 from feature_platform.demo.stream import SessionSimulator
 from feature_platform.freshness import FRESH, MISSING, STALE, WARN, view_freshness
 from feature_platform.skew import skew_report
-from feature_platform_tests.conftest import write_sessions
+from feature_platform_tests.helpers import write_sessions
 
 D = date(2026, 6, 10)
 TS = pd.Timestamp("2026-06-11T00:00:00Z")  # feature timestamp of partition D
 
 
-@pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])
-def platform(request):
-    settings = request.getfixturevalue(f"{request.param}_settings")
+@pytest.fixture
+def platform(profile_settings):
+    settings = profile_settings
     write_sessions(settings.sessions_path, pd.concat([generate_day(date(2026, 6, d), 80) for d in range(1, 11)]))
     return fp.FeaturePlatform(settings)
 

@@ -6,7 +6,6 @@ reads 38 s, the CLI `online` 59 s and `materialize` 64 s). The bounds asserted a
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 import threading
@@ -23,8 +22,7 @@ from feature_platform.demo.generator import generate_day
 from feature_platform.errors import StoreUnavailableError
 from feature_platform.platform import FeaturePlatform
 from feature_platform.serving.server import running_server
-from feature_platform_tests.conftest import IN_CI, services_settings_in, write_sessions
-from feature_platform_tests.test_redis_outage import PrivateRedis
+from feature_platform_tests.helpers import PrivateRedis, services_settings_in, write_sessions
 
 D = date(2026, 4, 10)
 FEATURES = [f"user_activity:{f}" for f in SPEC.feature_names]
@@ -59,10 +57,6 @@ def fails_within(seconds: float, call) -> BaseException:
 def frozen_redis(tmp_path):
     """A services platform (1 s read and write budgets) whose private Redis holds one materialized partition,
     then is frozen (SIGSTOP) for the test and thawed afterwards."""
-    if shutil.which("redis-server") is None:
-        if IN_CI:
-            pytest.fail("redis-server is not installed")
-        pytest.skip("redis-server is not installed")
     server = PrivateRedis()
     server.start()
     with services_settings_in(tmp_path) as settings:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import feature_platform as fp
 from feature_platform.demo.generator import generate_day
-from feature_platform_tests.conftest import IN_CI, make_embedded_settings, services_settings_in, write_sessions
+from feature_platform_tests.helpers import IN_CI, make_embedded_settings, services_settings_in, write_sessions
 
 HOSTILE = ['x"; DROP TABLE offline.user_activity; --', "user_activity; DROP SCHEMA offline CASCADE", "*", "?", "[a-z]*",
            "user_activity*", "user activity", "Üser_äctivity", "user_activity\x00", "'", "a" * 100_000, "", ":"]

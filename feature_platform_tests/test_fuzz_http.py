@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, status_c
 import feature_platform as fp
 from feature_platform.demo.generator import generate_day
 from feature_platform.serving.server import running_server
-from feature_platform_tests.conftest import make_embedded_settings, services_settings_in, write_sessions
+from feature_platform_tests.helpers import settings_of, write_sessions
 
 # A reader of every view and service, and a producer: together they may call every operation.
 READER, PRODUCER = "fuzz-reader-3b9e0c", "fuzz-producer-58d21a"
@@ -34,15 +34,11 @@ CALLERS = {"reader": READER, "producer": PRODUCER, "wrong": "not-a-known-token",
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance]
 
 
-@pytest.fixture(scope="module", params=["embedded", "services"])
-def server(request, tmp_path_factory):
+@pytest.fixture(scope="module")
+def server(profile, tmp_path_factory):
     """A materialized platform behind a token-protected server (embedded) or an open one (services)."""
-    root = tmp_path_factory.mktemp(f"fuzz_http_{request.param}")
-    if request.param == "services":
-        with services_settings_in(root) as settings_:
-            yield from _serve(settings_, tokens=False)
-    else:
-        yield from _serve(make_embedded_settings(root), tokens=True)
+    with settings_of(profile, tmp_path_factory.mktemp(f"fuzz_http_{profile}")) as settings_:
+        yield from _serve(settings_, tokens=profile == "embedded")
 
 
 def _serve(settings_, tokens: bool):

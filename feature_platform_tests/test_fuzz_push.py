@@ -25,7 +25,7 @@ from feature_platform.push import prepare_batch, prepare_small_batch, transporta
 from feature_platform.spec import Entity, FeatureViewSpec, Field
 from feature_platform.stores.landing import LandingDirectory
 from feature_platform.stores.redis_stream import RedisStreamTransport
-from feature_platform_tests.conftest import make_embedded_settings, services_settings_in
+from feature_platform_tests.helpers import make_embedded_settings, settings_of
 
 NOW = pd.Timestamp("2026-06-01T12:00:00Z")
 COLUMNS = ["user_id", "event_timestamp", "current_session_messages", "current_session_tokens",
@@ -304,12 +304,9 @@ def assert_same_landing(platform, result, drained, queued, base_direct: int, bas
     return offline_direct
 
 
-@pytest.fixture(scope="module", params=["embedded", pytest.param("services", marks=pytest.mark.services)])
-def any_platform(request, tmp_path_factory):
-    if request.param == "embedded":
-        yield fp.FeaturePlatform(make_embedded_settings(tmp_path_factory.mktemp("paths")))
-        return
-    with services_settings_in(tmp_path_factory.mktemp("paths")) as settings:
+@pytest.fixture(scope="module")
+def any_platform(profile, tmp_path_factory):
+    with settings_of(profile, tmp_path_factory.mktemp("paths")) as settings:
         yield fp.FeaturePlatform(settings)
 
 

@@ -23,8 +23,8 @@ import feature_platform as fp
 from feature_platform.compute.engine import PandasEngine
 from feature_platform.compute.window_aggregate import aggregate_chunk
 from feature_platform_tests import raw_variants
-from feature_platform_tests.conftest import make_embedded_settings, sessions_frame, write_sessions
 from feature_platform_tests.example_repo import EXAMPLE, SCHEMA, STRING, read_sessions
+from feature_platform_tests.helpers import make_embedded_settings, sessions_frame, write_sessions
 
 LO, HI = datetime(2026, 1, 2, tzinfo=timezone.utc), datetime(2026, 1, 9, tzinfo=timezone.utc)
 COUNTS = ("message_count", "tool_invocations", "tokens")

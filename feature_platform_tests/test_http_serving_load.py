@@ -15,7 +15,7 @@ from benchmarks import http_serving, online_load
 from feature_platform.demo.generator import generate_day
 from feature_platform.platform import FeaturePlatform
 from feature_platform.serving.server import running_server
-from feature_platform_tests.conftest import services_settings_in, write_sessions
+from feature_platform_tests.helpers import services_settings_in, write_sessions
 
 pytestmark = pytest.mark.services
 D = datetime.now(timezone.utc).date() - timedelta(days=1)  # the server reads with the real clock: within the TTL

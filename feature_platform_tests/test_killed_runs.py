@@ -27,7 +27,6 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-import pytest
 
 from feature_platform.backends import registry_log
 from feature_platform.config import Settings
@@ -35,21 +34,12 @@ from feature_platform.defs.run_workers import PID_TAG, worker_state
 from feature_platform.demo.generator import generate_day
 from feature_platform.platform import FeaturePlatform
 from feature_platform_tests.browser import dagster_dev, dagster_dev_process, graphql
-from feature_platform_tests.conftest import make_embedded_settings, services_settings_in, write_sessions
+from feature_platform_tests.helpers import settings_of, write_sessions
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRST = date(2026, 3, 1)
 DAYS = [FIRST + timedelta(days=i) for i in range(6)]
 WAIT = 600  # seconds: runs start in subprocesses that load the code location, slow on a busy machine
-
-
-@contextmanager
-def profile_settings(profile: str, root: Path) -> Iterator[Settings]:
-    if profile == "embedded":
-        yield make_embedded_settings(root)
-        return
-    with services_settings_in(root) as settings:
-        yield settings
 
 
 def prepare(settings: Settings) -> None:
@@ -121,9 +111,8 @@ def base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("FEATURE_PLATFORM_", "DAGSTER_HOME"))}
 
 
-@pytest.mark.parametrize("profile", ["embedded", pytest.param("services", marks=pytest.mark.services)])
 def test_a_killed_cli_run_is_marked_failed_by_the_next_run(tmp_path, profile):
-    with profile_settings(profile, tmp_path) as settings:
+    with settings_of(profile, tmp_path) as settings:
         prepare(settings)
         env = base_env() | settings.as_env() | {"FEATURE_PLATFORM_SESSIONS_PATH": str(settings.sessions_path)}
         platform = FeaturePlatform(settings)
@@ -168,13 +157,12 @@ def backfill_status(url: str, backfill_id: str) -> str:
     return graphql(url, BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]["status"]
 
 
-@pytest.mark.parametrize("profile", ["embedded", pytest.param("services", marks=pytest.mark.services)])
 def test_killed_runs_do_not_block_the_next_backfill(tmp_path, profile, monkeypatch):
     """Two runs killed mid-way hold both places of the shipped dagster.yaml's run queue (max_concurrent_runs: 2):
     a backfill's run from the UI (killed with `dagster dev`, as by a reboot) and a CLI run. The next `dagster dev`
     marks them failed (run monitoring), and a backfill launched from the UI then succeeds."""
     shipped = ROOT / ("dagster.yaml" if profile == "embedded" else "deploy/dagster.services.yaml")
-    with profile_settings(profile, tmp_path) as settings:
+    with settings_of(profile, tmp_path) as settings:
         # The shipped file is the instance of every process here; the embedded one's storage is relative to the
         # working directory (.feature_platform/dagster/storage, FEATURE_PLATFORM_HOME's default).
         settings = settings.with_(home=tmp_path / ".feature_platform")

@@ -29,7 +29,7 @@ from feature_platform.platform import FeaturePlatform
 from feature_platform.stores.offline_parquet import ParquetOfflineStore
 from feature_platform.stores.offline_postgres import PostgresOfflineStore
 from feature_platform.vocabulary import CREATED_TIMESTAMP, day_end
-from feature_platform_tests.conftest import services_settings_in, write_sessions
+from feature_platform_tests.helpers import services_settings_in, write_sessions
 
 D = date(2026, 3, 10)
 USERS = 2000  # ~125 KB of COPY data per partition: a cut "mid-data" lands after at least one full CopyData

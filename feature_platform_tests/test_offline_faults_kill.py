@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pandas as pd
 import psycopg
-import pytest
 from chat_activity.user_activity import SPEC
 
 from feature_platform.config import Settings
@@ -31,7 +30,7 @@ from feature_platform.demo.generator import generate_day
 from feature_platform.platform import FeaturePlatform
 from feature_platform.stores import offline_parquet
 from feature_platform.vocabulary import CREATED_TIMESTAMP, day_end
-from feature_platform_tests.conftest import make_embedded_settings, services_settings_in, write_sessions
+from feature_platform_tests.helpers import settings_of, write_sessions
 from feature_platform_tests.test_offline_faults import PgProxy, wait_for_writers_gone
 
 FIRST, LAST = date(2026, 3, 1), date(2026, 3, 6)
@@ -127,10 +126,7 @@ class Worker:
 
 @contextmanager
 def profile_settings(profile: str, root: Path) -> Iterator[Settings]:
-    if profile == "embedded":
-        yield make_embedded_settings(root).with_(backfill_days_per_run=DAYS_PER_RUN)
-        return
-    with services_settings_in(root) as settings:
+    with settings_of(profile, root) as settings:
         yield settings.with_(backfill_days_per_run=DAYS_PER_RUN)
 
 
@@ -153,7 +149,6 @@ def copy_in_progress(settings: Settings) -> bool:
                             "AND query LIKE 'COPY %%'", (settings.pg_db,)).fetchone()[0] == 1
 
 
-@pytest.mark.parametrize("profile", ["embedded", pytest.param("services", marks=pytest.mark.services)])
 def test_a_backfill_killed_mid_partition_then_rerun_equals_an_uninterrupted_run(tmp_path, profile):
     raw = pd.concat([generate_day(FIRST + timedelta(days=i), 300, seed=5) for i in range(-8, 6)], ignore_index=True)
     proxy = PgProxy(SPEC.name) if profile == "services" else None

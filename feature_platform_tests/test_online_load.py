@@ -15,7 +15,7 @@ from benchmarks import online_load
 from feature_platform.demo.generator import generate_day
 from feature_platform.platform import FeaturePlatform
 from feature_platform.vocabulary import day_end
-from feature_platform_tests.conftest import services_settings_in, write_sessions
+from feature_platform_tests.helpers import services_settings_in, write_sessions
 
 pytestmark = pytest.mark.services
 D = date(2026, 4, 10)

@@ -18,7 +18,7 @@ import feature_platform as fp
 from feature_platform.config import Settings
 from feature_platform.repo import load_repository
 from feature_platform.spec import SpecError
-from feature_platform_tests.conftest import _require, make_embedded_settings, services_settings_in
+from feature_platform_tests.helpers import make_embedded_settings, require, services_settings_in
 
 SHOP = Path(__file__).parent / "repos" / "shop"
 FIRST, LAST = date(2026, 3, 1), date(2026, 3, 20)  # the orders source's declared start is 2026-03-01
@@ -68,7 +68,7 @@ def write_page_views(home: Path, views: pd.DataFrame) -> Path:
 def orders_dsn(monkeypatch):
     """A PostgreSQL database of the shop holding `shop.orders`, named by SHOP_ORDERS_DSN (the source's connection)."""
     base = Settings.from_env({"FEATURE_PLATFORM_PROFILE": "services"})
-    _require("PostgreSQL", lambda: psycopg.connect(base.pg_conninfo("postgres")).close())
+    require("PostgreSQL", lambda: psycopg.connect(base.pg_conninfo("postgres")).close())
     name = f"fp_shop_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(base.pg_conninfo("postgres"), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')

@@ -7,7 +7,7 @@ import pytest
 
 import feature_platform as fp
 from feature_platform.demo.generator import generate_day
-from feature_platform_tests.conftest import write_sessions
+from feature_platform_tests.helpers import write_sessions
 
 
 @pytest.fixture
@@ -126,15 +126,14 @@ def test_long_ranges_read_only_each_partitions_window(platform, monkeypatch):
     assert [end.date().isoformat() for _, end in ranges] == ["2026-01-08", "2026-01-11", "2026-01-12"]
     assert len(platform.offline_table("user_activity", "2026-01-05", "2026-01-11").groupby("event_timestamp")) == 7
 
-@pytest.mark.parametrize("profile", ["embedded", pytest.param("services", marks=pytest.mark.services)])
-def test_offline_tables_have_one_set_of_dtypes_on_both_profiles(profile, request, fresh_clock):
+def test_offline_tables_have_one_set_of_dtypes_on_both_profiles(profile_settings, fresh_clock):
     """`offline_table` returns the offline schema's dtypes on either store (timestamps datetime64[us, UTC]: the
     precision both stores keep), for a batch view and a pushed one, empty or not."""
     from feature_platform.stores.schema import arrow_schema
     from feature_platform_tests.example_repo import get_spec
-    from feature_platform_tests.realtime_events import event_batch
+    from feature_platform_tests.helpers import event_batch
 
-    settings = request.getfixturevalue(f"{profile}_settings")
+    settings = profile_settings
     write_sessions(settings.sessions_path, pd.concat([generate_day(date(2026, 1, d), 50) for d in range(1, 4)]))
     platform = fp.FeaturePlatform(settings)
     for view in ("user_activity", "user_realtime"):

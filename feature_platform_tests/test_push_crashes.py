@@ -29,7 +29,7 @@ from feature_platform.defs.resources import resources_for
 from feature_platform.ingest import transport_for
 from feature_platform.stores.landing import LandingDirectory
 from feature_platform.stores.online import OnlineStore
-from feature_platform_tests.realtime_events import clock, event_batch
+from feature_platform_tests.helpers import clock, event_batch
 
 SOURCE = "user_realtime_events"
 SENSOR = f"{SOURCE}_sensor"
@@ -76,9 +76,9 @@ def arm(monkeypatch, platform, step: str, when: str) -> list:
     return fired
 
 
-@pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])
-def platform(request):
-    return fp.FeaturePlatform(request.getfixturevalue(f"{request.param}_settings"))
+@pytest.fixture
+def platform(profile_settings):
+    return fp.FeaturePlatform(profile_settings)
 
 
 def dead_lettered(platform) -> list[tuple[str, str]]:
@@ -228,10 +228,8 @@ def _workers() -> mp.context.BaseContext:
 
 # One step per transport: after the offline write (the half-written point: offline, not online, not
 # acknowledged) on the landing directory; after the online write (everything but the XACK) on the stream.
-@pytest.mark.parametrize(("platform", "step"), [("embedded", "offline"),
-                                                pytest.param("services", "online", marks=pytest.mark.services)],
-                         indirect=["platform"])
-def test_sigkilled_consumer_is_recovered_by_the_sensor(platform, monkeypatch, step):
+def test_sigkilled_consumer_is_recovered_by_the_sensor(platform, monkeypatch, profile):
+    step = {"embedded": "offline", "services": "online"}[profile]
     first = platform.push(SOURCE, events(FIRST))
     assert all(launch(platform, r.partition_key, r.run_key) for r in tick(platform))
     crashed, last = platform.push(SOURCE, events(CRASHED)), platform.push(SOURCE, events(LAST))

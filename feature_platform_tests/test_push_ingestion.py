@@ -21,7 +21,7 @@ from feature_platform.ingest import drain_direct_log, ingest_batch, transport_fo
 from feature_platform.push import prepare_batch
 from feature_platform.stores.landing import LandingDirectory
 from feature_platform.stores.redis_stream import RedisStreamTransport
-from feature_platform_tests.realtime_events import clock, event_batch
+from feature_platform_tests.helpers import clock, event_batch
 
 FEATURES = [f"user_realtime:{f}" for f in SPEC.feature_names]
 pytestmark = pytest.mark.usefixtures("fresh_clock")
@@ -32,9 +32,9 @@ def events(rows: list[tuple]) -> pd.DataFrame:
     return event_batch(rows, clock.now)
 
 
-@pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])
-def platform(request):
-    return fp.FeaturePlatform(request.getfixturevalue(f"{request.param}_settings"))
+@pytest.fixture
+def platform(profile_settings):
+    return fp.FeaturePlatform(profile_settings)
 
 
 def transport(platform):

@@ -10,8 +10,6 @@ it cannot (a compute error, a full disk, a validation failure, a check that cann
 from __future__ import annotations
 
 import errno
-import shutil
-import socket
 import sqlite3
 import types
 from contextlib import contextmanager
@@ -21,7 +19,6 @@ import dagster as dg
 import pandas as pd
 import psycopg
 import pytest
-import redis
 from chat_activity.user_activity import SPEC
 
 import feature_platform as fp
@@ -33,8 +30,13 @@ from feature_platform.feast_format.sqlite_features import SqliteFeatures
 from feature_platform.platform import FeaturePlatform
 from feature_platform.stores import offline_parquet
 from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
-from feature_platform_tests.conftest import IN_CI, make_embedded_settings, services_settings_in, write_sessions
-from feature_platform_tests.redis_server import start_redis_server
+from feature_platform_tests.helpers import (
+    PrivateRedis,
+    make_embedded_settings,
+    services_settings_in,
+    settings_of,
+    write_sessions,
+)
 from feature_platform_tests.test_offline_faults import PgProxy, wait_for_writers_gone
 
 FEATURES = [f"user_activity:{f}" for f in SPEC.feature_names]
@@ -43,7 +45,6 @@ FIRST = date(2026, 3, 2)
 DAYS = [FIRST + timedelta(days=i) for i in range(8)]  # three chunks of 3 days (COMPUTE_CHUNK_DAYS below)
 BAD = DAYS[4]  # the failing day: the second day of the second chunk
 NOW = datetime.combine(DAYS[-1] + timedelta(days=1), datetime.min.time(), timezone.utc) + timedelta(hours=1)
-PROFILES = ["embedded", pytest.param("services", marks=pytest.mark.services)]
 
 
 def told(exc: BaseException) -> str:
@@ -58,15 +59,6 @@ def raw(first: date, last: date, seed: int = 3) -> pd.DataFrame:
 
 RAW = raw(FIRST - timedelta(days=8), DAYS[-1])
 USER_IDS = sorted(int(u) for u in RAW["user_id"].unique())
-
-
-@contextmanager
-def settings_of(profile: str, root):
-    if profile == "embedded":
-        yield make_embedded_settings(root)
-        return
-    with services_settings_in(root) as settings:
-        yield settings
 
 
 @pytest.fixture
@@ -127,7 +119,6 @@ def reference(root, runs: list[tuple[pd.DataFrame, date, date]]) -> FeaturePlatf
 # --- the issue's scenario -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("profile", PROFILES)
 def test_a_bad_raw_row_mid_range_keeps_the_days_before_it_in_all_three_places(tmp_path, profile):
     """38 raw days, one session with duration_sec=-5 on 2026-12-01, materialize 2026-11-06..2026-12-05: the
     first chunk of 16 days was written before the second chunk's raw read failed."""
@@ -200,7 +191,6 @@ FAILURES = {
 
 
 @pytest.mark.parametrize("failure", list(FAILURES))
-@pytest.mark.parametrize("profile", PROFILES)
 def test_a_failure_mid_range_keeps_the_days_before_it_in_all_three_places(tmp_path, monkeypatch, chunks_of_three,
                                                                           profile, failure):
     inject, kept = FAILURES[failure]
@@ -250,26 +240,6 @@ def test_postgres_lost_mid_range_keeps_the_days_before_it_in_all_three_places(tm
 # --- the online write fails: nothing of the run is kept --------------------------------------------------
 
 
-class PrivateRedis:
-    """A redis-server of the test's own on a free loopback port (the machine's Redis is never touched)."""
-
-    def __init__(self):
-        if shutil.which("redis-server") is None:
-            if IN_CI:
-                pytest.fail("redis-server is not installed")
-            pytest.skip("redis-server is not installed")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.proc = start_redis_server(self.port)
-        self.client = redis.Redis(port=self.port)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 @contextmanager
 def online_failing(profile: str, settings, monkeypatch, how: str):
     """Yield the settings to use; once `fail()` is called, every online write fails: SQLite's with an I/O
@@ -281,7 +251,7 @@ def online_failing(profile: str, settings, monkeypatch, how: str):
             monkeypatch.setattr(SqliteFeatures, "write", write)
         yield settings, fail
         return
-    server = PrivateRedis()
+    server = PrivateRedis().start()
     try:
         def fail():
             if how == "down":
@@ -304,7 +274,6 @@ def _before_online_write(monkeypatch, action) -> None:
 
 
 @pytest.mark.parametrize("mid_range", [False, True], ids=["at the end", "after a failure mid-range"])
-@pytest.mark.parametrize("profile", PROFILES)
 def test_an_online_write_failure_restores_the_offline_partitions(tmp_path, monkeypatch, chunks_of_three, profile,
                                                                  mid_range):
     """The run had replaced partitions offline (over an earlier run's), then could not write online (at the end
@@ -354,7 +323,6 @@ def test_redis_down_at_the_online_write_leaves_nothing_anywhere(tmp_path, monkey
 # --- after the writes: Dagster's side --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("profile", PROFILES)
 def test_a_check_failing_after_the_writes_still_records_every_partition(tmp_path, monkeypatch, chunks_of_three, profile):
     """The skew check reads the online store back after the writes; if that fails, the run fails, but its
     partitions, written in both stores, are recorded as materialized."""
@@ -378,7 +346,6 @@ def test_a_check_failing_after_the_writes_still_records_every_partition(tmp_path
 # --- the offline journal itself --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("profile", PROFILES)
 def test_the_offline_journal_restores_exactly_what_the_run_replaced(tmp_path, profile):
     """Two partitions replaced and a new one added; settled keeping the first: it keeps its new rows, the
     second gets its old rows back exactly, the new one is gone, and the journal is dropped."""

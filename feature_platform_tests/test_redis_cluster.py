@@ -32,9 +32,8 @@ from feature_platform.defs.resources import resources_for
 from feature_platform.errors import StoreUnavailableError
 from feature_platform.ingest import transport_for
 from feature_platform.stores.online import redis_client
-from feature_platform_tests.conftest import IN_CI, services_settings_in, sessions_frame, write_sessions
 from feature_platform_tests.feast_format.stock_feast import parse_redis_connection_string
-from feature_platform_tests.realtime_events import event_batch
+from feature_platform_tests.helpers import IN_CI, event_batch, services_settings_in, sessions_frame, write_sessions
 
 USERS = range(1, 41)  # 40 entity keys: every master owns some of them (asserted, not assumed)
 DAYS = ["2026-01-05", "2026-01-06", "2026-01-07", "2026-01-08"]

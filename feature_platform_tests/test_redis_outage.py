@@ -4,8 +4,6 @@ a longer outage fails fast with a clear error, and a re-run completes the sync."
 
 from __future__ import annotations
 
-import shutil
-import socket
 import threading
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -18,35 +16,15 @@ from chat_activity.user_activity import SPEC
 from feature_platform.demo.generator import generate_day
 from feature_platform.errors import StoreUnavailableError
 from feature_platform.platform import FeaturePlatform
-from feature_platform_tests.conftest import IN_CI, services_settings_in, write_sessions
-from feature_platform_tests.redis_server import start_redis_server
+from feature_platform_tests.helpers import PrivateRedis, services_settings_in, write_sessions
 
 pytestmark = pytest.mark.services
 D = date(2026, 4, 10)
 FEATURES = [f"user_activity:{f}" for f in SPEC.feature_names]
 
 
-class PrivateRedis:
-    def __init__(self):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.proc = None
-
-    def start(self) -> None:
-        self.proc = start_redis_server(self.port)
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
-
 @pytest.fixture
 def outage(tmp_path):
-    if shutil.which("redis-server") is None:
-        if IN_CI:
-            pytest.fail("redis-server is not installed")
-        pytest.skip("redis-server is not installed")
     server = PrivateRedis()
     server.start()
     with services_settings_in(tmp_path) as settings:

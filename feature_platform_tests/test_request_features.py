@@ -17,21 +17,21 @@ import feature_platform as fp
 from feature_platform.backends.feast_yaml import write_feature_store_yaml
 from feature_platform.request_time import RequestFeatureError, compute
 from feature_platform.spec import Field, RequestFeatureViewSpec, SpecError
-from feature_platform_tests.conftest import make_embedded_settings, services_settings_in, sessions_frame, write_sessions
+from feature_platform_tests.helpers import (
+    sessions_frame,
+    settings_of,
+    write_sessions,
+)
 
 REQUEST = ["user_activity_request:tokens_per_message", "user_activity_request:prompt_vs_typical_message"]
 FEATURES = ["user_activity:messages_sent_7d", "user_activity:total_tokens_7d", *REQUEST]
 AT = pd.Timestamp("2026-01-09T06:00:00Z")  # partition 2026-01-08 is knowable from 2026-01-09 00:00
 
 
-@pytest.fixture(scope="module", params=["embedded", "services"])
-def platform(request, tmp_path_factory):
-    root = tmp_path_factory.mktemp(request.param)
-    if request.param == "embedded":
-        yield _materialized(make_embedded_settings(root))
-    else:
-        with services_settings_in(root) as settings:
-            yield _materialized(settings)
+@pytest.fixture(scope="module")
+def platform(profile, tmp_path_factory):
+    with settings_of(profile, tmp_path_factory.mktemp(profile)) as settings:
+        yield _materialized(settings)
 
 
 def _materialized(settings) -> fp.FeaturePlatform:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
-import socket
 import subprocess
 import traceback
 import uuid
@@ -26,6 +24,9 @@ import psycopg
 import pytest
 import sqlalchemy
 from feast import FeatureStore
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
@@ -39,18 +40,16 @@ from feature_platform.demo.generator import generate_day
 from feature_platform.errors import MaterializationError, StoreUnavailableError
 from feature_platform.platform import FeaturePlatform
 from feature_platform.redact import MASK, redact, secrets_of, url_origin
-from feature_platform_tests.conftest import IN_CI, services_settings_in, write_sessions
-from feature_platform_tests.redis_server import start_redis_server
+from feature_platform_tests.helpers import (
+    PrivateRedis,
+    free_port,
+    services_settings_in,
+    write_sessions,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 D = date(2026, 4, 10)
 FEATURES = ["user_activity:sessions_7d", "user_activity:total_tokens_7d"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def forms(secrets) -> list[str]:
@@ -101,13 +100,9 @@ def test_a_redis_password_with_commas_and_json_works_through_feast_and_is_masked
     """Feast's Redis connection string splits on ',' and json-decodes values: the password reaches it escaped,
     so a real redis-server requiring one with commas, quotes, `true` and `null` serves the platform and stock
     Feast alike (it used to be refused with a raw ValueError), and redaction still masks it whole."""
-    if shutil.which("redis-server") is None:
-        if IN_CI:
-            pytest.fail("redis-server is not installed")
-        pytest.skip("redis-server is not installed")
     tag = uuid.uuid4().hex[:8]
     secret = f'a,b "true",null=1e3 {tag} ü\\'
-    server = SecuredRedis(secret)
+    server = PrivateRedis(secret).start()
     try:
         with services_settings_in(tmp_path) as base:
             settings = Settings.from_env({**base.as_env(), "FEATURE_PLATFORM_REDIS_PORT": str(server.port),
@@ -181,30 +176,30 @@ def test_no_credential_literal_in_the_code_or_the_deployment_files():
     assert values and all(v == "" or v.startswith("change-me") for v in values)
 
 
+
+# The URL password pattern without its lookbehind (quadratic on long runs of letters): the same matches, so the
+# same masking, on any text made of the characters that matter to it (no "password=", no known secret).
+_PLAIN_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)[^@\s]*(?=@)", re.IGNORECASE)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="aZ1+.-:/@ x", max_size=60))
+def test_url_passwords_are_masked_as_the_plain_pattern_masks_them(text):
+    assert redact(text) == _PLAIN_URL_PASSWORD.sub(lambda m: m["head"] + MASK, text)
+
+
+def test_a_long_message_is_redacted_whole():
+    text = "x" * 100_000 + " postgresql://u:s3cret@h/db"
+    assert redact(text) == "x" * 100_000 + f" postgresql://u:{MASK}@h/db"
+
 # --- against the real services ----------------------------------------------------------------------
-
-class SecuredRedis:
-    """A private redis-server requiring a password, on a free loopback port (the machine's Redis is untouched)."""
-
-    def __init__(self, password: str):
-        self.port = free_port()
-        self.proc = start_redis_server(self.port, password)
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
 
 @pytest.fixture
 def secured(tmp_path, monkeypatch):
     """Services settings whose every credential is real and random; the environment holds them (as deployed)."""
-    if shutil.which("redis-server") is None:
-        if IN_CI:
-            pytest.fail("redis-server is not installed")
-        pytest.skip("redis-server is not installed")
     tag = uuid.uuid4().hex[:10]
     pg_secret, redis_secret, hook_token = f"pg s3cr'et {tag}", f"rd-s3cret-{tag}", f"hook-{tag}"
-    server = SecuredRedis(redis_secret)
+    server = PrivateRedis(redis_secret).start()  # requiring a password
     role = f"fp_sec_{tag}"
     with services_settings_in(tmp_path) as base:
         with psycopg.connect(base.pg_conninfo("postgres"), autocommit=True) as conn:

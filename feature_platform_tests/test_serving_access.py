@@ -19,8 +19,8 @@ from feature_platform.errors import FeaturePlatformError
 from feature_platform.serving.access import Tokens, TokensFileError, check_access_specs, feast_permissions
 from feature_platform.serving.server import running_server
 from feature_platform.spec import AccessSpec, SpecError
-from feature_platform_tests.conftest import make_embedded_settings, write_sessions
 from feature_platform_tests.example_repo import EXAMPLE
+from feature_platform_tests.helpers import make_embedded_settings, write_sessions
 
 TOKENS = {"churn": "churn-7f3a9c-secret", "producer": "producer-51b2e0-secret", "reader": "reader-c0ffee-secret"}
 ROWS = {"user_id": [1, 2]}

@@ -14,8 +14,8 @@ import pytest
 import feature_platform as fp
 from feature_platform.errors import SourceDataError
 from feature_platform_tests import raw_variants
-from feature_platform_tests.conftest import make_embedded_settings, sessions_frame, write_sessions
 from feature_platform_tests.example_repo import SCHEMA, read_sessions
+from feature_platform_tests.helpers import make_embedded_settings, sessions_frame, write_sessions
 
 RAW = sessions_frame([
     (1, "a", "2026-01-01T23:59:59.999999Z", 10.0, 1, 0, "opus", 5),
@@ -161,9 +161,8 @@ def _bad_folder(settings, kind: str):
 
 
 @pytest.mark.parametrize("kind", ["null time without statistics", "fractional count"])
-@pytest.mark.parametrize("profile", ["embedded", pytest.param("services", marks=pytest.mark.services)])
-def test_materialize_raises_the_documented_source_error_and_writes_nothing(request, profile, kind):
-    settings = request.getfixturevalue(f"{profile}_settings")
+def test_materialize_raises_the_documented_source_error_and_writes_nothing(profile_settings, kind):
+    settings = profile_settings
     bad = _bad_folder(settings, kind)
     platform = fp.FeaturePlatform(settings)
     with pytest.raises(SourceDataError) as info:

@@ -30,7 +30,7 @@ from feature_platform.demo.generator import generate_day
 from feature_platform.runtime import Runtime
 from feature_platform.spec import Agg, Field
 from feature_platform.versioning import workflow
-from feature_platform_tests.conftest import write_sessions
+from feature_platform_tests.helpers import write_sessions
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = pd.Timestamp("2026-01-11T12:00:00Z").to_pydatetime()

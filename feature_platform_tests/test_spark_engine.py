@@ -28,7 +28,7 @@ from feature_platform.pipeline import materialize_range
 from feature_platform.runtime import Runtime
 from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
 from feature_platform_tests import raw_variants
-from feature_platform_tests.conftest import (
+from feature_platform_tests.helpers import (
     IN_CI,
     make_embedded_settings,
     services_settings_in,

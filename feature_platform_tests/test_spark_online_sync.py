@@ -24,7 +24,7 @@ from feature_platform.pipeline import _newest, materialize_range
 from feature_platform.runtime import Runtime
 from feature_platform.stores.online import redis_client
 from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
-from feature_platform_tests.conftest import services_settings_in, write_sessions
+from feature_platform_tests.helpers import services_settings_in, write_sessions
 from feature_platform_tests.test_spark_engine import spark  # noqa: F401 - the module's SparkSession fixture
 
 pytestmark = [pytest.mark.spark, pytest.mark.services]
@@ -148,45 +148,33 @@ def test_redis_down_fails_the_spark_sync_fast_and_a_rerun_completes(spark, servi
     """A private, password-protected redis-server killed before the sync: the executors' retries give up in
     bounded time with StoreUnavailableError naming host:port, never the password; nothing is half-counted
     (no watermark); once Redis is back, the same sync writes every row."""
-    import shutil
-    import socket
     import time
 
     from feature_platform.errors import StoreUnavailableError
-    from feature_platform_tests.conftest import IN_CI
-    from feature_platform_tests.redis_server import start_redis_server
+    from feature_platform_tests.helpers import PrivateRedis
 
-    if shutil.which("redis-server") is None:
-        if IN_CI:
-            pytest.fail("redis-server is not installed")
-        pytest.skip("redis-server is not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     password = "spark-sync-p@ss w0rd!"
-    server = start_redis_server(port, password)
+    server = PrivateRedis(password).start()
+    port = server.port
     settings = services_settings.with_(redis_port=port, redis_db=0, redis_password=password)
     project = Runtime(settings).online.store.config.project
     frame = spark.createDataFrame(feature_rows(T2, range(120))).repartition(2)
     try:
-        server.kill()
-        server.wait()
+        server.stop()
         started = time.monotonic()
         with pytest.raises(StoreUnavailableError, match=f"127.0.0.1:{port}") as caught:
             sync_online(frame, SPEC, settings, project)
         assert time.monotonic() - started < 120  # bounded retries, not a hang
         assert password not in str(caught.value) and "p@ss" not in str(caught.value)
 
-        server = start_redis_server(port, password)
-        client = redis.Redis(port=port, password=password)
+        server.start()
+        client = server.client
         assert client.dbsize() == 0  # no persistence: nothing from the failed attempt, no watermark
         assert sync_online(frame, SPEC, settings, project) == 120
         assert len(snapshot(client)) == 120
         assert client.get("feature_platform:watermark:user_activity") == str(T2.value // 1000).encode()
     finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+        server.stop()
 
 
 def test_spark_sync_on_a_redis_cluster(spark, services_settings, tmp_path):  # noqa: F811

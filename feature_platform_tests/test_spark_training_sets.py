@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import feature_platform as fp
 from feature_platform.demo.generator import generate_day
 from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
-from feature_platform_tests.conftest import make_embedded_settings, services_settings_in, sessions_frame, write_sessions
+from feature_platform_tests.helpers import make_embedded_settings, services_settings_in, sessions_frame, write_sessions
 from feature_platform_tests.test_spark_engine import spark  # noqa: F401 - the module-scoped SparkSession fixture
 
 pytestmark = pytest.mark.spark

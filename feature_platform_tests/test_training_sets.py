@@ -3,7 +3,6 @@ feature services shared with online reads, no skew, and clear errors for bad ent
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from datetime import date
 
 import dagster as dg
@@ -18,17 +17,16 @@ import feature_platform as fp
 from feature_platform.definitions import build_definitions
 from feature_platform.demo.generator import generate_day
 from feature_platform.training import EntityFrameError
-from feature_platform_tests.conftest import make_embedded_settings, services_settings_in, write_sessions
+from feature_platform_tests.helpers import settings_of, write_sessions
 
 FEATURES = list(CHURN_FEATURES.features)
 NAMES = [f.split(":")[1] for f in FEATURES]
 
 
-@pytest.fixture(scope="module", params=["embedded", pytest.param("services", marks=pytest.mark.services)])
-def platform(request, tmp_path_factory):
+@pytest.fixture(scope="module")
+def platform(profile, tmp_path_factory):
     """One materialized platform per profile, shared by the module's tests (they only read it)."""
-    root = tmp_path_factory.mktemp(request.param)
-    with (services_settings_in(root) if request.param == "services" else nullcontext(make_embedded_settings(root))) as settings:
+    with settings_of(profile, tmp_path_factory.mktemp(profile)) as settings:
         raw = pd.concat([generate_day(date(2026, 4, d), 120, seed=5) for d in range(1, 31)], ignore_index=True)
         write_sessions(settings.sessions_path, raw)
         p = fp.FeaturePlatform(settings)

@@ -33,7 +33,7 @@ import psycopg
 import pytest
 
 from feature_platform.config import Settings
-from feature_platform_tests.conftest import _require
+from feature_platform_tests.helpers import require
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL = ROOT / "docs" / "add-a-feature-view.md"
@@ -134,7 +134,7 @@ def test_tutorial_runs_as_written(tmp_path):
 def shop_database():
     """The name of the database the page creates (and its own dropdb replaces), dropped afterwards."""
     admin = Settings.from_env({"FEATURE_PLATFORM_PROFILE": "services"}).pg_conninfo("postgres")
-    _require("PostgreSQL", lambda: psycopg.connect(admin).close())
+    require("PostgreSQL", lambda: psycopg.connect(admin).close())
     name = f"fp_own_data_{uuid.uuid4().hex[:10]}"
     yield name
     with psycopg.connect(admin, autocommit=True) as conn:

@@ -29,7 +29,7 @@ import pytest
 from chat_activity.user_activity import SPEC as USER_ACTIVITY
 
 from feature_platform_tests.browser import CHROMIUM_ARGS, ChromiumUnavailable, chromium_executable, dagster_dev, graphql
-from feature_platform_tests.conftest import IN_CI
+from feature_platform_tests.helpers import IN_CI
 
 pytestmark = pytest.mark.browser
 

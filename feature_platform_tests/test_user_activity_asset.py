@@ -22,16 +22,16 @@ from feature_platform.demo.generator import generate_day
 from feature_platform.errors import AggregationOverflowError
 from feature_platform.platform import FeaturePlatform
 from feature_platform.spec import Field
-from feature_platform_tests.conftest import write_sessions
 from feature_platform_tests.example_repo import build_raw_sessions_asset
+from feature_platform_tests.helpers import write_sessions
 
 FEATURES = [f"user_activity:{f}" for f in SPEC.feature_names]
 DAYS = [date(2026, 2, d) for d in range(1, 21)]
 
 
-@pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])
-def settings(request, tmp_path):
-    s = request.getfixturevalue(f"{request.param}_settings")
+@pytest.fixture
+def settings(profile_settings):
+    s = profile_settings
     raw = pd.concat([generate_day(d, 300, seed=3) for d in DAYS], ignore_index=True)
     write_sessions(s.sessions_path, raw)
     return s

@@ -27,8 +27,8 @@ from feature_platform.spec import FeatureServiceSpec
 from feature_platform.versioning import workflow
 from feature_platform.versioning.deprecation import FeatureViewDeprecationWarning
 from feature_platform.versioning.plan import UPDATE
-from feature_platform_tests.conftest import TEST_REDIS_DB, write_sessions
 from feature_platform_tests.example_repo import all_specs
+from feature_platform_tests.helpers import TEST_REDIS_DB, write_sessions
 
 D = date(2026, 3, 10)
 NOW = pd.Timestamp("2026-03-11T01:00:00Z")
@@ -38,9 +38,9 @@ CHURN_V3 = replace(CHURN_FEATURES, version=2, features=tuple(f.replace("user_act
                                                                 for f in CHURN_FEATURES.features))
 
 
-@pytest.fixture(params=["embedded", pytest.param("services", marks=pytest.mark.services)])
-def platform(request):
-    settings = request.getfixturevalue(f"{request.param}_settings")
+@pytest.fixture
+def platform(profile_settings):
+    settings = profile_settings
     write_sessions(settings.sessions_path, pd.concat([generate_day(date(2026, 3, d), 40) for d in range(1, 11)]))
     platform = fp.FeaturePlatform(settings)
     platform.materialize("user_activity", D)

@@ -23,10 +23,9 @@ from feature_platform.runtime import Runtime
 from feature_platform.spec import Agg, Field
 from feature_platform.versioning import workflow
 from feature_platform.versioning.plan import CREATE, UNCHANGED, UPDATE
-from feature_platform_tests.conftest import write_sessions
 from feature_platform_tests.example_repo import all_specs
+from feature_platform_tests.helpers import write_sessions
 
-PROFILES = ["embedded", pytest.param("services", marks=pytest.mark.services)]
 D1, D2 = date(2026, 5, 9), date(2026, 5, 10)
 
 # user_activity with one more field, in place (additive)
@@ -35,9 +34,9 @@ ADDED = replace(V2, fields=(*V2.fields, Field("distinct_models_7d", "int64", "Di
                                                           Agg("distinct_models_7d", "count_distinct", "model"))))
 
 
-@pytest.fixture(params=PROFILES)
-def settings(request):
-    return request.getfixturevalue(f"{request.param}_settings")
+@pytest.fixture
+def settings(profile_settings):
+    return profile_settings
 
 
 def cli(settings, *args: str) -> subprocess.CompletedProcess:

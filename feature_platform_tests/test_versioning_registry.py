@@ -11,7 +11,6 @@ import time
 from dataclasses import replace
 from datetime import timedelta
 
-import pytest
 from chat_activity.user_activity_v3 import SPEC as V3
 from chat_activity.user_realtime import SPEC as REALTIME
 
@@ -83,9 +82,8 @@ def run_concurrently(settings: Settings, phases: list[list[str]], processes: boo
     return [{change: by_change[change] for change in phase} for phase in phases]
 
 
-@pytest.mark.parametrize("profile", ["embedded", pytest.param("services", marks=pytest.mark.services)])
-def test_concurrent_applies_lose_no_update(profile, request):
-    settings = request.getfixturevalue(f"{profile}_settings")
+def test_concurrent_applies_lose_no_update(profile, profile_settings):
+    settings = profile_settings
     workflow.apply(Runtime(settings), user="setup")
     processes = profile == "services"
 

@@ -8,7 +8,6 @@ from datetime import date
 
 import dagster as dg
 import pandas as pd
-import pytest
 import redis
 from chat_activity.user_activity import SPEC as V2
 from chat_activity.user_activity_v3 import SPEC as V3
@@ -17,7 +16,7 @@ import feature_platform as fp
 from feature_platform.compute.window_aggregate import aggregate_day
 from feature_platform.definitions import build_definitions
 from feature_platform.demo.generator import generate_day
-from feature_platform_tests.conftest import TEST_REDIS_DB, sessions_frame, write_sessions
+from feature_platform_tests.helpers import TEST_REDIS_DB, sessions_frame, write_sessions
 
 D = date(2026, 3, 10)  # window of D: [2026-03-04 00:00, 2026-03-11 00:00)
 SHARED = V2.feature_names
@@ -56,9 +55,8 @@ def test_both_versions_are_assets_in_the_graph(embedded_settings):
     assert v2.code_version != v3.code_version
 
 
-@pytest.mark.parametrize("profile", ["embedded", pytest.param("services", marks=pytest.mark.services)])
-def test_two_versions_materialized_and_served_side_by_side(profile, request):
-    settings = request.getfixturevalue(f"{profile}_settings")
+def test_two_versions_materialized_and_served_side_by_side(profile, profile_settings):
+    settings = profile_settings
     raw = pd.concat([generate_day(date(2026, 3, d), 60) for d in range(1, 11)])
     write_sessions(settings.sessions_path, raw)
     platform = fp.FeaturePlatform(settings)

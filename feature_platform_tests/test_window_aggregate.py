@@ -7,7 +7,7 @@ import pytest
 from chat_activity.user_activity import SPEC
 
 from feature_platform.compute.window_aggregate import aggregate_day, aggregate_days
-from feature_platform_tests.conftest import sessions_frame
+from feature_platform_tests.helpers import sessions_frame
 
 D = date(2026, 3, 10)  # window of D: [2026-03-04 00:00, 2026-03-11 00:00)
 

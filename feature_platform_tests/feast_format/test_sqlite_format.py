@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from feature_platform.feast_format.sqlite_features import SqliteFeatures, value_texts
 from feature_platform.platform import FeaturePlatform
 from feature_platform.runtime import Runtime
-from feature_platform_tests.conftest import make_embedded_settings
+from feature_platform_tests.helpers import make_embedded_settings
 
 _FEAST_TYPE = {"int64": ValueType.INT64, "float32": ValueType.FLOAT, "float64": ValueType.DOUBLE,
                "string": ValueType.STRING, "bool": ValueType.BOOL}
