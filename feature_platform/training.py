@@ -21,7 +21,13 @@ from feature_platform.arguments import PATH_LIMIT, os_reason
 from feature_platform.compute import spark_entity_sets, spark_point_in_time
 from feature_platform.compute.point_in_time import ViewJoin, point_in_time_join
 from feature_platform.dtypes import is_key_dtype, serving_dtype, spark_type
-from feature_platform.errors import FeaturePlatformError, InvalidArgumentError, RequestFeatureError, shorten
+from feature_platform.errors import (
+    FeaturePlatformError,
+    InvalidArgumentError,
+    RequestFeatureError,
+    UnknownFeatureViewError,
+    shorten,
+)
 from feature_platform.features import resolve_features
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec, TrainingSetSpec
@@ -297,8 +303,13 @@ def _stored_dtype(repo, ref: str) -> str:
 
 
 def _feast_join(runtime: Runtime, entity_df: pd.DataFrame, columns) -> pd.DataFrame:
-    """Feast's get_historical_features, re-aligned to the entity rows (Feast may drop and reorder rows)."""
-    runtime.apply()
+    """Feast's get_historical_features, re-aligned to the entity rows (Feast may drop and reorder rows). It reads
+    Feast's registry as it is: a read never applies it (`apply`, a materialization or a push does)."""
+    registered = {view.name for view in runtime.feast.list_feature_views()}
+    missing = sorted({c.view for c in columns} - registered)
+    if missing:
+        raise UnknownFeatureViewError(f"engine='feast' reads Feast's registry, which does not hold feature view(s) "
+                                      f"{missing} yet: run `feature-platform apply` (or materialize them) first")
     keys = sorted({runtime.repo.view(c.view).entity.join_key for c in columns})
     frame = entity_df[[*keys, EVENT_TIMESTAMP]].copy()
     frame["__fp_row"] = range(len(frame))

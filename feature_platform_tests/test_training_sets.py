@@ -17,7 +17,7 @@ import feature_platform as fp
 from feature_platform.definitions import build_definitions
 from feature_platform.demo.generator import generate_day
 from feature_platform.training import EntityFrameError
-from feature_platform_tests.helpers import settings_of, write_sessions
+from feature_platform_tests.helpers import make_embedded_settings, settings_of, write_sessions
 
 FEATURES = list(CHURN_FEATURES.features)
 NAMES = [f.split(":")[1] for f in FEATURES]
@@ -249,3 +249,12 @@ def test_a_label_frame_with_a_feature_named_column_fails_the_training_set_asset(
     monkeypatch.setattr(churn, "churn_labels", lambda *a, **k: real(*a, **k).assign(sessions_7d=1))
     with pytest.raises(fp.MaterializationError, match=r"already has column\(s\) 'sessions_7d'"):
         platform.materialize_training_set("churn_training_set")
+
+
+def test_the_feast_engine_reads_the_registry_and_never_applies_it(tmp_path):
+    """A read does not write: `engine="feast"` on a deployment whose registry does not hold the views says so."""
+    platform = fp.FeaturePlatform(make_embedded_settings(tmp_path))
+    entity = pd.DataFrame({"user_id": [1], "event_timestamp": [pd.Timestamp("2026-03-05T00:00:00Z")]})
+    with pytest.raises(fp.UnknownFeatureViewError, match=r"does not hold feature view\(s\) \['user_activity'\]"):
+        platform.training_set(entity, FEATURES, engine="feast")
+    assert platform.history().empty  # nothing was applied
