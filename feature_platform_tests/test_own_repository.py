@@ -326,3 +326,16 @@ def build_definitions_of(settings):
     from feature_platform.definitions import build_definitions
 
     return build_definitions(settings)
+
+
+def test_quiet_days_inside_a_postgres_log_are_real_even_at_the_end_of_the_range(tmp_path, orders_dsn):
+    """The log runs to LAST; days with no order before that are quiet days, not missing ones, even when they end
+    the range a run reads (the log's own first and last rows decide, not the range's)."""
+    quiet = [LAST - timedelta(days=2), LAST - timedelta(days=1)]
+    with psycopg.connect(orders_dsn) as conn:
+        conn.execute("DELETE FROM shop.orders WHERE ordered_at::date = ANY(%s)", (quiet,))
+    platform = fp.FeaturePlatform(make_embedded_settings(tmp_path).with_(repo=str(SHOP)))
+    platform.materialize("customer_orders_30d", quiet[0], quiet[1])
+    orders = orders_frame()
+    orders = orders[~orders["ordered_at"].dt.date.isin(quiet)]
+    assert_partitions_match(platform, "customer_orders_30d", orders, quiet[0], quiet[1])

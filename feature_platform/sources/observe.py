@@ -3,7 +3,8 @@
 A day is *present* when the source covers it: for Parquet, a day some file has rows on, every day between a
 file's first and last row (a quiet day inside a file's range is real), and the day of a hive-style
 `date=YYYY-MM-DD/` directory; for a PostgreSQL table or query, every day from its first row to its newest
-(one continuous log). Days before the source's declared `start` hold nothing by definition.
+(one continuous log), whatever part of it a range reads. Days before the source's declared `start` hold nothing
+by definition.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ _HIVE_DAY = re.compile(r"(?:^|/)[A-Za-z_]+=(\d{4}-\d{2}-\d{2})(?:/|$)")
 
 @dataclass(frozen=True)
 class Observation:
-    """What the source held in the observed range: rows per day with rows, the days present, the newest time."""
+    """What the source held in the observed range: rows per day with rows, the days present, the newest time
+    in the range, and the time of the source's earliest row at all (where its history begins)."""
 
     rows_by_day: dict[date, int] = field(default_factory=dict)
     present: frozenset[date] = frozenset()
     newest: datetime | None = None
+    earliest: datetime | None = None
 
     @property
     def rows(self) -> int:
@@ -50,13 +53,11 @@ def missing_days(observation: Observation, needed: list[date], history_start: da
     return [d for d in needed if d not in observation.present and (history_start is None or d >= history_start)]
 
 
-def history_start(reader: SourceRows, declared: date | None) -> date | None:
-    """Where the source's history begins: its declared `start`, else the day of its earliest row (from Parquet
-    statistics where the files have them, else by reading the time column; `min()` on PostgreSQL)."""
+def history_start(observation: Observation, declared: date | None) -> date | None:
+    """Where the source's history begins: its declared `start`, else the day of its earliest row."""
     if declared is not None:
         return declared
-    earliest = reader.earliest()
-    return earliest.date() if earliest is not None else None
+    return observation.earliest.date() if observation.earliest is not None else None
 
 
 def check_window_days(reader: SourceRows, view: str, declared: date | None, lookback_days: int,
@@ -70,7 +71,7 @@ def check_window_days(reader: SourceRows, view: str, declared: date | None, look
     start = datetime.combine(lo, datetime.min.time(), tzinfo=timezone.utc)
     end = datetime.combine(last, datetime.min.time(), tzinfo=timezone.utc) + timedelta(days=1)
     seen = observe(reader, start, end)
-    begins = history_start(reader, declared)
+    begins = history_start(seen, declared)
     missing = missing_days(seen, _days(lo, last), begins)
     if not missing:
         return
@@ -88,7 +89,7 @@ def check_window_days(reader: SourceRows, view: str, declared: date | None, look
 def _observe_parquet(reader, start: datetime, end: datetime) -> Observation:
     rows: dict[date, int] = {}
     present: set[date] = set()
-    newest = None
+    newest = earliest = None
     lo, hi = start.date(), (end - timedelta(microseconds=1)).date()
     for fragment in reader.files():
         hive = _HIVE_DAY.search(fragment.path)
@@ -106,16 +107,20 @@ def _observe_parquet(reader, start: datetime, end: datetime) -> Observation:
         span = reader.time_range(fragment)
         if span is not None:
             present.update(d for d in _days(span[0].date(), span[1].date()) if lo <= d <= hi)
-    return Observation(dict(sorted(rows.items())), frozenset(present), newest)
+            earliest = span[0] if earliest is None or span[0] < earliest else earliest
+    return Observation(dict(sorted(rows.items())), frozenset(present), newest, earliest)
 
 
 def _observe_postgres(reader, start: datetime, end: datetime) -> Observation:
     counts = reader.rows_by_day(start, end)
-    if counts.empty:
+    first, last = reader.time_range()  # the whole log's: a quiet stretch inside it is real, not missing
+    if first is None:
         return Observation()
+    lo, hi = start.date(), (end - timedelta(microseconds=1)).date()
     rows = {d: int(n) for d, n in zip(counts["day"], counts["rows"])}
-    first, last = min(rows), max(rows)
-    return Observation(rows, frozenset(_days(first, last)), pd.Timestamp(counts["newest"].max()).to_pydatetime())
+    present = frozenset(d for d in _days(first.date(), last.date()) if lo <= d <= hi)
+    newest = pd.Timestamp(counts["newest"].max()).to_pydatetime() if len(counts) else None
+    return Observation(rows, present, newest, first)
 
 
 def _days(first: date, last: date) -> list[date]:

@@ -136,13 +136,6 @@ class ParquetSource(SourceRows):
             where = first.path if len(fragments) == 1 else Path(first.path).parent
             raise SourceDataError(f"{self.label} {where} cannot be read: {_reason(exc)}") from exc
 
-    def earliest(self) -> datetime | None:
-        """The earliest time of any row: from each file's row-group statistics where they hold it, else by
-        reading that file's time column."""
-
-        spans = [span for fragment in self.files() if (span := self.time_range(fragment)) is not None]
-        return min((first for first, _ in spans), default=None)
-
     def time_range(self, fragment: ds.ParquetFileFragment) -> tuple[datetime, datetime] | None:
         """The file's first and last time (None when it has no row with one): from its row-group statistics
         where they hold them, else by reading its time column."""

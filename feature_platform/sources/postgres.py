@@ -75,21 +75,24 @@ class PostgresSource(SourceRows):
         table = self._normalized(pa.table(arrays), self.location)
         return table.to_pandas(types_mapper={pa.string(): STRING}.get)
 
-    def earliest(self) -> datetime | None:
-        """`min()` of the time column (an index on it answers at once)."""
-        import psycopg
+    def time_range(self) -> tuple[datetime | None, datetime | None]:
+        """The times of the log's first and last rows (an index on the time column answers at once)."""
         from psycopg import sql
 
-        statement = sql.SQL("SELECT min({ts}) FROM {rel}").format(ts=sql.Identifier(self.timestamp),
-                                                                  rel=self._relation())
+        statement = sql.SQL("SELECT min({ts}), max({ts}) FROM {rel}").format(ts=sql.Identifier(self.timestamp),
+                                                                            rel=self._relation())
+        first, last = self._fetch(statement)[0]
+        return _utc(first), _utc(last)
+
+    def _fetch(self, statement, params=()) -> list[tuple]:
+        """The rows of one statement, on a UTC session; a failure is the source's `SourceDataError`."""
+        import psycopg
+
         try:
             with _connect(self._conninfo()) as conn:
-                (value,) = conn.execute(statement).fetchone()
+                return conn.execute(statement, params).fetchall()
         except psycopg.Error as exc:
             raise SourceDataError(f"{self.label} {self.location} cannot be read: {_reason(exc)}") from exc
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value
 
     def _relation(self):
         from psycopg import sql
@@ -100,19 +103,16 @@ class PostgresSource(SourceRows):
 
     def rows_by_day(self, start: datetime, end: datetime) -> pd.DataFrame:
         """Rows per UTC day with rows in `[start, end)`, and each day's newest time: (day, rows, newest)."""
-        import psycopg
         from psycopg import sql
 
-        relation = self._relation()
         ts = sql.Identifier(self.timestamp)
         statement = sql.SQL("SELECT ({ts})::date AS day, count(*), max({ts}) FROM {rel} "
-                            "WHERE {ts} >= %s AND {ts} < %s GROUP BY 1 ORDER BY 1").format(ts=ts, rel=relation)
-        try:
-            with _connect(self._conninfo()) as conn:
-                rows = conn.execute(statement, (start, end)).fetchall()
-        except psycopg.Error as exc:
-            raise SourceDataError(f"{self.label} {self.location} cannot be read: {_reason(exc)}") from exc
-        return pd.DataFrame(rows, columns=["day", "rows", "newest"])
+                            "WHERE {ts} >= %s AND {ts} < %s GROUP BY 1 ORDER BY 1").format(ts=ts, rel=self._relation())
+        return pd.DataFrame(self._fetch(statement, (start, end)), columns=["day", "rows", "newest"])
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
 
 def _connect(conninfo: str):

@@ -59,10 +59,6 @@ class SourceRows:
         self._check_values(table, file, lost)
         return table
 
-    def earliest(self):
-        """The time of the source's earliest row (None when it has none); each kind finds it its cheapest way."""
-        raise NotImplementedError
-
     def value_checks(self) -> list[tuple[str, str, object]]:
         """The declared row rules as (column, what a breaking value is, rule): first every 'null' (columns not
         declared nullable, and the time), then 'NaN or infinite' floats, then 'negative'/'below x' (`ge`),
