@@ -6,8 +6,8 @@ from __future__ import annotations
 from chat_activity.sources import SESSIONS
 
 from feature_platform.repo import default_location, load_repository
-from feature_platform.sources.parquet import STRING, ParquetSource
-from feature_platform.sources.rows import arrow_schema
+from feature_platform.sources.parquet import ParquetSource
+from feature_platform.sources.rows import STRING, arrow_schema
 
 EXAMPLE = load_repository(default_location())
 SCHEMA = arrow_schema(SESSIONS)

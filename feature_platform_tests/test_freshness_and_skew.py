@@ -278,9 +278,11 @@ def test_skew_over_no_rows_and_drift_over_features_without_values_are_skipped():
     compared = skew_result(ACTIVITY, SkewReport(sampled=4, compared=3, superseded=1, mismatches=0, examples=[]))
     assert compared["passed"] is True and "skipped" not in compared["metadata"]
     # Every sampled entity read back with a newer day's value (a range run's earlier days): the newer days' checks
-    # compare those values; this one passes, saying so in its metadata (test_backfill relies on it).
+    # compare those values; this one compared nothing, so it is a skipped warning saying why (never a pass).
     superseded = skew_result(ACTIVITY, SkewReport(sampled=4, compared=0, superseded=4, mismatches=0, examples=[]))
-    assert superseded["passed"] is True and superseded["metadata"]["superseded_by_newer"] == 4
+    assert superseded["passed"] is False and superseded["severity"] == dg.AssetCheckSeverity.WARN
+    assert superseded["metadata"]["superseded_by_newer"] == 4
+    assert superseded["metadata"]["skipped_reason"].startswith("all 4 sampled entities have a newer value online")
 
     rows = pd.DataFrame({f: [1.0, 2.0, 3.0] for f in ACTIVITY.feature_names})
     rows["preferred_model"] = ["a", "b", "a"]

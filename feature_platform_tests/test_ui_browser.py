@@ -278,3 +278,37 @@ def test_asset_page_shows_freshness_policy_and_asset_checks(page, dagster_url, s
     expect(page.get_by_text("Evaluation result")).to_be_visible()
     expect(page.get_by_text("Passed").first).to_be_visible()
     shot(page, screenshots, "asset-checks")
+
+
+def test_a_scaffolded_repository_shows_its_source_and_view_in_the_asset_graph(chromium, tmp_path_factory, screenshots):
+    """`feature-platform init DIR` and `dagster dev -w DIR/workspace.yaml`: the team's own source and view are
+    in the asset graph, in their groups, with the raw source upstream of the view."""
+    from playwright.sync_api import expect, sync_playwright
+
+    root = tmp_path_factory.mktemp("init-ui")
+    repo = root / "team_features"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FEATURE_PLATFORM_", "DAGSTER_HOME"))}
+    env.update({"FEATURE_PLATFORM_HOME": str(root / "home"), "DAGSTER_HOME": str(root / "dagster")})
+    (root / "dagster").mkdir()
+    done = subprocess.run([sys.executable, "-m", "feature_platform.cli", "init", str(repo)], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with dagster_dev(repo / "workspace.yaml", env, root, root / "dagster-dev.log") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_context(viewport=VIEWPORT).new_page()
+        page.set_default_timeout(30_000)
+        page.goto(f"{url}/asset-groups")
+        expect(page.get_by_text("Global asset lineage")).to_be_visible(timeout=60_000)
+        expand = page.get_by_role("img", name="unfold_more")  # one per collapsed group node
+        for _ in range(expand.count()):
+            expand.first.click()
+        expect(expand).to_have_count(0)
+        page.reload()
+        for name in ["raw_events", "user_events_7d", "sources", "feature_views"]:
+            expect(page.get_by_text(name, exact=True).first).to_be_visible()
+        assert "churn_training_set" not in page.inner_text("body")  # the team's repository, not the example's
+        shot(page, screenshots, "asset-graph-init-repository")
+        page.goto(f"{url}/assets/user_events_7d")
+        expect(page.get_by_text("Upstream assets").first).to_be_visible()
+        assert re.search(r"Upstream assets\s+raw_events", page.inner_text("body"))
+        browser.close()

@@ -66,12 +66,15 @@ def skew_evaluation(runtime, spec: FeatureViewSpec, day: date, rows=None) -> dic
 
 
 def skew_result(spec: FeatureViewSpec, report) -> dict:
-    """A `SkewReport` as the skew check's result: skipped when the partition has no rows. (Sampled entities that all
-    have a newer value online, as in a range run's earlier days, were read back: their newer values are the newer
-    days' to check, and the result passes with `compared` 0 and `superseded_by_newer` saying why.)"""
+    """A `SkewReport` as the skew check's result: skipped (a warning saying why) when nothing was compared, i.e.
+    the partition has no rows, or every sampled entity already has a newer value online (a range run's earlier
+    days: the later partitions' checks compare those values)."""
     metadata = {"sampled": report.sampled, "compared": report.compared, "superseded_by_newer": report.superseded}
     if report.sampled == 0:
         return skipped("the partition has no rows", metadata)
+    if report.compared == 0:
+        return skipped(f"all {report.superseded} sampled entities have a newer value online (from a later "
+                       "partition, whose check compares it): nothing left to compare", metadata)
     return {
         "passed": report.mismatch_rate <= spec.skew_threshold,
         "metadata": {**metadata, "mismatches": report.mismatches, "mismatch_rate": report.mismatch_rate,

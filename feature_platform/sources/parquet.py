@@ -25,7 +25,6 @@ from feature_platform.sources.rows import SourceRows, _reason
 
 log = logging.getLogger(__name__)
 
-STRING = pd.StringDtype("pyarrow")
 
 
 class ParquetSource(SourceRows):
@@ -47,11 +46,10 @@ class ParquetSource(SourceRows):
         for fragment in self.files():  # files of the same declared types are scanned together (fast)
             physical = fragment.physical_schema
             groups.setdefault(tuple(physical.field(name).type for name in self.schema.names), []).append(fragment)
-        tables = [self._read_files(fragments, start, end) for fragments in groups.values()]
-        table = pa.concat_tables(tables) if tables else self.schema.empty_table()
-        # Strings stay in Arrow buffers (pandas' "string[pyarrow]"): a Python object per value would cost
-        # ~4x the memory and the conversion time, and factorizing them is faster.
-        return table.to_pandas(types_mapper={pa.string(): STRING}.get)
+        frames = [self._read_files(fragments, start, end) for fragments in groups.values()]
+        if len(frames) == 1:
+            return frames[0]
+        return pd.concat(frames, ignore_index=True) if frames else self._normalized(self.schema.empty_table(), "")
 
     def files(self) -> list[ds.ParquetFileFragment]:
         """The Parquet files of the source, by path, each checked (readable, every declared column present
@@ -104,7 +102,7 @@ class ParquetSource(SourceRows):
                 f"check source {self.spec.name!r}'s path in your feature repository")
         return f"{self.label} {path} does not exist: {hint}"
 
-    def _read_files(self, fragments: list[ds.ParquetFileFragment], start: datetime, end: datetime) -> pa.Table:
+    def _read_files(self, fragments: list[ds.ParquetFileFragment], start: datetime, end: datetime) -> pd.DataFrame:
         """The rows in `[start, end)` of files of one physical schema, and their rows without a time, cast to
         the declared schema and checked. On a problem, each file is read on its own to name the first bad one."""
         where = fragments[0].path if len(fragments) == 1 else str(Path(fragments[0].path).parent)

@@ -16,7 +16,6 @@ import pyarrow as pa
 from feature_platform.errors import SourceDataError
 from feature_platform.sources.rows import SourceRows, _reason
 
-STRING = pd.StringDtype("pyarrow")
 _FETCH_ROWS = 100_000  # rows per round trip of the server-side cursor: bounded memory on the way in
 
 
@@ -72,8 +71,7 @@ class PostgresSource(SourceRows):
             except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
                 raise SourceDataError(f"{self.label} {self.location}: column {want.name!r} cannot be read as "
                                       f"{want.type}: {_reason(exc)}") from exc
-        table = self._normalized(pa.table(arrays), self.location)
-        return table.to_pandas(types_mapper={pa.string(): STRING}.get)
+        return self._normalized(pa.table(arrays), self.location)
 
     def time_range(self) -> tuple[datetime | None, datetime | None]:
         """The times of the log's first and last rows (an index on the time column answers at once)."""

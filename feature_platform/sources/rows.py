@@ -3,14 +3,25 @@ the source, the file or table, the column and sample rows."""
 
 from __future__ import annotations
 
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+import pandera.errors
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from feature_platform.dtypes import INT64_MAX, arrow_type
 from feature_platform.errors import SourceDataError
+from feature_platform.sources.schema import source_rules, source_schema
 from feature_platform.spec import SourceSpec
 
 SAMPLE_ROWS = 3
+STRING = pd.StringDtype("pyarrow")  # strings stay in Arrow buffers: a Python object each costs ~4x the memory
+
+
+def pa_to_numpy_float(t: pa.DataType) -> str:
+    return "float32" if pa.types.is_float32(t) else "float64"
 
 
 def arrow_schema(source: SourceSpec) -> pa.Schema:
@@ -31,9 +42,10 @@ class SourceRows:
         # Sample rows of an error show the columns that identify a row (`row_id`), and the time.
         self.key_columns = tuple(dict.fromkeys((*(spec.row_id or spec.column_names[:2]), self.timestamp)))
 
-    def _normalized(self, table: pa.Table, file: str) -> pa.Table:
-        """The file's rows in the declared schema (naive times as UTC), checked: rows a cast would lose are
-        refused with the others (`_check_values`), never truncated or wrapped."""
+    def _normalized(self, table: pa.Table, file: str) -> pd.DataFrame:
+        """The file's rows in the declared schema (naive times as UTC), as pandas (strings Arrow-backed),
+        validated by the source's Pandera schema (`sources.schema.source_schema`): rows a cast would
+        lose are refused with the rows breaking a rule, never truncated or wrapped."""
         lost: list[tuple[str, str, pa.ChunkedArray, pa.ChunkedArray]] = []  # (column, kind, mask, written values)
         columns = []
         for want in self.schema:
@@ -56,58 +68,62 @@ class SourceRows:
                 raise SourceDataError(f"{self.label} {file}: column {want.name!r} cannot be read as {want.type}: "
                                       f"{_reason(exc)}") from exc
         table = pa.Table.from_arrays(columns, schema=self.schema)
-        self._check_values(table, file, lost)
-        return table
+        # Floats stay Arrow-backed while Pandera judges them, where a null (allowed when declared nullable)
+        # and a NaN (never allowed) differ; they become numpy floats (null -> NaN) once validated.
+        frame = table.to_pandas(types_mapper=self._validated_types.get)
+        self._check_values(frame, table, file, lost)
+        for name, dtype in self._float_columns.items():
+            frame[name] = frame[name].to_numpy(dtype=dtype, na_value=np.nan)
+        return frame
+
+    @cached_property
+    def _float_columns(self) -> dict[str, str]:
+        return {f.name: pa_to_numpy_float(f.type) for f in self.schema if pa.types.is_floating(f.type)}
+
+    @cached_property
+    def _validated_types(self) -> dict[pa.DataType, object]:
+        return {pa.string(): STRING, pa.float64(): pd.ArrowDtype(pa.float64()),
+                pa.float32(): pd.ArrowDtype(pa.float32())}
 
     def value_checks(self) -> list[tuple[str, str, object]]:
-        """The declared row rules as (column, what a breaking value is, rule): first every 'null' (columns not
-        declared nullable, and the time), then 'NaN or infinite' floats, then 'negative'/'below x' (`ge`),
-        'above x' (`le`) and 'not one of [...]' (`isin`). The Spark engine applies the same list."""
-        nulls = [(name, "null", None) for name in self.schema.names
-                 if name == self.timestamp or not self.spec.column(name).nullable]
-        floats = [(c.name, "NaN or infinite", None) for c in self.spec.columns if c.dtype in ("float32", "float64")]
-        bounds: list[tuple[str, str, object]] = []
-        for c in self.spec.columns:
-            if c.ge is not None:
-                bounds.append((c.name, "negative" if c.ge == 0 else f"below {c.ge}", ("ge", c.ge)))
-            if c.le is not None:
-                bounds.append((c.name, f"above {c.le}", ("le", c.le)))
-            if c.isin is not None:
-                bounds.append((c.name, f"not one of {list(c.isin)}", ("isin", tuple(c.isin))))
-        return nulls + floats + bounds
+        """The declared row rules (`sources.schema.source_rules`): Pandera runs them on the pandas
+        engine's rows, the Spark engine applies the same list."""
+        return source_rules(self.spec)
 
-    def _check_values(self, table: pa.Table, file: str, lost: list) -> None:
+    def _check_values(self, frame: pd.DataFrame, table: pa.Table, file: str, lost: list) -> None:
         """Every row must be complete and within its declared rules, or nothing is computed from the range:
         a null key or count would be dropped or summed as 0, a negative count or duration would shrink a
         sum or a mean, all without failing the schema of the computed features. `lost`: the rows a cast
-        would have lost, with their written values. Vectorized; the details are only built on failure."""
-        checks = list(lost)
-        for name, what, rule in self.value_checks():
-            values = table[name]
-            if what == "null":
-                bad = pc.is_null(values) if values.null_count else None
-            elif what == "NaN or infinite":
-                bad = pc.or_kleene(pc.is_nan(values), pc.is_inf(values))
-            elif rule[0] == "ge":
-                bad = pc.less(values, rule[1])
-            elif rule[0] == "le":
-                bad = pc.greater(values, rule[1])
-            else:
-                bad = pc.invert(pc.is_in(values, value_set=pa.array(rule[1], values.type)))
-            if bad is not None and pc.any(pc.fill_null(bad, False)).as_py():
-                checks.append((name, what, bad, None))
-        if not checks:
+        would have lost, with their written values. The details are only built on failure, in the rules'
+        order, each with the first rows (as read) breaking it."""
+        try:
+            source_schema(self.spec).validate(frame, lazy=True)
+            failures = None
+        except pandera.errors.SchemaErrors as exc:
+            failures = exc.failure_cases
+        if failures is None and not lost:
             return
         found = []
-        for name, what, mask, written in checks:
-            mask = pc.fill_null(mask, False)
-            rows = table.filter(mask)
-            sample = rows.slice(0, SAMPLE_ROWS).select(self.shown(name)).to_pylist()
-            if written is not None:
-                for row, value in zip(sample, written.filter(mask).slice(0, SAMPLE_ROWS).to_pylist()):
-                    row[name] = value
-            found.append((name, what, len(rows), sample))
+        for name, kind, mask, written in lost:
+            rows = pc.indices_nonzero(pc.fill_null(mask, False))
+            found.append((name, kind, len(rows), self._sample(table, name, rows, written)))
+        if failures is not None:
+            failures = failures[failures["schema_context"] == "Column"]
+            for name, what, _ in self.value_checks():
+                check = "not_nullable" if what == "null" else what
+                rows = failures.loc[(failures["column"] == name) & (failures["check"] == check), "index"]
+                if len(rows):
+                    indices = pa.array(sorted(int(i) for i in rows), pa.int64())
+                    found.append((name, what, len(indices), self._sample(table, name, indices, None)))
         raise self.rows_error(file, found)
+
+    def _sample(self, table: pa.Table, name: str, rows: pa.Array, written) -> list[dict]:
+        first = rows.slice(0, SAMPLE_ROWS)
+        sample = table.take(first).select(self.shown(name)).to_pylist()
+        if written is not None:
+            for row, value in zip(sample, written.take(first).to_pylist()):
+                row[name] = value
+        return sample
 
     def shown(self, name: str) -> list[str]:
         """The columns of a sample row about `name`: the key columns, and `name`."""
