@@ -3,7 +3,7 @@
 A job is a function `job(args: dict, timer: Timer) -> dict` named as "module:function". It does its
 setup, wraps exactly the measured call in `with timer:`, and returns facts about the result (rows,
 ...). The child reports the timed wall time, its RSS just before the timed call and its peak RSS
-(`ru_maxrss`: the whole process, imports and setup included). The parent kills the child on a
+(`VmHWM`: the whole process, imports and setup included). The parent kills the child on a
 timeout or when its RSS passes a cap, and records that instead of a time.
 """
 
@@ -44,7 +44,7 @@ class Measurement:
     name: str
     status: str  # ok | timeout | memory_cap | error
     wall_sec: float | None = None
-    peak_rss_mb: float | None = None  # ru_maxrss of the child (exact); sampled peak when killed
+    peak_rss_mb: float | None = None  # VmHWM of the child (exact); sampled peak when killed
     rss_before_mb: float | None = None  # RSS just before the timed call (imports + inputs)
     elapsed_sec: float | None = None  # child lifetime, as seen by the parent
     load_1m: tuple[float, float] | None = None  # 1-minute load average at start and end (other work on the machine)
@@ -55,6 +55,19 @@ class Measurement:
         return asdict(self)
 
 
+def peak_rss_mb() -> float:
+    """This process image's peak RSS: `VmHWM` (Linux). Not `ru_maxrss`: Linux carries a process's pre-exec peak
+    into it, so a child spawned (fork + exec) by a large parent would report at least the parent's RSS."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def _child(conn, target: str, args: dict) -> None:
     try:
         module, _, name = target.partition(":")
@@ -63,7 +76,7 @@ def _child(conn, target: str, args: dict) -> None:
         info = job(args, timer)
         if timer.wall_sec is None:
             raise RuntimeError(f"job {target} never entered its timer")
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        peak_mb = peak_rss_mb()
         conn.send({"status": "ok", "wall_sec": timer.wall_sec, "rss_before_mb": timer.rss_before_mb,
                    "peak_rss_mb": peak_mb, "info": info or {}})
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which records it

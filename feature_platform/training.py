@@ -172,10 +172,12 @@ def _duckdb_join(runtime: Runtime, entity_df: pd.DataFrame, columns, specs) -> p
             name = f"__fp_view_{i}"
             runtime.offline.register_duckdb(con, spec, name, ts.min() - pd.Timedelta(spec.ttl), ts.max())
             mine = [c for c in columns if c.view == view]
-            # A batch view's offline table has one row per (key, partition timestamp) by construction.
+            # A batch view's offline table has one row per (key, partition timestamp) by construction, and
+            # every partition timestamp is a UTC midnight (the end of its day).
+            batch = spec.aggregation is not None
             joins.append(ViewJoin(table=name, join_key=spec.entity.join_key, ttl=spec.ttl,
                                   features=tuple(c.feature for c in mine), outputs=tuple(c.column for c in mine),
-                                  unique=spec.aggregation is not None))
+                                  unique=batch, daily=batch))
         frame = entity_df.assign(**{EVENT_TIMESTAMP: ts})
         return point_in_time_join(con, frame, joins)
     finally:

@@ -164,3 +164,53 @@ def test_duckdb_join_equals_feast(feast_repo, a_rows, b_rows, entities):
             assert all(_same(ours[c].iloc[i], twin[c]) for c in ours.columns), i
         else:
             assert any(all(pd.isna(ours[f"{name}__{f}"].iloc[i]) for f in VIEWS[name]["features"]) for name in VIEWS), i
+
+
+# --- the daily plan: a batch view's partitions (one row per key and UTC midnight) --------------------------
+
+daily_row = st.fixed_dictionaries({
+    "key": st.sampled_from(["u1", "u2", "ü3", ""]),
+    "day": st.integers(0, 12),
+    "a_int": st.one_of(st.none(), st.integers(-5, 5)),
+    "b_float": st.one_of(st.none(), st.floats(-10, 10, allow_nan=False)),
+})
+daily_entity = st.fixed_dictionaries({
+    "key": st.sampled_from(["u1", "u2", "ü3", "", "never"]),
+    "day": st.integers(0, 15),
+    # midnights exactly, a microsecond around them, and times of day
+    "offset_us": st.sampled_from([0, 0, 1, -1, 3_600_000_000, 86_399_999_999]),
+})
+ttls = st.sampled_from([timedelta(days=1), timedelta(days=3), timedelta(days=7), timedelta(hours=36),
+                        timedelta(hours=12), timedelta(days=2, microseconds=1)])
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(daily_row, max_size=40), entities=st.lists(daily_entity, min_size=1, max_size=25), ttl=ttls)
+def test_the_daily_plan_equals_the_asof_plan_and_the_definition(rows, entities, ttl):
+    table = pd.DataFrame(rows, columns=["key", "day", "a_int", "b_float"]).drop_duplicates(["key", "day"])
+    table = pd.DataFrame({
+        "user_id": table["key"].astype(object).to_numpy(),
+        "event_timestamp": pd.to_datetime([T0 + timedelta(days=int(d)) for d in table["day"]], utc=True),
+        "created_timestamp": pd.Timestamp(T0),
+        "a_int": table["a_int"].astype("Int64").to_numpy(),
+        "b_float": table["b_float"].astype("float64").to_numpy(),
+    })
+    entity_df = pd.DataFrame({
+        "user_id": [e["key"] for e in entities],
+        "event_timestamp": [pd.Timestamp(T0 + timedelta(days=e["day"], microseconds=e["offset_us"])) for e in entities],
+    })
+    features = ("a_int", "b_float")
+    results = []
+    for daily in (False, True):
+        con = duckdb.connect()
+        con.register("days_table", table)
+        join = ViewJoin("days_table", "user_id", ttl, features, features, unique=True, daily=daily)
+        results.append(point_in_time_join(con, entity_df, [join]))
+        con.close()
+    asof, daily_plan = results
+    want = _expected(entity_df, table, ttl, list(features))
+    for i in range(len(entity_df)):
+        for f in features:
+            assert _same(daily_plan[f].iloc[i], want[f].iloc[i]), (f, i, daily_plan[f].iloc[i], want[f].iloc[i])
+            assert _same(asof[f].iloc[i], daily_plan[f].iloc[i]), (f, i)
+    assert list(daily_plan.columns) == list(asof.columns)
