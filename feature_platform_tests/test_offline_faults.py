@@ -33,6 +33,7 @@ from feature_platform_tests.helpers import services_settings_in, write_sessions
 
 D = date(2026, 3, 10)
 USERS = 2000  # ~125 KB of COPY data per partition: a cut "mid-data" lands after at least one full CopyData
+LATE_COMMIT_SEC = 2.0  # how long a "commit-late" COMMIT waits before it reaches the server
 SECRET = "s3cret-not-in-errors"  # sent as the password (trust auth ignores it): must never appear in an error
 _SSL_OR_GSS_REQUEST = (80877103, 80877104)
 
@@ -41,8 +42,10 @@ class PgProxy:
     """A loopback TCP proxy to PostgreSQL. Every connection is forwarded byte for byte, except the one carrying
     the `nth` COPY into `offline.<view>` once armed: that one is stopped at `point` of its transaction,
     "copy" (the DELETE done, the COPY not sent), "data" (half-way through the second CopyData message, or
-    before CopyDone when there is only one), "commit" (all rows sent, COMMIT not) or "commit-sent" (COMMIT
-    forwarded, its answer never delivered: the server commits, the client cannot know). `action` "cut" closes
+    before CopyDone when there is only one), "commit" (all rows sent, COMMIT not), "commit-sent" (COMMIT
+    forwarded, its answer never delivered: the server commits, the client cannot know) or "commit-late" (the
+    client is cut as it sends COMMIT, which reaches the server LATE_COMMIT_SEC later: the server commits after
+    the client has moved on). `action` "cut" closes
     both sides (the server is gone for the client); "hold" stops forwarding and waits for the client to die
     (a SIGKILL), then closes the server side."""
 
@@ -122,12 +125,26 @@ class PgProxy:
                         return self._stop(client, server, target, "data", msg[:len(msg) // 2])
                     if point == "data" and kind == b"c":
                         return self._stop(client, server, target, "copy-done", b"")
-                    if point in ("commit", "commit-sent") and kind == b"Q" and msg[5:].startswith(b"COMMIT"):
+                    if point in ("commit", "commit-sent", "commit-late") and kind == b"Q" and msg[5:].startswith(b"COMMIT"):
+                        if point == "commit-late":
+                            return self._commit_late(client, server, msg)
                         return self._stop(client, server, target, point, msg if point == "commit-sent" else b"")
                     server.sendall(msg)
         except OSError:
             pass
         _shut(client, server)
+
+    def _commit_late(self, client: socket.socket, server: socket.socket, commit: bytes) -> None:
+        _shut(client)
+        self.stopped_at = "commit-late"
+        self.reached.set()
+        time.sleep(LATE_COMMIT_SEC)
+        try:
+            server.sendall(commit)
+            server.recv(65536)  # the server's answer: committed
+        except OSError:
+            pass
+        _shut(server)
 
     def _stop(self, client: socket.socket, server: socket.socket, target, where: str, partial: bytes) -> None:
         try:

@@ -207,10 +207,11 @@ def test_a_failure_mid_range_keeps_the_days_before_it_in_all_three_places(tmp_pa
 
 
 @pytest.mark.services
-@pytest.mark.parametrize("point", ["data", "commit-sent"])
+@pytest.mark.parametrize("point", ["data", "commit-sent", "commit-late"])
 def test_postgres_lost_mid_range_keeps_the_days_before_it_in_all_three_places(tmp_path, chunks_of_three, no_tls, point):
-    """The fifth partition's COPY is cut: half-way through its data (rolled back), or after COMMIT was sent
-    (the server committed, the client cannot know): either way that day ends as it was before the run, and
+    """The fifth partition's COPY is cut: half-way through its data (rolled back), after COMMIT was sent (the
+    server committed, the client cannot know), or as COMMIT is sent, which reaches the server only after the
+    run has begun to undo its days (it commits late): either way that day ends as it was before the run, and
     the stores hold what a fault-free run of the days before it would have left."""
     proxy = PgProxy(SPEC.name)
     old = raw(FIRST - timedelta(days=8), DAYS[-1], seed=1)

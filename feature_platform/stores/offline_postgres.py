@@ -206,10 +206,12 @@ class _PostgresPartitionWrites(PartitionWrites):
         self.store, self.spec = store, spec
         self.undo = sql.Identifier(UNDO_SCHEMA, f"{spec.name[:40]}_{uuid.uuid4().hex[:16]}")
         self.created = False
+        self.days: set[date] = set()  # every day a write was attempted for, failed ones included
 
     def write(self, day: date, rows: pd.DataFrame) -> None:
         if not self.created:
             self._create()
+        self.days.add(day)  # before the write: a write whose COMMIT was sent but not answered may still land
         self.store._replace(self.spec, day, rows, undo=self.undo)
 
     def _create(self) -> None:
@@ -238,15 +240,18 @@ class _PostgresPartitionWrites(PartitionWrites):
         kept = {store.partition_timestamp(d) for d in keep}
         with store_errors(store.settings, f"settling the run journal of {spec.name!r} offline"), \
                 connect(store.settings) as conn, conn.transaction():
+            # The writers' locks of every day this run wrote, in one order, before the journal is read: a write
+            # whose connection was lost after COMMIT was sent still holds its day's lock until the server has
+            # committed or aborted it, so its journal rows are seen (and its day restored) if it landed.
+            for day in sorted(self.days):
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{spec.name}/{day.isoformat()}",))
             touched = [r[0] for r in conn.execute(sql.SQL("SELECT DISTINCT {} FROM {} WHERE {} IS NULL ORDER BY 1").format(
                 ts, self.undo, key)).fetchall()]
             restore = [t for t in touched if pd.Timestamp(t).tz_convert("UTC") not in kept]
             if restore:
-                for stamp in restore:  # the writers' locks, in one order
-                    day = (pd.Timestamp(stamp).tz_convert("UTC") - pd.Timedelta(days=1)).date()
-                    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{spec.name}/{day.isoformat()}",))
                 conn.execute(sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(store._table(spec), ts), (restore,))
                 conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} WHERE {} IS NOT NULL AND {} = ANY(%s)").format(
                     store._table(spec), names, names, self.undo, key, ts), (restore,))
             conn.execute(sql.SQL("DROP TABLE {}").format(self.undo))
         self.created = False
+        self.days = set()
