@@ -315,6 +315,11 @@ def _load_range(res: dict) -> str:
     return f"{min(loads):.1f}–{max(loads):.1f}" if loads else "not recorded"
 
 
+def _min_ratio(s: dict, baseline: str) -> float | None:
+    p, b = s["platform"]["min_wall_sec"], s[baseline]["min_wall_sec"]
+    return round(p / b, 3) if p and b else None
+
+
 def render(res: dict) -> str:
     s, r, c, cfg, data = res["summary"], res["ratios"], res["checks"], res["config"], res["data"]
     lines = [
@@ -346,7 +351,10 @@ def render(res: dict) -> str:
     fop = _fmt(r["feast_over_platform"], "{:,.2f}") + (" (lower bound: Feast timed out)" if r["feast_over_platform_is_lower_bound"] else "")
     lines += ["", f"Ratios (median wall): platform / careful ASOF = **{_fmt(r['platform_over_duckdb_asof'], '{:.2f}')}**, "
                   f"platform / careful hash join = **{_fmt(r['platform_over_duckdb_hash'], '{:.2f}')}**, "
-                  f"Feast / platform = **{fop}**.", "",
+                  f"Feast / platform = **{fop}**. By min wall: platform / careful ASOF = "
+                  f"{_fmt(_min_ratio(s, 'duckdb_asof'), '{:.2f}')}, platform / careful hash join = "
+                  f"{_fmt(_min_ratio(s, 'duckdb_hash'), '{:.2f}')} (the targets are judged on the medians; on a loaded "
+                  "machine the two can disagree).", "",
               "| target | value | PASS/MISS |", "|---|---:|---|"]
     for t in res["targets"]:
         value = _fmt(t["value"], "{:,.0f} MB" if "RSS" in t["metric"] else "{:,.2f}x") + (" (lower bound)" if t.get("lower_bound") else "")
