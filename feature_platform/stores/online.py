@@ -9,7 +9,7 @@ values, and a re-run replaces its own), and a read reports values older than the
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Protocol
 
 import pandas as pd
@@ -208,15 +208,25 @@ class OnlineStore:
         """Column name -> list, one item per entity row: the entity columns, then for each
         `FeatureColumn` its value (None unless present) and, `with_metadata`, `<column>__status`
         (present / missing / expired) and `<column>__event_timestamp` (ns since the epoch, or None)."""
-        now_ns = pd.Timestamp(now or datetime.now(timezone.utc)).value
-        with store_errors(self.settings, "reading online features"):
+        now_ns = time.time_ns() if now is None else pd.Timestamp(now).value
+        try:
             raw = self.features.read_columns(spec_by_view, columns, entity_rows)
+        except Exception as exc:  # noqa: BLE001 - converted as `store_errors` does, or raised as it is
+            with store_errors(self.settings, "reading online features"):  # entered on errors only: it costs a call
+                raise exc
         data: dict[str, list] = {k: [r[k] for r in entity_rows] for k in entity_rows[0]} if entity_rows else {}
+        statuses: dict[str, tuple[list, bool]] = {}  # per view: its columns share the entity's timestamp
         for c in columns:
             stamps, values = raw[c.view][0], raw[c.view][1][c.feature]
-            ttl_ns = spec_by_view[c.view].ttl.total_seconds() * 1e9
-            status = [MISSING if t is None else EXPIRED if now_ns - t > ttl_ns else PRESENT for t in stamps]
-            data[c.column] = [v if s is PRESENT else None for v, s in zip(values, status)]
+            known = statuses.get(c.view)
+            if known is None:
+                ttl_ns = spec_by_view[c.view].ttl.total_seconds() * 1e9
+                status = [MISSING if t is None else EXPIRED if now_ns - t > ttl_ns else PRESENT for t in stamps]
+                statuses[c.view] = (status, all(s is PRESENT for s in status))
+            else:
+                status = list(known[0])  # each column its own list, as callers may change them
+            # The store's lists are fresh per read (one per view and feature): all present, a column is its list.
+            data[c.column] = values if statuses[c.view][1] else [v if s is PRESENT else None for v, s in zip(values, status)]
             if with_metadata:
                 data[status_column(c.column)] = status
                 data[event_timestamp_column(c.column)] = [None if s is MISSING else t for t, s in zip(stamps, status)]
@@ -241,10 +251,8 @@ def read_redis_columns(features: RedisFeatures, spec_by_view, columns, entity_ro
         wanted.setdefault(c.view, []).append(c.feature)
     requests = [(spec_by_view[v], [r[spec_by_view[v].entity.join_key] for r in entity_rows], feats, None)
                 for v, feats in wanted.items()]
-    out = {}
-    for (view, feats), (stamps, rows) in zip(wanted.items(), features.read_many(requests)):
-        out[view] = (stamps, {f: [r[i] for r in rows] for i, f in enumerate(feats)})
-    return out
+    return {view: (stamps, dict(zip(feats, values)))
+            for (view, feats), (stamps, values) in zip(wanted.items(), features.read_many_columns(requests))}
 
 
 def read_through_feast(store: FeatureStore, columns, entity_rows, chunk: int) -> dict:
