@@ -14,6 +14,7 @@ from feature_platform.errors import InvalidEntityError, UnknownFeatureError
 from feature_platform.errors import shorten as _short
 from feature_platform.features import resolve_features
 from feature_platform.runtime import Runtime
+from feature_platform.stores.online import ReadLayout, read_layout
 from feature_platform.versioning.deprecation import warn_deprecated
 
 _MAX_PLANS = 4096
@@ -27,6 +28,7 @@ class _Plan(NamedTuple):
     specs: dict | None
     deprecated: list  # the specs to warn about on every read
     keys: list  # (join key, dtype, view) of each view: the entity rows' checks
+    layout: ReadLayout | None  # the online store's read of these columns
 
 
 class OnlineReads:
@@ -67,7 +69,8 @@ class OnlineReads:
                     f"{'an integer in the int64 range' if dtype == 'int64' else 'a string'}, "
                     f"not {_short(value)} ({type(value).__name__})")
         if output == "dict":
-            return self.runtime.online.read_lists(specs, columns, rows, now=now, with_metadata=with_metadata)
+            return self.runtime.online.read_lists(specs, columns, rows, now=now, with_metadata=with_metadata,
+                                                  layout=plan.layout)
         frame = self.runtime.online.read(specs, columns, rows, now=now)
         if not with_metadata:
             frame = frame.drop(columns=[c for c in frame.columns if c.endswith(("__status", "__event_timestamp"))])
@@ -87,11 +90,11 @@ class OnlineReads:
         if plan is not None:
             return plan
         if self._has_request_features(features):
-            plan = _Plan(True, None, None, [], [])
+            plan = _Plan(True, None, None, [], [], None)
         else:
             columns, specs = self._resolved(features, full_feature_names)
             plan = _Plan(False, columns, specs, [s for s in specs.values() if s.deprecated],
-                         [(s.entity.join_key, s.entity.dtype, s.name) for s in specs.values()])
+                         [(s.entity.join_key, s.entity.dtype, s.name) for s in specs.values()], read_layout(specs, columns))
         if key is not None:
             if len(self._plans) >= _MAX_PLANS:
                 self._plans.clear()  # callers building feature lists per request: bounded, not leaking
