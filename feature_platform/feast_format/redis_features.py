@@ -6,8 +6,10 @@ rows compares each stored `_ts:<view>` with the incoming one inside Redis and wr
 the incoming timestamp is the same or newer: newest-wins with no read round trip, atomic per batch,
 safe against concurrent writers. The calls are framed as RESP bytes with numpy a chunk of rows at a time
 (`resp`) and streamed on one connection while Redis executes the previous ones (replies are read at the
-end), so client and server work overlap. The script is generated for the view's feature count (its
-HSET arguments spelled out), which saves Redis building an argument table per row.
+end), so client and server work overlap. A value that cannot be encoded therefore fails the write after
+the earlier chunks were written (rows reach the writer validated; a re-run rewrites them, ties rewrite). The
+script is generated for the view's feature count (its HSET arguments spelled out), which saves Redis
+building an argument table per row.
 
 On a Redis Cluster a script may only touch keys of one hash slot, and Feast's keys carry no hash tag
 (the slot is CRC16 of the whole entity key), so there the rows are grouped by slot: one script call per
@@ -33,7 +35,7 @@ from feature_platform.vocabulary import EVENT_TIMESTAMP
 
 BATCH_ROWS = 1_000  # rows per script call: big enough to amortize the call, small enough to not block Redis
 CHUNK_ROWS = 8 * BATCH_ROWS  # rows framed at a time: Redis runs the first batches while the next are framed
-_FEW_KEYS = 16
+_FEW_KEYS = 16  # a read of up to this many entities builds its keys one at a time (numpy's set-up costs more)
 CLUSTER_CHUNK_ROWS = 20_000  # rows per cluster pipeline: bounds the client's memory for the queued calls
 
 # KEYS: entity hashes. ARGV: ts field, n features, the n feature fields, then per key the encoded
@@ -263,6 +265,13 @@ class RedisFeatures:
                 out.append(([fmt.decode_timestamp(r[0]) for r in chunk],
                             [[decode(r[i]) for r in chunk] for i in range(1, len(features) + 1)]))
         return out
+
+    def read_one(self, spec: FeatureViewSpec, key, features: Sequence[str]) -> tuple[list[int | None], list[list]]:
+        """`read_many_columns` of one entity of one view (a serving request's usual read): one HMGET."""
+        reply = self.reads.hmget(fmt.entity_key(spec.entity.join_key, spec.entity.dtype, key, self.project),
+                                 self._fields(spec.name, features))
+        decode = fmt.decode_value
+        return [fmt.decode_timestamp(reply[0])], [[decode(v)] for v in reply[1:]]
 
     def _fields(self, view: str, features: Sequence[str]) -> list[bytes]:
         """The hash fields of a read (its timestamp, then the features), cached: serving reads the same lists."""

@@ -245,15 +245,15 @@ class OnlineStore:
         for view, (stamps, _) in raw.items():
             ttl_ns = layout.ttl_ns[view]
             status = [MISSING if t is None else EXPIRED if now_ns - t > ttl_ns else PRESENT for t in stamps]
-            statuses[view] = (status, all(s is PRESENT for s in status))
+            statuses[view] = (status, status.count(PRESENT) == len(status))
         for view, feature, column, status_name, stamp_name in layout.names:
-            stamps, values = raw[view][0], raw[view][1][feature]
             status, all_present = statuses[view]
+            values = raw[view][1][feature]
             # The store's lists are fresh per read (one per view and feature): all present, a column is its list.
             data[column] = values if all_present else [v if s is PRESENT else None for v, s in zip(values, status)]
             if with_metadata:
                 data[status_name] = list(status)  # each column its own list, as callers may change them
-                data[stamp_name] = [None if s is MISSING else t for t, s in zip(stamps, status)]
+                data[stamp_name] = [None if s is MISSING else t for t, s in zip(raw[view][0], status)]
         return data
 
     def read(self, spec_by_view: dict[str, FeatureViewSpec], columns, entity_rows: list[dict],
@@ -271,6 +271,10 @@ class OnlineStore:
 def read_redis_columns(features: RedisFeatures, spec_by_view, columns, entity_rows, groups=None) -> dict:
     """{view: (stamps_ns, {feature: values})} from Redis, all views in one round trip."""
     groups = groups or read_layout(spec_by_view, columns).groups
+    if len(groups) == 1 and len(entity_rows) == 1:
+        view, spec, feats = groups[0]
+        stamps, values = features.read_one(spec, entity_rows[0][spec.entity.join_key], feats)
+        return {view: (stamps, dict(zip(feats, values)))}
     requests = [(spec, [r[spec.entity.join_key] for r in entity_rows], feats, None) for _, spec, feats in groups]
     return {view: (stamps, dict(zip(feats, values)))
             for (view, _, feats), (stamps, values) in zip(groups, features.read_many_columns(requests))}
