@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +198,14 @@ def check_features(features) -> None:
     if not isinstance(features, (list, tuple)):
         raise TypeError(f"features must be a list of 'view:feature' strings or a feature service name, "
                         f"not {type(features).__name__}")
+    try:
+        _check_references(tuple(features))  # cached: serving checks the same list per request
+    except TypeError:  # an unhashable item
+        _check_references.__wrapped__(features)
+
+
+@lru_cache(maxsize=1024)
+def _check_references(features) -> None:  # raises: errors are never cached
     for ref in features:
         if not isinstance(ref, str):
             raise UnknownFeatureError(f"feature reference {_short(ref)} must be a 'view:feature' string")
@@ -210,8 +219,10 @@ def check_features(features) -> None:
 
 
 def check_entity_rows(entity_rows) -> None:
-    if isinstance(entity_rows, (str, bytes, Mapping, pd.DataFrame)) or not isinstance(entity_rows, Sequence):
+    # A list of dicts, the common case, passes without the (slower) abstract-class checks.
+    if type(entity_rows) is not list and (isinstance(entity_rows, (str, bytes, Mapping, pd.DataFrame))
+                                          or not isinstance(entity_rows, Sequence)):
         raise TypeError(f"entity_rows must be a list of dicts, not {type(entity_rows).__name__}")
     for i, row in enumerate(entity_rows):
-        if not isinstance(row, Mapping):
+        if type(row) is not dict and not isinstance(row, Mapping):
             raise TypeError(f"entity row {i} must be a dict, not {type(row).__name__}")

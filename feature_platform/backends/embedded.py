@@ -101,7 +101,7 @@ class SqliteOnlineFeatures(SqliteFeatures):
         self.store = store
         self.read_timeout_sec = read_timeout_sec
 
-    def read_columns(self, spec_by_view, columns, entity_rows) -> dict:
+    def read_columns(self, spec_by_view, columns, entity_rows, groups=None) -> dict:
         # Feast sees the join keys only: other fields of a row (request data) are not its to convert.
         keys = {spec.entity.join_key for spec in spec_by_view.values()}
         return read_through_feast(self.store, columns, [{k: r[k] for k in keys} for r in entity_rows],

@@ -150,8 +150,8 @@ class RedisOnlineFeatures(RedisFeatures):
         super().__init__(redis_client(settings), project, reads=redis_client(settings, reads=True))
         self.settings = settings
 
-    def read_columns(self, spec_by_view, columns, entity_rows) -> dict:
-        return read_redis_columns(self, spec_by_view, columns, entity_rows)
+    def read_columns(self, spec_by_view, columns, entity_rows, groups=None) -> dict:
+        return read_redis_columns(self, spec_by_view, columns, entity_rows, groups)
 
     def ping(self) -> None:
         self.reads.ping()  # the read client: fails within the read budget

@@ -1,5 +1,5 @@
 """redis-py's connection internals the platform uses, in one place: a raw connection of a client's pool, for
-streaming commands packed by hiredis and reading their replies afterwards (a pipeline without its bookkeeping).
+streaming commands packed by hiredis (or framed by the caller) and reading their replies afterwards (a pipeline without its bookkeeping).
 
 Checked against redis 7.4.1 and hiredis 3.x (redis-py's parser): `ConnectionPool.get_connection()` with no
 arguments, `Connection.send_packed_command(commands, check_health=...)`, `Connection.read_response()`,
@@ -29,9 +29,19 @@ def raw_connection(client: redis.Redis) -> Iterator[object]:
         client.connection_pool.release(connection)
 
 
+def pack(args: tuple) -> bytes:
+    """One command as RESP bytes."""
+    return hiredis.pack_command(args)
+
+
 def send(connection, args: tuple) -> None:
     """Send one command without waiting for its reply (read it later with `reply`, in order)."""
-    connection.send_packed_command([hiredis.pack_command(args)], check_health=False)
+    send_packed(connection, pack(args))
+
+
+def send_packed(connection, data: bytes) -> None:
+    """Send commands already packed as RESP bytes, without waiting for their replies (see `reply`)."""
+    connection.send_packed_command([data], check_health=False)
 
 
 def reply(connection):

@@ -11,6 +11,7 @@ clients and `get_online_features` still read what the platform writes.
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 
 import mmh3
 import numpy as np
@@ -22,6 +23,7 @@ from feature_platform.dtypes import DTYPES
 _STRING_TYPE, _INT64_TYPE = DTYPES["string"].value_type, DTYPES["int64"].value_type  # of the entity key
 _NULL = b""  # an empty Value: Feast's encoding of a missing value
 _SMALL = 32
+_INT64, _UINT32 = struct.Struct("<q"), struct.Struct("<I")
 
 
 def field_key(view: str, feature: str) -> bytes:
@@ -45,19 +47,11 @@ def _varint(n: int) -> bytes:
 
 def entity_keys(join_key: str, dtype: str, values, project: str) -> list[bytes]:
     """The Redis key of each entity value (Feast's `serialize_entity_key` v3 + project)."""
-    name = join_key.encode()
-    head = struct.pack("<III", 1, _STRING_TYPE, len(name)) + name
-    tail = project.encode()
     if dtype == "int64":
-        arr = np.asarray(values, dtype="<i8")
-        prefix = head + struct.pack("<II", _INT64_TYPE, 8)
-        width = len(prefix) + 8 + len(tail)
-        buf = np.empty((len(arr), width), dtype=np.uint8)
-        buf[:, : len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
-        buf[:, len(prefix) : len(prefix) + 8] = arr.view(np.uint8).reshape(-1, 8)
-        buf[:, len(prefix) + 8 :] = np.frombuffer(tail, dtype=np.uint8)
-        return buf.view(f"V{width}").ravel().tolist()
-    prefix = head + struct.pack("<I", _STRING_TYPE)
+        buf = int64_key_matrix(join_key, values, project)
+        return buf.view(f"V{buf.shape[1]}").ravel().tolist()
+    prefix = _key_head(join_key) + struct.pack("<I", _STRING_TYPE)
+    tail = project.encode()
     out = []
     for v in values:
         raw = str(v).encode()
@@ -65,13 +59,67 @@ def entity_keys(join_key: str, dtype: str, values, project: str) -> list[bytes]:
     return out
 
 
+def entity_key(join_key: str, dtype: str, value, project: str) -> bytes:
+    """`entity_keys` of one value, without numpy (a read of a few entities)."""
+    head, tail = _key_affixes(join_key, dtype, project)
+    if dtype == "int64":
+        return head + _INT64.pack(value) + tail
+    raw = str(value).encode()
+    return head + _UINT32.pack(len(raw)) + raw + tail
+
+
+@lru_cache(maxsize=256)
+def _key_affixes(join_key: str, dtype: str, project: str) -> tuple[bytes, bytes]:
+    if dtype == "int64":
+        return _key_head(join_key) + struct.pack("<II", _INT64_TYPE, 8), project.encode()
+    return _key_head(join_key) + struct.pack("<I", _STRING_TYPE), project.encode()
+
+
+def int64_key_matrix(join_key: str, values, project: str) -> np.ndarray:
+    """`entity_keys` of int64 values as a uint8 matrix, one fixed-width key per row."""
+    tail = project.encode()
+    arr = np.asarray(values, dtype="<i8")
+    prefix = _key_head(join_key) + struct.pack("<II", _INT64_TYPE, 8)
+    width = len(prefix) + 8 + len(tail)
+    buf = np.empty((len(arr), width), dtype=np.uint8)
+    buf[:, : len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
+    buf[:, len(prefix) : len(prefix) + 8] = arr.view(np.uint8).reshape(-1, 8)
+    buf[:, len(prefix) + 8 :] = np.frombuffer(tail, dtype=np.uint8)
+    return buf
+
+
+def _key_head(join_key: str) -> bytes:
+    name = join_key.encode()
+    return struct.pack("<III", 1, _STRING_TYPE, len(name)) + name
+
+
 def _by_distinct(values: pd.Series, encode) -> list[bytes]:
     """Encode each distinct value once and gather (counts, names and timestamps repeat a lot)."""
     if len(values) <= _SMALL:  # a pushed event or two: a plain loop beats factorizing
         return [_NULL if v is None or v is pd.NA or v != v else encode(v) for v in values.tolist()]
+    codes, table = distinct(values, encode)
+    return np.array(table, dtype=object)[codes].tolist()
+
+
+def distinct(values: pd.Series, encode) -> tuple[np.ndarray, list[bytes]]:
+    """Codes into a table of each distinct value's encoding; a null's code is the last entry (empty bytes)."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    table = np.array([encode(u) for u in uniques] + [_NULL], dtype=object)  # code -1 -> null
-    return table[codes].tolist()
+    return codes, [encode(u) for u in uniques] + [_NULL]  # code -1 -> null
+
+
+def scalar_encoder(dtype: str):
+    """The encoding of one non-null value of an int64, bool or string feature (floats are vectorized)."""
+    tag = bytes([DTYPES[dtype].proto_tag])
+    if dtype == "int64":
+        return lambda v: tag + _varint(int(v))
+    if dtype == "bool":
+        return lambda v: tag + (b"\x01" if v else b"\x00")
+    if dtype == "string":
+        def encode(v):
+            raw = str(v).encode()
+            return tag + _varint(len(raw)) + raw
+        return encode
+    raise ValueError(f"no Feast Redis encoding for dtype {dtype!r}")
 
 
 def encode_values(values: pd.Series, dtype: str) -> list[bytes]:
@@ -86,17 +134,7 @@ def encode_values(values: pd.Series, dtype: str) -> list[bytes]:
         for i in np.flatnonzero(np.isnan(arr)):
             out[i] = _NULL  # pandas cannot tell NaN from missing; Feast writes both as an empty Value
         return out
-    tag = bytes([DTYPES[dtype].proto_tag])
-    if dtype == "int64":
-        return _by_distinct(values, lambda v: tag + _varint(int(v)))
-    if dtype == "bool":
-        return _by_distinct(values, lambda v: tag + (b"\x01" if v else b"\x00"))
-    if dtype == "string":
-        def encode(v):
-            raw = str(v).encode()
-            return tag + _varint(len(raw)) + raw
-        return _by_distinct(values, encode)
-    raise ValueError(f"no Feast Redis encoding for dtype {dtype!r}")
+    return _by_distinct(values, scalar_encoder(dtype))
 
 
 def encode_timestamps(stamps: pd.Series) -> list[bytes]:

@@ -4,8 +4,12 @@ Stock Feast either reads every entity's timestamp in a round trip before writing
 so a re-run cannot replace its own partition) or writes blindly. Here one Lua script per batch of
 rows compares each stored `_ts:<view>` with the incoming one inside Redis and writes the row when
 the incoming timestamp is the same or newer: newest-wins with no read round trip, atomic per batch,
-safe against concurrent writers. Batches are packed by hiredis and streamed on one connection while
-Redis executes the previous ones (replies are read at the end), so client and server work overlap.
+safe against concurrent writers. The calls are framed as RESP bytes with numpy a chunk of rows at a time
+(`resp`) and streamed on one connection while Redis executes the previous ones (replies are read at the
+end), so client and server work overlap. A value that cannot be encoded therefore fails the write after
+the earlier chunks were written (rows reach the writer validated; a re-run rewrites them, ties rewrite). The
+script is generated for the view's feature count (its HSET arguments spelled out), which saves Redis
+building an argument table per row.
 
 On a Redis Cluster a script may only touch keys of one hash slot, and Feast's keys carry no hash tag
 (the slot is CRC16 of the whole entity key), so there the rows are grouped by slot: one script call per
@@ -25,10 +29,13 @@ from redis.crc import key_slot
 
 from feature_platform.compat import redis_internals
 from feature_platform.feast_format import codec as fmt
+from feature_platform.feast_format import resp
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.vocabulary import EVENT_TIMESTAMP
 
 BATCH_ROWS = 1_000  # rows per script call: big enough to amortize the call, small enough to not block Redis
+CHUNK_ROWS = 8 * BATCH_ROWS  # rows framed at a time: Redis runs the first batches while the next are framed
+_FEW_KEYS = 16  # a read of up to this many entities builds its keys one at a time (numpy's set-up costs more)
 CLUSTER_CHUNK_ROWS = 20_000  # rows per cluster pipeline: bounds the client's memory for the queued calls
 
 # KEYS: entity hashes. ARGV: ts field, n features, the n feature fields, then per key the encoded
@@ -53,7 +60,35 @@ local function ts(raw)
   memo[raw] = {s, n}
   return s, n
 end
-local tsf, nf = ARGV[1], tonumber(ARGV[2])
+local tsf = ARGV[1]
+"""
+# Per row: the stored timestamp, newest-wins, then one HSET with the arguments spelled out (no table per row).
+_SPELLED = """
+$FIELDS
+local call = redis.call
+local written = 0
+local o = 2 + $NF
+for k = 1, #KEYS do
+  local key = KEYS[k]
+  local new = ARGV[o + 1]
+  local cur = call('HGET', key, tsf)
+  local write = (not cur) or cur == new
+  if not write then
+    local new_s, new_n = ts(new)
+    local cur_s, cur_n = ts(cur)
+    write = new_s > cur_s or (new_s == cur_s and new_n >= cur_n)
+  end
+  if write then
+    call('HSET', key, tsf, new$PAIRS)
+    written = written + 1
+  end
+  o = o + $NF + 1
+end
+return written
+"""
+# The same with HSET's arguments in a table: Lua limits a call's arguments, so a view of many features.
+_TABLE = """
+local nf = tonumber(ARGV[2])
 local args = {tsf, false}
 for f = 1, nf do args[2 * f + 1] = ARGV[2 + f] end
 local written = 0
@@ -76,6 +111,16 @@ for k = 1, #KEYS do
 end
 return written
 """
+_MAX_SPELLED = 60  # features a spelled-out HSET takes (Lua allows about 250 registers per function)
+
+
+def newest_wins_script(n_features: int) -> str:
+    """The script for views of `n_features` features."""
+    if n_features > _MAX_SPELLED:
+        return _NEWEST_WINS + _TABLE
+    fields = "\n".join(f"local f{i} = ARGV[{2 + i}]" for i in range(1, n_features + 1))
+    pairs = "".join(f", f{i}, ARGV[o + {1 + i}]" for i in range(1, n_features + 1))
+    return _NEWEST_WINS + _SPELLED.replace("$FIELDS", fields).replace("$PAIRS", pairs).replace("$NF", str(n_features))
 
 
 class RedisFeatures:
@@ -85,7 +130,8 @@ class RedisFeatures:
         self.client = client
         self.reads = reads or client  # reads may have a client of their own, with a shorter time budget
         self.project = project
-        self._sha: str | None = None
+        self._shas: dict[int, bytes] = {}  # by feature count
+        self._read_fields: dict[tuple, list[bytes]] = {}
         self.cluster = isinstance(client, RedisCluster)
 
     def keys(self, spec: FeatureViewSpec, values: Sequence) -> list[bytes]:
@@ -97,34 +143,62 @@ class RedisFeatures:
         if rows.empty:
             return 0
         view = view or spec.name
-        header = [b"EVALSHA", self._script(), None]  # + the batch's keys, then `argv`
         argv = [fmt.timestamp_field(view), str(len(spec.fields)).encode(), *(fmt.field_key(view, f.name) for f in spec.fields)]
-        keys = self.keys(spec, rows[spec.entity.join_key])
-        cells = [fmt.encode_timestamps(rows[EVENT_TIMESTAMP])]
-        cells += [fmt.encode_values(rows[f.name], f.dtype) for f in spec.fields]
-        send = self._send_cluster if self.cluster else self._send
         try:
-            return send(header, keys, argv, cells, progress)
+            return self._send(spec, rows, argv, progress)
         except redis.exceptions.NoScriptError:  # a server restarted or its script cache was flushed
-            self._sha = None
-            header[1] = self._script()
-            return send(header, keys, argv, cells, progress)  # idempotent: ties rewrite the same bytes
+            self._shas.clear()
+            return self._send(spec, rows, argv, progress)  # idempotent: ties rewrite the same bytes
 
-    def _send(self, header: list, keys: list[bytes], argv: list[bytes], cells: list[list[bytes]], progress) -> int:
+    def _send(self, spec: FeatureViewSpec, rows: pd.DataFrame, argv: list[bytes], progress) -> int:
+        if self.cluster:
+            keys = self.keys(spec, rows[spec.entity.join_key])
+            cells = [fmt.encode_timestamps(rows[EVENT_TIMESTAMP])]
+            cells += [fmt.encode_values(rows[f.name], f.dtype) for f in spec.fields]
+            return self._send_cluster([b"EVALSHA", self._script(len(spec.fields)), None], keys, argv, cells, progress)
         with redis_internals.raw_connection(self.client) as connection:  # closed on an error: no unread reply leaks
-            sent = 0
-            for start in range(0, len(keys), BATCH_ROWS):
-                stop = min(start + BATCH_ROWS, len(keys))
-                header[2] = str(stop - start).encode()
-                args = chain(header, keys[start:stop], argv, chain.from_iterable(zip(*(c[start:stop] for c in cells))))
-                redis_internals.send(connection, tuple(args))
-                sent += 1
+            sha, sent = self._script(len(spec.fields)), 0
+            for start in range(0, len(rows), CHUNK_ROWS):
+                stream, calls = self._frame(spec, rows.iloc[start:start + CHUNK_ROWS], argv, sha)
+                redis_internals.send_packed(connection, stream)
+                sent += calls
             written = 0
-            for _ in range(sent):  # Redis ran them while later batches were being packed
+            for _ in range(sent):  # Redis ran them while later chunks were being framed
                 written += int(redis_internals.reply(connection))
                 if progress:
                     progress(written)
         return written
+
+    def _frame(self, spec: FeatureViewSpec, rows: pd.DataFrame, argv: list[bytes], sha: bytes) -> tuple[bytes, int]:
+        """The script calls writing `rows`, as RESP bytes, and how many calls they are."""
+        try:
+            keys, key_at = resp.squeeze(resp.key_cells(spec.entity.join_key, spec.entity.dtype,
+                                                       rows[spec.entity.join_key], self.project))
+            cells, cell_at = resp.squeeze([*resp.timestamp_cells(rows[EVENT_TIMESTAMP]),
+                                           *(c for f in spec.fields for c in resp.value_cells(rows[f.name], f.dtype))])
+        except resp.TooWide:  # a long string: hiredis packs this chunk from the cells as bytes objects
+            return self._pack(spec, rows, argv, sha)
+        keys, cells, packed_argv, per_row = memoryview(keys), memoryview(cells), resp.bulk(argv), 1 + len(spec.fields)
+        out = []
+        for start in range(0, len(rows), BATCH_ROWS):
+            stop = min(start + BATCH_ROWS, len(rows))
+            n = stop - start
+            out += [resp.command_head(3 + n + len(argv) + n * per_row, b"EVALSHA"), resp.bulk([sha, b"%d" % n]),
+                    keys[key_at[start]:key_at[stop]], packed_argv, cells[cell_at[start]:cell_at[stop]]]
+        return b"".join(out), len(range(0, len(rows), BATCH_ROWS))
+
+    def _pack(self, spec: FeatureViewSpec, rows: pd.DataFrame, argv: list[bytes], sha: bytes) -> tuple[bytes, int]:
+        """`_frame` through hiredis, from `codec`'s cells (the definition the framed bytes are tested against)."""
+        keys = self.keys(spec, rows[spec.entity.join_key])
+        cells = [fmt.encode_timestamps(rows[EVENT_TIMESTAMP])]
+        cells += [fmt.encode_values(rows[f.name], f.dtype) for f in spec.fields]
+        out = []
+        for start in range(0, len(keys), BATCH_ROWS):
+            stop = min(start + BATCH_ROWS, len(keys))
+            args = chain([b"EVALSHA", sha, str(stop - start).encode()], keys[start:stop], argv,
+                         chain.from_iterable(zip(*(c[start:stop] for c in cells))))
+            out.append(redis_internals.pack(tuple(args)))
+        return b"".join(out), len(out)
 
     def _send_cluster(self, header: list, keys: list[bytes], argv: list[bytes], cells: list[list[bytes]],
                       progress) -> int:
@@ -158,11 +232,20 @@ class RedisFeatures:
     def read_many(self, requests: Sequence[tuple[FeatureViewSpec, Sequence, Sequence[str], str | None]]
                   ) -> list[tuple[list[int | None], list[list]]]:
         """`read` for several views in one round trip (one pipelined HMGET per entity and view)."""
+        return [(stamps, [list(row) for row in zip(*columns)] if columns else [[] for _ in stamps])
+                for stamps, columns in self.read_many_columns(requests)]
+
+    def read_many_columns(self, requests: Sequence[tuple[FeatureViewSpec, Sequence, Sequence[str], str | None]]
+                          ) -> list[tuple[list[int | None], list[list]]]:
+        """`read_many` with the values by feature: each request's timestamps and one list per feature."""
         plans, commands = [], []
         for spec, keys, features, view in requests:
-            view = view or spec.name
-            fields = [fmt.timestamp_field(view), *(fmt.field_key(view, f) for f in features)]
-            commands += [(key, fields) for key in self.keys(spec, keys)]
+            fields = self._fields(view or spec.name, features)
+            if len(keys) <= _FEW_KEYS:  # a request's few entities: one key at a time beats numpy's set-up
+                join_key, dtype = spec.entity.join_key, spec.entity.dtype
+                commands += [(fmt.entity_key(join_key, dtype, k, self.project), fields) for k in keys]
+            else:
+                commands += [(key, fields) for key in self.keys(spec, keys)]
             plans.append(len(keys))
         if len(commands) == 1:  # one entity of one view: a plain HMGET skips the pipeline's bookkeeping
             replies = [self.reads.hmget(*commands[0])]
@@ -172,14 +255,37 @@ class RedisFeatures:
                     pipe.hmget(key, fields)
                 replies = pipe.execute()
         out, start = [], 0
-        for n in plans:
+        decode = fmt.decode_value
+        for (_, _, features, _), n in zip(requests, plans):
             chunk = replies[start : start + n]
             start += n
-            out.append(([fmt.decode_timestamp(r[0]) for r in chunk],
-                        [[fmt.decode_value(v) for v in r[1:]] for r in chunk]))
+            if n == 1:  # one entity: one pass over its reply
+                out.append(([fmt.decode_timestamp(chunk[0][0])], [[decode(v)] for v in chunk[0][1:]]))
+            else:
+                out.append(([fmt.decode_timestamp(r[0]) for r in chunk],
+                            [[decode(r[i]) for r in chunk] for i in range(1, len(features) + 1)]))
         return out
 
-    def _script(self) -> bytes:
-        if self._sha is None:
-            self._sha = self.client.script_load(_NEWEST_WINS)
-        return self._sha.encode() if isinstance(self._sha, str) else self._sha
+    def read_one(self, spec: FeatureViewSpec, key, features: Sequence[str]) -> tuple[list[int | None], list[list]]:
+        """`read_many_columns` of one entity of one view (a serving request's usual read): one HMGET."""
+        reply = self.reads.hmget(fmt.entity_key(spec.entity.join_key, spec.entity.dtype, key, self.project),
+                                 self._fields(spec.name, features))
+        decode = fmt.decode_value
+        return [fmt.decode_timestamp(reply[0])], [[decode(v)] for v in reply[1:]]
+
+    def _fields(self, view: str, features: Sequence[str]) -> list[bytes]:
+        """The hash fields of a read (its timestamp, then the features), cached: serving reads the same lists."""
+        key = (view, tuple(features))
+        fields = self._read_fields.get(key)
+        if fields is None:
+            if len(self._read_fields) >= 4096:
+                self._read_fields.clear()
+            fields = self._read_fields[key] = [fmt.timestamp_field(view), *(fmt.field_key(view, f) for f in features)]
+        return fields
+
+    def _script(self, n_features: int) -> bytes:
+        sha = self._shas.get(n_features)
+        if sha is None:
+            sha = self.client.script_load(newest_wins_script(n_features))
+            sha = self._shas[n_features] = sha.encode() if isinstance(sha, str) else sha
+        return sha

@@ -9,8 +9,8 @@ values, and a re-run replaces its own), and a read reports values older than the
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
-from typing import Protocol
+from datetime import datetime
+from typing import NamedTuple, Protocol
 
 import pandas as pd
 from feast import FeatureStore
@@ -166,11 +166,31 @@ class OnlineFeatures(Protocol):
     def write(self, spec: FeatureViewSpec, rows: pd.DataFrame) -> int:
         """Newest-wins (ties rewrite); returns how many entity rows were written."""
 
-    def read_columns(self, spec_by_view: dict[str, FeatureViewSpec], columns, entity_rows: list[dict]) -> dict:
-        """{view: (stamps_ns or None per row, {feature: values})}."""
+    def read_columns(self, spec_by_view: dict[str, FeatureViewSpec], columns, entity_rows: list[dict],
+                     groups: list | None = None) -> dict:
+        """{view: (stamps_ns or None per row, {feature: values})}; `groups`, if given, is `ReadLayout.groups`
+        of the same columns (worked out once per feature list)."""
 
     def ping(self) -> None:
         """Fail (within the read budget) unless the store answers."""
+
+
+class ReadLayout(NamedTuple):
+    """The fixed parts of reading one list of columns, worked out once (`OnlineReads` keeps it with its plan)."""
+
+    groups: list  # (view, spec, features) per view, in the columns' order
+    ttl_ns: dict  # view -> its TTL in ns
+    names: list  # (view, feature, column, status column, timestamp column) per column
+
+
+def read_layout(spec_by_view: dict[str, FeatureViewSpec], columns) -> ReadLayout:
+    wanted: dict[str, list[str]] = {}
+    for c in columns:
+        wanted.setdefault(c.view, []).append(c.feature)
+    return ReadLayout([(v, spec_by_view[v], feats) for v, feats in wanted.items()],
+                      {v: spec_by_view[v].ttl.total_seconds() * 1e9 for v in wanted},
+                      [(c.view, c.feature, c.column, status_column(c.column), event_timestamp_column(c.column))
+                       for c in columns])
 
 
 class OnlineStore:
@@ -204,22 +224,36 @@ class OnlineStore:
             return self.watermarks.get(spec.name)
 
     def read_lists(self, spec_by_view: dict[str, FeatureViewSpec], columns, entity_rows: list[dict],
-                   now: datetime | None = None, with_metadata: bool = True) -> dict[str, list]:
+                   now: datetime | None = None, with_metadata: bool = True,
+                   layout: ReadLayout | None = None) -> dict[str, list]:
         """Column name -> list, one item per entity row: the entity columns, then for each
         `FeatureColumn` its value (None unless present) and, `with_metadata`, `<column>__status`
-        (present / missing / expired) and `<column>__event_timestamp` (ns since the epoch, or None)."""
-        now_ns = pd.Timestamp(now or datetime.now(timezone.utc)).value
-        with store_errors(self.settings, "reading online features"):
-            raw = self.features.read_columns(spec_by_view, columns, entity_rows)
-        data: dict[str, list] = {k: [r[k] for r in entity_rows] for k in entity_rows[0]} if entity_rows else {}
-        for c in columns:
-            stamps, values = raw[c.view][0], raw[c.view][1][c.feature]
-            ttl_ns = spec_by_view[c.view].ttl.total_seconds() * 1e9
+        (present / missing / expired) and `<column>__event_timestamp` (ns since the epoch, or None).
+        `layout`: `read_layout(spec_by_view, columns)`, if the caller keeps it."""
+        layout = layout or read_layout(spec_by_view, columns)
+        now_ns = time.time_ns() if now is None else pd.Timestamp(now).value
+        try:
+            raw = self.features.read_columns(spec_by_view, columns, entity_rows, layout.groups)
+        except Exception as exc:  # noqa: BLE001 - converted as `store_errors` does, or raised as it is
+            with store_errors(self.settings, "reading online features"):  # entered on errors only: it costs a call
+                raise exc
+        if len(entity_rows) == 1:
+            data: dict[str, list] = {k: [v] for k, v in entity_rows[0].items()}
+        else:
+            data = {k: [r[k] for r in entity_rows] for k in entity_rows[0]} if entity_rows else {}
+        statuses = {}  # per view: its columns share the entity's timestamp
+        for view, (stamps, _) in raw.items():
+            ttl_ns = layout.ttl_ns[view]
             status = [MISSING if t is None else EXPIRED if now_ns - t > ttl_ns else PRESENT for t in stamps]
-            data[c.column] = [v if s is PRESENT else None for v, s in zip(values, status)]
+            statuses[view] = (status, status.count(PRESENT) == len(status))
+        for view, feature, column, status_name, stamp_name in layout.names:
+            status, all_present = statuses[view]
+            values = raw[view][1][feature]
+            # The store's lists are fresh per read (one per view and feature): all present, a column is its list.
+            data[column] = values if all_present else [v if s is PRESENT else None for v, s in zip(values, status)]
             if with_metadata:
-                data[status_column(c.column)] = status
-                data[event_timestamp_column(c.column)] = [None if s is MISSING else t for t, s in zip(stamps, status)]
+                data[status_name] = list(status)  # each column its own list, as callers may change them
+                data[stamp_name] = [None if s is MISSING else t for t, s in zip(raw[view][0], status)]
         return data
 
     def read(self, spec_by_view: dict[str, FeatureViewSpec], columns, entity_rows: list[dict],
@@ -234,17 +268,16 @@ class OnlineStore:
 
 
 
-def read_redis_columns(features: RedisFeatures, spec_by_view, columns, entity_rows) -> dict:
+def read_redis_columns(features: RedisFeatures, spec_by_view, columns, entity_rows, groups=None) -> dict:
     """{view: (stamps_ns, {feature: values})} from Redis, all views in one round trip."""
-    wanted: dict[str, list[str]] = {}
-    for c in columns:
-        wanted.setdefault(c.view, []).append(c.feature)
-    requests = [(spec_by_view[v], [r[spec_by_view[v].entity.join_key] for r in entity_rows], feats, None)
-                for v, feats in wanted.items()]
-    out = {}
-    for (view, feats), (stamps, rows) in zip(wanted.items(), features.read_many(requests)):
-        out[view] = (stamps, {f: [r[i] for r in rows] for i, f in enumerate(feats)})
-    return out
+    groups = groups or read_layout(spec_by_view, columns).groups
+    if len(groups) == 1 and len(entity_rows) == 1:
+        view, spec, feats = groups[0]
+        stamps, values = features.read_one(spec, entity_rows[0][spec.entity.join_key], feats)
+        return {view: (stamps, dict(zip(feats, values)))}
+    requests = [(spec, [r[spec.entity.join_key] for r in entity_rows], feats, None) for _, spec, feats in groups]
+    return {view: (stamps, dict(zip(feats, values)))
+            for (view, _, feats), (stamps, values) in zip(groups, features.read_many_columns(requests))}
 
 
 def read_through_feast(store: FeatureStore, columns, entity_rows, chunk: int) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import redis
@@ -69,6 +70,10 @@ def test_entity_keys_and_field_keys_match_feast(ints, strings):
     assert fmt.entity_keys("user_id", "int64", ints, "proj") == [feast_key(v, "int64_val") for v in ints]
     assert fmt.entity_keys("user_id", "string", strings, "proj") == [feast_key(v, "string_val") for v in strings]
     assert fmt.field_key("user_activity", "sessions_7d") == _mmh3("user_activity:sessions_7d")
+    # one key at a time (reads of a few entities), numpy integers included
+    assert [fmt.entity_key("user_id", "int64", v, "proj") for v in ints] == [feast_key(v, "int64_val") for v in ints]
+    assert fmt.entity_key("user_id", "int64", np.int64(ints[0]), "proj") == feast_key(ints[0], "int64_val")
+    assert [fmt.entity_key("user_id", "string", v, "proj") for v in strings] == [feast_key(v, "string_val") for v in strings]
 
 
 @settings(max_examples=60, deadline=None)
