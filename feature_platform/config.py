@@ -139,6 +139,19 @@ def _path(name: str, environ: dict[str, str], *, empty: bool = False) -> str:
                  + (" (or empty)" if empty else ""), empty=empty, max_bytes=4096)
 
 
+def _absolute_path(name: str, environ: dict[str, str], *, empty: bool = False) -> Path | None:
+    """`_path` made absolute (runs and child processes may start elsewhere), within the limit once absolute too:
+    a relative value grows by the working directory, and the environment handed to children carries that."""
+    raw = _path(name, environ, empty=empty)
+    if not raw:
+        return None
+    path = Path(raw).expanduser().absolute()
+    if len(str(path).encode()) > 4096:
+        raise _bad(name, raw, "a file system path of at most 4096 bytes without control characters"
+                   + (" (or empty)" if empty else "") + f", once made absolute ({len(str(path).encode())} bytes)")
+    return path
+
+
 def _database(name: str, environ: dict[str, str]) -> str:
     # PostgreSQL cuts longer names to 63 bytes without an error: two long names could name one database.
     return _text(name, environ, "a PostgreSQL database name of 1 to 63 bytes without control characters",
@@ -192,7 +205,7 @@ def _repo(environ: dict[str, str]) -> str:
         exists = False
     if raw and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", raw) and not exists:
         return raw  # an importable module
-    return str(Path(raw).expanduser().absolute()) if raw else ""
+    return str(_absolute_path("FEATURE_PLATFORM_REPO", environ, empty=True) or "")
 
 
 def parse_nodes(raw: str) -> list[tuple[str, int]]:
@@ -266,8 +279,9 @@ class Settings:
         profile = _choice("FEATURE_PLATFORM_PROFILE", env, ("embedded", "services"), "'embedded' or 'services'")
         engine = _choice("FEATURE_PLATFORM_ENGINE", env, ENGINES, "'pandas' or 'spark'")
         executor = _choice("FEATURE_PLATFORM_EXECUTOR", env, EXECUTORS, f"one of {', '.join(EXECUTORS)}")
-        home = Path(_path("FEATURE_PLATFORM_HOME", env)).expanduser().absolute()
-        sessions = _path("FEATURE_PLATFORM_SESSIONS_PATH", {"FEATURE_PLATFORM_SESSIONS_PATH": "", **env}, empty=True)
+        home = _absolute_path("FEATURE_PLATFORM_HOME", env)
+        sessions = _absolute_path("FEATURE_PLATFORM_SESSIONS_PATH", {"FEATURE_PLATFORM_SESSIONS_PATH": "", **env},
+                                  empty=True)
         redis_db = _int("FEATURE_PLATFORM_REDIS_DB", env, 0, 2**31 - 1, "a Redis database number (0 or more)")
         pg_password = _env("FEATURE_PLATFORM_PG_PASSWORD", env)
         if "\x00" in pg_password:  # libpq's strings end at a NUL: the password would be cut there
@@ -275,7 +289,7 @@ class Settings:
         return cls(
             profile=profile,  # type: ignore[arg-type]
             home=home,
-            sessions_path=Path(sessions).expanduser().absolute() if sessions else home / "raw" / "sessions",
+            sessions_path=sessions or home / "raw" / "sessions",
             partitions_start=_partitions_start(env),
             demo_users=_positive_int("FEATURE_PLATFORM_DEMO_USERS", env),
             demo_seed=_int("FEATURE_PLATFORM_DEMO_SEED", env, 0, 2**63 - 1, "a non-negative integer"),

@@ -143,3 +143,15 @@ def test_the_installed_command_prints_no_traceback_for_a_bad_profile(tmp_path):
                           text=True, timeout=300)
     assert done.returncode == 1
     assert done.stderr == "error: FEATURE_PLATFORM_PROFILE must be 'embedded' or 'services', not 'bogus'\n"
+
+
+@pytest.mark.parametrize("name", ["FEATURE_PLATFORM_REPO", "FEATURE_PLATFORM_HOME", "FEATURE_PLATFORM_SESSIONS_PATH"])
+def test_a_relative_path_is_within_the_limit_once_made_absolute(name):
+    """A relative path grows by the working directory when made absolute (the form handed to runs and child
+    processes): within 4096 bytes as written but beyond it then, it is refused naming the variable."""
+    value = "p/" * 2047  # 4094 bytes as written (a path: a module name has no "/")
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({name: value})
+    assert str(info.value).startswith(name) and "once made absolute" in str(info.value), str(info.value)
+    fits = "p" * 16
+    assert Settings.from_env(Settings.from_env({name: fits}).as_env()) == Settings.from_env({name: fits})
