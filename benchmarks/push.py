@@ -17,6 +17,7 @@ each run also pays a process launch, see the report).
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -32,7 +33,7 @@ NAME = "push"
 SOURCE = "user_realtime_events"
 
 
-BENCH_REDIS_DB = 9
+BENCH_REDIS_DB = int(os.environ.get("FEATURE_PLATFORM_BENCH_REDIS_DB", "9"))  # flushed per job
 
 
 def _platform(home: str, services: bool = False):

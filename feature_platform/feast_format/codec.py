@@ -86,26 +86,44 @@ def encode_values(values: pd.Series, dtype: str) -> list[bytes]:
         for i in np.flatnonzero(np.isnan(arr)):
             out[i] = _NULL  # pandas cannot tell NaN from missing; Feast writes both as an empty Value
         return out
+    return _by_distinct(values, _encoder(dtype))
+
+
+def _encoder(dtype: str):
+    """The encoder of one non-null value of an int64, bool or string column."""
     tag = bytes([DTYPES[dtype].proto_tag])
     if dtype == "int64":
-        return _by_distinct(values, lambda v: tag + _varint(int(v)))
+        return lambda v: tag + _varint(int(v))
     if dtype == "bool":
-        return _by_distinct(values, lambda v: tag + (b"\x01" if v else b"\x00"))
+        return lambda v: tag + (b"\x01" if v else b"\x00")
     if dtype == "string":
         def encode(v):
             raw = str(v).encode()
             return tag + _varint(len(raw)) + raw
-        return _by_distinct(values, encode)
+        return encode
     raise ValueError(f"no Feast Redis encoding for dtype {dtype!r}")
 
 
 def encode_timestamps(stamps: pd.Series) -> list[bytes]:
     """Serialized `google.protobuf.Timestamp` of each (UTC) feature timestamp."""
-    def encode(ts: pd.Timestamp) -> bytes:
-        seconds, nanos = divmod(pd.Timestamp(ts).value, 1_000_000_000)
-        # proto3 omits zero scalars: the epoch itself is the empty message
-        return (b"\x08" + _varint(seconds) if seconds else b"") + (b"\x10" + _varint(nanos) if nanos else b"")
-    return _by_distinct(pd.to_datetime(stamps, utc=True), encode)
+    return _by_distinct(pd.to_datetime(stamps, utc=True), lambda ts: encode_timestamp_ns(pd.Timestamp(ts).value))
+
+
+def encode_timestamp_ns(ns: int) -> bytes:
+    """Serialized `google.protobuf.Timestamp` of a time in nanoseconds since the epoch."""
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    # proto3 omits zero scalars: the epoch itself is the empty message
+    return (b"\x08" + _varint(seconds) if seconds else b"") + (b"\x10" + _varint(nanos) if nanos else b"")
+
+
+def encode_list(values: list, dtype: str) -> list[bytes]:
+    """`encode_values` of a list of non-null Python values (the low-latency path's rows: no Series)."""
+    if dtype in ("float32", "float64"):
+        width, code = (4, "<f4") if dtype == "float32" else (8, "<f8")
+        tag = bytes([DTYPES[dtype].proto_tag])
+        raw = np.array(values, dtype=code).tobytes()
+        return [_NULL if v != v else tag + raw[i * width:(i + 1) * width] for i, v in enumerate(values)]
+    return [_encoder(dtype)(v) for v in values]
 
 
 def decode_value(raw: bytes | None):

@@ -15,6 +15,7 @@ and sends the masters their calls in parallel. Reads are the same pipelined HMGE
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from itertools import chain
 
@@ -76,6 +77,10 @@ for k = 1, #KEYS do
 end
 return written
 """
+
+
+_NEWEST_WINS_SHA = hashlib.sha1(_NEWEST_WINS.encode()).hexdigest()
+SCRIPTS = {_NEWEST_WINS_SHA: _NEWEST_WINS}  # for `pipelined`: what to load when the server lacks a script
 
 
 class RedisFeatures:
@@ -178,6 +183,38 @@ class RedisFeatures:
             out.append(([fmt.decode_timestamp(r[0]) for r in chunk],
                         [[fmt.decode_value(v) for v in r[1:]] for r in chunk]))
         return out
+
+    def script_call(self, spec: FeatureViewSpec, keys: list, stamps_ns: list[int], values: dict[str, list]) -> tuple:
+        """The newest-wins script call (EVALSHA) writing rows given as lists: entity values, event times in ns and,
+        per feature, non-null Python values (at most BATCH_ROWS rows; the low-latency path's rows, no frame)."""
+        view = spec.name
+        cells = [[fmt.encode_timestamp_ns(t) for t in stamps_ns], *(fmt.encode_list(values[f.name], f.dtype)
+                                                                      for f in spec.fields)]
+        return ("EVALSHA", _NEWEST_WINS_SHA, len(keys), *self.keys(spec, keys), fmt.timestamp_field(view),
+                str(len(spec.fields)).encode(), *(fmt.field_key(view, f.name) for f in spec.fields),
+                *chain.from_iterable(zip(*cells)))
+
+    def pipelined(self, commands: Sequence[tuple], scripts: dict[str, str]) -> list:
+        """Send `commands` in one round trip (a pipeline, no MULTI: Redis runs them in order) and return their
+        replies. An EVALSHA of a script in `scripts` (sha -> source) that the server no longer holds (a restart,
+        SCRIPT FLUSH) is loaded and sent again: the scripts given here are idempotent. Not on a cluster."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            replies = pipe.execute(raise_on_error=False)
+        again = [i for i, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
+        if again:
+            for sha in {commands[i][1] for i in again}:
+                self.client.script_load(scripts[sha])
+            with self.client.pipeline(transaction=False) as pipe:
+                for i in again:
+                    pipe.execute_command(*commands[i])
+                for i, r in zip(again, pipe.execute(raise_on_error=False)):
+                    replies[i] = r
+        for r in replies:
+            if isinstance(r, Exception):
+                raise r
+        return replies
 
     def _script(self) -> bytes:
         if self._sha is None:
