@@ -50,7 +50,8 @@ def transport_for(runtime: Runtime, spec: FeatureViewSpec, *, direct_log: bool =
     source = spec.push_source + (".direct" if direct_log else "")
     cache = runtime.transports  # one client per source and process
     if source not in cache:
-        cache[source] = runtime.backends.push_transport(source)
+        backends = runtime.backends
+        cache[source] = backends.direct_log(spec.push_source) if direct_log else backends.push_transport(source)
     return cache[source]
 
 

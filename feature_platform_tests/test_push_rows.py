@@ -4,7 +4,9 @@ bytes and `RedisFeatures.write`'s hashes; any batch it does not judge is handed 
 
 from __future__ import annotations
 
+import json
 import math
+import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -19,8 +21,10 @@ import feature_platform as fp
 from feature_platform.feast_format import codec as fmt
 from feature_platform.push import prepare_batch
 from feature_platform.push_rows import prepare_rows
+from feature_platform.runtime import Runtime
 from feature_platform.spec import Entity, FeatureViewSpec, Field
 from feature_platform.stores.landing import records_frame, rows_json
+from feature_platform_tests.helpers import make_embedded_settings
 
 NOW = pd.Timestamp("2026-06-01T12:00:00.123456Z")
 
@@ -166,3 +170,51 @@ def test_the_one_round_trip_writes_the_bytes_of_the_batched_writer(services_sett
     # The same rows, values and times as the frames (created_timestamp is each call's own clock).
     for entry, frame in zip(logged, frames):
         assert entry.split('"created_timestamp"')[0] == rows_json(frame).split('"created_timestamp"')[0]
+
+
+def sqlite_rows(path) -> list:
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT entity_key, feature_name, value, value_text, vector_value, event_ts, created_ts "
+                            "FROM feature_platform_user_realtime ORDER BY entity_key, feature_name").fetchall()
+
+
+def test_the_one_transaction_writes_the_rows_of_the_batched_writer(tmp_path):
+    """Embedded: the direct push's transaction (log append, newest-wins upsert, watermark) leaves Feast's SQLite table
+    exactly as `OnlineStore.write` of the accepted frame does (itself byte-identical to Feast: test_sqlite_format)."""
+    now = pd.Timestamp(datetime.now(timezone.utc))
+    batches = [[{"user_id": u, "event_timestamp": now - pd.Timedelta(seconds=s, microseconds=u), "current_session_messages": m,
+                 "current_session_tokens": 7 * m, "last_active_minutes_ago": 0.1 * m} for u, s, m in batch]
+               for batch in ([(1, 5, 1), (2, 5, 2)], [(1, 1, 3), (3, 2, 5)], [(1, 9, 4)])]
+    fast_rt = Runtime(make_embedded_settings(tmp_path / "fast"))
+    log = fast_rt.backends.direct_log("user_realtime_events")
+    written = []
+    for batch in batches:
+        rows = prepare_rows(SPEC, batch, now=now)
+        assert rows is not None
+        entry, n = fast_rt.writable_online().write_logged(SPEC, rows, log)
+        written.append(n)
+        assert json.loads(log._rows(entry)) == json.loads(rows_json(rows.frame()))
+    assert written == [2, 2, 0]  # the last event of user 1 is older than the stored one
+    slow_rt = Runtime(make_embedded_settings(tmp_path / "slow"))
+    for batch in batches:
+        slow_rt.writable_online().write(SPEC, prepare_batch(SPEC, records_frame(batch), now=now).accepted)
+    assert sqlite_rows(fast_rt.settings.feast_dir / "online.db") == sqlite_rows(slow_rt.settings.feast_dir / "online.db")
+    assert fast_rt.online.newest_timestamp(SPEC) == slow_rt.online.newest_timestamp(SPEC)
+    assert len(log.pending()) == 3
+
+
+def test_the_log_append_and_the_online_write_land_together_or_not_at_all(tmp_path, monkeypatch):
+    """Embedded: a failure anywhere in the direct push's transaction leaves neither the log entry nor the values."""
+    rt = Runtime(make_embedded_settings(tmp_path))
+    log = rt.backends.direct_log("user_realtime_events")
+    now = pd.Timestamp(datetime.now(timezone.utc))
+    rows = prepare_rows(SPEC, [{"user_id": 1, "event_timestamp": now, "current_session_messages": 1,
+                                "current_session_tokens": 2, "last_active_minutes_ago": 0.5}], now=now)
+    online = rt.writable_online()
+    monkeypatch.setattr(type(online.watermarks), "bump_sql", lambda self, view, ns: ("INSERT INTO no_such_table VALUES (1)", ()))
+    with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
+        online.write_logged(SPEC, rows, log)
+    assert log.pending() == [] and sqlite_rows(rt.settings.feast_dir / "online.db") == []
+    monkeypatch.undo()
+    online.write_logged(SPEC, rows, log)
+    assert len(log.pending()) == 1 and len(sqlite_rows(rt.settings.feast_dir / "online.db")) == 3

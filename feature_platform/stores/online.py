@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Protocol
 
 import pandas as pd
@@ -24,6 +25,7 @@ from feature_platform.config import Settings
 from feature_platform.dtypes import serving_dtype
 from feature_platform.errors import StoreUnavailableError
 from feature_platform.feast_format.redis_features import SCRIPTS, RedisFeatures
+from feature_platform.feast_format.sqlite_features import SqliteFeatures
 from feature_platform.redact import redact, secrets_of
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.unavailable import store_errors
@@ -80,14 +82,19 @@ class SqliteWatermarks(Watermarks):
     def __init__(self, path):
         import sqlite3
 
+        self.path = Path(path)
         self.connect = lambda: sqlite3.connect(path, timeout=30)
         with self.connect() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS feature_platform_watermarks (view TEXT PRIMARY KEY, ts_us INTEGER)")
 
     def bump(self, view: str, ts: pd.Timestamp) -> None:
         with self.connect() as conn:
-            conn.execute("INSERT INTO feature_platform_watermarks VALUES (?, ?) ON CONFLICT(view) "
-                         "DO UPDATE SET ts_us = max(ts_us, excluded.ts_us)", (view, int(ts.value // 1000)))
+            conn.execute(*self.bump_sql(view, ts.value))
+
+    def bump_sql(self, view: str, ns: int) -> tuple[str, tuple]:
+        """`bump` as a statement for a transaction of the caller's."""
+        return ("INSERT INTO feature_platform_watermarks VALUES (?, ?) ON CONFLICT(view) "
+                "DO UPDATE SET ts_us = max(ts_us, excluded.ts_us)", (view, int(ns // 1000)))
 
     def get(self, view: str) -> pd.Timestamp | None:
         with self.connect() as conn:
@@ -225,6 +232,12 @@ class OnlineStore:
                      watermarks.bump_call(spec.name, rows.newest_ns)],
                     {**SCRIPTS, watermarks.SHA: watermarks._MAX})
                 return entry.decode(), int(written)
+            if isinstance(features, SqliteFeatures) and isinstance(watermarks, SqliteWatermarks) \
+                    and getattr(log, "db", None) == watermarks.path == features.path:
+                entry, append = log.append(rows.log_json())
+                written = features.write_rows(spec, rows.keys, rows.stamps, rows.values, rows.created.value,
+                                              before=[append], after=[watermarks.bump_sql(spec.name, rows.newest_ns)])
+                return entry, written
         frame = rows.frame()
         entry = log.write(frame)
         return entry, self.write(spec, frame)
