@@ -395,7 +395,7 @@ def render(r: dict) -> str:
         "",
         "How: a small batch whose rows are all good is judged without pandas (`push_rows.py`: `push.py`'s parsers and "
         "the view's rule functions, property-tested equal to `prepare_batch`); on Redis the direct log's XADD, the "
-        "newest-wins EVALSHA and the watermark EVALSHA go in one pipelined round trip; on SQLite the log append, the "
+        "newest-wins write and the watermark are one Lua script call (EVALSHA: one round trip); on SQLite the log append, the "
         "upsert and the watermark are one transaction on one connection (WAL, no fsync per commit). The floor has "
         "no validation, no log and no newest-wins. Under `dagster dev` the sensor path also pays one run launch per "
         "batch (a new process, about 4-5 s), so producers should batch by seconds, not milliseconds.",

@@ -1,4 +1,4 @@
-"""The low-latency path without pandas (`push_rows.prepare_rows`, `codec.encode_list`, one Redis round trip)
+"""The low-latency path without pandas (`push_rows.prepare_rows`, `codec.encode_list`, one Redis script call)
 equals the pandas path it skips: `prepare_batch`'s accepted frame, `rows_json`'s log entry, `encode_values`'
 bytes and `RedisFeatures.write`'s hashes; any batch it does not judge is handed back (None)."""
 
@@ -135,8 +135,9 @@ def test_encode_list_equals_encode_values(values, dtype):
 
 @pytest.mark.services
 def test_the_one_round_trip_writes_the_bytes_of_the_batched_writer(services_settings):
-    """The direct push's pipeline (XADD, newest-wins EVALSHA, watermark EVALSHA) leaves Redis holding exactly what
-    `OnlineStore.write` of the accepted frame writes, newest-wins included, and logs the frame's `rows_json`."""
+    """The direct push's one script call (XADD, newest-wins write, watermark) leaves Redis holding exactly what
+    `OnlineStore.write` of the accepted frame writes, newest-wins included, and logs the frame's `rows_json`; if the
+    log append fails, nothing is written online."""
     platform = fp.FeaturePlatform(services_settings)
     client = redis.Redis(host=services_settings.redis_host, port=services_settings.redis_port,
                          db=services_settings.redis_db)
@@ -149,7 +150,7 @@ def test_the_one_round_trip_writes_the_bytes_of_the_batched_writer(services_sett
         keys = sorted(k for k in client.keys("*") if not k.startswith(b"feature_platform:"))
         return {k: client.hgetall(k) for k in keys} | {b"wm": client.get("feature_platform:watermark:user_realtime")}
 
-    client.script_flush()  # the pipeline loads its scripts on NOSCRIPT
+    client.script_flush()  # the call sends its script whole on NOSCRIPT
     results = [platform.push("user_realtime_events", [r], direct=True) for r in rows]
     assert [r.written_online for r in results] == [1, 1, 1, 0]
     fast = state()
@@ -170,6 +171,13 @@ def test_the_one_round_trip_writes_the_bytes_of_the_batched_writer(services_sett
     # The same rows, values and times as the frames (created_timestamp is each call's own clock).
     for entry, frame in zip(logged, frames):
         assert entry.split('"created_timestamp"')[0] == rows_json(frame).split('"created_timestamp"')[0]
+
+    for key in client.keys("*"):
+        client.delete(key)
+    client.set("feature_platform:push:user_realtime_events.direct", "not a stream")  # the XADD fails: WRONGTYPE
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        platform.push("user_realtime_events", rows[:1], direct=True)
+    assert state() == {b"wm": None}  # nothing online, no watermark
 
 
 def sqlite_rows(path) -> list:

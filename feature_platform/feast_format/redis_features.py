@@ -32,9 +32,8 @@ from feature_platform.vocabulary import EVENT_TIMESTAMP
 BATCH_ROWS = 1_000  # rows per script call: big enough to amortize the call, small enough to not block Redis
 CLUSTER_CHUNK_ROWS = 20_000  # rows per cluster pipeline: bounds the client's memory for the queued calls
 
-# KEYS: entity hashes. ARGV: ts field, n features, the n feature fields, then per key the encoded
-# timestamp followed by its n values. The stored and incoming Timestamp protos are decoded in Lua.
-_NEWEST_WINS = """
+# The stored and incoming Timestamp protos are decoded in Lua.
+_TIMESTAMPS = """
 local memo = {}
 local function ts(raw)
   if not raw then return -1, 0 end
@@ -54,12 +53,16 @@ local function ts(raw)
   memo[raw] = {s, n}
   return s, n
 end
-local tsf, nf = ARGV[1], tonumber(ARGV[2])
+"""
+# KEYS from KO + 1: entity hashes. ARGV from AO + 1: ts field, n features, the n feature fields, then per key the
+# encoded timestamp followed by its n values.
+_ROWS = """
+local tsf, nf = ARGV[AO + 1], tonumber(ARGV[AO + 2])
 local args = {tsf, false}
-for f = 1, nf do args[2 * f + 1] = ARGV[2 + f] end
+for f = 1, nf do args[2 * f + 1] = ARGV[AO + 2 + f] end
 local written = 0
-for k = 1, #KEYS do
-  local o = 2 + nf + (k - 1) * (nf + 1)
+for k = KO + 1, #KEYS do
+  local o = AO + 2 + nf + (k - KO - 1) * (nf + 1)
   local new = ARGV[o + 1]
   local cur = redis.call('HGET', KEYS[k], tsf)
   local write = (not cur) or cur == new
@@ -75,12 +78,20 @@ for k = 1, #KEYS do
     written = written + 1
   end
 end
-return written
 """
-
-
-_NEWEST_WINS_SHA = hashlib.sha1(_NEWEST_WINS.encode()).hexdigest()
-SCRIPTS = {_NEWEST_WINS_SHA: _NEWEST_WINS}  # for `pipelined`: what to load when the server lacks a script
+_NEWEST_WINS = _TIMESTAMPS + "local KO, AO = 0, 0\n" + _ROWS + "return written\n"
+# The low-latency path's write, one call: KEYS[1] the direct log (a stream), KEYS[2] the view's watermark, then the
+# entity hashes; ARGV[1] the log entry's rows, ARGV[2] the watermark candidate (us), then `_ROWS`' arguments. The
+# XADD comes first: if it fails, nothing is written online (a value served online is always logged).
+_DIRECT = _TIMESTAMPS + """
+local id = redis.call('XADD', KEYS[1], '*', 'rows', ARGV[1])
+local KO, AO = 2, 2
+""" + _ROWS + """
+local c = redis.call('GET', KEYS[2])
+if (not c) or tonumber(c) < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2]) end
+return {id, written}
+"""
+_DIRECT_SHA = hashlib.sha1(_DIRECT.encode()).hexdigest()
 
 
 class RedisFeatures:
@@ -184,37 +195,23 @@ class RedisFeatures:
                         [[fmt.decode_value(v) for v in r[1:]] for r in chunk]))
         return out
 
-    def script_call(self, spec: FeatureViewSpec, keys: list, stamps_ns: list[int], values: dict[str, list]) -> tuple:
-        """The newest-wins script call (EVALSHA) writing rows given as lists: entity values, event times in ns and,
-        per feature, non-null Python values (at most BATCH_ROWS rows; the low-latency path's rows, no frame)."""
+    def write_logged(self, spec: FeatureViewSpec, keys: list, stamps_ns: list[int], values: dict[str, list],
+                     log_stream: str, log_rows: str, watermark_key: str, watermark_us: int) -> tuple[str, int]:
+        """Append `log_rows` to the stream `log_stream`, write rows given as lists (entity values, event times in
+        ns, per feature non-null Python values; at most BATCH_ROWS) newest-wins and raise the watermark, in ONE
+        script call (one round trip; the log first). Returns (log entry id, rows written). Not on a cluster: the
+        keys are in different slots."""
         view = spec.name
         cells = [[fmt.encode_timestamp_ns(t) for t in stamps_ns], *(fmt.encode_list(values[f.name], f.dtype)
                                                                       for f in spec.fields)]
-        return ("EVALSHA", _NEWEST_WINS_SHA, len(keys), *self.keys(spec, keys), fmt.timestamp_field(view),
-                str(len(spec.fields)).encode(), *(fmt.field_key(view, f.name) for f in spec.fields),
+        args = (2 + len(keys), log_stream, watermark_key, *self.keys(spec, keys), log_rows, watermark_us,
+                fmt.timestamp_field(view), str(len(spec.fields)).encode(), *(fmt.field_key(view, f.name) for f in spec.fields),
                 *chain.from_iterable(zip(*cells)))
-
-    def pipelined(self, commands: Sequence[tuple], scripts: dict[str, str]) -> list:
-        """Send `commands` in one round trip (a pipeline, no MULTI: Redis runs them in order) and return their
-        replies. An EVALSHA of a script in `scripts` (sha -> source) that the server no longer holds (a restart,
-        SCRIPT FLUSH) is loaded and sent again: the scripts given here are idempotent. Not on a cluster."""
-        with self.client.pipeline(transaction=False) as pipe:
-            for command in commands:
-                pipe.execute_command(*command)
-            replies = pipe.execute(raise_on_error=False)
-        again = [i for i, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
-        if again:
-            for sha in {commands[i][1] for i in again}:
-                self.client.script_load(scripts[sha])
-            with self.client.pipeline(transaction=False) as pipe:
-                for i in again:
-                    pipe.execute_command(*commands[i])
-                for i, r in zip(again, pipe.execute(raise_on_error=False)):
-                    replies[i] = r
-        for r in replies:
-            if isinstance(r, Exception):
-                raise r
-        return replies
+        try:
+            entry, written = self.client.execute_command("EVALSHA", _DIRECT_SHA, *args)
+        except redis.exceptions.NoScriptError:  # first use, a restart or SCRIPT FLUSH: nothing ran, send it whole
+            entry, written = self.client.execute_command("EVAL", _DIRECT, *args)
+        return entry.decode(), int(written)
 
     def _script(self) -> bytes:
         if self._sha is None:

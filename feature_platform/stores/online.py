@@ -8,7 +8,6 @@ values, and a re-run replaces its own), and a read reports values older than the
 
 from __future__ import annotations
 
-import hashlib
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +23,7 @@ from redis.retry import Retry
 from feature_platform.config import Settings
 from feature_platform.dtypes import serving_dtype
 from feature_platform.errors import StoreUnavailableError
-from feature_platform.feast_format.redis_features import SCRIPTS, RedisFeatures
+from feature_platform.feast_format.redis_features import RedisFeatures
 from feature_platform.feast_format.sqlite_features import SqliteFeatures
 from feature_platform.redact import redact, secrets_of
 from feature_platform.spec import FeatureViewSpec
@@ -56,26 +55,24 @@ class RedisWatermarks(Watermarks):
     _MAX = "local c = redis.call('GET', KEYS[1]) if (not c) or tonumber(c) < tonumber(ARGV[1]) then " \
            "redis.call('SET', KEYS[1], ARGV[1]) end return 1"
 
-    SHA = hashlib.sha1(_MAX.encode()).hexdigest()
-
     def __init__(self, client, reads=None):
         self.client = client
         self.reads = reads or client  # `get` is a read: the read client's budget
         self._bump = client.register_script(self._MAX)  # EVALSHA, loading the script on NOSCRIPT
 
-    def bump(self, view: str, ts: pd.Timestamp) -> None:
-        self._bump(keys=[f"feature_platform:watermark:{view}"], args=[int(ts.value // 1000)])
+    @staticmethod
+    def key(view: str) -> str:
+        return f"feature_platform:watermark:{view}"
 
-    def bump_call(self, view: str, ns: int) -> tuple:
-        """`bump` as a command for a pipeline (`RedisFeatures.pipelined`, with `{SHA: _MAX}`)."""
-        return ("EVALSHA", self.SHA, 1, f"feature_platform:watermark:{view}", ns // 1000)
+    def bump(self, view: str, ts: pd.Timestamp) -> None:
+        self._bump(keys=[self.key(view)], args=[int(ts.value // 1000)])
 
     def get(self, view: str) -> pd.Timestamp | None:
-        raw = self.reads.get(f"feature_platform:watermark:{view}")
+        raw = self.reads.get(self.key(view))
         return None if raw is None else pd.Timestamp(int(raw), unit="us", tz="UTC")
 
     def forget(self, view: str) -> None:
-        self.client.delete(f"feature_platform:watermark:{view}")
+        self.client.delete(self.key(view))
 
 
 class SqliteWatermarks(Watermarks):
@@ -217,21 +214,18 @@ class OnlineStore:
         """The low-latency path's write of `rows` (`push_rows.DirectRows`): append them to the direct log `log`,
         then write them newest-wins; returns (log entry id, rows written). The log always comes first, so a value
         served online is on its way offline too. On one Redis (not a cluster) with a Redis Stream log, the XADD,
-        the newest-wins script and the watermark go in one round trip; elsewhere, one call after the other."""
+        the newest-wins write and the watermark are one script call (one round trip); on SQLite, one transaction;
+        elsewhere (a Redis Cluster), one call after the other."""
         if self.before_write is not None:
             self.before_write()
         features, watermarks = self.features, self.watermarks
         with store_errors(self.settings, f"writing {spec.name!r} online"):
             if isinstance(features, RedisFeatures) and not features.cluster and isinstance(watermarks, RedisWatermarks) \
                     and getattr(log, "stream", None) is not None:
-                # The watermark is max-only and bumped even when a row loses to a newer stored one: that one's
-                # write already bumped it at least that far, so the bump changes nothing then.
-                entry, written, _ = features.pipelined(
-                    [("XADD", log.stream, "*", "rows", rows.log_json()),
-                     features.script_call(spec, rows.keys, rows.stamps, rows.values),
-                     watermarks.bump_call(spec.name, rows.newest_ns)],
-                    {**SCRIPTS, watermarks.SHA: watermarks._MAX})
-                return entry.decode(), int(written)
+                # The watermark is max-only and raised even when a row loses to a newer stored one: that one's
+                # write already raised it at least that far, so nothing changes then.
+                return features.write_logged(spec, rows.keys, rows.stamps, rows.values, log.stream, rows.log_json(),
+                                             watermarks.key(spec.name), rows.newest_ns // 1000)
             if isinstance(features, SqliteFeatures) and isinstance(watermarks, SqliteWatermarks) \
                     and getattr(log, "db", None) == watermarks.path == features.path:
                 entry, append = log.append(rows.log_json())
