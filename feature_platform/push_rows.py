@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 
+from feature_platform.compat.pandas_internals import column_lists
 from feature_platform.derive.pandera_schema import field_rules
 from feature_platform.dtypes import fits_int64
 from feature_platform.push import _TS_MAX, _TS_MIN, MAX_CLOCK_SKEW, SMALL_BATCH, _parse
@@ -109,9 +110,10 @@ def _columns(spec: FeatureViewSpec, batch) -> dict[str, list] | None:
     """The view's columns of `batch` as lists of Python values (None when a column is missing)."""
     wanted = [spec.entity.join_key, EVENT_TIMESTAMP, *spec.feature_names]
     if isinstance(batch, pd.DataFrame):
-        if not 0 < len(batch) <= SMALL_BATCH or any(c not in batch.columns for c in wanted):
+        columns = batch.columns
+        if not 0 < len(batch) <= SMALL_BATCH or not columns.is_unique or any(c not in columns for c in wanted):
             return None
-        return {c: batch[c].tolist() for c in wanted}
+        return column_lists(batch, wanted)
     if not isinstance(batch, list) or not 0 < len(batch) <= SMALL_BATCH:
         return None
     for row in batch:  # keys that are all text, and every wanted one present
