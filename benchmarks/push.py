@@ -75,22 +75,43 @@ def _one_row(i: int) -> pd.DataFrame:
 
 
 def _timed(calls: int, fn) -> dict:
+    """Percentiles of `fn(i)` over `calls` calls, without the first warm-up calls; also per call the thread's CPU
+    time and whether the kernel preempted the thread around the call (an involuntary context switch: on a busy
+    machine a preempted call waits for a time slice, milliseconds, whatever the code does)."""
     import gc
+    import resource
 
     gc.collect()
     gc.freeze()  # as a long-lived service does after start-up: no full GC pauses over start-up objects
-    lat = []
+    lat, cpu, preempted = [], [], []
+    usage, thread = resource.getrusage, resource.RUSAGE_THREAD
     for i in range(calls):
+        switches, c0 = usage(thread).ru_nivcsw, time.thread_time()
         t0 = time.perf_counter()
         fn(i)
-        lat.append(time.perf_counter() - t0)
-    return _percentiles(lat[min(20, calls // 10):])  # the first calls warm connections and caches
+        t1 = time.perf_counter()
+        cpu.append(time.thread_time() - c0)
+        preempted.append(usage(thread).ru_nivcsw > switches)
+        lat.append(t1 - t0)
+    skip = min(20, calls // 10)  # the first calls warm connections and caches
+    lat, cpu, preempted = lat[skip:], cpu[skip:], preempted[skip:]
+    calm = [t for t, p in zip(lat, preempted) if not p]
+    out = _percentiles(lat)
+    out |= {"cpu_p50_ms": _ms(np.percentile(cpu, 50)), "cpu_p99_ms": _ms(np.percentile(cpu, 99)),
+            "preempted_share": round(sum(preempted) / len(preempted), 4),
+            "unpreempted_p99_ms": _ms(np.percentile(calm, 99)) if calm else None,
+            "unpreempted_max_ms": _ms(max(calm)) if calm else None}
+    return out
 
 
 def _percentiles(values: list[float]) -> dict:
     a = np.array(values) * 1000
     return {"n": len(a), "p50_ms": round(float(np.percentile(a, 50)), 3), "p99_ms": round(float(np.percentile(a, 99)), 3),
             "max_ms": round(float(a.max()), 3)}
+
+
+def _ms(seconds: float) -> float:
+    return round(float(seconds) * 1000, 3)
 
 
 def job_feast_push(args: dict, timer: Timer) -> dict:
