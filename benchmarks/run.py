@@ -32,7 +32,8 @@ BENCHMARKS[training_set.NAME] = _training_set
 
 def _push(args: argparse.Namespace, log) -> tuple[dict, str]:
     rate, seconds, single = (200, 10, 200) if args.quick else (1000, 60, 1000)
-    return push.run(rate=rate, seconds=seconds, single_events=single, mem_cap_mb=args.mem_cap_gb * 1024, log=log)
+    return push.run(rate=rate, seconds=seconds, single_events=single, mem_cap_mb=args.mem_cap_gb * 1024, log=log,
+                    repeat=args.repeat)
 
 
 BENCHMARKS[push.NAME] = _push

@@ -51,8 +51,14 @@ def push_view_spec(repo: Repository, source) -> FeatureViewSpec:
 
 
 def check_batch(batch) -> None:
-    if not isinstance(batch, pd.DataFrame):
-        raise TypeError(f"push expects a pandas DataFrame, not {type(batch).__name__}")
+    if isinstance(batch, pd.DataFrame):
+        return
+    if not isinstance(batch, list):
+        raise TypeError(f"push expects a pandas DataFrame or a list of dicts, not {type(batch).__name__}")
+    for row in batch:
+        if not isinstance(row, dict):
+            raise TypeError(f"push expects a pandas DataFrame or a list of dicts, not a list holding "
+                            f"{type(row).__name__}")
 
 
 def check_registered_view(view) -> None:

@@ -108,8 +108,8 @@ class FeaturePlatform:
             else list(self.runtime.repo.views.values())
         return self._runs.observe_sources(specs)
 
-    def push(self, source: str, batch: pd.DataFrame, *, direct: bool = False):
-        """Push a batch of events to push source `source`.
+    def push(self, source: str, batch: pd.DataFrame | list[dict], *, direct: bool = False):
+        """Push a batch of events (a DataFrame, or a list of row dicts) to push source `source`.
 
         By default the batch lands in the source's transport and the view's Dagster sensor turns it
         into a run; returns the batch id. With `direct`, it is validated and written online and

@@ -50,7 +50,7 @@ LAYERS = (
     {"feast_format", "sources", "compute", "demo"},  # Feast's formats, raw sources (the demo writes one), computation
     {"backends", "stores"},  # storage, one bundle per profile
     {"derive"},  # Feast and Pandera objects derived from a spec
-    {"runtime", "pipeline", "ingest", "push", "training", "freshness", "skew", "request_time", "versioning",
+    {"runtime", "pipeline", "ingest", "push", "push_rows", "training", "freshness", "skew", "request_time", "versioning",
      "online_reads"},  # what runs on the backends
     {"defs", "definitions"},  # Dagster
     {"platform"},  # the facade

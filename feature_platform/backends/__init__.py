@@ -53,6 +53,10 @@ class Backends(Protocol):
     def push_transport(self, source: str):
         """Where batches pushed to `source` wait to be ingested (a landing directory or a Redis Stream)."""
 
+    def direct_log(self, source: str):
+        """The direct log of `source` (what `push(..., direct=True)` logs for the offline store): a table in the
+        SQLite online file, or a Redis Stream `<source>.direct`."""
+
     def batch_source(self, spec: FeatureViewSpec, **common) -> DataSource:
         """The view's offline table as a Feast batch source."""
 

@@ -78,6 +78,11 @@ class EmbeddedBackends:
 
         return LandingDirectory(self.settings.home, source)
 
+    def direct_log(self, source: str):
+        from feature_platform.stores.sqlite_log import SqliteDirectLog
+
+        return SqliteDirectLog(self.settings.home, f"{source}.direct", self.settings.feast_dir / "online.db")
+
     def batch_source(self, spec: FeatureViewSpec, **common):
         from feast import FileSource
 

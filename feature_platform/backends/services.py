@@ -109,6 +109,9 @@ class ServicesBackends:
 
         return RedisStreamTransport(self.settings, source)
 
+    def direct_log(self, source: str):
+        return self.push_transport(f"{source}.direct")
+
     def batch_source(self, spec: FeatureViewSpec, **common):
         from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
 

@@ -139,11 +139,24 @@ def encode_values(values: pd.Series, dtype: str) -> list[bytes]:
 
 def encode_timestamps(stamps: pd.Series) -> list[bytes]:
     """Serialized `google.protobuf.Timestamp` of each (UTC) feature timestamp."""
-    def encode(ts: pd.Timestamp) -> bytes:
-        seconds, nanos = divmod(pd.Timestamp(ts).value, 1_000_000_000)
-        # proto3 omits zero scalars: the epoch itself is the empty message
-        return (b"\x08" + _varint(seconds) if seconds else b"") + (b"\x10" + _varint(nanos) if nanos else b"")
-    return _by_distinct(pd.to_datetime(stamps, utc=True), encode)
+    return _by_distinct(pd.to_datetime(stamps, utc=True, format="ISO8601"), lambda ts: encode_timestamp_ns(pd.Timestamp(ts).value))
+
+
+def encode_timestamp_ns(ns: int) -> bytes:
+    """Serialized `google.protobuf.Timestamp` of a time in nanoseconds since the epoch."""
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    # proto3 omits zero scalars: the epoch itself is the empty message
+    return (b"\x08" + _varint(seconds) if seconds else b"") + (b"\x10" + _varint(nanos) if nanos else b"")
+
+
+def encode_list(values: list, dtype: str) -> list[bytes]:
+    """`encode_values` of a list of non-null Python values (the low-latency path's rows: no Series)."""
+    if dtype in ("float32", "float64"):
+        width, code = (4, "<f4") if dtype == "float32" else (8, "<f8")
+        tag = bytes([DTYPES[dtype].proto_tag])
+        raw = np.array(values, dtype=code).tobytes()
+        return [_NULL if v != v else tag + raw[i * width:(i + 1) * width] for i, v in enumerate(values)]
+    return [scalar_encoder(dtype)(v) for v in values]
 
 
 def decode_value(raw: bytes | None):

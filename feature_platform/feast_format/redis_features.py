@@ -19,6 +19,7 @@ and sends the masters their calls in parallel. Reads are the same pipelined HMGE
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from itertools import chain
 
@@ -40,7 +41,7 @@ CLUSTER_CHUNK_ROWS = 20_000  # rows per cluster pipeline: bounds the client's me
 
 # KEYS: entity hashes. ARGV: ts field, n features, the n feature fields, then per key the encoded
 # timestamp followed by its n values. The stored and incoming Timestamp protos are decoded in Lua.
-_NEWEST_WINS = """
+_TIMESTAMPS = """
 local memo = {}
 local function ts(raw)
   if not raw then return -1, 0 end
@@ -60,8 +61,8 @@ local function ts(raw)
   memo[raw] = {s, n}
   return s, n
 end
-local tsf = ARGV[1]
 """
+_NEWEST_WINS = _TIMESTAMPS + "local tsf = ARGV[1]\n"
 # Per row: the stored timestamp, newest-wins, then one HSET with the arguments spelled out (no table per row).
 _SPELLED = """
 $FIELDS
@@ -86,14 +87,17 @@ for k = 1, #KEYS do
 end
 return written
 """
-# The same with HSET's arguments in a table: Lua limits a call's arguments, so a view of many features.
-_TABLE = """
-local nf = tonumber(ARGV[2])
+# The same with HSET's arguments in a table (Lua limits a call's arguments, so a view of many features); the
+# low-latency path's script below reuses its loop, with its own keys and arguments first.
+# KEYS from KO + 1: entity hashes. ARGV from AO + 1: ts field, n features, the n feature fields, then per key the
+# encoded timestamp followed by its n values.
+_ROWS = """
+local tsf, nf = ARGV[AO + 1], tonumber(ARGV[AO + 2])
 local args = {tsf, false}
-for f = 1, nf do args[2 * f + 1] = ARGV[2 + f] end
+for f = 1, nf do args[2 * f + 1] = ARGV[AO + 2 + f] end
 local written = 0
-for k = 1, #KEYS do
-  local o = 2 + nf + (k - 1) * (nf + 1)
+for k = KO + 1, #KEYS do
+  local o = AO + 2 + nf + (k - KO - 1) * (nf + 1)
   local new = ARGV[o + 1]
   local cur = redis.call('HGET', KEYS[k], tsf)
   local write = (not cur) or cur == new
@@ -109,8 +113,20 @@ for k = 1, #KEYS do
     written = written + 1
   end
 end
-return written
 """
+_TABLE = "local KO, AO = 0, 0\n" + _ROWS + "return written\n"
+# The low-latency path's write, one call: KEYS[1] the direct log (a stream), KEYS[2] the view's watermark, then the
+# entity hashes; ARGV[1] the log entry's rows, ARGV[2] the watermark candidate (us), then `_ROWS`' arguments. The
+# XADD comes first: if it fails, nothing is written online (a value served online is always logged).
+_DIRECT = _TIMESTAMPS + """
+local id = redis.call('XADD', KEYS[1], '*', 'rows', ARGV[1])
+local KO, AO = 2, 2
+""" + _ROWS + """
+local c = redis.call('GET', KEYS[2])
+if (not c) or tonumber(c) < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2]) end
+return {id, written}
+"""
+_DIRECT_SHA = hashlib.sha1(_DIRECT.encode()).hexdigest()
 _MAX_SPELLED = 60  # features a spelled-out HSET takes (Lua allows about 250 registers per function)
 
 
@@ -289,3 +305,21 @@ class RedisFeatures:
             sha = self.client.script_load(newest_wins_script(n_features))
             sha = self._shas[n_features] = sha.encode() if isinstance(sha, str) else sha
         return sha
+
+    def write_logged(self, spec: FeatureViewSpec, keys: list, stamps_ns: list[int], values: dict[str, list],
+                     log_stream: str, log_rows: str, watermark_key: str, watermark_us: int) -> tuple[str, int]:
+        """Append `log_rows` to the stream `log_stream`, write rows given as lists (entity values, event times in
+        ns, per feature non-null Python values; at most BATCH_ROWS) newest-wins and raise the watermark, in ONE
+        script call (one round trip; the log first). Returns (log entry id, rows written). Not on a cluster: the
+        keys are in different slots."""
+        view = spec.name
+        cells = [[fmt.encode_timestamp_ns(t) for t in stamps_ns], *(fmt.encode_list(values[f.name], f.dtype)
+                                                                      for f in spec.fields)]
+        args = (2 + len(keys), log_stream, watermark_key, *self.keys(spec, keys), log_rows, watermark_us,
+                fmt.timestamp_field(view), str(len(spec.fields)).encode(), *(fmt.field_key(view, f.name) for f in spec.fields),
+                *chain.from_iterable(zip(*cells)))
+        try:
+            entry, written = self.client.execute_command("EVALSHA", _DIRECT_SHA, *args)
+        except redis.exceptions.NoScriptError:  # first use, a restart or SCRIPT FLUSH: nothing ran, send it whole
+            entry, written = self.client.execute_command("EVAL", _DIRECT, *args)
+        return entry.decode(), int(written)

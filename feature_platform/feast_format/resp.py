@@ -127,7 +127,7 @@ def table_cells(codes: np.ndarray, table: list[bytes]) -> list[Cells]:
 def timestamp_cells(stamps: pd.Series) -> list[Cells]:
     """`codec.encode_timestamps`, framed: seconds and nanos as protobuf fields, each omitted when zero."""
     if stamps.dtype.kind != "M":  # datetime64 columns, naive or not, already count from the epoch in UTC
-        stamps = pd.to_datetime(stamps, utc=True)
+        stamps = pd.to_datetime(stamps, utc=True, format="ISO8601")
     ns = stamps.array.as_unit("ns").asi8
     known = stamps.notna().to_numpy()
     seconds, nanos = np.divmod(ns, 1_000_000_000)  # floor, as Python's divmod

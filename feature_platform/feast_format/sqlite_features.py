@@ -12,7 +12,11 @@ Stock Feast reads the table as its own.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +42,8 @@ class SqliteFeatures:
     def __init__(self, path: Path, project: str):
         self.path = Path(path)
         self.project = project
+        self._conn: tuple[int, sqlite3.Connection] | None = None  # (pid, connection) of the low-latency path
+        self._lock = threading.Lock()
 
     def table(self, view: str) -> str:
         return f"{self.project}_{view}"  # Feast's `compute_table_id` (online view versioning off)
@@ -64,6 +70,63 @@ class SqliteFeatures:
         return changed // len(spec.fields)
 
 
+    def write_rows(self, spec: FeatureViewSpec, keys: list, stamps_ns: list[int], values: dict[str, list],
+                   created_ns: int, before: Sequence[tuple[str, tuple]] = (), after: Sequence[tuple[str, tuple]] = ()
+                   ) -> int:
+        """`write` of rows given as lists (entity values, event times in ns, per feature non-null Python values: the
+        low-latency path's rows, no frame), in ONE transaction with the statements `before` and `after` (the
+        direct log's append, the watermark): all of them land, or none. Returns how many entity rows were written.
+
+        One connection per process, in WAL mode with synchronous=NORMAL: a commit writes the WAL without an
+        fsync (a power loss may lose the newest commits, never half of one: as durable as the landing directory's
+        un-synced files the log used to be, which the drain re-writes online anyway)."""
+        keys_b = fmt.entity_keys(spec.entity.join_key, spec.entity.dtype, keys, project="")
+        stamps = [_local_seconds(ns) for ns in stamps_ns]
+        created = _local_seconds(created_ns)
+        fields = sorted(spec.fields, key=lambda f: f.name)
+        encoded = [fmt.encode_list(values[f.name], f.dtype) for f in fields]
+        texts = [[str(v) for v in values[f.name]] if f.dtype != "bool" else [str(bool(v)) for v in values[f.name]]
+                 for f in fields]
+        order = sorted(range(len(keys_b)), key=keys_b.__getitem__)
+        cells = [(keys_b[i], f.name, encoded[j][i], texts[j][i], stamps[i], created) for i in order
+                 for j, f in enumerate(fields)]
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in before:
+                    conn.execute(sql, params)
+                start = conn.total_changes
+                conn.executemany(_UPSERT.format(table=self.table(spec.name)), cells)
+                changed = conn.total_changes - start
+                for sql, params in after:
+                    conn.execute(sql, params)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return changed // len(spec.fields)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None or self._conn[0] != os.getpid():  # a forked child opens its own
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")  # the file's mode from now on; readers keep working
+            except sqlite3.OperationalError:
+                pass  # another connection holds a lock: stay in the current mode
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn = (os.getpid(), conn)
+        return self._conn[1]
+
+
+def _local_seconds(ns: int) -> int:
+    """`_sqlite_timestamps` of one time in ns: Feast's adapter reads the naive UTC time as local time."""
+    return int((_EPOCH + timedelta(microseconds=ns // 1000)).timestamp())
+
+
+_EPOCH = datetime(1970, 1, 1)  # naive, as Feast's adapter sees a UTC time
+
+
 def value_texts(values: pd.Series, dtype: str) -> list:
     """Feast's `value_text` column: `str()` of the value as read back from the proto, None for a null."""
     if dtype in ("float32", "float64"):  # float32 cells print as the Python float the proto gives back
@@ -76,6 +139,6 @@ def value_texts(values: pd.Series, dtype: str) -> list:
 def _sqlite_timestamps(stamps: pd.Series) -> list[int]:
     """What Feast's registered sqlite3 adapter stores for a timestamp: `int(naive_utc.timestamp())`, whole
     seconds (a naive datetime's `timestamp()` reads it as local time, as Feast's does)."""
-    codes, uniques = pd.factorize(pd.to_datetime(stamps, utc=True))
+    codes, uniques = pd.factorize(pd.to_datetime(stamps, utc=True, format="ISO8601"))
     table = np.array([int(u.to_pydatetime().replace(tzinfo=None).timestamp()) for u in uniques], dtype=object)
     return table[codes].tolist()

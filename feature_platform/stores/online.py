@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import NamedTuple, Protocol
 
 import pandas as pd
@@ -23,6 +24,7 @@ from feature_platform.config import Settings
 from feature_platform.dtypes import serving_dtype
 from feature_platform.errors import StoreUnavailableError
 from feature_platform.feast_format.redis_features import RedisFeatures
+from feature_platform.feast_format.sqlite_features import SqliteFeatures
 from feature_platform.redact import redact, secrets_of
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.unavailable import store_errors
@@ -56,30 +58,40 @@ class RedisWatermarks(Watermarks):
     def __init__(self, client, reads=None):
         self.client = client
         self.reads = reads or client  # `get` is a read: the read client's budget
+        self._bump = client.register_script(self._MAX)  # EVALSHA, loading the script on NOSCRIPT
+
+    @staticmethod
+    def key(view: str) -> str:
+        return f"feature_platform:watermark:{view}"
 
     def bump(self, view: str, ts: pd.Timestamp) -> None:
-        self.client.eval(self._MAX, 1, f"feature_platform:watermark:{view}", int(ts.value // 1000))
+        self._bump(keys=[self.key(view)], args=[int(ts.value // 1000)])
 
     def get(self, view: str) -> pd.Timestamp | None:
-        raw = self.reads.get(f"feature_platform:watermark:{view}")
+        raw = self.reads.get(self.key(view))
         return None if raw is None else pd.Timestamp(int(raw), unit="us", tz="UTC")
 
     def forget(self, view: str) -> None:
-        self.client.delete(f"feature_platform:watermark:{view}")
+        self.client.delete(self.key(view))
 
 
 class SqliteWatermarks(Watermarks):
     def __init__(self, path):
         import sqlite3
 
+        self.path = Path(path)
         self.connect = lambda: sqlite3.connect(path, timeout=30)
         with self.connect() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS feature_platform_watermarks (view TEXT PRIMARY KEY, ts_us INTEGER)")
 
     def bump(self, view: str, ts: pd.Timestamp) -> None:
         with self.connect() as conn:
-            conn.execute("INSERT INTO feature_platform_watermarks VALUES (?, ?) ON CONFLICT(view) "
-                         "DO UPDATE SET ts_us = max(ts_us, excluded.ts_us)", (view, int(ts.value // 1000)))
+            conn.execute(*self.bump_sql(view, ts.value))
+
+    def bump_sql(self, view: str, ns: int) -> tuple[str, tuple]:
+        """`bump` as a statement for a transaction of the caller's."""
+        return ("INSERT INTO feature_platform_watermarks VALUES (?, ?) ON CONFLICT(view) "
+                "DO UPDATE SET ts_us = max(ts_us, excluded.ts_us)", (view, int(ns // 1000)))
 
     def get(self, view: str) -> pd.Timestamp | None:
         with self.connect() as conn:
@@ -217,6 +229,32 @@ class OnlineStore:
             if written:
                 self.watermarks.bump(spec.name, pd.Timestamp(rows[EVENT_TIMESTAMP].max()))
         return written
+
+    def write_logged(self, spec: FeatureViewSpec, rows, log) -> tuple[str, int]:
+        """The low-latency path's write of `rows` (`push_rows.DirectRows`): append them to the direct log `log`,
+        then write them newest-wins; returns (log entry id, rows written). The log always comes first, so a value
+        served online is on its way offline too. On one Redis (not a cluster) with a Redis Stream log, the XADD,
+        the newest-wins write and the watermark are one script call (one round trip); on SQLite, one transaction;
+        elsewhere (a Redis Cluster), one call after the other."""
+        if self.before_write is not None:
+            self.before_write()
+        features, watermarks = self.features, self.watermarks
+        with store_errors(self.settings, f"writing {spec.name!r} online"):
+            if isinstance(features, RedisFeatures) and not features.cluster and isinstance(watermarks, RedisWatermarks) \
+                    and getattr(log, "stream", None) is not None:
+                # The watermark is max-only and raised even when a row loses to a newer stored one: that one's
+                # write already raised it at least that far, so nothing changes then.
+                return features.write_logged(spec, rows.keys, rows.stamps, rows.values, log.stream, rows.log_json(),
+                                             watermarks.key(spec.name), rows.newest_ns // 1000)
+            if isinstance(features, SqliteFeatures) and isinstance(watermarks, SqliteWatermarks) \
+                    and getattr(log, "db", None) == watermarks.path == features.path:
+                entry, append = log.append(rows.log_json())
+                written = features.write_rows(spec, rows.keys, rows.stamps, rows.values, rows.created.value,
+                                              before=[append], after=[watermarks.bump_sql(spec.name, rows.newest_ns)])
+                return entry, written
+        frame = rows.frame()
+        entry = log.write(frame)
+        return entry, self.write(spec, frame)
 
     def newest_timestamp(self, spec: FeatureViewSpec) -> pd.Timestamp | None:
         """The newest feature timestamp written online for `spec` (None if nothing was)."""
