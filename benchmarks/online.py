@@ -507,7 +507,7 @@ def render(r: dict) -> str:
     lines = [f"## Online sync and read (`user_activity`, {users:,} entities, Redis)", "",
              f"Services profile (Redis database {r.get('redis_db', BENCH_REDIS_DB)}), each job a fresh process, the paths "
              f"interleaved, {r['repeat']} runs each; rows/s = rows / wall time of the write call; peak RSS = the whole "
-             "process's `ru_maxrss` (imports included); Redis time = the server's own time for the write (INFO "
+             "process's `VmHWM` (imports included); Redis time = the server's own time for the write (INFO "
              "commandstats: script calls with the commands they run, or the HSET/HGET calls); load = 1-minute load "
              "average at the start of each run (2 cores, shared).", "",
              "| online sync | wall min / median (s) | rows/s best / median | peak RSS median / max (MB) | Redis time "
