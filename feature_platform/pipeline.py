@@ -21,6 +21,7 @@ from feature_platform.errors import ValidationFailedError
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.quarantine import quarantine
+from feature_platform.util.memory import release_unused
 from feature_platform.util.phases import phase
 from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
 
@@ -134,6 +135,7 @@ def materialize_range(runtime: Runtime, spec: FeatureViewSpec, first: date, last
                             newest = _newest(spec, newest, chunk.frame if written == len(chunk.frame)
                                          else chunk.frame.iloc[:written])
             chunk = rows = None  # released before the next chunk is computed, not after
+            release_unused()  # and given back, so the next chunk's peak does not stack on this one's leftovers
     except BaseException as exc:
         _keep_or_restore(runtime, spec, writes, done, newest, exc)
         raise

@@ -165,9 +165,9 @@ class _Report:
             if baseline is None:
                 baseline = self.runtime.offline.read(self.spec, day - BASELINE, day - BASELINE)
             self.drift[day] = drift_evaluation(self.spec, day, rows, baseline)
-            # The baseline of day + 7 (popped then, so at most a week is kept); a copy, as a view would keep
-            # the whole chunk of days alive.
-            self.recent[day] = rows.copy()
+            # The baseline of day + 7 (popped then, so at most a week is kept): its features only (what drift
+            # compares), copied, as a view would keep the whole chunk of days alive.
+            self.recent[day] = rows[list(self.spec.feature_names)].copy()
         if SKEW_CHECK in self.selected:
             self.samples[day] = sample_rows(rows)
 
