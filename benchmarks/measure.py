@@ -15,6 +15,7 @@ import os
 import resource
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import psutil
@@ -28,6 +29,16 @@ class Timer:
     def __init__(self):
         self.wall_sec: float | None = None
         self.rss_before_mb: float | None = None
+        self.excluded_sec = 0.0  # time inside the timer spent on checks that are not measured (`paused`)
+
+    @contextmanager
+    def paused(self):
+        """A block inside the timed call that is not measured (e.g. checksumming a baseline's result)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.excluded_sec += time.perf_counter() - started
 
     def __enter__(self):
         self.rss_before_mb = psutil.Process().memory_info().rss / 2**20
@@ -35,7 +46,7 @@ class Timer:
         return self
 
     def __exit__(self, *exc):
-        self.wall_sec = time.perf_counter() - self._t0
+        self.wall_sec = time.perf_counter() - self._t0 - self.excluded_sec
         return False
 
 
@@ -45,6 +56,7 @@ class Measurement:
     status: str  # ok | timeout | memory_cap | error
     wall_sec: float | None = None
     peak_rss_mb: float | None = None  # VmHWM of the child (exact); sampled peak when killed
+    wait4_peak_rss_mb: float | None = None  # the child's whole life, from the kernel (`os.wait4`), after-checks included
     rss_before_mb: float | None = None  # RSS just before the timed call (imports + inputs)
     elapsed_sec: float | None = None  # child lifetime, as seen by the parent
     load_1m: tuple[float, float] | None = None  # 1-minute load average at start and end (other work on the machine)
@@ -117,6 +129,12 @@ def measure(name: str, target: str, args: dict, *, timeout_sec: float, mem_cap_m
         if killed:
             proc.kill()
             break
+    wait4_peak = None
+    try:  # reap the child ourselves: wait4 returns its rusage (ru_maxrss in KiB), which join() would discard
+        _, _, usage = os.wait4(proc.pid, 0)
+        wait4_peak = round(usage.ru_maxrss / 1024, 1)
+    except ChildProcessError:  # already reaped
+        pass
     proc.join()
     elapsed = time.perf_counter() - started
     load = (round(load_start, 2), round(os.getloadavg()[0], 2))
@@ -131,5 +149,6 @@ def measure(name: str, target: str, args: dict, *, timeout_sec: float, mem_cap_m
         return Measurement(name, "error", elapsed_sec=round(elapsed, 2), load_1m=load, error=reply["error"])
     return Measurement(
         name, "ok", wall_sec=round(reply["wall_sec"], 4), peak_rss_mb=round(reply["peak_rss_mb"], 1),
+        wait4_peak_rss_mb=wait4_peak,
         rss_before_mb=round(reply["rss_before_mb"], 1), elapsed_sec=round(elapsed, 2), load_1m=load, info=reply["info"],
     )

@@ -21,6 +21,8 @@ from feature_platform.errors import ValidationFailedError
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.quarantine import quarantine
+from feature_platform.util.memory import release_unused
+from feature_platform.util.phases import phase
 from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP, day_end
 
 SAMPLE_ROWS = 5
@@ -108,31 +110,38 @@ def materialize_range(runtime: Runtime, spec: FeatureViewSpec, first: date, last
         for chunk in runtime.compute_chunks(spec, first, last):
             # One Pandera pass over the chunk (most of its cost is per call); on a failure, day by day to
             # report the first bad day as its own partition would, after writing the days before it.
-            valid = validate(spec, chunk.frame) is None
+            with phase("validate"):
+                valid = validate(spec, chunk.frame) is None
             chunk.frame[CREATED_TIMESTAMP] = created
             written = 0  # rows of the chunk's days written offline
             try:
                 for i, (day, rows) in enumerate(chunk):
                     started = time.perf_counter()
                     if not valid:
-                        check_partition(runtime, spec, day, rows.drop(columns=[CREATED_TIMESTAMP]))
-                    writes.write(day, rows)
+                        with phase("validate"):
+                            check_partition(runtime, spec, day, rows.drop(columns=[CREATED_TIMESTAMP]))
+                    with phase("write_offline"):
+                        writes.write(day, rows)
                     written = chunk.bounds[i + 1]
-                    done.append(_result(spec, day, rows, 0, started))
-                    if on_written:
-                        on_written(day, rows)
+                    with phase("checks"):  # the partition's statistics, and the caller's checks (drift)
+                        done.append(_result(spec, day, rows, 0, started))
+                        if on_written:
+                            on_written(day, rows)
                     if progress:
                         progress(len(done), total, day)
             finally:
                 if written:
-                    newest = _newest(spec, newest, chunk.frame if written == len(chunk.frame)
-                                     else chunk.frame.iloc[:written])
+                    with phase("write_online"):
+                            newest = _newest(spec, newest, chunk.frame if written == len(chunk.frame)
+                                         else chunk.frame.iloc[:written])
             chunk = rows = None  # released before the next chunk is computed, not after
+            release_unused()  # and given back, so the next chunk's peak does not stack on this one's leftovers
     except BaseException as exc:
         _keep_or_restore(runtime, spec, writes, done, newest, exc)
         raise
     try:
-        _sync_online(runtime, spec, done, newest)
+        with phase("write_online"):
+            _sync_online(runtime, spec, done, newest)
     except BaseException as exc:
         _restore(spec, writes, done, exc, "its online write failed")
         raise

@@ -163,7 +163,9 @@ def mappings(node):
 def test_dagster_yaml_files_match_the_generated_instance_config():
     embedded = yaml.safe_load((ROOT / "dagster.yaml").read_text())
     want = dagster_instance_config(Settings.from_env({}))
-    assert embedded["storage"]["sqlite"]["base_dir"] == ".feature_platform/dagster/storage"
+    assert embedded["storage"]["custom"]["config"]["base_dir"] == ".feature_platform/dagster/storage"
+    assert {k: v for k, v in embedded["storage"]["custom"].items() if k != "config"} == \
+        {k: v for k, v in want["storage"]["custom"].items() if k != "config"}
     assert {k: v for k, v in embedded.items() if k != "storage"} == {k: v for k, v in want.items() if k != "storage"}
     services = yaml.safe_load((ROOT / "deploy" / "dagster.services.yaml").read_text())
     assert services == dagster_instance_config(Settings.from_env({"FEATURE_PLATFORM_PROFILE": "services"}))

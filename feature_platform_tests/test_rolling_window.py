@@ -248,3 +248,58 @@ def test_four_sessions_of_two_to_the_62_tokens_fail_naming_view_partition_featur
         with pytest.raises(AggregationOverflowError, match=rf"feature view 'user_activity', partition {FIRST}: feature "
                            rf"'total_tokens_7d' \(sum of 'tokens'\) of user_id={user} is {want}, outside int64"):
             compute()
+
+
+# --- a chunk aggregated a range of entities at a time (rolling_window.SHARD_EVENTS) -----------------------------------
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=event_logs(), n_days=st.integers(1, 6), shard_events=st.integers(1, 25), string_keys=st.booleans(),
+       aggs=st.sampled_from([SPEC, WIDE, THREE_DAY]))
+def test_entity_ranges_equal_the_per_day_definition(raw, n_days, shard_events, string_keys, aggs):
+    """Any window and aggregation mix, int64 and string keys: the chunk computed a few entities at a time equals
+    `aggregate_day` for every day (and so the chunk computed in one pass)."""
+    from unittest import mock
+
+    from feature_platform.compute import rolling_window
+
+    spec = aggs
+    if string_keys:  # keys whose string order is not their numeric order ("10" < "9")
+        spec = replace(aggs, entity=replace(aggs.entity, dtype="string"))
+        raw = raw.assign(user_id=(raw["user_id"] * 7 % 11).map(lambda u: f"{u}").astype(object))
+    days = [FIRST + timedelta(days=i) for i in range(n_days)]
+    with mock.patch.object(rolling_window, "SHARD_EVENTS", shard_events):
+        compare(spec, raw, days)
+
+
+def test_entity_ranges_on_generated_data_equal_one_pass():
+    from unittest import mock
+
+    from feature_platform.compute import rolling_window
+
+    days = [FIRST + timedelta(days=i) for i in range(20)]
+    raw = pd.concat([generate_day(d, 500, seed=3) for d in [FIRST - timedelta(days=8), *days]], ignore_index=True)
+    one = aggregate_chunk(SPEC, raw, days)
+    with mock.patch.object(rolling_window, "SHARD_EVENTS", 400):
+        ranged = aggregate_chunk(SPEC, raw, days)
+    pd.testing.assert_frame_equal(ranged.frame, one.frame, check_exact=True)
+    assert ranged.bounds.tolist() == one.bounds.tolist() and ranged.days == one.days
+
+
+def test_an_overflow_in_a_later_entity_range_is_the_first_by_day():
+    """Entity ranges are computed in key order, but the error names the first overflow by day, then key."""
+    from unittest import mock
+
+    from feature_platform.compute import rolling_window
+
+    days = [FIRST, FIRST + timedelta(days=1)]
+    raw = pd.concat([generate_day(d, 50, seed=2) for d in days], ignore_index=True)
+    low, high = sorted(raw["user_id"].unique())[0], sorted(raw["user_id"].unique())[-1]
+    spike = lambda user, day: raw[raw["user_id"] == user].head(1).assign(  # noqa: E731
+        event_timestamp=pd.Timestamp(day, tz="UTC") + pd.Timedelta(hours=1), tokens=2**62)
+    raw = pd.concat([raw, *(spike(low, days[1]) for _ in range(4)), *(spike(high, days[0]) for _ in range(4))],
+                    ignore_index=True)
+    with pytest.raises(AggregationOverflowError) as want:
+        aggregate_day(SPEC, raw, days[0])
+    with mock.patch.object(rolling_window, "SHARD_EVENTS", 20), pytest.raises(AggregationOverflowError) as got:
+        aggregate_chunk(SPEC, raw, days)
+    assert str(got.value) == str(want.value) and got.value.entity == high

@@ -93,8 +93,13 @@ class EmbeddedBackends:
 
     def dagster_storage(self, resolved: bool) -> dict:
         # Resolved, the path is absolute: `dagster dev` with this DAGSTER_HOME finds it from any directory.
+        # Dagster's SQLite storage, its event log keeping its connections (compat/dagster_sqlite.py: a range run
+        # stores four events per partition, each otherwise a new connection and a WAL checkpoint).
+        from feature_platform.compat.dagster_sqlite import STORAGE_CLASS, STORAGE_MODULE
+
         storage = self.settings.dagster_home / "storage"
-        return {"storage": {"sqlite": {"base_dir": str(storage.resolve() if resolved else storage)}}}
+        return {"storage": {"custom": {"module": STORAGE_MODULE, "class": STORAGE_CLASS,
+                                       "config": {"base_dir": str(storage.resolve() if resolved else storage)}}}}
 
 
 class SqliteOnlineFeatures(SqliteFeatures):

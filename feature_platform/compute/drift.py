@@ -9,6 +9,13 @@ BINS = 10
 EPSILON = 1e-4  # keeps empty bins from making the index infinite
 
 
+def _bin_counts(values: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """How many `values` fall in each bin `[inner[i-1], inner[i])` (outer bins open): `searchsorted(inner, values,
+    side="right")` counted, from one comparison per edge (at most 9: faster than a binary search per value)."""
+    at_least = np.array([np.count_nonzero(values >= edge) for edge in inner], dtype=np.int64)
+    return -np.diff(np.concatenate(([len(values)], at_least, [0])))
+
+
 def psi(expected: pd.Series, actual: pd.Series, bins: int = BINS) -> float | None:
     """PSI of `actual` against `expected`: quantile bins of `expected` for numbers, categories otherwise.
 
@@ -23,8 +30,7 @@ def psi(expected: pd.Series, actual: pd.Series, bins: int = BINS) -> float | Non
         if len(edges) < 2:
             edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
         inner = edges[1:-1]  # bins [e_i, e_i+1) with the outer edges at -inf/+inf, as np.histogram counts them
-        e = np.bincount(np.searchsorted(inner, x, side="right"), minlength=len(edges) - 1)
-        a = np.bincount(np.searchsorted(inner, y, side="right"), minlength=len(edges) - 1)
+        e, a = _bin_counts(x, inner), _bin_counts(y, inner)
     else:
         both = pd.concat([expected, actual], ignore_index=True)
         codes, _ = pd.factorize(both if both.dtype == object else both.astype(str))

@@ -20,6 +20,7 @@ from feature_platform.config import Settings
 from feature_platform.repo import Repository
 from feature_platform.sources import reader_for
 from feature_platform.spec import FeatureViewSpec
+from feature_platform.util.phases import phase
 
 
 class ComputeEngine(Protocol):
@@ -44,7 +45,10 @@ class PandasEngine:
         return reader_for(self.repo.source_of(spec), self.settings, self.repo.directory).read(start, end)
 
     def compute_chunk(self, spec: FeatureViewSpec, days: Sequence[date]) -> DayChunk:
-        return aggregate_chunk(spec, self.read_raw(spec, days[0], days[-1]), days)
+        with phase("read"):
+            raw = self.read_raw(spec, days[0], days[-1])
+        with phase("aggregate"):
+            return aggregate_chunk(spec, raw, days)
 
 
 def engine_for(settings: Settings, repo: Repository) -> ComputeEngine:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from feature_platform.compute.chunks import DayChunk, cast_to_spec, empty_chunk, may_overflow, overflow_error
+from feature_platform.errors import AggregationOverflowError
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.vocabulary import EVENT_TIMESTAMP, day_end
 
@@ -92,8 +93,47 @@ class _Grid:
 MODE_DIRECT_MAX_VALUES = 64
 
 
+# Events aggregated at once, at most (about: an entity's events are never split). A chunk with more is
+# aggregated a range of entities at a time: every aggregation is per entity, so the ranges' rows, put back in
+# (day, key) order, are the chunk's; the pass's working memory (~400 bytes per event) is bounded by a range.
+SHARD_EVENTS = 250_000
+
+
 def aggregate_chunk(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date]) -> DayChunk:
-    """The rows of `aggregate_day(spec, raw, day)` for each of `days`, in one frame, in one pass over `raw`."""
+    """The rows of `aggregate_day(spec, raw, day)` for each of `days`, in one frame, in one pass over `raw`
+    (a range of entities at a time above `SHARD_EVENTS` events)."""
+    if len(raw) > SHARD_EVENTS and days:
+        codes, _ = pd.factorize(raw[spec.entity.join_key], sort=True)
+        per_key = np.bincount(codes[codes >= 0])
+        # Shard boundaries (in sorted key codes) every ~SHARD_EVENTS events.
+        cuts = np.searchsorted(np.cumsum(per_key), np.arange(SHARD_EVENTS, len(raw), SHARD_EVENTS), side="left") + 1
+        cuts = np.unique(np.clip(cuts, 1, len(per_key)))
+        bounds = [0, *cuts.tolist()] + ([len(per_key)] if not len(cuts) or cuts[-1] != len(per_key) else [])
+        if len(bounds) > 2:
+            try:
+                parts = [_aggregate_chunk(spec, raw[(codes >= lo) & (codes < hi)], days)
+                         for lo, hi in zip(bounds[:-1], bounds[1:])]
+            except AggregationOverflowError:
+                pass  # the first overflow in (day, key) order over all entities: the one-pass error, below
+            else:
+                return _merge(parts)
+    return _aggregate_chunk(spec, raw, days)
+
+
+def _merge(parts: list[DayChunk]) -> DayChunk:
+    """The chunks of consecutive entity ranges (same days) as one: each day's rows, range after range."""
+    offsets = np.cumsum([0, *(len(p.frame) for p in parts)])
+    take = np.concatenate([np.arange(off + p.bounds[i], off + p.bounds[i + 1])
+                           for i in range(len(parts[0].days)) for p, off in zip(parts, offsets)])
+    columns = {}
+    for name in parts[0].frame.columns:  # column by column: one column's copies at a time
+        column = pd.concat([p.frame[name] for p in parts], ignore_index=True)
+        columns[name] = column.take(take).reset_index(drop=True)
+    bounds = np.cumsum([0, *(sum(int(p.bounds[i + 1] - p.bounds[i]) for p in parts) for i in range(len(parts[0].days)))])
+    return DayChunk(parts[0].days, pd.DataFrame(columns), bounds)
+
+
+def _aggregate_chunk(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date]) -> DayChunk:
     agg = spec.aggregation
     key = spec.entity.join_key
     width = agg.window.days

@@ -35,6 +35,7 @@ from feature_platform.errors import ValidationFailedError
 from feature_platform.pipeline import PartitionResult, materialize_range, validate
 from feature_platform.skew import sample_rows, skew_reports
 from feature_platform.spec import FeatureViewSpec
+from feature_platform.util.phases import phase
 from feature_platform.vocabulary import CREATED_TIMESTAMP
 
 PANDERA_CHECK = "pandera_schema"
@@ -164,9 +165,9 @@ class _Report:
             if baseline is None:
                 baseline = self.runtime.offline.read(self.spec, day - BASELINE, day - BASELINE)
             self.drift[day] = drift_evaluation(self.spec, day, rows, baseline)
-            # The baseline of day + 7 (popped then, so at most a week is kept); a copy, as a view would keep
-            # the whole chunk of days alive.
-            self.recent[day] = rows.copy()
+            # The baseline of day + 7 (popped then, so at most a week is kept): its features only (what drift
+            # compares), copied, as a view would keep the whole chunk of days alive.
+            self.recent[day] = rows[list(self.spec.feature_names)].copy()
         if SKEW_CHECK in self.selected:
             self.samples[day] = sample_rows(rows)
 
@@ -197,7 +198,9 @@ class _Report:
                 sum(r.closing_rows for r in results), sum(r.rows_online for r in results),
                 sum(r.duration_sec for r in results),
             )
-        skew = skew_reports(self.runtime, self.spec, {r.day: self.samples[r.day] for r in results if r.day in self.samples})
+        with phase("checks"):
+            skew = skew_reports(self.runtime, self.spec, {r.day: self.samples[r.day] for r in results
+                                                          if r.day in self.samples})
         for result in results:
             day = result.day
             if PANDERA_CHECK in self.selected:

@@ -14,6 +14,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+from pandera import dtypes
+from pandera.engines import pandas_engine
 
 from feature_platform.dtypes import pandera_dtype
 from feature_platform.spec import FeatureViewSpec, Field
@@ -45,12 +47,33 @@ def field_rules(f: Field) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
+@dtypes.immutable
+class _Str(pandas_engine.NpString):
+    """Pandera's `str` dtype with its check vectorised: a column that pandas infers as all strings (nulls aside)
+    passes at once; any other falls back to Pandera's own check (a Python call per value), so failures are the
+    same cases, named the same (`dtype('str')`)."""
+
+    def check(self, pandera_dtype, data_container=None):
+        if data_container is not None and isinstance(data_container, pd.Series) \
+                and pd.api.types.infer_dtype(data_container, skipna=True) in ("string", "empty"):
+            return True
+        return super().check(pandera_dtype, data_container)
+
+    def __str__(self) -> str:
+        return "str"
+
+
+def _dtype(dtype: str):
+    name = pandera_dtype(dtype)
+    return _Str() if name == "str" else name
+
+
 def pandera_schema(spec: FeatureViewSpec) -> pa.DataFrameSchema:
     """Columns, dtypes and constraints of `spec`'s rows; the entity key + timestamp must be unique."""
     key = spec.entity.join_key
     columns = {
-        key: pa.Column(pandera_dtype(spec.entity.dtype), nullable=False),
-        **{f.name: pa.Column(pandera_dtype(f.dtype), checks=_checks(f), nullable=f.nullable) for f in spec.fields},
+        key: pa.Column(_dtype(spec.entity.dtype), nullable=False),
+        **{f.name: pa.Column(_dtype(f.dtype), checks=_checks(f), nullable=f.nullable) for f in spec.fields},
         EVENT_TIMESTAMP: pa.Column("datetime64[ns, UTC]", nullable=False, coerce=True),
     }
     return pa.DataFrameSchema(
