@@ -70,10 +70,11 @@ def demo_home(chromium, tmp_path_factory) -> dict:
         "FEATURE_PLATFORM_HOME": str(root / "home"),
         "FEATURE_PLATFORM_PARTITIONS_START": (today - timedelta(days=HISTORY_DAYS)).isoformat(),
         "FEATURE_PLATFORM_DEMO_USERS": "300",
+        "PYTHONFAULTHANDLER": "1",  # a crash (a signal such as SIGABRT) prints every thread's Python traceback
     })
     done = subprocess.run([sys.executable, "-m", "feature_platform.cli", "demo", "--days", str(DEMO_DAYS)],
                           cwd=root, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, f"stdout:\n{done.stdout[-2000:]}\nstderr:\n{done.stderr[-6000:]}"
     assert f"summary: {DEMO_DAYS} partitions" in done.stdout
     # the demo's Dagster instance (runs, materializations, check results) is the one the UI serves
     env["DAGSTER_HOME"] = str(root / "home" / "dagster")
