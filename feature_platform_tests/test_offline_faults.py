@@ -88,19 +88,22 @@ class PgProxy:
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._sockets += [client, server]
-            threading.Thread(target=self._down, args=(server, client), daemon=True).start()
-            threading.Thread(target=self._up, args=(client, server), daemon=True).start()
+            # Set once the target connection is stopped: nothing more of the server's reaches the client (a
+            # COMMIT's answer must never arrive, however fast the server replies).
+            muted = threading.Event()
+            threading.Thread(target=self._down, args=(server, client, muted), daemon=True).start()
+            threading.Thread(target=self._up, args=(client, server, muted), daemon=True).start()
 
     @staticmethod
-    def _down(server: socket.socket, client: socket.socket) -> None:
+    def _down(server: socket.socket, client: socket.socket, muted: threading.Event) -> None:
         try:
-            while data := server.recv(65536):
+            while (data := server.recv(65536)) and not muted.is_set():
                 client.sendall(data)
         except OSError:
             pass
         _shut(client, server)
 
-    def _up(self, client: socket.socket, server: socket.socket) -> None:
+    def _up(self, client: socket.socket, server: socket.socket, muted: threading.Event) -> None:
         """Client to server, a whole frontend message at a time, watching for the target write."""
         buf, typed, target, data_messages = bytearray(), False, None, 0
         try:
@@ -126,6 +129,7 @@ class PgProxy:
                     if point == "data" and kind == b"c":
                         return self._stop(client, server, target, "copy-done", b"")
                     if point in ("commit", "commit-sent", "commit-late") and kind == b"Q" and msg[5:].startswith(b"COMMIT"):
+                        muted.set()
                         if point == "commit-late":
                             return self._commit_late(client, server, msg)
                         return self._stop(client, server, target, point, msg if point == "commit-sent" else b"")
