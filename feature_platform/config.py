@@ -135,8 +135,11 @@ def _host(name: str, environ: dict[str, str], separators: str = "") -> str:
 
 
 def _path(name: str, environ: dict[str, str], *, empty: bool = False) -> str:
-    return _text(name, environ, "a file system path of at most 4096 bytes without control characters"
-                 + (" (or empty)" if empty else ""), empty=empty, max_bytes=4096)
+    return _text(name, environ, _path_expected(empty), empty=empty, max_bytes=4096)
+
+
+def _path_expected(empty: bool) -> str:
+    return "a file system path of at most 4096 bytes without control characters" + (" (or empty)" if empty else "")
 
 
 def _absolute_path(name: str, environ: dict[str, str], *, empty: bool = False) -> Path | None:
@@ -147,8 +150,7 @@ def _absolute_path(name: str, environ: dict[str, str], *, empty: bool = False) -
         return None
     path = Path(raw).expanduser().absolute()
     if len(str(path).encode()) > 4096:
-        raise _bad(name, raw, "a file system path of at most 4096 bytes without control characters"
-                   + (" (or empty)" if empty else "") + f", once made absolute ({len(str(path).encode())} bytes)")
+        raise _bad(name, raw, f"{_path_expected(empty)}, once made absolute ({len(str(path).encode())} bytes)")
     return path
 
 

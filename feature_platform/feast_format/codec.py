@@ -156,7 +156,8 @@ def encode_list(values: list, dtype: str) -> list[bytes]:
         tag = bytes([DTYPES[dtype].proto_tag])
         raw = np.array(values, dtype=code).tobytes()
         return [_NULL if v != v else tag + raw[i * width:(i + 1) * width] for i, v in enumerate(values)]
-    return [scalar_encoder(dtype)(v) for v in values]
+    encode = scalar_encoder(dtype)
+    return [encode(v) for v in values]
 
 
 def decode_value(raw: bytes | None):

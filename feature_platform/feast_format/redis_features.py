@@ -61,6 +61,13 @@ local function ts(raw)
   memo[raw] = {s, n}
   return s, n
 end
+-- Whether the incoming timestamp `new` replaces the stored `cur`: none stored, the same (a re-run rewrites), or newer.
+local function wins(cur, new)
+  if (not cur) or cur == new then return true end
+  local new_s, new_n = ts(new)
+  local cur_s, cur_n = ts(cur)
+  return new_s > cur_s or (new_s == cur_s and new_n >= cur_n)
+end
 """
 _NEWEST_WINS = _TIMESTAMPS + "local tsf = ARGV[1]\n"
 # Per row: the stored timestamp, newest-wins, then one HSET with the arguments spelled out (no table per row).
@@ -72,14 +79,7 @@ local o = 2 + $NF
 for k = 1, #KEYS do
   local key = KEYS[k]
   local new = ARGV[o + 1]
-  local cur = call('HGET', key, tsf)
-  local write = (not cur) or cur == new
-  if not write then
-    local new_s, new_n = ts(new)
-    local cur_s, cur_n = ts(cur)
-    write = new_s > cur_s or (new_s == cur_s and new_n >= cur_n)
-  end
-  if write then
+  if wins(call('HGET', key, tsf), new) then
     call('HSET', key, tsf, new$PAIRS)
     written = written + 1
   end
@@ -99,14 +99,7 @@ local written = 0
 for k = KO + 1, #KEYS do
   local o = AO + 2 + nf + (k - KO - 1) * (nf + 1)
   local new = ARGV[o + 1]
-  local cur = redis.call('HGET', KEYS[k], tsf)
-  local write = (not cur) or cur == new
-  if not write then
-    local new_s, new_n = ts(new)
-    local cur_s, cur_n = ts(cur)
-    write = new_s > cur_s or (new_s == cur_s and new_n >= cur_n)
-  end
-  if write then
+  if wins(redis.call('HGET', KEYS[k], tsf), new) then
     args[2] = new
     for f = 1, nf do args[2 * f + 2] = ARGV[o + 1 + f] end
     redis.call('HSET', KEYS[k], unpack(args))

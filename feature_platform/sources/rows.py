@@ -20,9 +20,6 @@ SAMPLE_ROWS = 3
 STRING = pd.StringDtype("pyarrow")  # strings stay in Arrow buffers: a Python object each costs ~4x the memory
 
 
-def pa_to_numpy_float(t: pa.DataType) -> str:
-    return "float32" if pa.types.is_float32(t) else "float64"
-
 
 def arrow_schema(source: SourceSpec) -> pa.Schema:
     """The rows' schema: the declared columns in their order, then the timestamp (UTC, microseconds)."""
@@ -77,8 +74,8 @@ class SourceRows:
         return frame
 
     @cached_property
-    def _float_columns(self) -> dict[str, str]:
-        return {f.name: pa_to_numpy_float(f.type) for f in self.schema if pa.types.is_floating(f.type)}
+    def _float_columns(self) -> dict[str, type]:
+        return {f.name: f.type.to_pandas_dtype() for f in self.schema if pa.types.is_floating(f.type)}
 
     @cached_property
     def _validated_types(self) -> dict[pa.DataType, object]:
