@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.measure import Timer, measure
+from benchmarks.measure import Timer, measure, peak_rss_mb
 from benchmarks.report import environment, environment_markdown
 
 NAME = "backfill"
@@ -209,7 +209,6 @@ def _runs_of(days: int, per_run: int) -> list[tuple[date, date]]:
 
 
 def job_platform(args: dict, timer: Timer) -> dict:
-    import resource
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -235,9 +234,9 @@ def job_platform(args: dict, timer: Timer) -> dict:
                     if v - before["peak_growth_mb"].get(k, 0) > 0}
             split.append({"first": first.isoformat(), "last": last.isoformat(), "wall_sec": round(wall, 2), **steps,
                           "dagster": round(wall - sum(steps.values()), 2), "peak_growth_mb": grew,
-                          "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
-    # ru_maxrss only grows: read now, the backfill's peak (imports included), before the verification's.
-    backfill_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                          "peak_rss_mb": round(peak_rss_mb(), 1)})
+    # The peak only grows: read now, the backfill's peak (imports included), before the verification's.
+    backfill_peak = peak_rss_mb()
     return {"runs": len(runs), "split": split, "backfill_peak_rss_mb": round(backfill_peak, 1), **verify(platform, args)}
 
 
@@ -409,8 +408,8 @@ def render(r: dict) -> str:
              f"{r['repeat']} rounds; each round runs every path once, in this order, each in a fresh process (interleaved). "
              "Wall = the measured call (the platform: its Dagster range runs of "
              f"{r['per_run']} partitions, one after the other, as a UI backfill launches them; embedded profile, Parquet "
-             "offline, Feast SQLite online). Peak RSS: `ru_maxrss` when the call returns (imports included), and the "
-             "whole process's from `wait4` (the platform's includes its verification afterwards). Load = the 1-minute "
+             "offline, Feast SQLite online). Peak RSS: the process's `VmHWM` when the call returns (imports included), and the "
+             "whole process's from `wait4` (which on Linux may carry the spawning parent's peak) (the platform's includes its verification afterwards). Load = the 1-minute "
              "load average at the start and end of each run (2 cores, shared).", "",
              "| path | min wall (s) | median wall (s) | runs: wall (s) @ load | peak RSS (MB) | wait4 peak (MB) | rows | "
              "median vs loop | every day equal to the loop's |",
