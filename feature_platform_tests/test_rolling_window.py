@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from chat_activity.user_activity import SPEC
 from hypothesis import HealthCheck, event, given, settings
@@ -303,3 +304,42 @@ def test_an_overflow_in_a_later_entity_range_is_the_first_by_day():
     with mock.patch.object(rolling_window, "SHARD_EVENTS", 20), pytest.raises(AggregationOverflowError) as got:
         aggregate_chunk(SPEC, raw, days)
     assert str(got.value) == str(want.value) and got.value.entity == high
+
+
+# --- strings as the Parquet reader gives them (Arrow-backed): factorized by Arrow --------------------------------------
+
+ARROW_MODELS = ["b", "a", "c", "é", "Z", "ab", None]  # code-point order differs from case- or locale-aware orders
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=event_logs(), n_days=st.integers(1, 6), models=st.lists(st.sampled_from(ARROW_MODELS), min_size=60,
+       max_size=60), shard_events=st.sampled_from([1, 7, 10**6]))
+def test_arrow_backed_strings_equal_the_per_day_definition(raw, n_days, models, shard_events):
+    """Session ids and models as `string[pyarrow]` (the reader's dtype, factorized by Arrow here): every day equals
+    `aggregate_day` over the same events with Python strings, ties of `mode` to the smallest by code point."""
+    from unittest import mock
+
+    from feature_platform.compute import rolling_window
+    from feature_platform.sources.rows import STRING
+
+    raw = raw.assign(model=pd.Series(models[: len(raw)], dtype=object, index=raw.index))
+    arrow = raw.assign(session_id=raw["session_id"].astype(STRING), model=raw["model"].astype(STRING))
+    days = [FIRST + timedelta(days=i) for i in range(n_days)]
+    with mock.patch.object(rolling_window, "SHARD_EVENTS", shard_events):
+        got = list(aggregate_chunk(SPEC, arrow, days))
+    assert [d for d, _ in got] == days
+    for day, frame in got:
+        assert_same(frame, aggregate_day(SPEC, raw, day))
+
+
+def test_arrow_backed_strings_in_several_chunks_factorize_as_one():
+    """A column of several Arrow chunks (one per file read) is encoded with one dictionary."""
+    from feature_platform.compute.rolling_window import _factorize
+    from feature_platform.sources.rows import STRING
+
+    chunked = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([["b", None, "a"], ["a", "c", "b"]])))
+    for sort in (False, True):
+        codes, uniques = _factorize(chunked, sort=sort)
+        want_codes, want_uniques = pd.factorize(chunked.astype(object), sort=sort)
+        assert codes.tolist() == want_codes.tolist() and list(uniques) == list(want_uniques)
+    assert _factorize(pd.Series([], dtype=STRING), sort=True)[0].tolist() == []
