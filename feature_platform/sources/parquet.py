@@ -129,7 +129,7 @@ class ParquetSource(SourceRows):
             wanted = ((column >= _bound(start, ts_type)) & (column < _bound(end, ts_type))) | wanted
         try:
             dataset = ds.FileSystemDataset(fragments, schema, first.format, first.filesystem)
-            return dataset.to_table(filter=wanted)
+            return dataset.to_table(filter=wanted, memory_pool=pa.system_memory_pool())
         except (pa.ArrowException, OSError) as exc:
             where = first.path if len(fragments) == 1 else Path(first.path).parent
             raise SourceDataError(f"{self.label} {where} cannot be read: {_reason(exc)}") from exc
