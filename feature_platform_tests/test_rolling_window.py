@@ -333,13 +333,15 @@ def test_arrow_backed_strings_equal_the_per_day_definition(raw, n_days, models, 
 
 
 def test_arrow_backed_strings_in_several_chunks_factorize_as_one():
-    """A column of several Arrow chunks (one per file read) is encoded with one dictionary."""
-    from feature_platform.compute.rolling_window import _factorize
+    """A column of several Arrow chunks (one per file read) is encoded with one dictionary, as pandas would."""
+    from feature_platform.compute.rolling_window import _codes, _sorted_codes
     from feature_platform.sources.rows import STRING
 
     chunked = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([["b", None, "a"], ["a", "c", "b"]])))
-    for sort in (False, True):
-        codes, uniques = _factorize(chunked, sort=sort)
-        want_codes, want_uniques = pd.factorize(chunked.astype(object), sort=sort)
-        assert codes.tolist() == want_codes.tolist() and list(uniques) == list(want_uniques)
-    assert _factorize(pd.Series([], dtype=STRING), sort=True)[0].tolist() == []
+    codes, n_values = _codes(chunked)
+    want_codes, want_uniques = pd.factorize(chunked.astype(object))
+    assert codes.tolist() == want_codes.tolist() and n_values == len(want_uniques)
+    codes, labels = _sorted_codes(chunked)
+    want_codes, want_uniques = pd.factorize(chunked.astype(object), sort=True)
+    assert codes.tolist() == want_codes.tolist() and labels.tolist() == list(want_uniques) and labels.dtype == object
+    assert _sorted_codes(pd.Series([], dtype=STRING))[0].tolist() == _codes(pd.Series([], dtype=STRING))[0].tolist() == []

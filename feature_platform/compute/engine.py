@@ -15,7 +15,7 @@ from typing import Protocol
 import pandas as pd
 
 from feature_platform.compute.chunks import DayChunk
-from feature_platform.compute.window_aggregate import aggregate_chunk, raw_range_for
+from feature_platform.compute.window_aggregate import aggregate_chunk, prepare, raw_range_for
 from feature_platform.config import Settings
 from feature_platform.repo import Repository
 from feature_platform.sources import reader_for
@@ -50,6 +50,8 @@ class PandasEngine:
             raw = self.read_raw(spec, days[0], days[-1])
             release_unused()  # the scan's buffers, freed: the aggregation's peak does not stack on them
         with phase("aggregate"):
+            raw = prepare(spec, raw, days)  # the raw frame, freed once its events are taken out of it,
+            release_unused()  # and given back (Arrow's pool holds its columns): the pass's arrays do not stack on it
             chunk = aggregate_chunk(spec, raw, days)
             raw = None
             release_unused()  # nor does validation's and the writes' on the aggregation's working memory

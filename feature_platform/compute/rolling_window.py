@@ -102,42 +102,67 @@ MODE_DIRECT_MAX_VALUES = 64
 SHARD_EVENTS = 250_000
 
 
-class _Events:
+class Events:
     """The events of a chunk's days as numpy arrays, sorted by (key, day): the key's code `k` (its rank among
     the raw frame's keys), the day `d`, and per aggregation its input (`inputs`, by (function, column)). Built
-    once per chunk, so a range of entities is a slice of them (no copy of the raw frame, strings factorized
-    once) and each range's sort by (key, day) runs over sorted data."""
+    once per chunk (`events_of`), so a range of entities is a slice of them (no copy of the raw frame, strings
+    factorized once) and each range's sort by (key, day) runs over sorted data. Once they are made, the raw
+    frame can be freed; `aggregate_chunk` consumes them (`take`): their arrays are freed as soon as they are
+    aggregated, before the chunk's columns are allocated, even while the caller still holds this object."""
 
-    def __init__(self, k: np.ndarray, d: np.ndarray, inputs: dict, key_values):
-        self.k, self.d, self.inputs, self.key_values = k, d, inputs, key_values
-
-    @classmethod
-    def of(cls, spec: FeatureViewSpec, raw: pd.DataFrame, lo: int, last: int) -> _Events:
-        agg = spec.aggregation
-        eday = day_numbers(raw[agg.timestamp_column]) - lo
-        keys, key_values = pd.factorize(raw[spec.entity.join_key], sort=True)
-        keep = (eday >= 0) & (eday <= last) & (keys >= 0)
-        kept = np.flatnonzero(keep)
-        k, d = keys[kept].astype(np.int64), eday[kept]
-        # The kept events by (key, day); raw data in time order makes this sort, and each range's, cheap.
-        index = kept[np.argsort(k * (last + 1) + d, kind="stable")]
-        del k, d, kept, keep
-        inputs: dict[tuple[str, str], object] = {}
-        for a in agg.aggs:
-            kind = "count" if a.fn == "count" else "sum" if a.fn == "mean" else a.fn
-            needs = [(kind, a.column)] + ([("count", a.column)] if a.fn == "mean" else [])
-            for need in needs:
-                if need not in inputs:
-                    inputs[need] = _input_of(need[0], raw[a.column], index)
-        return cls(keys[index].astype(np.int64), eday[index], inputs, key_values)
+    def __init__(self, days: list[date], k: np.ndarray, d: np.ndarray, inputs: dict, key_values):
+        self.days, self.k, self.d, self.inputs, self.key_values = days, k, d, inputs, key_values
 
     def __len__(self) -> int:
         return len(self.k)
 
-    def slice(self, start: int, stop: int) -> _Events:
+    def slice(self, start: int, stop: int) -> Events:
         cut = lambda value: value[start:stop] if isinstance(value, np.ndarray) else (value[0][start:stop], *value[1:])  # noqa: E731
-        return _Events(self.k[start:stop], self.d[start:stop], {n: cut(v) for n, v in self.inputs.items()},
-                       self.key_values)
+        return Events(self.days, self.k[start:stop], self.d[start:stop], {n: cut(v) for n, v in self.inputs.items()},
+                      self.key_values)
+
+    def take(self, days: list[date]) -> Events:
+        """These events, for aggregating `days` (the days they were made for), moved into a new object: this one
+        is left empty, so a second use fails instead of computing from nothing."""
+        if self.k is None:
+            raise ValueError("these events were already aggregated: make them again with events_of")
+        if days != self.days:
+            raise ValueError(f"events made for days {self.days[0]}..{self.days[-1]} cannot compute {days[0]}..{days[-1]}")
+        taken = Events(self.days, self.k, self.d, self.inputs, self.key_values)
+        self.k = self.d = self.inputs = None
+        return taken
+
+
+def _offsets(spec: FeatureViewSpec, wanted: list[date]) -> tuple[int, int]:
+    """(lo, last): day 0 of the pass (days since 1970-01-01: the day before the first window, for closing rows),
+    and the last day with events that count, as an offset from it."""
+    lo = (wanted[0] - _EPOCH).days - spec.aggregation.window.days
+    return lo, (wanted[-1] - _EPOCH).days - lo
+
+
+def events_of(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date]) -> Events:
+    """The events of `raw` that `aggregate_chunk(spec, raw, days)` aggregates, as arrays (`Events`)."""
+    wanted = sorted(set(days))
+    agg = spec.aggregation
+    if not wanted:
+        return Events([], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), {}, pd.Index([]))
+    lo, last = _offsets(spec, wanted)
+    eday = day_numbers(raw[agg.timestamp_column]) - lo
+    keys, key_values = pd.factorize(raw[spec.entity.join_key], sort=True)
+    keep = (eday >= 0) & (eday <= last) & (keys >= 0)
+    kept = np.flatnonzero(keep)
+    k, d = keys[kept].astype(np.int64, copy=False), eday[kept]
+    # The kept events by (key, day); raw data in time order makes this sort, and each range's, cheap.
+    index = kept[np.argsort(k * (last + 1) + d, kind="stable")]
+    del k, d, kept, keep
+    inputs: dict[tuple[str, str], object] = {}
+    for a in agg.aggs:
+        kind = "count" if a.fn == "count" else "sum" if a.fn == "mean" else a.fn
+        needs = [(kind, a.column)] + ([("count", a.column)] if a.fn == "mean" else [])
+        for need in needs:
+            if need not in inputs:
+                inputs[need] = _input_of(need[0], raw[a.column], index)
+    return Events(wanted, keys[index].astype(np.int64, copy=False), eday[index], inputs, key_values)
 
 
 def _input_of(kind: str, column: pd.Series, index: np.ndarray):
@@ -151,46 +176,60 @@ def _input_of(kind: str, column: pd.Series, index: np.ndarray):
     if kind == "sum":
         return events(_summable(column))
     if kind == "count_distinct":
-        codes, uniques = _factorize(column, sort=False)
-        return events(codes), len(uniques)
+        codes, n_values = _codes(column)
+        return events(codes), n_values
     if kind == "mode":
-        codes, uniques = _factorize(column, sort=True)
-        return events(codes), np.asarray(uniques, dtype=object)
+        codes, labels = _sorted_codes(column)
+        return events(codes), labels
     values, empty, reduce = _extreme_values(column, kind)
     return events(values), empty, reduce
 
 
-def _factorize(column: pd.Series, sort: bool) -> tuple[np.ndarray, Sequence]:
-    """`pd.factorize(column, sort=sort)`: codes (-1 for null) and the distinct values. Arrow-backed strings are
-    encoded by Arrow in the system allocator: the hash table of ~1M distinct session ids (~100 MB while it is
-    built) is then malloc's to reuse, not kept by Arrow's own pool beside the pass's numpy arrays."""
+def _codes(column: pd.Series) -> tuple[np.ndarray, int]:
+    """`pd.factorize(column)`'s codes (-1 for null) and how many distinct values there are. Arrow-backed strings
+    are encoded by Arrow in the system allocator: the hash table of ~1M distinct session ids (~100 MB while it
+    is built) is then malloc's to reuse, not kept by Arrow's own pool beside the pass's numpy arrays, and the
+    distinct values stay in Arrow (never ~1M Python strings)."""
     if not (isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow") or not len(column):
-        return pd.factorize(column, sort=sort)
-    pool = pa.system_memory_pool()
-    values = pa.array(column)  # the column's own Arrow buffers (no copy)
-    encoded = pc.dictionary_encode(values if isinstance(values, pa.ChunkedArray) else pa.chunked_array([values]),
-                                   memory_pool=pool)
-    dictionary = encoded.chunk(0).dictionary  # one dictionary for every chunk
-    indices = pa.chunked_array([chunk.indices for chunk in encoded.chunks], type=encoded.type.index_type)
-    codes = pc.fill_null(indices, -1).to_numpy().astype(np.int64)
-    if not sort:
-        return codes, dictionary.to_pylist()
-    order = pc.array_sort_indices(dictionary, memory_pool=pool).to_numpy()
+        codes, uniques = pd.factorize(column)
+        return codes, len(uniques)
+    dictionary, codes = _dictionary_encode(column)
+    return codes, len(dictionary)
+
+
+def _sorted_codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """`pd.factorize(column, sort=True)`: codes in value order (-1 for null), and the values (an object array)."""
+    if not (isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow") or not len(column):
+        codes, uniques = pd.factorize(column, sort=True)
+        return codes, np.asarray(uniques, dtype=object)
+    dictionary, codes = _dictionary_encode(column)
+    order = pc.array_sort_indices(dictionary, memory_pool=pa.system_memory_pool()).to_numpy()
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
-    return np.where(codes >= 0, rank[np.maximum(codes, 0)], -1), dictionary.take(order).to_pylist()
+    labels = np.empty(len(order), dtype=object)
+    labels[:] = dictionary.take(order).to_pylist()
+    return np.where(codes >= 0, rank[np.maximum(codes, 0)], -1), labels
 
 
-def aggregate_chunk(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date]) -> DayChunk:
+def _dictionary_encode(column: pd.Series) -> tuple[pa.Array, np.ndarray]:
+    """(distinct values, codes with -1 for null) of an Arrow-backed column, in the system allocator."""
+    values = pa.array(column)  # the column's own Arrow buffers (no copy)
+    encoded = pc.dictionary_encode(values if isinstance(values, pa.ChunkedArray) else pa.chunked_array([values]),
+                                   memory_pool=pa.system_memory_pool())
+    indices = pa.chunked_array([chunk.indices for chunk in encoded.chunks], type=encoded.type.index_type)
+    return encoded.chunk(0).dictionary, pc.fill_null(indices, -1).to_numpy().astype(np.int64)  # one dictionary for all chunks
+
+
+def aggregate_chunk(spec: FeatureViewSpec, raw: pd.DataFrame | Events, days: Sequence[date]) -> DayChunk:
     """The rows of `aggregate_day(spec, raw, day)` for each of `days`, in one frame, in one pass over `raw`
-    (a range of entities at a time above `SHARD_EVENTS` events)."""
+    (a range of entities at a time above `SHARD_EVENTS` events). `raw`: the raw frame, or its `events_of(spec,
+    raw, days)` (consumed: see `Events`)."""
     wanted = sorted(set(days))
     if not wanted:
         return empty_chunk()
-    width = spec.aggregation.window.days
-    lo = (wanted[0] - _EPOCH).days - width  # day 0: the day before the first window, for closing rows
-    last = (wanted[-1] - _EPOCH).days - lo
-    events = _Events.of(spec, raw, lo, last)
+    lo, last = _offsets(spec, wanted)
+    events = raw.take(wanted) if isinstance(raw, Events) else events_of(spec, raw, wanted)
+    del raw
     if len(events) > SHARD_EVENTS:
         # Ranges of whole entities of ~SHARD_EVENTS events each (the events are sorted by key).
         cuts = np.searchsorted(events.k, events.k[SHARD_EVENTS::SHARD_EVENTS], side="left")
@@ -248,7 +287,7 @@ def _merge(spec: FeatureViewSpec, wanted: list[date], parts: list[tuple[np.ndarr
     return DayChunk(wanted, frame_from_blocks(names, blocks, total), bounds)
 
 
-def _aggregate_chunk(spec: FeatureViewSpec, events: _Events, wanted: list[date], lo: int,
+def _aggregate_chunk(spec: FeatureViewSpec, events: Events, wanted: list[date], lo: int,
                      last: int) -> tuple[np.ndarray, dict]:
     """The rows of `wanted` from `events` (day, then key order): each day's bounds in them, and the typed
     columns (the key and the features, in the spec's dtypes)."""
@@ -362,7 +401,7 @@ def _summable(column: pd.Series) -> np.ndarray:
     if values.dtype.kind == "f":
         return np.where(np.isnan(values), 0.0, values)
     if values.dtype.kind in "iub":
-        return values.astype(np.int64)
+        return values.astype(np.int64, copy=False)
     return pd.to_numeric(column).fillna(0).to_numpy(dtype=np.float64)
 
 
