@@ -345,3 +345,19 @@ def test_arrow_backed_strings_in_several_chunks_factorize_as_one():
     want_codes, want_uniques = pd.factorize(chunked.astype(object), sort=True)
     assert codes.tolist() == want_codes.tolist() and labels.tolist() == list(want_uniques) and labels.dtype == object
     assert _sorted_codes(pd.Series([], dtype=STRING))[0].tolist() == _codes(pd.Series([], dtype=STRING))[0].tolist() == []
+
+
+def test_events_made_once_aggregate_as_the_raw_frame_and_only_once():
+    """The engine's path: the raw frame's events (`events_of`) give the chunk of the raw frame; they are consumed."""
+    from feature_platform.compute.rolling_window import events_of
+
+    days = [FIRST + timedelta(days=i) for i in range(5)]
+    raw = pd.concat([generate_day(d, 300, seed=4) for d in [FIRST - timedelta(days=8), *days]], ignore_index=True)
+    events = events_of(SPEC, raw, days)
+    got, want = aggregate_chunk(SPEC, events, days), aggregate_chunk(SPEC, raw, days)
+    pd.testing.assert_frame_equal(got.frame, want.frame, check_exact=True)
+    assert got.bounds.tolist() == want.bounds.tolist() and got.days == want.days
+    with pytest.raises(ValueError, match="already aggregated"):
+        aggregate_chunk(SPEC, events, days)
+    with pytest.raises(ValueError, match="cannot compute"):
+        aggregate_chunk(SPEC, events_of(SPEC, raw, days), days[1:])
