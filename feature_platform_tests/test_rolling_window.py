@@ -361,3 +361,30 @@ def test_events_made_once_aggregate_as_the_raw_frame_and_only_once():
         aggregate_chunk(SPEC, events, days)
     with pytest.raises(ValueError, match="cannot compute"):
         aggregate_chunk(SPEC, events_of(SPEC, raw, days), days[1:])
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), top=st.sampled_from([1, 2**16, 2**16 + 1, 2**33, 2**48 - 1, 2**48, 2**62]),
+       negative=st.booleans(), n=st.sampled_from([10, 2**16, 2**16 + 3, 200_000]))
+def test_the_radix_order_is_numpy_s_stable_order(seed, top, negative, n):
+    """`_stable_order` (a radix sort of 16-bit digits for many codes below 2**48) gives `np.argsort(kind="stable")`'s
+    permutation exactly, ties in input order, whatever the codes' range."""
+    from feature_platform.compute.rolling_window import _stable_order
+
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(-top if negative else 0, top, size=n, dtype=np.int64)
+    codes[rng.integers(0, n, size=n // 3)] = codes[0]  # many ties
+    assert np.array_equal(_stable_order(codes), np.argsort(codes, kind="stable"))
+
+
+def test_a_chunk_of_more_events_than_a_radix_digit_equals_the_per_day_definition():
+    """Above 2**16 events the pass sorts by radix (`_stable_order`), a range of entities at a time."""
+    from unittest import mock
+
+    from feature_platform.compute import rolling_window
+
+    days = [FIRST + timedelta(days=i) for i in range(3)]
+    raw = pd.concat([generate_day(FIRST + timedelta(days=i), 16000, seed=6) for i in range(-8, 3)], ignore_index=True)
+    assert len(raw) > 2**16
+    with mock.patch.object(rolling_window, "SHARD_EVENTS", 2**16 + 1000):
+        compare(SPEC, raw, days)
