@@ -256,13 +256,13 @@ def aggregate_chunk(spec: FeatureViewSpec, raw: pd.DataFrame | Events, days: Seq
                 pass  # the first overflow in (day, key) order over all entities: the one-pass error, below
             else:
                 del events  # freed before the chunk's columns are allocated
-                return _merge(spec, wanted, parts)
+                return _merge(wanted, parts)
     parts = [_aggregate_chunk(spec, events, wanted, lo, last)]
     del events
-    return _merge(spec, wanted, parts)
+    return _merge(wanted, parts)
 
 
-def _merge(spec: FeatureViewSpec, wanted: list[date], parts: list[tuple[np.ndarray, dict]]) -> DayChunk:
+def _merge(wanted: list[date], parts: list[tuple[np.ndarray, dict]]) -> DayChunk:
     """One chunk of the rows of consecutive entity ranges (each: its day bounds and typed columns): each day's
     rows, range after range. Each column is written once into its place, the numpy columns of one dtype into
     one 2-D block, so the frame is built (and later copied, e.g. by validation) without consolidating them;
