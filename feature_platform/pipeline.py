@@ -16,6 +16,7 @@ from datetime import date, datetime, timezone
 import pandas as pd
 import pandera.pandas as pa
 
+from feature_platform.compat.pandera_internals import validate as validate_frame
 from feature_platform.derive.pandera_schema import pandera_schema
 from feature_platform.errors import ValidationFailedError
 from feature_platform.runtime import Runtime
@@ -42,7 +43,7 @@ class PartitionResult:
 def validate(spec: FeatureViewSpec, rows: pd.DataFrame) -> pd.DataFrame | None:
     """Pandera failure cases of `rows` (one row per failing value), or None when valid."""
     try:
-        pandera_schema(spec).validate(rows, lazy=True)
+        validate_frame(pandera_schema(spec), rows)  # its copy of `rows` freed at once, not at a collection
         return None
     except pa.errors.SchemaErrors as exc:
         return exc.failure_cases

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from chat_activity.user_activity import SPEC
 from hypothesis import HealthCheck, event, given, settings
@@ -303,3 +304,87 @@ def test_an_overflow_in_a_later_entity_range_is_the_first_by_day():
     with mock.patch.object(rolling_window, "SHARD_EVENTS", 20), pytest.raises(AggregationOverflowError) as got:
         aggregate_chunk(SPEC, raw, days)
     assert str(got.value) == str(want.value) and got.value.entity == high
+
+
+# --- strings as the Parquet reader gives them (Arrow-backed): factorized by Arrow --------------------------------------
+
+ARROW_MODELS = ["b", "a", "c", "é", "Z", "ab", None]  # code-point order differs from case- or locale-aware orders
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=event_logs(), n_days=st.integers(1, 6), models=st.lists(st.sampled_from(ARROW_MODELS), min_size=60,
+       max_size=60), shard_events=st.sampled_from([1, 7, 10**6]))
+def test_arrow_backed_strings_equal_the_per_day_definition(raw, n_days, models, shard_events):
+    """Session ids and models as `string[pyarrow]` (the reader's dtype, factorized by Arrow here): every day equals
+    `aggregate_day` over the same events with Python strings, ties of `mode` to the smallest by code point."""
+    from unittest import mock
+
+    from feature_platform.compute import rolling_window
+    from feature_platform.sources.rows import STRING
+
+    raw = raw.assign(model=pd.Series(models[: len(raw)], dtype=object, index=raw.index))
+    arrow = raw.assign(session_id=raw["session_id"].astype(STRING), model=raw["model"].astype(STRING))
+    days = [FIRST + timedelta(days=i) for i in range(n_days)]
+    with mock.patch.object(rolling_window, "SHARD_EVENTS", shard_events):
+        got = list(aggregate_chunk(SPEC, arrow, days))
+    assert [d for d, _ in got] == days
+    for day, frame in got:
+        assert_same(frame, aggregate_day(SPEC, raw, day))
+
+
+def test_arrow_backed_strings_in_several_chunks_factorize_as_one():
+    """A column of several Arrow chunks (one per file read) is encoded with one dictionary, as pandas would."""
+    from feature_platform.compute.rolling_window import _codes, _sorted_codes
+    from feature_platform.sources.rows import STRING
+
+    chunked = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([["b", None, "a"], ["a", "c", "b"]])))
+    codes, n_values = _codes(chunked)
+    want_codes, want_uniques = pd.factorize(chunked.astype(object))
+    assert codes.tolist() == want_codes.tolist() and n_values == len(want_uniques)
+    codes, labels = _sorted_codes(chunked)
+    want_codes, want_uniques = pd.factorize(chunked.astype(object), sort=True)
+    assert codes.tolist() == want_codes.tolist() and labels.tolist() == list(want_uniques) and labels.dtype == object
+    assert _sorted_codes(pd.Series([], dtype=STRING))[0].tolist() == _codes(pd.Series([], dtype=STRING))[0].tolist() == []
+
+
+def test_events_made_once_aggregate_as_the_raw_frame_and_only_once():
+    """The engine's path: the raw frame's events (`events_of`) give the chunk of the raw frame; they are consumed."""
+    from feature_platform.compute.rolling_window import events_of
+
+    days = [FIRST + timedelta(days=i) for i in range(5)]
+    raw = pd.concat([generate_day(d, 300, seed=4) for d in [FIRST - timedelta(days=8), *days]], ignore_index=True)
+    events = events_of(SPEC, raw, days)
+    got, want = aggregate_chunk(SPEC, events, days), aggregate_chunk(SPEC, raw, days)
+    pd.testing.assert_frame_equal(got.frame, want.frame, check_exact=True)
+    assert got.bounds.tolist() == want.bounds.tolist() and got.days == want.days
+    with pytest.raises(ValueError, match="already aggregated"):
+        aggregate_chunk(SPEC, events, days)
+    with pytest.raises(ValueError, match="cannot compute"):
+        aggregate_chunk(SPEC, events_of(SPEC, raw, days), days[1:])
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), top=st.sampled_from([1, 2**16, 2**16 + 1, 2**33, 2**48 - 1, 2**48, 2**62]),
+       negative=st.booleans(), n=st.sampled_from([10, 2**16, 2**16 + 3, 200_000]))
+def test_the_radix_order_is_numpy_s_stable_order(seed, top, negative, n):
+    """`_stable_order` (a radix sort of 16-bit digits for many codes below 2**48) gives `np.argsort(kind="stable")`'s
+    permutation exactly, ties in input order, whatever the codes' range."""
+    from feature_platform.compute.rolling_window import _stable_order
+
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(-top if negative else 0, top, size=n, dtype=np.int64)
+    codes[rng.integers(0, n, size=n // 3)] = codes[0]  # many ties
+    assert np.array_equal(_stable_order(codes), np.argsort(codes, kind="stable"))
+
+
+def test_a_chunk_of_more_events_than_a_radix_digit_equals_the_per_day_definition():
+    """Above 2**16 events the pass sorts by radix (`_stable_order`), a range of entities at a time."""
+    from unittest import mock
+
+    from feature_platform.compute import rolling_window
+
+    days = [FIRST + timedelta(days=i) for i in range(3)]
+    raw = pd.concat([generate_day(FIRST + timedelta(days=i), 16000, seed=6) for i in range(-8, 3)], ignore_index=True)
+    assert len(raw) > 2**16
+    with mock.patch.object(rolling_window, "SHARD_EVENTS", 2**16 + 1000):
+        compare(SPEC, raw, days)

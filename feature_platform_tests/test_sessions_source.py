@@ -205,3 +205,39 @@ def test_the_cli_prints_a_bad_raw_file_on_one_line(embedded_settings):
     lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("\r")]
     assert len(lines) == 1 and lines[0].startswith(f"error: sessions source {bad}: "), done.stderr[-3000:]
     assert "column 'message_count': 1 non-integer value(s)" in lines[0]
+
+
+# --- files whose statistics prove they hold nothing of the range are not scanned ------------------------------------
+def test_files_outside_the_range_by_their_statistics_are_not_scanned_and_the_rows_are_the_same(tmp_path, monkeypatch):
+    import feature_platform.sources.parquet as parquet
+
+    days = pd.date_range("2026-01-01", periods=6, freq="D", tz="UTC")
+    for i, day in enumerate(days):
+        rows = RAW.assign(event_timestamp=[day + pd.Timedelta(hours=h) for h in (1, 5, 23)],
+                          session_id=[f"{i}{s}" for s in "abc"])
+        if i == 3:  # one file of other physical types: its own group, read as the declared schema
+            rows = rows.astype({"tokens": "int32"})
+        rows.to_parquet(tmp_path / f"{day.date()}.parquet")
+    scanned = []
+    real_scan = parquet.ParquetSource._scan
+    monkeypatch.setattr(parquet.ParquetSource, "_scan", lambda self, fragments, start, end: (
+        scanned.extend(f.path for f in fragments), real_scan(self, fragments, start, end))[1])
+    for lo, hi in [(days[1], days[3]), (days[3] + pd.Timedelta(hours=2), days[4]), (days[5] + pd.Timedelta(days=3),
+                                                                                     days[5] + pd.Timedelta(days=4))]:
+        scanned.clear()
+        pruned = read_sessions(tmp_path, lo.to_pydatetime(), hi.to_pydatetime())
+        pruned_files = sorted(scanned)
+        with monkeypatch.context() as every_file:
+            every_file.setattr(parquet, "_outside", lambda *args: False)
+            pd.testing.assert_frame_equal(pruned, read_sessions(tmp_path, lo.to_pydatetime(), hi.to_pydatetime()),
+                                          check_exact=True)
+        assert len(pruned_files) < 6  # at most the files of the range, and one per type group
+    assert pruned_files == [str(tmp_path / "2026-01-01.parquet"), str(tmp_path / "2026-01-04.parquet")]  # none: a file a group
+
+
+def test_a_file_outside_the_range_without_null_counts_is_still_read_for_null_times(tmp_path):
+    RAW.to_parquet(tmp_path / "a.parquet")
+    late = RAW.assign(session_id=["x", "y", "z"], event_timestamp=RAW["event_timestamp"] + pd.Timedelta(days=30))
+    bad = _null_time_without_statistics(tmp_path / "b.parquet", late, i=1)
+    with pytest.raises(SourceDataError, match=rf"{bad}: .*column 'event_timestamp': 1 null value\(s\).*'y'"):
+        read_sessions(tmp_path, LO, HI)

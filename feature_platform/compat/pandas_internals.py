@@ -23,3 +23,29 @@ def column_lists(frame: pd.DataFrame, names: list[str]) -> dict[str, list]:
         return out
     except AttributeError:  # another pandas: the public way
         return {n: frame[n].tolist() for n in names}
+
+
+def frame_from_blocks(names: list[str], blocks: list[tuple[object, list[int]]], length: int) -> pd.DataFrame:
+    """A frame of columns `names` from `blocks`, without copying them: each is (a 2-D numpy array whose row j is
+    column `positions[j]`, positions) or (a 1-D numpy or extension array, [position]). pandas' constructors
+    copy same-dtype columns into one 2-D block (now, or at the frame's next copy); a frame built from blocks
+    already shaped that way copies nothing.
+
+    Checked against pandas 2.3.3: `pandas.core.internals.api.make_block` (the analogue pyarrow's `to_pandas`
+    builds its frames with), `BlockManager(blocks, axes)` and `DataFrame._from_mgr(mgr, axes)`. Elsewhere:
+    the public constructor (same frame, columns copied).
+    """
+    try:
+        from pandas.core.internals import BlockManager
+        from pandas.core.internals.api import make_block
+
+        made = [make_block(values.reshape(1, -1) if isinstance(values, np.ndarray) and values.ndim == 1 else values,
+                           placement=positions, ndim=2) for values, positions in blocks]
+        axes = [pd.Index(names), pd.RangeIndex(length)]
+        return pd.DataFrame._from_mgr(BlockManager(made, axes), axes)
+    except (ImportError, AttributeError, TypeError):  # another pandas: the public way
+        columns: dict[int, object] = {}
+        for values, positions in blocks:
+            for j, position in enumerate(positions):
+                columns[position] = values[j] if isinstance(values, np.ndarray) and values.ndim == 2 else values
+        return pd.DataFrame({names[i]: columns[i] for i in range(len(names))})

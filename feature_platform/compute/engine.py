@@ -15,11 +15,12 @@ from typing import Protocol
 import pandas as pd
 
 from feature_platform.compute.chunks import DayChunk
-from feature_platform.compute.window_aggregate import aggregate_chunk, raw_range_for
+from feature_platform.compute.window_aggregate import aggregate_chunk, prepare, raw_range_for
 from feature_platform.config import Settings
 from feature_platform.repo import Repository
 from feature_platform.sources import reader_for
 from feature_platform.spec import FeatureViewSpec
+from feature_platform.util.memory import release_unused
 from feature_platform.util.phases import phase
 
 
@@ -47,8 +48,14 @@ class PandasEngine:
     def compute_chunk(self, spec: FeatureViewSpec, days: Sequence[date]) -> DayChunk:
         with phase("read"):
             raw = self.read_raw(spec, days[0], days[-1])
+            release_unused()  # the scan's buffers, freed: the aggregation's peak does not stack on them
         with phase("aggregate"):
-            return aggregate_chunk(spec, raw, days)
+            raw = prepare(spec, raw, days)  # the raw frame, freed once its events are taken out of it,
+            release_unused()  # and given back (Arrow's pool holds its columns): the pass's arrays do not stack on it
+            chunk = aggregate_chunk(spec, raw, days)
+            raw = None
+            release_unused()  # nor does validation's and the writes' on the aggregation's working memory
+            return chunk
 
 
 def engine_for(settings: Settings, repo: Repository) -> ComputeEngine:

@@ -53,9 +53,15 @@ def aggregate_day(spec: FeatureViewSpec, raw: pd.DataFrame, day: date) -> pd.Dat
     return out
 
 
-def aggregate_chunk(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date]) -> DayChunk:
-    """`aggregate_day` for several days over one raw frame: in one vectorized pass for windows of whole
-    days (`rolling_window`), else day by day."""
+def prepare(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date]) -> pd.DataFrame | rolling_window.Events:
+    """What `aggregate_chunk(spec, ..., days)` needs of `raw`: for the one-pass aggregation, its events as arrays
+    (`rolling_window.Events`), so the raw frame can be freed before the pass runs; else `raw` itself."""
+    return rolling_window.events_of(spec, raw, days) if rolling_window.supports(spec) else raw
+
+
+def aggregate_chunk(spec: FeatureViewSpec, raw: pd.DataFrame | rolling_window.Events, days: Sequence[date]) -> DayChunk:
+    """`aggregate_day` for several days over one raw frame (or what `prepare` made of it): in one vectorized pass
+    for windows of whole days (`rolling_window`), else day by day."""
     if rolling_window.supports(spec):
         return rolling_window.aggregate_chunk(spec, raw, days)
     frames = list(_aggregate_each_day(spec, raw, days))

@@ -46,10 +46,17 @@ class ParquetSource(SourceRows):
         for fragment in self.files():  # files of the same declared types are scanned together (fast)
             physical = fragment.physical_schema
             groups.setdefault(tuple(physical.field(name).type for name in self.schema.names), []).append(fragment)
-        frames = [self._read_files(fragments, start, end) for fragments in groups.values()]
+        frames = [self._read_files(self._holding(fragments, start, end), start, end) for fragments in groups.values()]
         if len(frames) == 1:
             return frames[0]
         return pd.concat(frames, ignore_index=True) if frames else self._normalized(self.schema.empty_table(), "")
+
+    def _holding(self, fragments: list[ds.ParquetFileFragment], start: datetime,
+                 end: datetime) -> list[ds.ParquetFileFragment]:
+        """The files that may hold a row of `[start, end)` or a row without a time: all but those whose row-group
+        statistics prove they hold neither (a range run's chunk scans its ~24 daily files, not the source's
+        hundreds: the scan takes half the time). One is kept of a group with none, so it reads as before."""
+        return [f for f in fragments if not _outside(f, self.timestamp, start, end)] or fragments[:1]
 
     def files(self) -> list[ds.ParquetFileFragment]:
         """The Parquet files of the source, by path, each checked (readable, every declared column present
@@ -129,7 +136,7 @@ class ParquetSource(SourceRows):
             wanted = ((column >= _bound(start, ts_type)) & (column < _bound(end, ts_type))) | wanted
         try:
             dataset = ds.FileSystemDataset(fragments, schema, first.format, first.filesystem)
-            return dataset.to_table(filter=wanted)
+            return dataset.to_table(filter=wanted, memory_pool=pa.system_memory_pool())
         except (pa.ArrowException, OSError) as exc:
             where = first.path if len(fragments) == 1 else Path(first.path).parent
             raise SourceDataError(f"{self.label} {where} cannot be read: {_reason(exc)}") from exc
@@ -234,6 +241,21 @@ def _statistics_range(fragment, column: str) -> tuple[datetime, datetime] | None
         lows.append(stats.min if stats.min.tzinfo else stats.min.replace(tzinfo=timezone.utc))
         highs.append(stats.max if stats.max.tzinfo else stats.max.replace(tzinfo=timezone.utc))
     return (min(lows), max(highs)) if lows else None
+
+
+def _outside(fragment, column: str, start: datetime, end: datetime) -> bool:
+    """Whether the file's row-group statistics prove it has no time in `[start, end)` and no null time (every
+    row group counts its nulls, none, and has a min and max)."""
+    metadata = fragment.metadata
+    leaves = [i for i in range(metadata.num_columns) if metadata.schema.column(i).path == column]
+    if not leaves:
+        return False
+    for i in range(metadata.num_row_groups):
+        stats = metadata.row_group(i).column(leaves[0]).statistics
+        if stats is None or not stats.has_null_count or stats.null_count:
+            return False
+    span = _statistics_range(fragment, column)  # None unless every non-empty row group has a min and max
+    return span is not None and (span[1] < start or span[0] >= end)
 
 
 def _is_glob(path: str) -> bool:

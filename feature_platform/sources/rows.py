@@ -11,6 +11,7 @@ import pandera.errors
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from feature_platform.compat.pandera_internals import validate
 from feature_platform.dtypes import INT64_MAX, arrow_type
 from feature_platform.errors import SourceDataError
 from feature_platform.sources.schema import source_rules, source_schema
@@ -94,7 +95,7 @@ class SourceRows:
         would have lost, with their written values. The details are only built on failure, in the rules'
         order, each with the first rows (as read) breaking it."""
         try:
-            source_schema(self.spec).validate(frame, lazy=True)
+            validate(source_schema(self.spec), frame, inplace=True)  # the source schema changes nothing: no copy
             failures = None
         except pandera.errors.SchemaErrors as exc:
             failures = exc.failure_cases
