@@ -7,6 +7,7 @@ value is older, missing, or different at the same timestamp is a mismatch.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -42,25 +43,38 @@ def skew_report(runtime: Runtime, spec: FeatureViewSpec, day: date, sample: int 
 
 
 def skew_reports(runtime: Runtime, spec: FeatureViewSpec, partitions: dict[date, pd.DataFrame], sample: int = SAMPLE,
-                 seed: int = 0) -> dict[date, SkewReport]:
+                 seed: int = 0, superseded: Mapping[date, Collection] | None = None) -> dict[date, SkewReport]:
     """`skew_report` of several partitions (their offline rows, or samples of them) with one online read.
 
     The read is made as of the earliest partition's timestamp, so no value newer than a partition reads
     as expired for it; a value older than a partition is a mismatch whether or not it expired.
+    `superseded`: per partition, entities that the same run wrote a newer row for (a later partition of a range
+    run, written online with it). Newest-wins keeps a value at least that new online, so reading them back could
+    only find them superseded: they count as such without being read.
     """
     key = spec.entity.join_key
     samples = {day: sample_rows(rows, sample, seed) for day, rows in partitions.items() if not rows.empty}
     reports = {day: SkewReport(0, 0, 0, 0, []) for day in partitions}
     if not samples:
         return reports
-    keys = list(dict.fromkeys(v for rows in samples.values() for v in rows[key].tolist()))
-    columns = [FeatureColumn(spec.name, f, f) for f in spec.feature_names]
-    earliest = runtime.offline.partition_timestamp(min(samples))
-    online = runtime.online.read({spec.name: spec}, columns, [{key: v} for v in keys], now=earliest)
-    online.index = pd.Index(keys)
-    for day, rows in samples.items():
-        reports[day] = _compare(spec, rows, online.loc[rows[key].tolist()].reset_index(drop=True),
-                                runtime.offline.partition_timestamp(day))
+    newer = {day: rows[key].isin(list(superseded.get(day, ()))).to_numpy() if superseded else
+             np.zeros(len(rows), dtype=bool) for day, rows in samples.items()}
+    compare = {day: rows[~newer[day]].reset_index(drop=True) for day, rows in samples.items()}
+    keys = list(dict.fromkeys(v for rows in compare.values() for v in rows[key].tolist()))
+    if keys:
+        columns = [FeatureColumn(spec.name, f, f) for f in spec.feature_names]
+        earliest = runtime.offline.partition_timestamp(min(samples))
+        online = runtime.online.read({spec.name: spec}, columns, [{key: v} for v in keys], now=earliest)
+        online.index = pd.Index(keys)
+    for day, rows in compare.items():
+        skipped = int(newer[day].sum())
+        if rows.empty:
+            reports[day] = SkewReport(skipped, 0, skipped, 0, [])
+            continue
+        report = _compare(spec, rows, online.loc[rows[key].tolist()].reset_index(drop=True),
+                          runtime.offline.partition_timestamp(day))
+        reports[day] = SkewReport(report.sampled + skipped, report.compared, report.superseded + skipped,
+                                  report.mismatches, report.examples)
     return reports
 
 

@@ -24,6 +24,7 @@ from feature_platform.defs.freshness_checks import (
     PSI_WARN,
     SKEW_CHECK,
     drift_evaluation,
+    drift_partition,
     skew_evaluation,
     skew_result,
 )
@@ -142,17 +143,19 @@ class _Report:
     `MaterializeResult` for the range and an `AssetCheckEvaluation` per partition and check.
     Drift is evaluated for every day from the rows in memory (the baseline a week before from memory or the
     offline table); skew for every day once the run's online write is done, from the sample of each day's
-    rows taken when it was written, all read back online at once (entities superseded by a newer day of
-    the run count as such).
+    rows taken when it was written, read back online at once; an entity that a later day of the run wrote again
+    counts as superseded without being read (newest-wins keeps that newer value online).
     """
 
     def __init__(self, context, spec: FeatureViewSpec, key: dg.AssetKey, runtime):
         self.context, self.spec, self.key, self.runtime = context, spec, key, runtime
         self.single = context.has_partition_key
         self.selected = {k.name for k in context.selected_asset_check_keys}
-        self.recent: dict[date, object] = {}  # the last week of rows: drift baselines
+        self.recent: dict[date, object] = {}  # the last week's `drift_partition`s: drift baselines
         self.drift: dict[date, dict] = {}
         self.samples: dict[date, object] = {}  # each day's skew sample
+        self.open: dict[object, list[date]] = {}  # sampled entity -> the days it was sampled, no newer row seen yet
+        self.superseded: dict[date, set] = {}  # per day, its sampled entities a later day of the run wrote again
 
     def check(self, name: str, day: date, **result):
         if self.single:
@@ -164,12 +167,24 @@ class _Report:
             baseline = self.recent.pop(day - BASELINE, None)
             if baseline is None:
                 baseline = self.runtime.offline.read(self.spec, day - BASELINE, day - BASELINE)
-            self.drift[day] = drift_evaluation(self.spec, day, rows, baseline)
-            # The baseline of day + 7 (popped then, so at most a week is kept): its features only (what drift
-            # compares), copied, as a view would keep the whole chunk of days alive.
-            self.recent[day] = rows[list(self.spec.feature_names)].copy()
+            current = drift_partition(self.spec, rows)  # its features' values copied (a view keeps the chunk alive)
+            self.drift[day] = drift_evaluation(self.spec, day, current, baseline)
+            self.recent[day] = current  # the baseline of day + 7 (popped then, so at most a week is kept)
         if SKEW_CHECK in self.selected:
-            self.samples[day] = sample_rows(rows)
+            self._supersede(rows)
+            self.samples[day] = sample = sample_rows(rows)
+            for entity in sample[self.spec.entity.join_key].tolist():
+                self.open.setdefault(entity, []).append(day)
+
+    def _supersede(self, rows) -> None:
+        """The entities sampled on earlier days that `rows` (a later day, written online with them) has again: the
+        skew check counts them as superseded without reading them back."""
+        if not self.open:
+            return
+        keys = rows[self.spec.entity.join_key]
+        for entity in keys[keys.isin(list(self.open))].tolist():
+            for day in self.open.pop(entity):
+                self.superseded.setdefault(day, set()).add(entity)
 
     def partitions(self, results: list[PartitionResult], complete: bool = True):
         """Materializations and check results of the written partitions.
@@ -200,7 +215,7 @@ class _Report:
             )
         with phase("checks"):
             skew = skew_reports(self.runtime, self.spec, {r.day: self.samples[r.day] for r in results
-                                                          if r.day in self.samples})
+                                                          if r.day in self.samples}, superseded=self.superseded)
         for result in results:
             day = result.day
             if PANDERA_CHECK in self.selected:

@@ -1,0 +1,146 @@
+"""The per-partition checks' fast paths equal their plain definitions: the skew check skipping entities a later
+day of the run wrote again, drift from binned baselines, and the partition statistics."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from chat_activity.user_activity import SPEC as ACTIVITY
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import feature_platform as fp
+from feature_platform.compute.drift import Distribution, distribution_psi, psi
+from feature_platform.demo.generator import generate_day
+from feature_platform.skew import sample_rows, skew_reports
+from feature_platform_tests.helpers import write_sessions
+from feature_platform_tests.test_freshness_and_skew import tamper
+
+FIRST, LAST = date(2026, 6, 8), date(2026, 6, 12)
+DAYS = [FIRST + timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
+
+
+@pytest.fixture
+def ranged(profile_settings):
+    """A range run of five days over 60 users a day: most entities have rows on several days."""
+    write_sessions(profile_settings.sessions_path, pd.concat([generate_day(date(2026, 6, d), 60) for d in range(1, 13)]))
+    platform = fp.FeaturePlatform(profile_settings)
+    platform.materialize("user_activity", FIRST, LAST)
+    return platform
+
+
+def superseded_in(offline: dict[date, pd.DataFrame], samples: dict[date, pd.DataFrame]) -> dict[date, set]:
+    """Per day, its sampled entities that a later day of the run has a row for."""
+    key = ACTIVITY.entity.join_key
+    return {day: {k for k in sample[key].tolist() if any(k in set(offline[later][key]) for later in offline if later > day)}
+            for day, sample in samples.items()}
+
+
+def test_skew_skipping_the_run_superseded_entities_equals_reading_them(ranged, monkeypatch):
+    runtime = ranged.runtime
+    offline = {day: runtime.offline.read(ACTIVITY, day, day) for day in DAYS}
+    samples = {day: sample_rows(rows, sample=20, seed=3) for day, rows in offline.items()}
+    key = ACTIVITY.entity.join_key
+    newest = offline[LAST][key].iloc[0]  # a value the last day compares, changed by hand: a mismatch either way
+    tamper(ranged, int(newest), "total_tokens_7d", 123456789)
+    samples[LAST] = pd.concat([samples[LAST], offline[LAST][offline[LAST][key] == newest]]).drop_duplicates(key)
+    later = superseded_in(offline, samples)
+    assert sum(map(len, later.values())) > 0 and not later[LAST]
+
+    read = []
+    plain_read = runtime.online.read
+    monkeypatch.setattr(runtime.online, "read", lambda *a, **k: read.append(len(a[2])) or plain_read(*a, **k))
+    plain = skew_reports(runtime, ACTIVITY, samples, sample=10_000)
+    fast = skew_reports(runtime, ACTIVITY, samples, sample=10_000, superseded=later)
+    assert fast == plain
+    assert plain[LAST].mismatches == 1 and plain[LAST].examples[0][key] == newest
+    assert any(r.superseded == r.sampled > 0 for r in plain.values())  # an early day: nothing left to compare
+    entities = len({k for s in samples.values() for k in s[key].tolist()})
+    assert read[0] == entities and read[1] == len({k for d, s in samples.items() for k in s[key] if k not in later[d]})
+    assert read[1] < read[0]
+
+
+# --- drift ----------------------------------------------------------------------------------------------------
+
+
+def plain_psi(expected: pd.Series, actual: pd.Series, bins: int = 10) -> float | None:
+    """PSI as first defined: quantile bins of `expected` counted by one comparison per edge, categories factorized
+    over both samples at once."""
+    from feature_platform.compute.drift import EPSILON
+
+    expected, actual = expected.dropna(), actual.dropna()
+    if expected.empty or actual.empty:
+        return None
+    if pd.api.types.is_numeric_dtype(expected) and pd.api.types.is_numeric_dtype(actual):
+        x, y = expected.to_numpy(dtype=float), actual.to_numpy(dtype=float)
+        edges = np.unique(np.quantile(x, np.linspace(0, 1, bins + 1)))
+        if len(edges) < 2:
+            edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
+        inner = edges[1:-1]
+
+        def counts(values):
+            at_least = np.array([np.count_nonzero(values >= edge) for edge in inner], dtype=np.int64)
+            return -np.diff(np.concatenate(([len(values)], at_least, [0])))
+
+        e, a = counts(x), counts(y)
+    else:
+        both = pd.concat([expected, actual], ignore_index=True)
+        codes, _ = pd.factorize(both if both.dtype == object else both.astype(str))
+        n = int(codes.max()) + 1
+        e = np.bincount(codes[: len(expected)], minlength=n)
+        a = np.bincount(codes[len(expected):], minlength=n)
+    e = np.maximum(e / e.sum(), EPSILON)
+    a = np.maximum(a / a.sum(), EPSILON)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+NUMBERS = {
+    "int64": st.lists(st.integers(-50, 50) | st.integers(-2**62, 2**62), max_size=60).map(
+        lambda v: pd.Series(v, dtype="int64")),
+    "float64": st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.0, -0.0, 1.5, 2.0]),
+                        max_size=60).map(lambda v: pd.Series(v, dtype="float64")),
+    "float32": st.lists(st.floats(width=32, allow_nan=True) | st.sampled_from([0.0, -0.0, 0.5]), max_size=60).map(
+        lambda v: pd.Series(v, dtype="float32")),
+    "Int64": st.lists(st.none() | st.integers(-5, 5), max_size=60).map(lambda v: pd.Series(v, dtype="Int64")),
+    "bool": st.lists(st.booleans(), max_size=60).map(lambda v: pd.Series(v, dtype=bool)),
+}
+WORDS = st.lists(st.none() | st.sampled_from(["a", "b", "claude", "gpt", "", "é"]) | st.text(max_size=3),
+                 max_size=60)
+CATEGORIES = {
+    "object": WORDS.map(lambda v: pd.Series(v, dtype=object)),
+    "string": WORDS.map(lambda v: pd.Series(v, dtype="string")),
+}
+ANY = st.sampled_from(sorted({**NUMBERS, **CATEGORIES})).flatmap(lambda k: {**NUMBERS, **CATEGORIES}[k])
+
+
+def same_float(a: float | None, b: float | None) -> bool:
+    return a == b or (a is not None and b is not None and np.isnan(a) and np.isnan(b))
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(sorted(NUMBERS)), data=st.data(), bins=st.integers(1, 12))
+def test_psi_of_prepared_numbers_equals_the_plain_definition(kind, data, bins):
+    expected, actual = data.draw(NUMBERS[kind]), data.draw(NUMBERS[kind] | ANY)
+    assert same_float(psi(expected, actual, bins), plain_psi(expected, actual, bins))
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(sorted(CATEGORIES)), data=st.data())
+def test_psi_of_prepared_categories_equals_the_plain_definition(kind, data):
+    expected, actual = data.draw(CATEGORIES[kind]), data.draw(CATEGORIES[kind] | ANY)
+    assert same_float(psi(expected, actual), plain_psi(expected, actual))
+    assert same_float(psi(actual, expected), plain_psi(actual, expected))
+
+
+def test_a_distribution_prepared_once_serves_both_sides():
+    """A week of partitions, each compared with its baseline and then used as one: the same indexes as fresh."""
+    rng = np.random.default_rng(5)
+    frames = [pd.DataFrame({"n": rng.integers(0, 30, 500), "x": rng.normal(size=500).astype("float32"),
+                            "m": rng.choice(["a", "b", "c", None], 500).astype(object)}) for _ in range(4)]
+    prepared = [{c: Distribution(f[c]) for c in f} for f in frames]
+    for before, after, p_before, p_after in zip(frames, frames[1:], prepared, prepared[1:]):
+        for c in before:
+            assert distribution_psi(p_before[c], p_after[c]) == plain_psi(before[c], after[c])
