@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import feature_platform as fp
 from feature_platform.compute.drift import Distribution, distribution_psi, psi
 from feature_platform.demo.generator import generate_day
+from feature_platform.pipeline import feature_stats
 from feature_platform.skew import sample_rows, skew_reports
 from feature_platform_tests.helpers import write_sessions
 from feature_platform_tests.test_freshness_and_skew import tamper
@@ -144,3 +145,59 @@ def test_a_distribution_prepared_once_serves_both_sides():
     for before, after, p_before, p_after in zip(frames, frames[1:], prepared, prepared[1:]):
         for c in before:
             assert distribution_psi(p_before[c], p_after[c]) == plain_psi(before[c], after[c])
+
+
+# --- partition statistics --------------------------------------------------------------------------------------
+
+
+def plain_feature_stats(spec, rows: pd.DataFrame) -> dict:
+    """The statistics as first defined: pandas' reductions, column by column."""
+    stats: dict = {"null_counts": {f.name: int(rows[f.name].isna().sum()) for f in spec.fields}}
+    for f in spec.fields:
+        column = rows[f.name]
+        stats[f.name] = {"null_rate": float(column.isna().mean()) if len(rows) else 0.0,
+                         "distinct": float(column.nunique(dropna=True))}
+        if f.dtype in ("int64", "float32", "float64"):
+            col = pd.to_numeric(column, errors="coerce")
+            stats[f.name] |= {k: (None if pd.isna(v) else float(v)) for k, v in
+                              (("min", col.min()), ("max", col.max()), ("mean", col.mean()))}
+    return stats
+
+
+def same_stats(a, b) -> bool:
+    """Equal, NaN equal to NaN; floats compared bit for bit but for the sign of zero."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and list(a) == list(b) and all(same_stats(a[k], b[k]) for k in a)
+    if isinstance(a, float) and isinstance(b, float) and np.isnan(a):
+        return np.isnan(b)
+    return type(a) is type(b) and a == b
+
+
+STAT_COLUMNS = {
+    "int64": NUMBERS["int64"], "float64": NUMBERS["float64"], "float32": NUMBERS["float32"],
+    "string": CATEGORIES["object"],
+    "string_mixed": st.lists(st.none() | st.just(float("nan")) | st.sampled_from(["a", "b"]) | st.integers(0, 2)
+                             | st.just(pd.NA), max_size=40).map(lambda v: pd.Series(v, dtype=object)),
+    "int64_nullable": NUMBERS["Int64"], "bool": NUMBERS["bool"],
+}
+
+
+@settings(max_examples=400, deadline=None)
+@given(kind=st.sampled_from(sorted(STAT_COLUMNS)), data=st.data())
+def test_column_statistics_equal_pandas_reductions(kind, data):
+    from feature_platform.spec import Field
+
+    column = data.draw(STAT_COLUMNS[kind])
+    dtype = {"string_mixed": "string", "int64_nullable": "int64", "bool": "bool"}.get(kind, kind)
+    spec = type("Spec", (), {"fields": [Field("x", dtype, nullable=True)]})()
+    rows = pd.DataFrame({"x": column})
+    assert same_stats(feature_stats(spec, rows), plain_feature_stats(spec, rows))
+
+
+def test_statistics_of_a_range_runs_partitions_equal_pandas_reductions(ranged):
+    for day in DAYS:
+        rows = ranged.runtime.offline.read(ACTIVITY, day, day)
+        assert same_stats(feature_stats(ACTIVITY, rows), plain_feature_stats(ACTIVITY, rows))
+        half = rows.iloc[: len(rows) // 2].copy()
+        half.loc[half.index[::3], "avg_session_duration_sec"] = np.nan
+        assert same_stats(feature_stats(ACTIVITY, half), plain_feature_stats(ACTIVITY, half))

@@ -20,16 +20,25 @@ class Distribution:
     """
 
     def __init__(self, values: pd.Series):
-        self.values = values.dropna().copy()
+        # Objects keep their nulls: factorizing drops them with its own null test (a second one costs as much).
+        self.dtype = values.dtype
+        self._values = values.copy() if values.dtype == object else values.dropna().copy()
         self._edges: dict[int, np.ndarray] = {}
+
+    @cached_property
+    def values(self) -> pd.Series:
+        """The non-null values."""
+        return self._values.dropna() if self.dtype == object else self._values
 
     @property
     def empty(self) -> bool:
-        return self.values.empty
+        if self.dtype == object:
+            return not self.categories[1].any()
+        return self._values.empty
 
     @cached_property
     def numeric(self) -> bool:
-        return pd.api.types.is_numeric_dtype(self.values)
+        return pd.api.types.is_numeric_dtype(self.dtype)
 
     @cached_property
     def sorted(self) -> np.ndarray:
@@ -54,8 +63,8 @@ class Distribution:
     @cached_property
     def categories(self) -> tuple[pd.Index, np.ndarray]:
         """Its distinct values in order of first appearance, and their counts (object values only)."""
-        codes, uniques = pd.factorize(self.values.to_numpy(dtype=object))
-        return pd.Index(uniques, dtype=object), np.bincount(codes, minlength=len(uniques))
+        codes, uniques = pd.factorize(self._values.to_numpy(dtype=object))  # nulls: code -1
+        return pd.Index(uniques, dtype=object), np.bincount(codes[codes >= 0], minlength=len(uniques))
 
 
 def psi(expected: pd.Series, actual: pd.Series, bins: int = BINS) -> float | None:
@@ -73,7 +82,7 @@ def distribution_psi(expected: Distribution, actual: Distribution, bins: int = B
     if expected.numeric and actual.numeric:
         inner = expected.inner_edges(bins)
         e, a = expected.bin_counts(inner), actual.bin_counts(inner)
-    elif expected.values.dtype == object and actual.values.dtype == object:
+    elif expected.dtype == object and actual.dtype == object:
         e, a = _category_counts(expected, actual)
     else:
         both = pd.concat([expected.values, actual.values], ignore_index=True)
