@@ -99,6 +99,38 @@ def _compare(spec: FeatureViewSpec, rows: pd.DataFrame, online: pd.DataFrame, ts
     return SkewReport(len(rows), int(compared.sum()), int(superseded.sum()), int(mismatch.sum()), examples)
 
 
+class RunSamples:
+    """The skew samples of a range run's partitions, taken as each is written, and per partition the sampled
+    entities that a later partition of the run has a row for (`skew_reports`' `superseded`)."""
+
+    def __init__(self, key: str):
+        self.key = key
+        self.samples: dict[date, pd.DataFrame] = {}
+        self.superseded: dict[date, set] = {}
+        self._open: dict[object, list[date]] = {}  # sampled entity -> the days it was sampled, no later row seen yet
+
+    def add(self, day: date, rows: pd.DataFrame, sample: int = SAMPLE, seed: int = 0) -> None:
+        """Partition `day`'s rows, written after every partition added before."""
+        if self._open:
+            for entity in _among(rows[self.key], list(self._open)):
+                for earlier in self._open.pop(entity):
+                    self.superseded.setdefault(earlier, set()).add(entity)
+        self.samples[day] = sampled = sample_rows(rows, sample, seed)
+        for entity in sampled[self.key].tolist():
+            self._open.setdefault(entity, []).append(day)
+
+
+def _among(keys: pd.Series, entities: list) -> list:
+    """Those of `entities` that `keys` holds. A partition's integer keys in ascending order (as computed) are
+    searched, not hashed: a few hundred lookups instead of a pass over the partition."""
+    values = keys.to_numpy()
+    if values.dtype.kind in "iu" and len(values) and bool(np.all(values[1:] > values[:-1])):
+        wanted = np.array(entities, dtype=values.dtype)
+        at = np.minimum(np.searchsorted(values, wanted), len(values) - 1)
+        return wanted[values[at] == wanted].tolist()
+    return keys[keys.isin(entities)].tolist()
+
+
 def sample_rows(offline: pd.DataFrame, sample: int = SAMPLE, seed: int = 0) -> pd.DataFrame:
     """The rows of a partition the skew check compares; a sample passed back in is compared whole."""
     return offline.sample(n=min(sample, len(offline)), random_state=seed).reset_index(drop=True)

@@ -16,7 +16,7 @@ import feature_platform as fp
 from feature_platform.compute.drift import Distribution, distribution_psi, psi
 from feature_platform.demo.generator import generate_day
 from feature_platform.pipeline import feature_stats
-from feature_platform.skew import sample_rows, skew_reports
+from feature_platform.skew import RunSamples, sample_rows, skew_reports
 from feature_platform_tests.helpers import write_sessions
 from feature_platform_tests.test_freshness_and_skew import tamper
 
@@ -201,3 +201,26 @@ def test_statistics_of_a_range_runs_partitions_equal_pandas_reductions(ranged):
         half = rows.iloc[: len(rows) // 2].copy()
         half.loc[half.index[::3], "avg_session_duration_sec"] = np.nan
         assert same_stats(feature_stats(ACTIVITY, half), plain_feature_stats(ACTIVITY, half))
+
+
+@settings(max_examples=200, deadline=None)
+@given(days=st.lists(st.sets(st.integers(0, 30), max_size=25), min_size=1, max_size=6),
+       order=st.sampled_from(["ascending", "shuffled", "text"]), seed=st.integers(0, 3))
+def test_run_samples_know_which_sampled_entities_a_later_day_has(days, order, seed):
+    """`RunSamples.superseded`, kept as days are added (keys searched when sorted), equals the definition."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for keys in days:
+        keys = sorted(keys)
+        if order == "shuffled":
+            keys = list(rng.permutation(keys)) if keys else keys
+        column = [f"u{k}" for k in keys] if order == "text" else np.array(keys, dtype="int64")
+        frames.append(pd.DataFrame({"user_id": column, "v": range(len(keys))}))
+    run = RunSamples("user_id")
+    dates = [FIRST + timedelta(days=i) for i in range(len(frames))]
+    for day, rows in zip(dates, frames):
+        run.add(day, rows, sample=7, seed=seed)
+    want = {day: {k for k in run.samples[day]["user_id"].tolist()
+                  if any(k in set(later["user_id"].tolist()) for later in frames[i + 1:])}
+            for i, day in enumerate(dates)}
+    assert {d: s for d, s in run.superseded.items() if s} == {d: s for d, s in want.items() if s}

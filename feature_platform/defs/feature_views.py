@@ -34,7 +34,7 @@ from feature_platform.defs.raw_sources import raw_source_key
 from feature_platform.defs.resources import FeaturePlatformResource
 from feature_platform.errors import ValidationFailedError
 from feature_platform.pipeline import PartitionResult, materialize_range, validate
-from feature_platform.skew import sample_rows, skew_reports
+from feature_platform.skew import RunSamples, skew_reports
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.util.phases import phase
 from feature_platform.vocabulary import CREATED_TIMESTAMP
@@ -153,9 +153,7 @@ class _Report:
         self.selected = {k.name for k in context.selected_asset_check_keys}
         self.recent: dict[date, object] = {}  # the last week's `drift_partition`s: drift baselines
         self.drift: dict[date, dict] = {}
-        self.samples: dict[date, object] = {}  # each day's skew sample
-        self.open: dict[object, list[date]] = {}  # sampled entity -> the days it was sampled, no newer row seen yet
-        self.superseded: dict[date, set] = {}  # per day, its sampled entities a later day of the run wrote again
+        self.skew = RunSamples(spec.entity.join_key)  # each day's skew sample, and what later days superseded
 
     def check(self, name: str, day: date, **result):
         if self.single:
@@ -171,20 +169,7 @@ class _Report:
             self.drift[day] = drift_evaluation(self.spec, day, current, baseline)
             self.recent[day] = current  # the baseline of day + 7 (popped then, so at most a week is kept)
         if SKEW_CHECK in self.selected:
-            self._supersede(rows)
-            self.samples[day] = sample = sample_rows(rows)
-            for entity in sample[self.spec.entity.join_key].tolist():
-                self.open.setdefault(entity, []).append(day)
-
-    def _supersede(self, rows) -> None:
-        """The entities sampled on earlier days that `rows` (a later day, written online with them) has again: the
-        skew check counts them as superseded without reading them back."""
-        if not self.open:
-            return
-        keys = rows[self.spec.entity.join_key]
-        for entity in keys[keys.isin(list(self.open))].tolist():
-            for day in self.open.pop(entity):
-                self.superseded.setdefault(day, set()).add(entity)
+            self.skew.add(day, rows)
 
     def partitions(self, results: list[PartitionResult], complete: bool = True):
         """Materializations and check results of the written partitions.
@@ -214,8 +199,9 @@ class _Report:
                 sum(r.duration_sec for r in results),
             )
         with phase("checks"):
-            skew = skew_reports(self.runtime, self.spec, {r.day: self.samples[r.day] for r in results
-                                                          if r.day in self.samples}, superseded=self.superseded)
+            samples = self.skew.samples
+            skew = skew_reports(self.runtime, self.spec, {r.day: samples[r.day] for r in results if r.day in samples},
+                                superseded=self.skew.superseded)
         for result in results:
             day = result.day
             if PANDERA_CHECK in self.selected:
