@@ -286,5 +286,10 @@ def _closing_rows(spec: FeatureViewSpec, rows: pd.DataFrame) -> int:
     if spec.aggregation is None:
         return 0
     first = spec.aggregation.aggs[0]
-    return int((rows[first.feature] == first.empty_value).sum()) if first.empty_value is not None else 0
+    if first.empty_value is None:
+        return 0
+    column = rows[first.feature]
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iuf" and isinstance(first.empty_value, (int, float)):
+        return int(np.count_nonzero(column.to_numpy() == first.empty_value))  # numpy's compare, without a Series
+    return int((column == first.empty_value).sum())
 

@@ -224,3 +224,13 @@ def test_run_samples_know_which_sampled_entities_a_later_day_has(days, order, se
                   if any(k in set(later["user_id"].tolist()) for later in frames[i + 1:])}
             for i, day in enumerate(dates)}
     assert {d: s for d, s in run.superseded.items() if s} == {d: s for d, s in want.items() if s}
+
+
+@settings(max_examples=100, deadline=None)
+@given(column=NUMBERS["int64"] | NUMBERS["float64"] | NUMBERS["Int64"] | CATEGORIES["object"])
+def test_closing_rows_count_the_empty_value_as_pandas_compares(column):
+    from feature_platform.pipeline import _closing_rows
+
+    first = ACTIVITY.aggregation.aggs[0]
+    rows = pd.DataFrame({first.feature: column})
+    assert _closing_rows(ACTIVITY, rows) == int((rows[first.feature] == first.empty_value).sum())
