@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from feature_platform.derive.pandera_schema import pandera_schema
+from feature_platform.derive.pandera_schema import ordered_unique, pandera_schema
 from feature_platform.errors import ValidationFailedError
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec
@@ -43,7 +43,7 @@ class PartitionResult:
 def validate(spec: FeatureViewSpec, rows: pd.DataFrame) -> pd.DataFrame | None:
     """Pandera failure cases of `rows` (one row per failing value), or None when valid."""
     try:
-        pandera_schema(spec).validate(rows, lazy=True)
+        pandera_schema(spec, unique=not ordered_unique(spec, rows)).validate(rows, lazy=True)
         return None
     except pa.errors.SchemaErrors as exc:
         return exc.failure_cases

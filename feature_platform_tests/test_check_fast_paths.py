@@ -234,3 +234,45 @@ def test_closing_rows_count_the_empty_value_as_pandas_compares(column):
     first = ACTIVITY.aggregation.aggs[0]
     rows = pd.DataFrame({first.feature: column})
     assert _closing_rows(ACTIVITY, rows) == int((rows[first.feature] == first.empty_value).sum())
+
+
+# --- validation -----------------------------------------------------------------------------------------------
+
+
+def plain_failures(rows: pd.DataFrame) -> pd.DataFrame | None:
+    import pandera.pandas as pa
+
+    from feature_platform.derive.pandera_schema import pandera_schema
+
+    try:
+        pandera_schema(ACTIVITY).validate(rows, lazy=True)
+        return None
+    except pa.errors.SchemaErrors as exc:
+        return exc.failure_cases
+
+
+@settings(max_examples=150, deadline=None)
+@given(keys=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 6)), max_size=14), order=st.sampled_from(
+    ["ascending", "as drawn", "keys first"]), bad=st.booleans(), unit=st.sampled_from(["us", "ns"]),
+    missing=st.booleans())
+def test_validation_leaving_out_a_proved_uniqueness_check_reports_as_before(keys, order, bad, unit, missing):
+    from feature_platform.pipeline import validate
+
+    if order == "ascending":
+        keys = sorted(keys)
+    elif order == "keys first":
+        keys = sorted(keys, key=lambda k: (k[1], k[0]))
+    stamps = pd.to_datetime([f"2026-06-0{d + 1}" for d, _ in keys], utc=True).as_unit(unit)
+    rows = pd.DataFrame({"user_id": np.array([k for _, k in keys], dtype="int64"),
+                         **{f.name: pd.Series([1] * len(keys), dtype=f.dtype if f.dtype != "string" else object)
+                            for f in ACTIVITY.fields},
+                         "event_timestamp": stamps})
+    rows["preferred_model"] = "unknown"
+    if bad and len(rows):
+        rows.loc[0, "sessions_7d"] = -1
+    if missing and len(rows):
+        rows.loc[len(rows) - 1, "event_timestamp"] = pd.NaT
+    got, want = validate(ACTIVITY, rows), plain_failures(rows)
+    assert (got is None) == (want is None)
+    if want is not None:
+        pd.testing.assert_frame_equal(got, want)
