@@ -2,7 +2,8 @@
 
 Samples entities of one offline partition and reads them online. An entity whose online value
 carries a newer feature timestamp was legitimately superseded and is skipped; one whose online
-value is older, missing, or different at the same timestamp is a mismatch.
+value is older, missing, or different at the same timestamp is a mismatch. In a range run, an entity that a later
+partition of the run wrote again is superseded by that write, and counted so without being read back.
 """
 
 from __future__ import annotations
