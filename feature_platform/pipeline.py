@@ -259,8 +259,8 @@ def _column_stats(numeric: bool, column: pd.Series) -> tuple[int, dict]:
     if column.dtype == object and not numeric:
         try:
             seen = set(column.tolist())  # the few distinct strings of a column, hashed once each
-        except TypeError:  # an unhashable value
-            seen = {None, ()}
+        except TypeError:  # an unhashable value: pandas decides
+            return _plain_column_stats(numeric, column)
         missing = [v for v in seen if not isinstance(v, str)]
         if all(_is_null(v) for v in missing):  # strings and nulls only
             nulls = int(column.isna().sum()) if missing else 0
