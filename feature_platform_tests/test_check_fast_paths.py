@@ -145,6 +145,10 @@ def test_a_distribution_prepared_once_serves_both_sides():
     for before, after, p_before, p_after in zip(frames, frames[1:], prepared, prepared[1:]):
         for c in before:
             assert distribution_psi(p_before[c], p_after[c]) == plain_psi(before[c], after[c])
+            p_after[c].keep_as_baseline()  # as a range run keeps it for the week after
+            assert "sorted" not in vars(p_after[c])
+    for c in frames[0]:  # a baseline kept is still compared right, in other bins too
+        assert distribution_psi(prepared[-1][c], prepared[0][c], bins=4) == plain_psi(frames[-1][c], frames[0][c], 4)
 
 
 # --- partition statistics --------------------------------------------------------------------------------------

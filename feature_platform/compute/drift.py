@@ -16,7 +16,8 @@ class Distribution:
 
     A range run compares each partition with the one a week earlier, so each is the actual side once and the
     expected side once: its sorted values (numbers) or its category counts (objects) are computed once for both.
-    The values are copied, so a distribution does not keep the frame it came from alive.
+    The values are copied, so a distribution does not keep the frame it came from alive; `keep_as_baseline`
+    drops the sorted copy once only the expected side is left.
     """
 
     def __init__(self, values: pd.Series):
@@ -24,6 +25,7 @@ class Distribution:
         self.dtype = values.dtype
         self._values = values.copy() if values.dtype == object else values.dropna().copy()
         self._edges: dict[int, np.ndarray] = {}
+        self._own: dict[int, np.ndarray] = {}
 
     @cached_property
     def values(self) -> pd.Series:
@@ -54,6 +56,19 @@ class Distribution:
             self._edges[bins] = edges[1:-1]  # as np.histogram counts them, with the outer edges at -inf/+inf
         return self._edges[bins]
 
+    def own_counts(self, bins: int) -> np.ndarray:
+        """Its counts in its own quantile bins: the expected side's."""
+        if bins not in self._own:
+            self._own[bins] = self.bin_counts(self.inner_edges(bins))
+        return self._own[bins]
+
+    def keep_as_baseline(self, bins: int = BINS) -> None:
+        """Keep what comparing a later partition with it needs (its bins and counts in them) and drop the sorted
+        copy, so a week of baselines holds no more than their values."""
+        if self.numeric and not self.empty:
+            self.own_counts(bins)
+        self.__dict__.pop("sorted", None)
+
     def bin_counts(self, inner: np.ndarray) -> np.ndarray:
         """How many values fall in each bin `[inner[i-1], inner[i])` (the outer bins open), i.e. `searchsorted(inner,
         values, side="right")` counted: from the sorted values, one binary search per edge."""
@@ -80,8 +95,7 @@ def distribution_psi(expected: Distribution, actual: Distribution, bins: int = B
     if expected.empty or actual.empty:
         return None
     if expected.numeric and actual.numeric:
-        inner = expected.inner_edges(bins)
-        e, a = expected.bin_counts(inner), actual.bin_counts(inner)
+        e, a = expected.own_counts(bins), actual.bin_counts(expected.inner_edges(bins))
     elif expected.dtype == object and actual.dtype == object:
         e, a = _category_counts(expected, actual)
     else:

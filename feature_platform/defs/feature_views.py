@@ -167,6 +167,8 @@ class _Report:
                 baseline = self.runtime.offline.read(self.spec, day - BASELINE, day - BASELINE)
             current = drift_partition(self.spec, rows)  # its features' values copied (a view keeps the chunk alive)
             self.drift[day] = drift_evaluation(self.spec, day, current, baseline)
+            for distribution in current.features.values():
+                distribution.keep_as_baseline()
             self.recent[day] = current  # the baseline of day + 7 (popped then, so at most a week is kept)
         if SKEW_CHECK in self.selected:
             self.skew.add(day, rows)
