@@ -2,11 +2,13 @@
 
 Samples entities of one offline partition and reads them online. An entity whose online value
 carries a newer feature timestamp was legitimately superseded and is skipped; one whose online
-value is older, missing, or different at the same timestamp is a mismatch.
+value is older, missing, or different at the same timestamp is a mismatch. In a range run, an entity that a later
+partition of the run wrote again is superseded by that write, and counted so without being read back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -42,25 +44,38 @@ def skew_report(runtime: Runtime, spec: FeatureViewSpec, day: date, sample: int 
 
 
 def skew_reports(runtime: Runtime, spec: FeatureViewSpec, partitions: dict[date, pd.DataFrame], sample: int = SAMPLE,
-                 seed: int = 0) -> dict[date, SkewReport]:
+                 seed: int = 0, superseded: Mapping[date, Collection] | None = None) -> dict[date, SkewReport]:
     """`skew_report` of several partitions (their offline rows, or samples of them) with one online read.
 
     The read is made as of the earliest partition's timestamp, so no value newer than a partition reads
     as expired for it; a value older than a partition is a mismatch whether or not it expired.
+    `superseded`: per partition, entities that the same run wrote a newer row for (a later partition of a range
+    run, written online with it). Newest-wins keeps a value at least that new online, so reading them back could
+    only find them superseded: they count as such without being read.
     """
     key = spec.entity.join_key
     samples = {day: sample_rows(rows, sample, seed) for day, rows in partitions.items() if not rows.empty}
     reports = {day: SkewReport(0, 0, 0, 0, []) for day in partitions}
     if not samples:
         return reports
-    keys = list(dict.fromkeys(v for rows in samples.values() for v in rows[key].tolist()))
-    columns = [FeatureColumn(spec.name, f, f) for f in spec.feature_names]
-    earliest = runtime.offline.partition_timestamp(min(samples))
-    online = runtime.online.read({spec.name: spec}, columns, [{key: v} for v in keys], now=earliest)
-    online.index = pd.Index(keys)
-    for day, rows in samples.items():
-        reports[day] = _compare(spec, rows, online.loc[rows[key].tolist()].reset_index(drop=True),
-                                runtime.offline.partition_timestamp(day))
+    newer = {day: rows[key].isin(list(superseded.get(day, ()))).to_numpy() if superseded else
+             np.zeros(len(rows), dtype=bool) for day, rows in samples.items()}
+    compare = {day: rows[~newer[day]].reset_index(drop=True) for day, rows in samples.items()}
+    keys = list(dict.fromkeys(v for rows in compare.values() for v in rows[key].tolist()))
+    if keys:
+        columns = [FeatureColumn(spec.name, f, f) for f in spec.feature_names]
+        earliest = runtime.offline.partition_timestamp(min(samples))
+        online = runtime.online.read({spec.name: spec}, columns, [{key: v} for v in keys], now=earliest)
+        online.index = pd.Index(keys)
+    for day, rows in compare.items():
+        skipped = int(newer[day].sum())
+        if rows.empty:
+            reports[day] = SkewReport(skipped, 0, skipped, 0, [])
+            continue
+        report = _compare(spec, rows, online.loc[rows[key].tolist()].reset_index(drop=True),
+                          runtime.offline.partition_timestamp(day))
+        reports[day] = SkewReport(report.sampled + skipped, report.compared, report.superseded + skipped,
+                                  report.mismatches, report.examples)
     return reports
 
 
@@ -83,6 +98,38 @@ def _compare(spec: FeatureViewSpec, rows: pd.DataFrame, online: pd.DataFrame, ts
                  "online": {f: _plain(online[f].iloc[i]) for f in spec.feature_names},
                  "online_timestamp": str(stamps.iloc[i])} for i in np.flatnonzero(mismatch)[:5]]
     return SkewReport(len(rows), int(compared.sum()), int(superseded.sum()), int(mismatch.sum()), examples)
+
+
+class RunSamples:
+    """The skew samples of a range run's partitions, taken as each is written, and per partition the sampled
+    entities that a later partition of the run has a row for (`skew_reports`' `superseded`)."""
+
+    def __init__(self, key: str):
+        self.key = key
+        self.samples: dict[date, pd.DataFrame] = {}
+        self.superseded: dict[date, set] = {}
+        self._open: dict[object, list[date]] = {}  # sampled entity -> the days it was sampled, no later row seen yet
+
+    def add(self, day: date, rows: pd.DataFrame, sample: int = SAMPLE, seed: int = 0) -> None:
+        """Partition `day`'s rows, written after every partition added before."""
+        if self._open:
+            for entity in _among(rows[self.key], list(self._open)):
+                for earlier in self._open.pop(entity):
+                    self.superseded.setdefault(earlier, set()).add(entity)
+        self.samples[day] = sampled = sample_rows(rows, sample, seed)
+        for entity in sampled[self.key].tolist():
+            self._open.setdefault(entity, []).append(day)
+
+
+def _among(keys: pd.Series, entities: list) -> list:
+    """Those of `entities` that `keys` holds. A partition's integer keys in ascending order (as computed) are
+    searched, not hashed: a few hundred lookups instead of a pass over the partition."""
+    values = keys.to_numpy()
+    if values.dtype.kind in "iu" and len(values) and bool(np.all(values[1:] > values[:-1])):
+        wanted = np.array(entities, dtype=values.dtype)
+        at = np.minimum(np.searchsorted(values, wanted), len(values) - 1)
+        return wanted[values[at] == wanted].tolist()
+    return keys[keys.isin(entities)].tolist()
 
 
 def sample_rows(offline: pd.DataFrame, sample: int = SAMPLE, seed: int = 0) -> pd.DataFrame:

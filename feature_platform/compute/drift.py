@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import pandas as pd
 
@@ -9,11 +11,75 @@ BINS = 10
 EPSILON = 1e-4  # keeps empty bins from making the index infinite
 
 
-def _bin_counts(values: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """How many `values` fall in each bin `[inner[i-1], inner[i])` (outer bins open): `searchsorted(inner, values,
-    side="right")` counted, from one comparison per edge (at most 9: faster than a binary search per value)."""
-    at_least = np.array([np.count_nonzero(values >= edge) for edge in inner], dtype=np.int64)
-    return -np.diff(np.concatenate(([len(values)], at_least, [0])))
+class Distribution:
+    """One feature's non-null values in one partition, prepared for PSI on either side of a comparison.
+
+    A range run compares each partition with the one a week earlier, so each is the actual side once and the
+    expected side once: its sorted values (numbers) or its category counts (objects) are computed once for both.
+    The values are copied, so a distribution does not keep the frame it came from alive; `keep_as_baseline`
+    drops the sorted copy once only the expected side is left.
+    """
+
+    def __init__(self, values: pd.Series):
+        # Objects keep their nulls: factorizing drops them with its own null test (a second one costs as much).
+        self.dtype = values.dtype
+        self._values = values.copy() if values.dtype == object else values.dropna().copy()
+        self._edges: dict[int, np.ndarray] = {}
+        self._own: dict[int, np.ndarray] = {}
+
+    @cached_property
+    def values(self) -> pd.Series:
+        """The non-null values."""
+        return self._values.dropna() if self.dtype == object else self._values
+
+    @property
+    def empty(self) -> bool:
+        if self.dtype == object:
+            return not self.categories[1].any()
+        return self._values.empty
+
+    @cached_property
+    def numeric(self) -> bool:
+        return pd.api.types.is_numeric_dtype(self.dtype)
+
+    @cached_property
+    def sorted(self) -> np.ndarray:
+        return np.sort(self.values.to_numpy(dtype=float))
+
+    def inner_edges(self, bins: int) -> np.ndarray:
+        """The quantile edges of its values as the expected side (bins `[e_i, e_i+1)`, the outer ones open)."""
+        if bins not in self._edges:
+            # The quantiles of the sorted values are those of the values (the same order statistics), found faster.
+            edges = np.unique(np.quantile(self.sorted, np.linspace(0, 1, bins + 1)))
+            if len(edges) < 2:
+                edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
+            self._edges[bins] = edges[1:-1]  # as np.histogram counts them, with the outer edges at -inf/+inf
+        return self._edges[bins]
+
+    def own_counts(self, bins: int) -> np.ndarray:
+        """Its counts in its own quantile bins: the expected side's."""
+        if bins not in self._own:
+            self._own[bins] = self.bin_counts(self.inner_edges(bins))
+        return self._own[bins]
+
+    def keep_as_baseline(self, bins: int = BINS) -> None:
+        """Keep what comparing a later partition with it needs (its bins and counts in them) and drop the sorted
+        copy, so a week of baselines holds no more than their values."""
+        if self.numeric and not self.empty:
+            self.own_counts(bins)
+        self.__dict__.pop("sorted", None)
+
+    def bin_counts(self, inner: np.ndarray) -> np.ndarray:
+        """How many values fall in each bin `[inner[i-1], inner[i])` (the outer bins open), i.e. `searchsorted(inner,
+        values, side="right")` counted: from the sorted values, one binary search per edge."""
+        at_least = len(self.sorted) - np.searchsorted(self.sorted, inner, side="left")
+        return -np.diff(np.concatenate(([len(self.sorted)], at_least.astype(np.int64), [0])))
+
+    @cached_property
+    def categories(self) -> tuple[pd.Index, np.ndarray]:
+        """Its distinct values in order of first appearance, and their counts (object values only)."""
+        codes, uniques = pd.factorize(self._values.to_numpy(dtype=object))  # nulls: code -1
+        return pd.Index(uniques, dtype=object), np.bincount(codes[codes >= 0], minlength=len(uniques))
 
 
 def psi(expected: pd.Series, actual: pd.Series, bins: int = BINS) -> float | None:
@@ -21,22 +87,39 @@ def psi(expected: pd.Series, actual: pd.Series, bins: int = BINS) -> float | Non
 
     Rules of thumb: < 0.1 stable, 0.1-0.2 moderate shift, > 0.2 large shift. None when either is empty.
     """
-    expected, actual = expected.dropna(), actual.dropna()
+    return distribution_psi(Distribution(expected), Distribution(actual), bins)
+
+
+def distribution_psi(expected: Distribution, actual: Distribution, bins: int = BINS) -> float | None:
+    """`psi` of two prepared distributions."""
     if expected.empty or actual.empty:
         return None
-    if pd.api.types.is_numeric_dtype(expected) and pd.api.types.is_numeric_dtype(actual):
-        x, y = expected.to_numpy(dtype=float), actual.to_numpy(dtype=float)
-        edges = np.unique(np.quantile(x, np.linspace(0, 1, bins + 1)))
-        if len(edges) < 2:
-            edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
-        inner = edges[1:-1]  # bins [e_i, e_i+1) with the outer edges at -inf/+inf, as np.histogram counts them
-        e, a = _bin_counts(x, inner), _bin_counts(y, inner)
+    if expected.numeric and actual.numeric:
+        e, a = expected.own_counts(bins), actual.bin_counts(expected.inner_edges(bins))
+    elif expected.dtype == object and actual.dtype == object:
+        e, a = _category_counts(expected, actual)
     else:
-        both = pd.concat([expected, actual], ignore_index=True)
+        both = pd.concat([expected.values, actual.values], ignore_index=True)
         codes, _ = pd.factorize(both if both.dtype == object else both.astype(str))
         n = int(codes.max()) + 1
-        e = np.bincount(codes[: len(expected)], minlength=n)
-        a = np.bincount(codes[len(expected):], minlength=n)
+        e = np.bincount(codes[: len(expected.values)], minlength=n)
+        a = np.bincount(codes[len(expected.values):], minlength=n)
     e = np.maximum(e / e.sum(), EPSILON)
     a = np.maximum(a / a.sum(), EPSILON)
     return float(np.sum((a - e) * np.log(a / e)))
+
+
+def _category_counts(expected: Distribution, actual: Distribution) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides' counts per category, the categories in order of first appearance in expected then actual (as
+    factorizing the two concatenated would number them, so the index sums its terms in the same order)."""
+    known, e_counts = expected.categories
+    seen, a_counts = actual.categories
+    at = known.get_indexer(seen)
+    new = at < 0
+    at[new] = len(known) + np.arange(int(new.sum()))
+    n = len(known) + int(new.sum())
+    e = np.zeros(n, dtype=np.int64)
+    e[: len(known)] = e_counts
+    a = np.zeros(n, dtype=np.int64)
+    a[at] = a_counts
+    return e, a

@@ -24,6 +24,7 @@ from feature_platform.defs.freshness_checks import (
     PSI_WARN,
     SKEW_CHECK,
     drift_evaluation,
+    drift_partition,
     skew_evaluation,
     skew_result,
 )
@@ -33,7 +34,7 @@ from feature_platform.defs.raw_sources import raw_source_key
 from feature_platform.defs.resources import FeaturePlatformResource
 from feature_platform.errors import ValidationFailedError
 from feature_platform.pipeline import PartitionResult, materialize_range, validate
-from feature_platform.skew import sample_rows, skew_reports
+from feature_platform.skew import RunSamples, skew_reports
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.util.phases import phase
 from feature_platform.vocabulary import CREATED_TIMESTAMP
@@ -142,17 +143,17 @@ class _Report:
     `MaterializeResult` for the range and an `AssetCheckEvaluation` per partition and check.
     Drift is evaluated for every day from the rows in memory (the baseline a week before from memory or the
     offline table); skew for every day once the run's online write is done, from the sample of each day's
-    rows taken when it was written, all read back online at once (entities superseded by a newer day of
-    the run count as such).
+    rows taken when it was written, read back online at once; an entity that a later day of the run wrote again
+    counts as superseded without being read (newest-wins keeps that newer value online).
     """
 
     def __init__(self, context, spec: FeatureViewSpec, key: dg.AssetKey, runtime):
         self.context, self.spec, self.key, self.runtime = context, spec, key, runtime
         self.single = context.has_partition_key
         self.selected = {k.name for k in context.selected_asset_check_keys}
-        self.recent: dict[date, object] = {}  # the last week of rows: drift baselines
+        self.recent: dict[date, object] = {}  # the last week's `drift_partition`s: drift baselines
         self.drift: dict[date, dict] = {}
-        self.samples: dict[date, object] = {}  # each day's skew sample
+        self.skew = RunSamples(spec.entity.join_key)  # each day's skew sample, and what later days superseded
 
     def check(self, name: str, day: date, **result):
         if self.single:
@@ -164,12 +165,13 @@ class _Report:
             baseline = self.recent.pop(day - BASELINE, None)
             if baseline is None:
                 baseline = self.runtime.offline.read(self.spec, day - BASELINE, day - BASELINE)
-            self.drift[day] = drift_evaluation(self.spec, day, rows, baseline)
-            # The baseline of day + 7 (popped then, so at most a week is kept): its features only (what drift
-            # compares), copied, as a view would keep the whole chunk of days alive.
-            self.recent[day] = rows[list(self.spec.feature_names)].copy()
+            current = drift_partition(self.spec, rows)  # its features' values copied (a view keeps the chunk alive)
+            self.drift[day] = drift_evaluation(self.spec, day, current, baseline)
+            for distribution in current.features.values():
+                distribution.keep_as_baseline()
+            self.recent[day] = current  # the baseline of day + 7 (popped then, so at most a week is kept)
         if SKEW_CHECK in self.selected:
-            self.samples[day] = sample_rows(rows)
+            self.skew.add(day, rows)
 
     def partitions(self, results: list[PartitionResult], complete: bool = True):
         """Materializations and check results of the written partitions.
@@ -199,8 +201,9 @@ class _Report:
                 sum(r.duration_sec for r in results),
             )
         with phase("checks"):
-            skew = skew_reports(self.runtime, self.spec, {r.day: self.samples[r.day] for r in results
-                                                          if r.day in self.samples})
+            samples = self.skew.samples
+            skew = skew_reports(self.runtime, self.spec, {r.day: samples[r.day] for r in results if r.day in samples},
+                                superseded=self.skew.superseded)
         for result in results:
             day = result.day
             if PANDERA_CHECK in self.selected:

@@ -8,11 +8,12 @@ asset checks, colour the view's node in the asset graph.
 """
 
 import warnings
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import dagster as dg
 
-from feature_platform.compute.drift import psi
+from feature_platform.compute.drift import Distribution, distribution_psi
 from feature_platform.defs.resources import FeaturePlatformResource
 from feature_platform.freshness import FRESH, WARN, view_freshness
 from feature_platform.skew import skew_report
@@ -96,16 +97,31 @@ PSI_WARN = 0.2
 BASELINE = timedelta(days=7)  # drift compares a partition with the same weekday a week before
 
 
+@dataclass
+class DriftPartition:
+    """A partition as drift compares it: its row count and each feature's `Distribution` (prepared once, as a range
+    run compares each partition twice: with its baseline, then as the baseline of the partition a week later)."""
+
+    rows: int
+    features: dict[str, Distribution]
+
+
+def drift_partition(spec: FeatureViewSpec, rows) -> DriftPartition:
+    return DriftPartition(len(rows), {f: Distribution(rows[f]) for f in spec.feature_names})
+
+
 def drift_evaluation(spec: FeatureViewSpec, day: date, current, previous) -> dict:
-    """The drift check's result for partition `day` from its rows and the baseline partition's: skipped when no
-    feature could be compared (no baseline rows, no rows, or no value on one side)."""
-    scores = {f: psi(previous[f], current[f]) for f in spec.feature_names}
+    """The drift check's result for partition `day` from its rows and the baseline partition's (each a frame or its
+    `drift_partition`): skipped when no feature could be compared (no baseline rows, no rows, or no value on one
+    side)."""
+    current, previous = (p if isinstance(p, DriftPartition) else drift_partition(spec, p) for p in (current, previous))
+    scores = {f: distribution_psi(previous.features[f], current.features[f]) for f in spec.feature_names}
     compared = {f: v for f, v in scores.items() if v is not None}
     baseline = (day - BASELINE).isoformat()
-    context = {"baseline_partition": baseline, "baseline_rows": len(previous), "rows": len(current)}
+    context = {"baseline_partition": baseline, "baseline_rows": previous.rows, "rows": current.rows}
     if not compared:
-        return skipped(f"no baseline: partition {baseline} has no rows" if len(previous) == 0 else
-                       f"partition {day.isoformat()} has no rows" if len(current) == 0 else
+        return skipped(f"no baseline: partition {baseline} has no rows" if previous.rows == 0 else
+                       f"partition {day.isoformat()} has no rows" if current.rows == 0 else
                        "no feature has a value in both partitions", context)
     shifted = sorted(f for f, v in compared.items() if v > PSI_WARN)
     return {

@@ -68,8 +68,9 @@ def _dtype(dtype: str):
     return _Str() if name == "str" else name
 
 
-def pandera_schema(spec: FeatureViewSpec) -> pa.DataFrameSchema:
-    """Columns, dtypes and constraints of `spec`'s rows; the entity key + timestamp must be unique."""
+def pandera_schema(spec: FeatureViewSpec, unique: bool = True) -> pa.DataFrameSchema:
+    """Columns, dtypes and constraints of `spec`'s rows; the entity key + timestamp must be unique (`unique=False`:
+    that check left out, for rows `ordered_unique` has proved unique)."""
     key = spec.entity.join_key
     columns = {
         key: pa.Column(_dtype(spec.entity.dtype), nullable=False),
@@ -80,9 +81,25 @@ def pandera_schema(spec: FeatureViewSpec) -> pa.DataFrameSchema:
         columns,
         name=spec.name,
         strict=True,
-        unique=[key, EVENT_TIMESTAMP],
+        unique=[key, EVENT_TIMESTAMP] if unique else None,
         report_duplicates="all",
     )
+
+
+def ordered_unique(spec: FeatureViewSpec, rows: pd.DataFrame) -> bool:
+    """True when `rows` are strictly ascending by (feature timestamp, integer entity key), as a computed chunk of
+    days is: then no two share both, which one pass over two columns proves (Pandera's check hashes every
+    row). False says nothing: Pandera's check decides, and reports any duplicates as it always has."""
+    key = spec.entity.join_key
+    if key not in rows or EVENT_TIMESTAMP not in rows:
+        return False
+    keys, stamps = rows[key], rows[EVENT_TIMESTAMP]
+    if not (isinstance(keys.dtype, np.dtype) and keys.dtype.kind in "iu"
+            and pd.api.types.is_datetime64_any_dtype(stamps.dtype)) or stamps.isna().any():
+        return False
+    k, t = keys.to_numpy(), np.asarray(stamps.array.view("i8"))  # the instants (UTC when tz-aware), in its unit
+    later = t[1:] > t[:-1]
+    return bool(np.all(later | ((t[1:] == t[:-1]) & (k[1:] > k[:-1]))))
 
 
 def _checks(f: Field) -> list[pa.Check]:
