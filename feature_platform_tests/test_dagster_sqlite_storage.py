@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from feature_platform.compat.dagster_internals import partition_range_tags
 from feature_platform.compat.dagster_sqlite import STORAGE_CLASS, STORAGE_MODULE
 
 DAYS = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-01-06")
@@ -33,8 +34,7 @@ def _instance(base: Path):
 
 
 def _run_range(instance) -> dg.ExecuteInProcessResult:
-    return dg.materialize([daily], instance=instance, tags={"dagster/asset_partition_range_start": KEYS[0],
-                                                            "dagster/asset_partition_range_end": KEYS[-1]})
+    return dg.materialize([daily], instance=instance, tags=partition_range_tags(KEYS[0], KEYS[-1]))
 
 
 def test_a_range_run_stores_each_partitions_materialization_and_check_evaluations(tmp_path, monkeypatch):
