@@ -93,8 +93,9 @@ class EmbeddedBackends:
 
     def dagster_storage(self, resolved: bool) -> dict:
         # Resolved, the path is absolute: `dagster dev` with this DAGSTER_HOME finds it from any directory.
-        # Dagster's SQLite storage, its event log keeping its connections (compat/dagster_sqlite.py: a range run
-        # stores four events per partition, each otherwise a new connection and a WAL checkpoint).
+        # Dagster's SQLite storage, its event log keeping its connections and storing an event (or a batch) in one
+        # transaction per shard (compat/dagster_sqlite.py: a range run stores four events per partition, each
+        # otherwise a new connection, up to three commits and a WAL checkpoint).
         from feature_platform.compat.dagster_sqlite import STORAGE_CLASS, STORAGE_MODULE
 
         storage = self.settings.dagster_home / "storage"

@@ -5,8 +5,9 @@ feature) cell on its own (~8k rows/s), and it has no newest-wins: the platform h
 timestamps first, which is also a race between two writers. This writer produces the same rows
 (entity key bytes, feature name, serialized Value, value_text, event_ts and created_ts as Feast's
 sqlite3 adapter stores them: see `feast_format/test_sqlite_format.py`), encodes them per column (`codec.py`), and upserts them in one
-`executemany` whose `ON CONFLICT ... WHERE` keeps the newer value inside SQLite: an older write never
-replaces a newer one, ties rewrite, and concurrent writers cannot interleave a read and a write.
+`executemany` (one statement per entity, writing its row of each feature) whose `ON CONFLICT ... WHERE` keeps the
+newer value inside SQLite: an older write never replaces a newer one, ties rewrite, and concurrent writers cannot
+interleave a read and a write.
 Stock Feast reads the table as its own.
 """
 
@@ -17,6 +18,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +30,29 @@ from feature_platform.spec import FeatureViewSpec
 from feature_platform.vocabulary import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 
 _COLUMNS = "entity_key, feature_name, value, value_text, event_ts, created_ts"
-_UPSERT = (
-    'INSERT INTO "{table}" (' + _COLUMNS + ") VALUES (?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
-    "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts "
-    'WHERE excluded.event_ts >= "{table}".event_ts'
-)
+
+
+@lru_cache(maxsize=64)
+def _upsert(table: str, features: tuple[str, ...]) -> str:
+    """The upsert of one entity's rows, one per feature: parameters (entity key, then each feature's value and
+    value_text, then event_ts and created_ts). Bound once per entity instead of once per (entity, feature)
+    cell: binding, not SQLite's B-tree, was most of the cost (552k cells: 1.4 s as cells, 0.8 s by entity)."""
+    n = len(features)
+    cells = ", ".join(f"(?1, '{name.replace(chr(39), chr(39) * 2)}', ?{2 + 2 * j}, ?{3 + 2 * j}, ?{2 * n + 2}, ?{2 * n + 3})"
+                      for j, name in enumerate(features))
+    return (
+        f'INSERT INTO "{table}" ({_COLUMNS}) VALUES {cells} '
+        "ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
+        "value_text = excluded.value_text, event_ts = excluded.event_ts, created_ts = excluded.created_ts "
+        f'WHERE excluded.event_ts >= "{table}".event_ts'
+    )
+
+
+def _by_entity(keys: list[bytes], columns: list[list], stamps: list, created: list) -> list[tuple]:
+    """One parameter tuple per entity row, in primary-key order: SQLite's B-tree then appends instead of
+    seeking (2-3x faster on 100k entities). Stable: rows of the same entity keep their order (the last wins)."""
+    rows = list(zip(keys, *columns, stamps, created))
+    return [rows[i] for i in sorted(range(len(keys)), key=keys.__getitem__)]
 
 
 class SqliteFeatures:
@@ -56,19 +75,16 @@ class SqliteFeatures:
         stamps = _sqlite_timestamps(rows[EVENT_TIMESTAMP])
         created = _sqlite_timestamps(rows[CREATED_TIMESTAMP]) if CREATED_TIMESTAMP in rows else [None] * len(rows)
         fields = sorted(spec.fields, key=lambda f: f.name)
-        values = [fmt.encode_values(rows[f.name], f.dtype) for f in fields]
-        texts = [value_texts(rows[f.name], f.dtype) for f in fields]
-        # In primary-key order: SQLite's B-tree then appends instead of seeking (2-3x faster on 100k entities).
-        order = sorted(range(len(keys)), key=keys.__getitem__)
-        cells = ((keys[i], f.name, values[j][i], texts[j][i], stamps[i], created[i]) for i in order for j, f in enumerate(fields))
+        columns = [column for f in fields for column in (fmt.encode_values(rows[f.name], f.dtype),
+                                                         value_texts(rows[f.name], f.dtype))]
+        entity_rows = _by_entity(keys, columns, stamps, created)
         with sqlite3.connect(self.path, timeout=60) as conn:
             conn.execute("PRAGMA cache_size = -65536")  # 64 MB for this connection's index pages
             before = conn.total_changes
-            conn.executemany(_UPSERT.format(table=self.table(view or spec.name)), cells)
+            conn.executemany(_upsert(self.table(view or spec.name), tuple(f.name for f in fields)), entity_rows)
             changed = conn.total_changes - before
         conn.close()
         return changed // len(spec.fields)
-
 
     def write_rows(self, spec: FeatureViewSpec, keys: list, stamps_ns: list[int], values: dict[str, list],
                    created_ns: int, before: Sequence[tuple[str, tuple]] = (), after: Sequence[tuple[str, tuple]] = ()
@@ -84,12 +100,10 @@ class SqliteFeatures:
         stamps = [_local_seconds(ns) for ns in stamps_ns]
         created = _local_seconds(created_ns)
         fields = sorted(spec.fields, key=lambda f: f.name)
-        encoded = [fmt.encode_list(values[f.name], f.dtype) for f in fields]
-        texts = [[str(v) for v in values[f.name]] if f.dtype != "bool" else [str(bool(v)) for v in values[f.name]]
-                 for f in fields]
-        order = sorted(range(len(keys_b)), key=keys_b.__getitem__)
-        cells = [(keys_b[i], f.name, encoded[j][i], texts[j][i], stamps[i], created) for i in order
-                 for j, f in enumerate(fields)]
+        columns = [column for f in fields for column in (
+            fmt.encode_list(values[f.name], f.dtype),
+            [str(v) for v in values[f.name]] if f.dtype != "bool" else [str(bool(v)) for v in values[f.name]])]
+        entity_rows = _by_entity(keys_b, columns, stamps, [created] * len(keys_b))
         with self._lock:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
@@ -97,7 +111,7 @@ class SqliteFeatures:
                 for sql, params in before:
                     conn.execute(sql, params)
                 start = conn.total_changes
-                conn.executemany(_UPSERT.format(table=self.table(spec.name)), cells)
+                conn.executemany(_upsert(self.table(spec.name), tuple(f.name for f in fields)), entity_rows)
                 changed = conn.total_changes - start
                 for sql, params in after:
                     conn.execute(sql, params)

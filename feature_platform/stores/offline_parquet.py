@@ -52,15 +52,21 @@ class ParquetOfflineStore(OfflineStore):
     def _write(self, spec: FeatureViewSpec, segment: str, rows: pd.DataFrame | pa.Table) -> None:
         directory = self._dir(spec)
         directory.mkdir(parents=True, exist_ok=True)
+        schema = arrow_schema(spec)
         if isinstance(rows, pd.DataFrame):
-            table = pa.Table.from_pandas(rows[self.columns(spec)], schema=arrow_schema(spec), preserve_index=False)
+            missing = [c for c in schema.names if c not in rows.columns]
+            if missing:
+                raise KeyError(f"{missing} not in index")  # as selecting them from the frame would say
+            # The schema's columns only; on this thread: a pool per call (pyarrow's default above 100 rows per
+            # column) cost more than the conversion of a day's rows when the run's other threads hold the GIL.
+            table = pa.Table.from_pandas(rows, schema=schema, preserve_index=False, nthreads=1)
         else:
             try:
-                table = rows.cast(arrow_schema(spec))
+                table = rows.cast(schema)
             except ValueError:  # rows written before a field was added in place have no value for it
                 table = rows.cast(arrow_schema(spec, reading=True))
         with atomic_write(directory / f"{segment}.parquet") as tmp:
-            pq.write_table(table, tmp)
+            pq.write_table(table, tmp, use_dictionary=_dictionary_columns(table.schema, spec.entity.join_key))
 
     def write_partition(self, spec: FeatureViewSpec, day: date, rows: pd.DataFrame) -> None:
         self._write(spec, day.isoformat(), rows)
@@ -200,6 +206,15 @@ class _ParquetPartitionWrites(PartitionWrites):
                 empty.rmdir()
             except OSError:  # another run's journal is there, or it was never created
                 break
+
+
+def _dictionary_columns(schema: pa.Schema, entity_key: str) -> list[str]:
+    """Parquet's default (a dictionary per column, plain past its size limit) but for the columns whose values
+    are almost all distinct: the entity key (one row per entity and day) and floating-point features. Building
+    their dictionaries was ~40% of a partition's write, and made them bigger and slower to read (65k rows:
+    write 11.3 -> 7.1 ms, read 4.1 -> 2.4 ms, 1.22 -> 0.97 MB; every column plain but strings and timestamps
+    wrote as fast but read slower, 5.0 ms)."""
+    return [f.name for f in schema if f.name != entity_key and not pa.types.is_floating(f.type)]
 
 
 def _last_per_key(table: pa.Table, key: list[str]) -> pa.Table:

@@ -166,3 +166,16 @@ def test_string_keyed_rows_are_identical_to_feast_write_to_online_store(string_k
     table = "feature_platform_customer_cart"
     assert table_rows(platform_rt.settings.feast_dir / "online.db", table) == \
         table_rows(feast_rt.settings.feast_dir / "online.db", table)
+
+
+def test_an_entity_given_twice_in_one_write_keeps_its_last_row(tmp_path):
+    """Rows go to SQLite in entity-key order, one statement per entity; an entity's rows keep their order, so
+    its last row of the write is the one stored (as a cell at a time, in input order, stored it)."""
+    platform = FeaturePlatform(make_embedded_settings(tmp_path))
+    rows = pd.concat([frame([5, 3, 9], "2026-03-05", seed=1), frame([3, 5], "2026-03-05", seed=2)], ignore_index=True)
+    assert platform.runtime.online.write(SPEC, rows) == 5  # a tie rewrites: every row is written
+    got = platform.online_features([f"user_activity:{f}" for f in SPEC.feature_names],
+                                   [{"user_id": u} for u in (3, 5, 9)], now=datetime(2026, 3, 6, tzinfo=timezone.utc))
+    last = rows.drop_duplicates("user_id", keep="last").set_index("user_id").loc[[3, 5, 9]]
+    assert got["total_tokens_7d"].tolist() == last["total_tokens_7d"].tolist()
+    assert got["preferred_model"].tolist() == last["preferred_model"].tolist()
