@@ -18,6 +18,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from feature_platform.compat.pandera_internals import validate as validate_frame
+from feature_platform.compute.partition_stats import feature_stats
 from feature_platform.derive.pandera_schema import ordered_unique, pandera_schema
 from feature_platform.errors import ValidationFailedError
 from feature_platform.runtime import Runtime
@@ -227,61 +228,6 @@ def _write_online(runtime: Runtime, spec: FeatureViewSpec, latest: pd.DataFrame)
 
         return sync(spec, latest, online, sync_online)
     return online.write(spec, latest)
-
-
-NUMERIC = ("int64", "float32", "float64")  # the fields with min/max/mean
-
-
-def feature_stats(spec: FeatureViewSpec, rows: pd.DataFrame) -> dict:
-    """Per feature: null count and rate and distinct count; min/max/mean for numeric ones (None when all null)."""
-    columns = {f.name: _column_stats(f.dtype in NUMERIC, rows[f.name]) for f in spec.fields}
-    stats: dict = {"null_counts": {name: nulls for name, (nulls, _) in columns.items()}}
-    for name, (_, values) in columns.items():
-        stats[name] = values
-    return stats
-
-
-def _column_stats(numeric: bool, column: pd.Series) -> tuple[int, dict]:
-    """(null count, {null_rate, distinct[, min, max, mean]}) of one column; numpy columns of numbers, and object
-    columns of strings, from one sort or one set of their values (pandas' own reductions cost a pass each)."""
-    n = len(column)
-    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iuf":  # not the nullable extension types
-        values = column.to_numpy()
-        present = values[~np.isnan(values)] if column.dtype.kind == "f" else values
-        nulls = n - len(present)
-        ordered = np.sort(present)
-        distinct = int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1 if len(ordered) else 0
-        stats = {"null_rate": nulls / n if n else 0.0, "distinct": float(distinct)}
-        if numeric:
-            mean = column.mean()  # pandas' own: its summation (and float32 accumulator) decides the last bits
-            stats |= {"min": float(ordered[0]) if len(ordered) else None,
-                      "max": float(ordered[-1]) if len(ordered) else None,
-                      "mean": None if pd.isna(mean) else float(mean)}
-        return nulls, stats
-    if column.dtype == object and not numeric:
-        try:
-            seen = set(column.tolist())  # the few distinct strings of a column, hashed once each
-        except TypeError:  # an unhashable value: pandas decides
-            return _plain_column_stats(numeric, column)
-        missing = [v for v in seen if not isinstance(v, str)]
-        if all(_is_null(v) for v in missing):  # strings and nulls only
-            nulls = int(column.isna().sum()) if missing else 0
-            return nulls, {"null_rate": nulls / n if n else 0.0, "distinct": float(len(seen) - len(missing))}
-    return _plain_column_stats(numeric, column)
-
-
-def _is_null(value) -> bool:
-    return pd.api.types.is_scalar(value) and bool(pd.isna(value))
-
-
-def _plain_column_stats(numeric: bool, column: pd.Series) -> tuple[int, dict]:
-    stats = {"null_rate": float(column.isna().mean()) if len(column) else 0.0,
-             "distinct": float(column.nunique(dropna=True))}
-    if numeric:
-        col = pd.to_numeric(column, errors="coerce")
-        stats |= {k: (None if pd.isna(v) else float(v)) for k, v in
-                  (("min", col.min()), ("max", col.max()), ("mean", col.mean()))}
-    return int(column.isna().sum()), stats
 
 
 def _closing_rows(spec: FeatureViewSpec, rows: pd.DataFrame) -> int:

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 import feature_platform as fp
 from feature_platform.compute.drift import Distribution, distribution_psi, psi
+from feature_platform.compute.partition_stats import feature_stats
 from feature_platform.demo.generator import generate_day
-from feature_platform.pipeline import feature_stats
 from feature_platform.skew import RunSamples, sample_rows, skew_reports
 from feature_platform_tests.helpers import write_sessions
 from feature_platform_tests.test_freshness_and_skew import tamper
