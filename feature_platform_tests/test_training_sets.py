@@ -258,3 +258,31 @@ def test_the_feast_engine_reads_the_registry_and_never_applies_it(tmp_path):
     with pytest.raises(fp.UnknownFeatureViewError, match=r"does not hold feature view\(s\) \['user_activity'\]"):
         platform.training_set(entity, FEATURES, engine="feast")
     assert platform.history().empty  # nothing was applied
+
+
+@pytest.mark.parametrize("bounds", [(1, 1), (0, 2), (1, 3), (3, 4), (-2, -1)])
+def test_partition_files_expose_exactly_the_rows_within_the_bounds(tmp_path, bounds):
+    """A batch view's partitions are picked by their names (no per-row filter): still exactly the rows with
+    `lo <= event_timestamp <= hi`, both ends inclusive, whatever the bounds cut (a microsecond either side too)."""
+    import duckdb
+
+    from feature_platform.stores.offline_parquet import ParquetOfflineStore
+
+    store = ParquetOfflineStore(tmp_path)
+    days = [date(2026, 3, 1 + i) for i in range(4)]
+    for i, day in enumerate(days):
+        rows = pd.DataFrame({"user_id": np.arange(3, dtype="int64") + 10 * i, "sessions_7d": 1,
+                             "avg_session_duration_sec": np.float32(1.5), "messages_sent_7d": 2, "tools_used_7d": 0,
+                             "preferred_model": "m", "total_tokens_7d": 5,
+                             "event_timestamp": store.partition_timestamp(day),
+                             "created_timestamp": store.partition_timestamp(day)})
+        store.write_partition(SPEC, day, rows)
+    stamps = [store.partition_timestamp(d) for d in days]
+    at = lambda i: stamps[i] if 0 <= i < len(stamps) else stamps[0] + pd.Timedelta(days=i)  # noqa: E731
+    us = pd.Timedelta(microseconds=1)
+    for lo, hi in ((at(bounds[0]), at(bounds[1])), (at(bounds[0]) + us, at(bounds[1])), (at(bounds[0]), at(bounds[1]) - us)):
+        with duckdb.connect() as con:
+            store.register_duckdb(con, SPEC, "v", lo, hi)
+            got = sorted(con.execute("SELECT user_id FROM v").fetchall())
+        want = sorted((int(10 * i + u),) for i, s in enumerate(stamps) if lo <= s <= hi for u in range(3))
+        assert got == want, (lo, hi)

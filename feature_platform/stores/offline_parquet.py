@@ -141,11 +141,28 @@ class ParquetOfflineStore(OfflineStore):
             return
         # DuckDB reads the files itself (streaming, row groups pruned by the timestamp filter). By name, so a
         # field added in place (files written before it lack the column) reads as null, not as a lost column.
+        where = f" WHERE {EVENT_TIMESTAMP} BETWEEN TIMESTAMPTZ '{lo.isoformat()}' AND TIMESTAMPTZ '{hi.isoformat()}'"
+        days = self._partition_days(spec, files)
+        if days is not None:  # a batch view's partitions: each file holds one timestamp, known from its name
+            files = [f for f, day in zip(files, days) if lo <= self.partition_timestamp(day) <= hi]
+            where = ""  # every row of these files is in range: no per-row comparison (~12% of a training set)
+            if not files:
+                con.register(name, arrow_schema(spec).empty_table())
+                return
         listing = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
-        con.execute(
-            f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet({listing}, union_by_name = true) "
-            f"WHERE {EVENT_TIMESTAMP} BETWEEN TIMESTAMPTZ '{lo.isoformat()}' AND TIMESTAMPTZ '{hi.isoformat()}'"
-        )
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet({listing}, union_by_name = true)"
+                    + where)
+
+    @staticmethod
+    def _partition_days(spec: FeatureViewSpec, files: list[str]) -> list[date] | None:
+        """Each file's partition day, when `spec` is a batch view and every file is a partition (named by its day:
+        its rows' feature timestamp is that day's end); else None."""
+        if spec.aggregation is None:
+            return None
+        try:
+            return [date.fromisoformat(Path(f).stem) for f in files]
+        except ValueError:
+            return None
 
     def spark_frame(self, spark, spec: FeatureViewSpec, lo: pd.Timestamp, hi: pd.Timestamp):
         # Spark reads the segment files itself, on the executors, with the time filter pushed down.
