@@ -31,6 +31,7 @@ from feature_platform.errors import (
 from feature_platform.features import resolve_features
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec, TrainingSetSpec
+from feature_platform.util.parquet_files import read_frame, write_frame
 from feature_platform.versioning.deprecation import warn_deprecated
 from feature_platform.vocabulary import EVENT_TIMESTAMP, full_feature_name
 
@@ -140,7 +141,7 @@ def training_set_as(runtime: Runtime, entity_df, features, *, full_feature_names
     frame = training_set(runtime, entity_df, features, full_feature_names=full_feature_names, engine=engine)
     if path is not None:
         try:
-            frame.to_parquet(path, index=False)
+            write_frame(frame, path)
         except OSError as exc:  # e.g. a directory there, no permission, the disk full
             raise InvalidArgumentError(f"path {shorten(os.fspath(path), PATH_LIMIT)}: the training set cannot be "
                                        f"written there ({os_reason(exc)})") from None
@@ -154,7 +155,7 @@ def training_set_as(runtime: Runtime, entity_df, features, *, full_feature_names
 
 def _read_entity_parquet(path) -> pd.DataFrame:
     try:
-        return pd.read_parquet(path)
+        return read_frame(path)
     except (OSError, ValueError) as exc:  # missing, a directory of something else, not Parquet
         reason = os_reason(exc) if isinstance(exc, OSError) else shorten(str(exc), 200, quote=False)
         raise EntityFrameError(f"entity_df {shorten(os.fspath(path), PATH_LIMIT)} cannot be read as Parquet: "

@@ -9,6 +9,7 @@ from feature_platform.config import Settings
 from feature_platform.repo import load_repository
 from feature_platform.training import training_set_path
 from feature_platform.util.atomic import atomic_write
+from feature_platform.util.parquet_files import read_frame, write_frame
 
 
 def dataset_path(settings: Settings, asset_name: str) -> Path:
@@ -33,8 +34,8 @@ class DatasetIOManager(dg.ConfigurableIOManager):
         path = self._path(context.asset_key)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path, durable=False) as tmp:  # a re-materialization rebuilds a lost one
-            obj.to_parquet(tmp, index=False)
+            write_frame(obj, tmp)
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        return pd.read_parquet(self._path(context.asset_key))
+        return read_frame(self._path(context.asset_key))

@@ -17,6 +17,7 @@ from feature_platform.config import Settings
 from feature_platform.errors import MaterializationError
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec
+from feature_platform.util.parquet_files import read_frame
 
 Progress = Callable[[int, int, str, str], None]  # (done, total, asset, partition)
 
@@ -130,4 +131,4 @@ class Runs:
         path = dataset_path(self.settings, name)
         if not path.exists():
             raise MaterializationError(f"training set {name!r} has not been materialized yet ({path})")
-        return pd.read_parquet(path)
+        return read_frame(path)

@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from feature_platform.util.atomic import atomic_write
+from feature_platform.util.parquet_files import write_frame
 
 SUFFIXES = (".parquet", ".jsonl")
 
@@ -101,7 +102,7 @@ class LandingDirectory:
         batch_id = batch_id or new_batch_id()
         self.incoming.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.incoming / f"{batch_id}.parquet", durable=False) as tmp:  # on a push's latency path
-            batch.to_parquet(tmp, index=False)
+            write_frame(batch, tmp)
         return batch_id
 
     def pending(self) -> list[str]:
@@ -132,7 +133,7 @@ class LandingDirectory:
         self.dead.mkdir(parents=True, exist_ok=True)
         path = self.dead / f"{batch_id}.parquet"
         with atomic_write(path, durable=False) as tmp:
-            rows.astype(str).to_parquet(tmp, index=False)
+            write_frame(rows.astype(str), tmp)
         return path
 
     def dead_letter_file(self, batch_id: str, reason: str) -> Path:
