@@ -179,3 +179,29 @@ def test_an_entity_given_twice_in_one_write_keeps_its_last_row(tmp_path):
     last = rows.drop_duplicates("user_id", keep="last").set_index("user_id").loc[[3, 5, 9]]
     assert got["total_tokens_7d"].tolist() == last["total_tokens_7d"].tolist()
     assert got["preferred_model"].tolist() == last["preferred_model"].tolist()
+
+
+@pytest.mark.parametrize("path", ["frame", "rows"])
+def test_an_entity_twice_in_one_second_of_one_write_keeps_its_newer_row(tmp_path, path):
+    """The table keeps whole seconds, so an entity's two rows of one second tie there; the write orders them by
+    their full event time, so the newer one is stored whichever comes first in the write (a fuzzed push found the
+    older one kept). The frame path (`write`) and the low-latency one (`write_rows`) alike."""
+    platform = FeaturePlatform(make_embedded_settings(tmp_path))
+    second = pd.Timestamp("2026-03-05T10:00:00Z")
+    rows = frame([3, 3, 5, 3, 5], "2026-03-05", seed=3).assign(event_timestamp=[
+        second + pd.Timedelta(microseconds=900), second + pd.Timedelta(microseconds=1), second + pd.Timedelta(1, "s"),
+        second, second + pd.Timedelta(milliseconds=1500)])
+    newest = rows.loc[[0, 4]].set_index("user_id")
+    platform.apply()  # the view's table exists, as after any deployment's first apply
+    features = platform.runtime.online.features
+    if path == "frame":
+        features.write(SPEC, rows)
+    else:
+        names = [f.name for f in SPEC.fields]
+        features.write_rows(SPEC, rows["user_id"].tolist(), [t.value for t in rows["event_timestamp"]],
+                            {n: rows[n].astype(object).where(rows[n].notna(), None).tolist() for n in names},
+                            pd.Timestamp("2026-03-05T11:00:00Z").value)
+    got = platform.online_features([f"user_activity:{f}" for f in SPEC.feature_names],
+                                   [{"user_id": u} for u in (3, 5)], now=datetime(2026, 3, 6, tzinfo=timezone.utc))
+    assert got["total_tokens_7d"].tolist() == newest["total_tokens_7d"].tolist()
+    assert got["preferred_model"].tolist() == newest["preferred_model"].tolist()
