@@ -1,16 +1,19 @@
 """How a `feature-platform` process ends: Python's exit work, then `os._exit`, never the C runtime's teardown.
 
-pyarrow's and DuckDB's thread pools are C++ objects that the C runtime destroys after Python has finished. A
-worker still winding down at that moment (just after a dataset scan, say) makes `std::thread`'s destructor call
-`std::terminate`: the process aborts with SIGABRT ("terminate called without an active exception") after the
-command has done all its work and printed its result (apache/arrow#34314 and #39862, duckdb/duckdb#13904; seen
-here under load, about 1 run in 10 of `feature-platform demo`). Scripts and CI judge a command by its exit status,
-so a finished command must not be reported as crashed.
+Native libraries (pyarrow's and DuckDB's thread pools) may still be working when the interpreter exits. A core
+dump of `feature-platform demo` showed one such case: an Arrow I/O thread, finishing a Parquet read-ahead, released
+a buffer owned by a Python object; its destructor asked for the GIL, the exiting interpreter ended the thread
+instead, and that forced unwind through a C++ destructor called `std::terminate`. The process aborted (SIGABRT,
+"terminate called without an active exception") after the command had done all its work and printed its result,
+about 1 run in 10 under load (apache/arrow#34314 and #39862, duckdb/duckdb#13904 are of the same kind). That
+case's cause is gone (`util/parquet_files.py`); this module closes the class: scripts and CI judge a command by
+its exit status, so a finished command must not be reported as crashed by a library's teardown.
 
 `run` therefore registers `_end` with `atexit` before anything else: handlers run last-in, first-out, so every
 library's own exit handler (registered when the library was imported, later) runs first, then `_end` shuts down
-logging, flushes the standard streams and leaves with `os._exit` and the command's status. The C runtime's
-static destructors, where the abort happens, are never reached; neither are C-level `atexit` handlers, which no
+logging, flushes the standard streams and leaves with `os._exit` and the command's status. Python runs `atexit`
+handlers before it starts finalizing, so neither the finalization (where a native thread asking for the GIL is
+ended, as above) nor the C runtime's static destructors are reached; nor are C-level `atexit` handlers, which no
 library we use needs (files are closed and databases committed by the code that opened them).
 """
 
