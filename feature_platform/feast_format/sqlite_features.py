@@ -63,6 +63,15 @@ def _by_entity(keys: list[bytes], columns: list[list], stamps: list, created: li
     return [rows[i] for i in order]
 
 
+def _one_row_per_entity(keys: pd.Series) -> bool:
+    """Whether no entity has two rows. A computed partition's integer keys are strictly ascending, which one
+    vectorized comparison proves (~0.1 ms for 92k rows, where hashing them takes ~2.7); anything else is hashed."""
+    values = keys.to_numpy()
+    if values.dtype.kind in "iu" and bool(np.all(values[1:] > values[:-1])):
+        return True
+    return keys.is_unique
+
+
 class SqliteFeatures:
     """Newest-wins writes of feature rows into Feast's SQLite online store at `path`."""
 
@@ -85,7 +94,7 @@ class SqliteFeatures:
         fields = sorted(spec.fields, key=lambda f: f.name)
         columns = [column for f in fields for column in (fmt.encode_values(rows[f.name], f.dtype),
                                                          value_texts(rows[f.name], f.dtype))]
-        times = None if rows[spec.entity.join_key].is_unique else \
+        times = None if _one_row_per_entity(rows[spec.entity.join_key]) else \
             pd.DatetimeIndex(rows[EVENT_TIMESTAMP]).as_unit("ns").asi8.tolist()
         entity_rows = _by_entity(keys, columns, stamps, created, times)
         with sqlite3.connect(self.path, timeout=60) as conn:

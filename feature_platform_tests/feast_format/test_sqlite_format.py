@@ -205,3 +205,15 @@ def test_an_entity_twice_in_one_second_of_one_write_keeps_its_newer_row(tmp_path
                                    [{"user_id": u} for u in (3, 5)], now=datetime(2026, 3, 6, tzinfo=timezone.utc))
     assert got["total_tokens_7d"].tolist() == newest["total_tokens_7d"].tolist()
     assert got["preferred_model"].tolist() == newest["preferred_model"].tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(keys=st.one_of(st.lists(st.integers(-(2**63), 2**63 - 1), max_size=40),
+                      st.lists(st.integers(0, 30), max_size=40).map(sorted),
+                      st.lists(st.integers(0, 30), unique=True, max_size=40).map(sorted)))
+def test_the_one_row_per_entity_fast_path_is_pandas_uniqueness(keys):
+    from feature_platform.feast_format.sqlite_features import _one_row_per_entity
+
+    column = pd.Series(keys, dtype="int64")
+    assert _one_row_per_entity(column) == column.is_unique
+    assert _one_row_per_entity(column.astype("Int64")) == column.is_unique
