@@ -12,3 +12,8 @@ from pathlib import Path
 _EXAMPLES = str(Path(__file__).resolve().parents[1] / "examples")
 if _EXAMPLES not in sys.path:
     sys.path.insert(0, _EXAMPLES)
+
+# Imported before anything loads pyarrow, as a deployment's processes (the CLI, Dagster's code server and run
+# workers) import it: every measured process, platform and baselines alike, allocates Arrow's memory as a
+# deployment does (docs/configuration.md, "Arrow's allocator").
+import feature_platform  # noqa: E402,F401

@@ -28,7 +28,10 @@ from feature_platform.errors import (
     ValidationFailedError,
     ViewInUseError,
 )
+from feature_platform.util.memory import share_allocator
 from feature_platform.versioning.deprecation import FeatureViewDeprecationWarning
+
+share_allocator()  # before pyarrow is first imported (the imports above do not load it): see util.memory
 
 if TYPE_CHECKING:
     from feature_platform.definitions import build_definitions

@@ -18,7 +18,6 @@ from feature_platform.repo import Repository, load_repository
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.stores.offline import OfflineStore
 from feature_platform.stores.online import OnlineStore
-from feature_platform.util.memory import share_allocator
 
 _apply_lock = threading.Lock()
 _runtimes: dict[Settings, Runtime] = {}
@@ -30,7 +29,6 @@ COMPUTE_CHUNK_DAYS = 16
 
 class Runtime:
     def __init__(self, settings: Settings):
-        share_allocator()  # Arrow's buffers and numpy's from one allocator: see util.memory
         self.settings = settings
         self._applied = False
         self.transports: dict = {}  # push transports by source name (see ingest.transport_for)
