@@ -388,3 +388,39 @@ def test_a_chunk_of_more_events_than_a_radix_digit_equals_the_per_day_definition
     assert len(raw) > 2**16
     with mock.patch.object(rolling_window, "SHARD_EVENTS", 2**16 + 1000):
         compare(SPEC, raw, days)
+
+
+def test_events_made_from_a_frame_handed_over_free_its_columns_and_aggregate_the_same():
+    """The engine hands the raw frame over (`consume`): each column is deleted once its arrays are made, so the raw
+    frame does not stay beside the events; the events aggregate exactly as those of a frame left alone."""
+    from feature_platform.compute.rolling_window import events_of
+    from feature_platform.sources.rows import STRING
+
+    days = [FIRST + timedelta(days=i) for i in range(5)]
+    raw = pd.concat([generate_day(d, 300, seed=5) for d in [FIRST - timedelta(days=8), *days]], ignore_index=True)
+    raw = raw.assign(session_id=raw["session_id"].astype(STRING), model=raw["model"].astype(STRING),
+                     unused=1)  # a column no aggregation reads stays
+    kept = raw.copy()
+    events = events_of(SPEC, raw, days, consume=True)
+    assert list(raw.columns) == ["unused"]
+    got, want = aggregate_chunk(SPEC, events, days), aggregate_chunk(SPEC, kept, days)
+    pd.testing.assert_frame_equal(got.frame, want.frame, check_exact=True)
+    assert got.bounds.tolist() == want.bounds.tolist()
+    left_alone = kept.copy()
+    events_of(SPEC, left_alone, days)
+    pd.testing.assert_frame_equal(left_alone, kept)
+
+
+def test_an_arrow_backed_column_with_no_value_in_the_chunk_gives_the_empty_mode():
+    """A nullable string column that is null in every event of a chunk has no value to rank: `mode` is the empty
+    value on every day, as `aggregate_day` gives (it raised IndexError). Found by the property test above."""
+    from feature_platform.sources.rows import STRING
+
+    days = [FIRST + timedelta(days=i) for i in range(3)]
+    raw = pd.concat([generate_day(d, 40, seed=6) for d in [FIRST - timedelta(days=8), *days]], ignore_index=True)
+    raw = raw.assign(model=pd.Series([None] * len(raw), dtype=object))
+    arrow = raw.assign(session_id=raw["session_id"].astype(STRING), model=raw["model"].astype(STRING))
+    got = list(aggregate_chunk(SPEC, arrow, days))
+    assert [d for d, _ in got] == days
+    for day, frame in got:
+        assert_same(frame, aggregate_day(SPEC, raw, day))

@@ -50,7 +50,7 @@ class PandasEngine:
             raw = self.read_raw(spec, days[0], days[-1])
             release_unused()  # the scan's buffers, freed: the aggregation's peak does not stack on them
         with phase("aggregate"):
-            raw = prepare(spec, raw, days)  # the raw frame, freed once its events are taken out of it,
+            raw = prepare(spec, raw, days, consume=True)  # the raw frame, freed column by column as its events are made,
             release_unused()  # and given back (Arrow's pool holds its columns): the pass's arrays do not stack on it
             chunk = aggregate_chunk(spec, raw, days)
             raw = None

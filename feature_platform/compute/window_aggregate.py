@@ -53,10 +53,12 @@ def aggregate_day(spec: FeatureViewSpec, raw: pd.DataFrame, day: date) -> pd.Dat
     return out
 
 
-def prepare(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date]) -> pd.DataFrame | rolling_window.Events:
+def prepare(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date], *,
+            consume: bool = False) -> pd.DataFrame | rolling_window.Events:
     """What `aggregate_chunk(spec, ..., days)` needs of `raw`: for the one-pass aggregation, its events as arrays
-    (`rolling_window.Events`), so the raw frame can be freed before the pass runs; else `raw` itself."""
-    return rolling_window.events_of(spec, raw, days) if rolling_window.supports(spec) else raw
+    (`rolling_window.Events`), so the raw frame can be freed before the pass runs; else `raw` itself. With
+    `consume` (the caller hands `raw` over), its columns are deleted as their events are made."""
+    return rolling_window.events_of(spec, raw, days, consume=consume) if rolling_window.supports(spec) else raw
 
 
 def aggregate_chunk(spec: FeatureViewSpec, raw: pd.DataFrame | rolling_window.Events, days: Sequence[date]) -> DayChunk:

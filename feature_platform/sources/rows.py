@@ -68,7 +68,8 @@ class SourceRows:
         table = pa.Table.from_arrays(columns, schema=self.schema)
         # Floats stay Arrow-backed while Pandera judges them, where a null (allowed when declared nullable)
         # and a NaN (never allowed) differ; they become numpy floats (null -> NaN) once validated.
-        frame = table.to_pandas(types_mapper=self._validated_types.get)
+        # A block per column: a consumer that deletes a column it is done with frees it (`rolling_window.events_of`).
+        frame = table.to_pandas(types_mapper=self._validated_types.get, split_blocks=True)
         self._check_values(frame, table, file, lost)
         for name, dtype in self._float_columns.items():
             frame[name] = frame[name].to_numpy(dtype=dtype, na_value=np.nan)
