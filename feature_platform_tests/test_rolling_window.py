@@ -334,17 +334,17 @@ def test_arrow_backed_strings_equal_the_per_day_definition(raw, n_days, models, 
 
 def test_arrow_backed_strings_in_several_chunks_factorize_as_one():
     """A column of several Arrow chunks (one per file read) is encoded with one dictionary, as pandas would."""
-    from feature_platform.compute.rolling_window import _codes, _sorted_codes
+    from feature_platform.compute.rolling_window import _distinct_codes, _sorted_codes
     from feature_platform.sources.rows import STRING
 
     chunked = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([["b", None, "a"], ["a", "c", "b"]])))
-    codes, n_values = _codes(chunked)
+    codes, n_values = _distinct_codes(chunked, np.arange(len(chunked)), np.array([0, len(chunked)]))
     want_codes, want_uniques = pd.factorize(chunked.astype(object))
     assert codes.tolist() == want_codes.tolist() and n_values == len(want_uniques)
     codes, labels = _sorted_codes(chunked)
     want_codes, want_uniques = pd.factorize(chunked.astype(object), sort=True)
     assert codes.tolist() == want_codes.tolist() and labels.tolist() == list(want_uniques) and labels.dtype == object
-    assert _sorted_codes(pd.Series([], dtype=STRING))[0].tolist() == _codes(pd.Series([], dtype=STRING))[0].tolist() == []
+    assert _sorted_codes(pd.Series([], dtype=STRING))[0].tolist() == _distinct_codes(pd.Series([], dtype=STRING), np.zeros(0, dtype=np.int64), np.array([0]))[0].tolist() == []
 
 
 def test_events_made_once_aggregate_as_the_raw_frame_and_only_once():

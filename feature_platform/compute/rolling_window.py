@@ -180,9 +180,8 @@ def events_of(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date], *,
 
     lo, last = _offsets(spec, wanted)
     eday = day_numbers(raw[agg.timestamp_column]) - lo
-    if agg.timestamp_column != spec.entity.join_key:
-        done_with(agg.timestamp_column, -1)
     keys, key_values = pd.factorize(raw[spec.entity.join_key], sort=True)
+    done_with(agg.timestamp_column, -1)
     done_with(spec.entity.join_key, -1)
     keep = (eday >= 0) & (eday <= last) & (keys >= 0)
     kept = np.flatnonzero(keep)
@@ -195,17 +194,15 @@ def events_of(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date], *,
     pieces = _entity_ranges(k)
     inputs: dict[tuple[str, str], object] = {}
     for i, need in enumerate(order):
-        column = raw[need[1]]
-        inputs[need] = _distinct_codes(column, index, pieces) if need[0] == "count_distinct" and _arrow_strings(column) \
-            else _input_of(need[0], column, index)
-        del column
+        inputs[need] = _input_of(need[0], raw[need[1]], index, pieces)
         done_with(need[1], i)
     return Events(wanted, k, d, {need: inputs[need] for need in needs}, key_values)
 
 
-def _input_of(kind: str, column: pd.Series, index: np.ndarray):
-    """One aggregation's per-event input, of the events at `index` of the raw frame: a numpy array, or for the
-    functions of values (count_distinct, mode, min/max) a tuple of it and what the function needs."""
+def _input_of(kind: str, column: pd.Series, index: np.ndarray, pieces: np.ndarray):
+    """One aggregation's per-event input, of the events at `index` of the raw frame (`pieces`: its ranges of whole
+    entities): a numpy array, or for the functions of values (count_distinct, mode, min/max) a tuple of it and what
+    the function needs."""
     def events(values: np.ndarray) -> np.ndarray:
         return values[index]
 
@@ -214,8 +211,7 @@ def _input_of(kind: str, column: pd.Series, index: np.ndarray):
     if kind == "sum":
         return events(_summable(column))
     if kind == "count_distinct":
-        codes, n_values = _codes(column)
-        return events(codes), n_values
+        return _distinct_codes(column, index, pieces)
     if kind == "mode":
         codes, labels = _sorted_codes(column)
         return events(codes), labels
@@ -235,33 +231,26 @@ def _arrow_strings(column: pd.Series) -> bool:
 
 
 def _distinct_codes(column: pd.Series, index: np.ndarray, pieces: np.ndarray) -> tuple[np.ndarray, int]:
-    """count_distinct's input of an Arrow-backed string column: the codes of the events at `index`, encoded a range
-    of whole entities (`pieces`) at a time. A distinct count compares an entity's own values only, so codes need
-    to agree within an entity, not across them; encoding ~1M distinct session ids at once built a hash table of
-    ~80 MB, the chunk's peak; a range's is a few MB. Returns (codes, -1 for null; a bound on the codes + 1)."""
+    """count_distinct's input: the value codes of the events at `index` (-1 for null), and a bound on the codes + 1.
+    Arrow-backed strings are encoded by Arrow (the distinct values stay in Arrow, never ~1M Python strings), a
+    range of whole entities (`pieces`) at a time: a distinct count compares an entity's own values only, so codes
+    need to agree within an entity, not across them; encoding ~1M distinct session ids at once built a hash table
+    of ~80 MB, the chunk's peak; a range's is a few MB. Other columns: `pd.factorize`."""
+    if not _arrow_strings(column):
+        codes, uniques = pd.factorize(column)
+        return codes[index], len(uniques)
     values = pa.array(column)  # the column's own Arrow buffers (no copy)
     codes = np.empty(len(index), dtype=np.int64)
     n_values = 0
     for start, stop in zip(pieces[:-1], pieces[1:]):
-        piece = values.take(pa.array(index[start:stop]))
-        dictionary, codes[start:stop] = _dictionary_encode(piece)
+        dictionary, codes[start:stop] = _dictionary_encode(values.take(pa.array(index[start:stop])))
         n_values = max(n_values, len(dictionary))
     return codes, n_values
 
 
-def _codes(column: pd.Series) -> tuple[np.ndarray, int]:
-    """`pd.factorize(column)`'s codes (-1 for null) and how many distinct values there are. Arrow-backed strings
-    are encoded by Arrow (`_dictionary_encode`): the distinct values stay in Arrow (never ~1M Python strings)."""
-    if not (isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow") or not len(column):
-        codes, uniques = pd.factorize(column)
-        return codes, len(uniques)
-    dictionary, codes = _dictionary_encode(column)
-    return codes, len(dictionary)
-
-
 def _sorted_codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """`pd.factorize(column, sort=True)`: codes in value order (-1 for null), and the values (an object array)."""
-    if not (isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow") or not len(column):
+    if not _arrow_strings(column):
         codes, uniques = pd.factorize(column, sort=True)
         return codes, np.asarray(uniques, dtype=object)
     dictionary, codes = _dictionary_encode(column)

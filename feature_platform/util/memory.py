@@ -1,9 +1,9 @@
 """Give the memory a finished chunk of work freed back to the operating system.
 
-numpy and pandas allocate through glibc's malloc, Arrow through its own pool (mimalloc or jemalloc); both keep
-freed pages for reuse, so after a chunk of a range run the process holds the chunk's peak whether or not the
-next chunk needs it, and Arrow's pool and malloc cannot reuse each other's pages. `release_unused` returns them
-(Arrow's `release_unused`, glibc's `malloc_trim`); elsewhere (another libc) it does what it can.
+numpy and pandas allocate through glibc's malloc, and so does Arrow once `share_allocator` has run (else through
+its own pool, mimalloc or jemalloc); an allocator keeps freed pages for reuse, so after a chunk of a range run the
+process holds the chunk's peak whether or not the next chunk needs it. `release_unused` returns them (Arrow's
+default pool's `release_unused`, glibc's `malloc_trim`); elsewhere (another libc) it does what it can.
 """
 
 from __future__ import annotations
