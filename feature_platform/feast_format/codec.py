@@ -22,7 +22,7 @@ from feature_platform.dtypes import DTYPES
 
 _STRING_TYPE, _INT64_TYPE = DTYPES["string"].value_type, DTYPES["int64"].value_type  # of the entity key
 _NULL = b""  # an empty Value: Feast's encoding of a missing value
-_SMALL = 32
+SMALL = 32  # up to this many values (a push), a plain loop encodes faster than factorizing them
 _INT64, _UINT32 = struct.Struct("<q"), struct.Struct("<I")
 
 
@@ -95,7 +95,7 @@ def _key_head(join_key: str) -> bytes:
 
 def _by_distinct(values: pd.Series, encode) -> list[bytes]:
     """Encode each distinct value once and gather (counts, names and timestamps repeat a lot)."""
-    if len(values) <= _SMALL:  # a pushed event or two: a plain loop beats factorizing
+    if len(values) <= SMALL:  # a pushed event or two: a plain loop beats factorizing
         return [_NULL if v is None or v is pd.NA or v != v else encode(v) for v in values.tolist()]
     codes, table = distinct(values, encode)
     return np.array(table, dtype=object)[codes].tolist()

@@ -13,7 +13,7 @@ from chat_activity.user_activity import SPEC
 from feast.infra.online_stores.helpers import extract_text_and_num
 from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from feature_platform.feast_format.sqlite_features import SqliteFeatures, value_texts
@@ -37,6 +37,17 @@ PANDAS = {"int64": "Int64", "float32": "float32", "float64": "float64", "string"
 @given(data=st.data(), dtype=st.sampled_from(sorted(VALUES)))
 def test_value_text_is_what_feast_stores(data, dtype):
     values = data.draw(st.lists(st.one_of(st.none(), VALUES[dtype]), min_size=1, max_size=20))
+    protos = python_values_to_proto_values(values, _FEAST_TYPE[dtype])
+    assert value_texts(pd.Series(values, dtype=PANDAS[dtype]), dtype) == [extract_text_and_num(p, False)[0] for p in protos]
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), dtype=st.sampled_from(sorted(VALUES)))
+def test_value_text_of_a_large_column_made_once_per_distinct_value_is_what_feast_stores(data, dtype):
+    from feature_platform.feast_format.codec import SMALL
+
+    pool = data.draw(st.lists(st.one_of(st.none(), VALUES[dtype]), min_size=1, max_size=6))
+    values = data.draw(st.lists(st.sampled_from(pool), min_size=SMALL + 1, max_size=3 * SMALL))  # repeats
     protos = python_values_to_proto_values(values, _FEAST_TYPE[dtype])
     assert value_texts(pd.Series(values, dtype=PANDAS[dtype]), dtype) == [extract_text_and_num(p, False)[0] for p in protos]
 
@@ -76,6 +87,8 @@ def runtimes(tmp_path_factory):
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(users=st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=40, unique=True), seed=st.integers(0, 99))
+@example(users=[7], seed=0)  # one row: its parameters made alone
+@example(users=list(range(-50, 150)), seed=1)  # over codec.SMALL: value texts made per distinct value
 def test_rows_are_identical_to_feast_write_to_online_store(runtimes, users, seed):
     feast_rt, platform_rt = runtimes
     rows = frame(users, "2026-03-02", seed)
