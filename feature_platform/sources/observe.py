@@ -37,12 +37,15 @@ class Observation:
         return sum(self.rows_by_day.values())
 
 
-def observe(reader: SourceRows, start: datetime | None = None, end: datetime | None = None) -> Observation:
-    """The days of `[start, end)` (default: everything) the source covers; reads only the time column."""
+def observe(reader: SourceRows, start: datetime | None = None, end: datetime | None = None, *,
+            counts: bool = True) -> Observation:
+    """The days of `[start, end)` (default: everything) the source covers; reads only the time column. Without
+    `counts`, only `present` and `earliest` are filled (`rows_by_day` empty, `newest` None): a Parquet file's
+    days then come from its row-group statistics where it has them, no row is read."""
     start = start or datetime(1970, 1, 1, tzinfo=timezone.utc)
     end = end or datetime(2200, 1, 1, tzinfo=timezone.utc)
     if hasattr(reader, "files"):
-        return _observe_parquet(reader, start, end)
+        return _observe_parquet(reader, start, end, counts)
     return _observe_postgres(reader, start, end)
 
 
@@ -70,7 +73,7 @@ def check_window_days(reader: SourceRows, view: str, declared: date | None, look
     lo = first - timedelta(days=lookback_days)
     start = datetime.combine(lo, datetime.min.time(), tzinfo=timezone.utc)
     end = datetime.combine(last, datetime.min.time(), tzinfo=timezone.utc) + timedelta(days=1)
-    seen = observe(reader, start, end)
+    seen = observe(reader, start, end, counts=False)  # which days, not how many rows
     begins = history_start(seen, declared)
     missing = missing_days(seen, _days(lo, last), begins)
     if not missing:
@@ -86,7 +89,7 @@ def check_window_days(reader: SourceRows, view: str, declared: date | None, look
         f"the source's start if there is no data before it), then run it again")
 
 
-def _observe_parquet(reader, start: datetime, end: datetime) -> Observation:
+def _observe_parquet(reader, start: datetime, end: datetime, counts: bool) -> Observation:
     rows: dict[date, int] = {}
     present: set[date] = set()
     newest = earliest = None
@@ -95,7 +98,8 @@ def _observe_parquet(reader, start: datetime, end: datetime) -> Observation:
         hive = _HIVE_DAY.search(fragment.path)
         if hive and lo <= (day := date.fromisoformat(hive.group(1))) <= hi:
             present.add(day)
-        times = reader.read_times([fragment], start, end)
+        # A file's days with rows lie within its first and last row's (below): without counts, no row is read.
+        times = reader.read_times([fragment], start, end) if counts else ()
         if len(times):
             days = pc.cast(pc.floor_temporal(times, unit="day"), pa.timestamp("us", tz="UTC"))
             for item in pc.value_counts(days).to_pylist():

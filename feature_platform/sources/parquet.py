@@ -73,9 +73,7 @@ class ParquetSource(SourceRows):
         if not fragments:
             raise SourceDataError(f"{self.label} {self.location} holds no Parquet file (names starting with '.' "
                                   "or '_' are skipped)")
-        for fragment in fragments:
-            self._check_file(fragment)
-        return fragments
+        return [self._check_file(fragment) for fragment in fragments]
 
     def _resolve(self) -> tuple[pafs.FileSystem | None, str | list[str]]:
         """(filesystem, path or files): a local path or glob, or any URI pyarrow has a filesystem for."""
@@ -176,15 +174,23 @@ class ParquetSource(SourceRows):
             values = pc.assume_timezone(values, "UTC")
         return values.cast(pa.timestamp("us", tz="UTC"), safe=False)
 
-    def _check_file(self, fragment: ds.ParquetFileFragment) -> None:
+    def _check_file(self, fragment: ds.ParquetFileFragment) -> ds.ParquetFileFragment:
+        """The file, checked once per version of it (path, mtime, size). A version opened before is returned as
+        it was then, its footer already read: a range run lists the source for every chunk it reads, and reading
+        each file's footer again took ~0.2 ms a file (0.5 s of a 92-day run over a year of daily files)."""
         try:
             info = fragment.filesystem.get_file_info(fragment.path)
+            version = (fragment.filesystem.type_name, fragment.path, info.mtime_ns, info.size)
+            fragment = _OPENED.get(version, fragment)
             schema = fragment.physical_schema  # read once: the fragment keeps it for the scan
         except (pa.ArrowException, OSError) as exc:
             raise SourceDataError(f"{self.label} {fragment.path} cannot be read as Parquet: {_reason(exc)}") from exc
-        key = (fragment.path, info.mtime_ns, info.size, self.schema)
+        if len(_OPENED) > 100_000:
+            _OPENED.clear()
+        _OPENED[version] = fragment
+        key = (*version, self.schema)
         if key in _CHECKED:
-            return
+            return fragment
         self._check_columns(schema, fragment.path)
         self._check_null_times(fragment)
         if getattr(schema.field(self.timestamp).type, "tz", "") is None:  # once per file version, not per read
@@ -192,6 +198,7 @@ class ParquetSource(SourceRows):
         if len(_CHECKED) > 100_000:
             _CHECKED.clear()
         _CHECKED.add(key)
+        return fragment
 
     def _check_null_times(self, fragment) -> None:
         """A row without a time falls outside every window: refuse the file from its row-group statistics
@@ -220,7 +227,8 @@ class ParquetSource(SourceRows):
                 expected = "a timestamp" if pa.types.is_timestamp(want.type) else str(want.type)
                 raise SourceDataError(f"{self.label} {path}: column {want.name!r} has type {got}, expected {expected}")
 
-_CHECKED: set[tuple] = set()  # (file, mtime_ns, size, schema) whose schema passed: a range run re-reads them
+_CHECKED: set[tuple] = set()  # (filesystem, file, mtime_ns, size, schema) whose schema passed: a range run re-reads them
+_OPENED: dict[tuple, ds.ParquetFileFragment] = {}  # (filesystem, file, mtime_ns, size) -> the file, its footer read
 SAMPLE_ROWS = 3
 
 
