@@ -19,7 +19,7 @@ import pandera.pandas as pa
 
 from feature_platform.compat.pandera_internals import validate as validate_frame
 from feature_platform.compute.partition_stats import feature_stats
-from feature_platform.derive.pandera_schema import ordered_unique, pandera_schema
+from feature_platform.derive.pandera_schema import ordered_unique, pandera_schema, uncoerced_unit
 from feature_platform.errors import ValidationFailedError
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec
@@ -45,8 +45,10 @@ class PartitionResult:
 def validate(spec: FeatureViewSpec, rows: pd.DataFrame) -> pd.DataFrame | None:
     """Pandera failure cases of `rows` (one row per failing value), or None when valid."""
     try:
-        # its copy of `rows` freed at once, not at a collection
-        validate_frame(pandera_schema(spec, unique=not ordered_unique(spec, rows)), rows)
+        # Rows whose timestamps need no coercion are validated in place; a copy is freed at once, not at a collection.
+        unit = uncoerced_unit(rows)
+        validate_frame(pandera_schema(spec, unique=not ordered_unique(spec, rows), timestamp_unit=unit), rows,
+                       inplace=unit is not None)
         return None
     except pa.errors.SchemaErrors as exc:
         return exc.failure_cases

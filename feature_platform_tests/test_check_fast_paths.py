@@ -280,3 +280,53 @@ def test_validation_leaving_out_a_proved_uniqueness_check_reports_as_before(keys
     assert (got is None) == (want is None)
     if want is not None:
         pd.testing.assert_frame_equal(got, want)
+
+
+def _activity_rows(stamps) -> pd.DataFrame:
+    rows = pd.DataFrame({"user_id": np.arange(len(stamps), dtype="int64"),
+                         **{f.name: pd.Series([1] * len(stamps), dtype=f.dtype if f.dtype != "string" else object)
+                            for f in ACTIVITY.fields},
+                         "event_timestamp": stamps})
+    rows["preferred_model"] = "unknown"
+    return rows
+
+
+def _beyond_ns() -> pd.Series:
+    return pd.Series(np.array(["2300-01-01", "2300-01-02"], dtype="datetime64[us]")).dt.tz_localize("UTC")
+
+
+def test_validation_in_place_only_where_coercing_the_timestamps_would_change_nothing_but_their_unit():
+    from feature_platform.derive.pandera_schema import uncoerced_unit
+
+    day_ends = pd.Series(pd.to_datetime(["2026-06-01 23:59:59.999999"] * 3, utc=True).as_unit("us"))
+    assert uncoerced_unit(_activity_rows(day_ends)) == "us"  # a computed chunk's: validated in place
+    assert uncoerced_unit(_activity_rows(day_ends.dt.as_unit("ns"))) is None  # already the schema's: coerced as ever
+    assert uncoerced_unit(_activity_rows(day_ends.dt.tz_convert("Europe/Paris"))) is None  # coercion converts it
+    assert uncoerced_unit(_activity_rows(day_ends.dt.tz_localize(None))) is None  # naive: coercion localizes it
+    with_missing = day_ends.copy()
+    with_missing[1] = pd.NaT
+    assert uncoerced_unit(_activity_rows(with_missing)) is None
+    beyond_ns = _beyond_ns()
+    assert uncoerced_unit(_activity_rows(beyond_ns)) is None
+
+
+def test_rows_validated_in_place_are_left_as_they_were_and_report_as_the_coerced_schema_does():
+    from feature_platform.pipeline import validate
+
+    stamps = pd.Series(pd.to_datetime(["2026-06-01 23:59:59.999999"] * 4, utc=True).as_unit("us"))
+    rows = _activity_rows(stamps)
+    rows.loc[2, "sessions_7d"] = -1
+    before = rows.copy()
+    got = validate(ACTIVITY, rows)
+    pd.testing.assert_frame_equal(got, plain_failures(rows))
+    pd.testing.assert_frame_equal(rows, before)  # nothing coerced: the frame in place is unchanged
+    assert "pandera" not in vars(rows)  # no accessor cycle left on it
+
+
+def test_timestamps_beyond_the_ns_range_fail_validation_as_before():
+    from feature_platform.pipeline import validate
+
+    rows = _activity_rows(_beyond_ns())
+    got, want = validate(ACTIVITY, rows), plain_failures(rows)
+    assert want is not None  # the coercion to ns fails there
+    pd.testing.assert_frame_equal(got, want)

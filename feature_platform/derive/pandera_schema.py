@@ -68,14 +68,17 @@ def _dtype(dtype: str):
     return _Str() if name == "str" else name
 
 
-def pandera_schema(spec: FeatureViewSpec, unique: bool = True) -> pa.DataFrameSchema:
+def pandera_schema(spec: FeatureViewSpec, unique: bool = True, timestamp_unit: str | None = None) -> pa.DataFrameSchema:
     """Columns, dtypes and constraints of `spec`'s rows; the entity key + timestamp must be unique (`unique=False`:
-    that check left out, for rows `ordered_unique` has proved unique)."""
+    that check left out, for rows `ordered_unique` has proved unique). The feature timestamp is coerced to
+    datetime64[ns, UTC]; with `timestamp_unit` (from `uncoerced_unit`), it is checked as UTC in that unit and
+    nothing is coerced: the rows can be validated in place, without a copy."""
     key = spec.entity.join_key
     columns = {
         key: pa.Column(_dtype(spec.entity.dtype), nullable=False),
         **{f.name: pa.Column(_dtype(f.dtype), checks=_checks(f), nullable=f.nullable) for f in spec.fields},
-        EVENT_TIMESTAMP: pa.Column("datetime64[ns, UTC]", nullable=False, coerce=True),
+        EVENT_TIMESTAMP: pa.Column(f"datetime64[{timestamp_unit}, UTC]", nullable=False) if timestamp_unit
+        else pa.Column("datetime64[ns, UTC]", nullable=False, coerce=True),
     }
     return pa.DataFrameSchema(
         columns,
@@ -84,6 +87,23 @@ def pandera_schema(spec: FeatureViewSpec, unique: bool = True) -> pa.DataFrameSc
         unique=[key, EVENT_TIMESTAMP] if unique else None,
         report_duplicates="all",
     )
+
+
+def uncoerced_unit(rows: pd.DataFrame) -> str | None:
+    """The unit of `rows`' feature timestamps when coercing them to datetime64[ns, UTC] would change only their
+    unit (e.g. "us", as a computed chunk's): zone-aware UTC, not ns, none missing (a failure case then reports the
+    coerced value), every one within ns's range (where the coercion could fail). Else None: they are coerced.
+    A chunk of 1M rows: ~70 ms of conversion and a copy of the whole frame, for a result nobody used."""
+    stamps = rows.get(EVENT_TIMESTAMP)
+    if stamps is None or not isinstance(stamps.dtype, pd.DatetimeTZDtype) or str(stamps.dtype.tz) != "UTC" \
+            or stamps.dtype.unit == "ns" or stamps.hasnans:
+        return None
+    if len(stamps) and (stamps.min() < _NS_MIN or stamps.max() > _NS_MAX):
+        return None
+    return stamps.dtype.unit
+
+
+_NS_MIN, _NS_MAX = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
 
 
 def ordered_unique(spec: FeatureViewSpec, rows: pd.DataFrame) -> bool:
