@@ -14,6 +14,6 @@ if _EXAMPLES not in sys.path:
     sys.path.insert(0, _EXAMPLES)
 
 # Imported before anything loads pyarrow, as a deployment's processes (the CLI, Dagster's code server and run
-# workers) import it: every measured process, platform and baselines alike, allocates Arrow's memory as a
-# deployment does (docs/configuration.md, "Arrow's allocator").
+# workers) import it: every measured process, platform and baselines alike, allocates memory as a
+# deployment does (docs/configuration.md, "Memory allocators").
 import feature_platform  # noqa: E402,F401

@@ -28,10 +28,11 @@ from feature_platform.errors import (
     ValidationFailedError,
     ViewInUseError,
 )
-from feature_platform.util.memory import share_allocator
+from feature_platform.util.memory import map_large_blocks, share_allocator
 from feature_platform.versioning.deprecation import FeatureViewDeprecationWarning
 
 share_allocator()  # before pyarrow is first imported (the imports above do not load it): see util.memory
+map_large_blocks()
 
 if TYPE_CHECKING:
     from feature_platform.definitions import build_definitions

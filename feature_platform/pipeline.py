@@ -152,6 +152,7 @@ def materialize_range(runtime: Runtime, spec: FeatureViewSpec, first: date, last
         _restore(spec, writes, done, exc, "its online write failed")
         raise
     _settle(spec, writes, {r.day for r in done}, None)
+    release_unused()  # the run's leftovers given back: the next run in this process does not stack its peak on them
     return done
 
 
