@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from feature_platform.errors import MissingSourceDaysError
 from feature_platform.sources.observe import check_window_days, observe
 from feature_platform.sources.parquet import ParquetSource
+from feature_platform.sources.parquet import _footer as _real_footer
 from feature_platform.spec import Field, SourceSpec
 
 CLICKS = SourceSpec(name="clicks", path="clicks", timestamp_column="at", columns=(Field("user", "int64"),))
@@ -60,17 +61,19 @@ def test_a_missing_day_is_found_from_the_statistics_alone(tmp_path):
         check_window_days(reader, "clicks_2d", None, 1, date(2026, 3, 2), date(2026, 3, 5))
 
 
-def test_a_file_is_opened_once_per_version_and_a_rewritten_one_is_read_again(tmp_path):
+def test_a_files_footer_is_read_once_per_version_and_a_rewritten_one_is_read_again(tmp_path, monkeypatch):
+    import feature_platform.sources.parquet as parquet
+
+    footers = []
+    monkeypatch.setattr(parquet, "_footer", lambda *args: footers.append(args[0].path) or _real_footer(*args))
     path = tmp_path / "clicks" / "a.parquet"
     _write(path, [1, 2, 3])
-    reader = ParquetSource(CLICKS, str(tmp_path / "clicks"))
     day = (T0, T0 + timedelta(days=1))
-    first, again = reader.files()[0], ParquetSource(CLICKS, str(tmp_path / "clicks")).files()[0]
-    assert again is first  # the same version: its footer is not read again
-    assert len(reader.read(*day)) == 3
+    assert len(ParquetSource(CLICKS, str(tmp_path / "clicks")).read(*day)) == 3
+    assert len(ParquetSource(CLICKS, str(tmp_path / "clicks")).read(*day)) == 3
+    assert footers == [str(path)]  # the same version: its footer is not read again
     stat = path.stat()
     _write(path, [1, 2, 3, 4, 5])
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # even with the old mtime: its size differs
-    rewritten = reader.files()[0]
-    assert rewritten is not first
-    assert len(reader.read(*day)) == 5
+    assert len(ParquetSource(CLICKS, str(tmp_path / "clicks")).read(*day)) == 5
+    assert footers == [str(path)] * 2

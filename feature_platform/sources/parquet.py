@@ -14,6 +14,7 @@ import glob
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import pyarrow as pa
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 class ParquetSource(SourceRows):
     """One declared Parquet source at one location (a file, a directory, a glob or a filesystem URI)."""
 
+    _footers: dict[str, _Footer] = {}  # by path, of the files the last listing (`files`) found (replaced, not changed)
+
     def read(self, start: datetime, end: datetime) -> pd.DataFrame:
         """Rows with `start <= time < end`, in the declared schema (times UTC, strings as Arrow-backed
         `string[pyarrow]`).
@@ -44,8 +47,7 @@ class ParquetSource(SourceRows):
         """
         groups: dict[tuple, list[ds.ParquetFileFragment]] = {}
         for fragment in self.files():  # files of the same declared types are scanned together (fast)
-            physical = fragment.physical_schema
-            groups.setdefault(tuple(physical.field(name).type for name in self.schema.names), []).append(fragment)
+            groups.setdefault(self._footers[fragment.path].types, []).append(fragment)
         frames = [self._read_files(self._holding(fragments, start, end), start, end) for fragments in groups.values()]
         if len(frames) == 1:
             return frames[0]
@@ -56,7 +58,7 @@ class ParquetSource(SourceRows):
         """The files that may hold a row of `[start, end)` or a row without a time: all but those whose row-group
         statistics prove they hold neither (a range run's chunk scans its ~24 daily files, not the source's
         hundreds: the scan takes half the time). One is kept of a group with none, so it reads as before."""
-        return [f for f in fragments if not _outside(f, self.timestamp, start, end)] or fragments[:1]
+        return [f for f in fragments if not _outside(self._footers[f.path], start, end)] or fragments[:1]
 
     def files(self) -> list[ds.ParquetFileFragment]:
         """The Parquet files of the source, by path, each checked (readable, every declared column present
@@ -73,7 +75,8 @@ class ParquetSource(SourceRows):
         if not fragments:
             raise SourceDataError(f"{self.label} {self.location} holds no Parquet file (names starting with '.' "
                                   "or '_' are skipped)")
-        return [self._check_file(fragment) for fragment in fragments]
+        self._footers = {fragment.path: self._check_file(fragment) for fragment in fragments}
+        return fragments
 
     def _resolve(self) -> tuple[pafs.FileSystem | None, str | list[str]]:
         """(filesystem, path or files): a local path or glob, or any URI pyarrow has a filesystem for."""
@@ -144,7 +147,8 @@ class ParquetSource(SourceRows):
         where they hold them, else by reading its time column."""
         import pyarrow.compute as pc
 
-        span = _statistics_range(fragment, self.timestamp)
+        footer = self._footers.get(fragment.path)
+        span = footer.span if footer is not None else _statistics_range(fragment, self.timestamp)
         if span is None:
             times = self.read_times([fragment])
             span = (pc.min(times).as_py(), pc.max(times).as_py()) if len(times) else None
@@ -174,45 +178,31 @@ class ParquetSource(SourceRows):
             values = pc.assume_timezone(values, "UTC")
         return values.cast(pa.timestamp("us", tz="UTC"), safe=False)
 
-    def _check_file(self, fragment: ds.ParquetFileFragment) -> ds.ParquetFileFragment:
-        """The file, checked once per version of it (path, mtime, size). A version opened before is returned as
-        it was then, its footer already read: a range run lists the source for every chunk it reads, and reading
-        each file's footer again took ~0.2 ms a file (0.5 s of a 92-day run over a year of daily files)."""
+    def _check_file(self, fragment: ds.ParquetFileFragment) -> _Footer:
+        """The file checked, and what its footer says (`_Footer`), once per version of it (path, mtime, size): a
+        range run lists the source for every chunk it reads, and reading every file's footer each time took ~0.2 ms
+        a file (0.5 s of a 92-day run over a year of daily files). A few facts are kept, not the footer (~33 KB a
+        file in memory: 12 MB for a year of daily files)."""
         try:
             info = fragment.filesystem.get_file_info(fragment.path)
-            version = (fragment.filesystem.type_name, fragment.path, info.mtime_ns, info.size)
-            fragment = _OPENED.get(version, fragment)
-            schema = fragment.physical_schema  # read once: the fragment keeps it for the scan
+            key = (fragment.filesystem.type_name, fragment.path, info.mtime_ns, info.size, self.schema)
+            footer = _FOOTERS.get(key)
+            if footer is not None:
+                return footer
+            schema = fragment.physical_schema
         except (pa.ArrowException, OSError) as exc:
             raise SourceDataError(f"{self.label} {fragment.path} cannot be read as Parquet: {_reason(exc)}") from exc
-        if len(_OPENED) > 100_000:
-            _OPENED.clear()
-        _OPENED[version] = fragment
-        key = (*version, self.schema)
-        if key in _CHECKED:
-            return fragment
         self._check_columns(schema, fragment.path)
-        self._check_null_times(fragment)
+        footer = _footer(fragment, schema, self.schema.names, self.timestamp)
+        if footer.nulls:  # a row without a time falls outside every window: refused from the statistics alone
+            raise SourceDataError(f"{self.label} {fragment.path}: column {self.timestamp!r}: {footer.nulls} null "
+                                  "value(s); every row needs its time")
         if getattr(schema.field(self.timestamp).type, "tz", "") is None:  # once per file version, not per read
             log.warning("%s %s: %r is timezone-naive; reading it as UTC", self.label, fragment.path, self.timestamp)
-        if len(_CHECKED) > 100_000:
-            _CHECKED.clear()
-        _CHECKED.add(key)
-        return fragment
-
-    def _check_null_times(self, fragment) -> None:
-        """A row without a time falls outside every window: refuse the file from its row-group statistics
-        when they count nulls (no data read). Without statistics, the rows are found when read (`_scan`)."""
-        metadata = fragment.metadata
-        # The Parquet (leaf) column, by name: a nested column before it shifts the indices of the Arrow fields.
-        leaves = [i for i in range(metadata.num_columns) if metadata.schema.column(i).path == self.timestamp]
-        nulls = 0
-        for i in range(metadata.num_row_groups):
-            stats = metadata.row_group(i).column(leaves[0]).statistics if leaves else None
-            nulls += stats.null_count if stats is not None and stats.has_null_count else 0
-        if nulls:
-            raise SourceDataError(f"{self.label} {fragment.path}: column {self.timestamp!r}: {nulls} null value(s); "
-                                  "every row needs its time")
+        if len(_FOOTERS) > 100_000:
+            _FOOTERS.clear()
+        _FOOTERS[key] = footer
+        return footer
 
     def _check_columns(self, schema: pa.Schema, path: str) -> None:
         missing = [name for name in self.schema.names if name not in schema.names]
@@ -227,8 +217,36 @@ class ParquetSource(SourceRows):
                 expected = "a timestamp" if pa.types.is_timestamp(want.type) else str(want.type)
                 raise SourceDataError(f"{self.label} {path}: column {want.name!r} has type {got}, expected {expected}")
 
-_CHECKED: set[tuple] = set()  # (filesystem, file, mtime_ns, size, schema) whose schema passed: a range run re-reads them
-_OPENED: dict[tuple, ds.ParquetFileFragment] = {}  # (filesystem, file, mtime_ns, size) -> the file, its footer read
+
+class _Footer(NamedTuple):
+    """What the reads need of a checked file's footer, for the declared schema: the types of the declared columns
+    (files of the same types are scanned together), the span of its times by the row-group statistics (None
+    where a group lacks them), its null times counted by them, and whether every group counts its null times."""
+
+    types: tuple
+    span: tuple[datetime, datetime] | None
+    nulls: int
+    nulls_counted: bool
+
+
+# (filesystem, file, mtime_ns, size, declared schema) -> its `_Footer`, for the files that passed the checks.
+_FOOTERS: dict[tuple, _Footer] = {}
+
+
+def _footer(fragment, schema: pa.Schema, names: list[str], column: str) -> _Footer:
+    metadata = fragment.metadata
+    # The Parquet (leaf) column, by name: a nested column before it shifts the indices of the Arrow fields.
+    leaves = [i for i in range(metadata.num_columns) if metadata.schema.column(i).path == column]
+    nulls, counted = 0, bool(leaves)
+    for i in range(metadata.num_row_groups):
+        stats = metadata.row_group(i).column(leaves[0]).statistics if leaves else None
+        if stats is not None and stats.has_null_count:
+            nulls += stats.null_count
+        else:
+            counted = False
+    return _Footer(tuple(schema.field(name).type for name in names), _statistics_range(fragment, column), nulls,
+                   counted)
+
 SAMPLE_ROWS = 3
 
 
@@ -251,19 +269,10 @@ def _statistics_range(fragment, column: str) -> tuple[datetime, datetime] | None
     return (min(lows), max(highs)) if lows else None
 
 
-def _outside(fragment, column: str, start: datetime, end: datetime) -> bool:
-    """Whether the file's row-group statistics prove it has no time in `[start, end)` and no null time (every
-    row group counts its nulls, none, and has a min and max)."""
-    metadata = fragment.metadata
-    leaves = [i for i in range(metadata.num_columns) if metadata.schema.column(i).path == column]
-    if not leaves:
-        return False
-    for i in range(metadata.num_row_groups):
-        stats = metadata.row_group(i).column(leaves[0]).statistics
-        if stats is None or not stats.has_null_count or stats.null_count:
-            return False
-    span = _statistics_range(fragment, column)  # None unless every non-empty row group has a min and max
-    return span is not None and (span[1] < start or span[0] >= end)
+def _outside(footer: _Footer, start: datetime, end: datetime) -> bool:
+    """Whether a file's statistics prove it holds no time in `[start, end)` and no null time."""
+    return footer.nulls_counted and not footer.nulls and footer.span is not None and (
+        footer.span[1] < start or footer.span[0] >= end)
 
 
 def _is_glob(path: str) -> bool:
