@@ -22,9 +22,10 @@ from feature_platform.stores.online import OnlineStore
 _apply_lock = threading.Lock()
 _runtimes: dict[Settings, Runtime] = {}
 _runtimes_lock = threading.Lock()
-# Partition days aggregated per pass over the raw events: ~1M feature rows at 100k users, and each pass
-# re-reads only the window's days before it.
-COMPUTE_CHUNK_DAYS = 16
+# Partition days aggregated per pass over the raw events: ~0.8M feature rows at 100k users, and each pass re-reads
+# only the window's days before it. A year of 100k users' sessions, 4 runs of 92 days in one process: peak RSS
+# 595-603 MB at 16 days, 555 MB at 12, ~3% more time (each pass re-reads its window's look-back).
+COMPUTE_CHUNK_DAYS = 12
 
 
 class Runtime:

@@ -119,9 +119,10 @@ def reference(root, runs: list[tuple[pd.DataFrame, date, date]]) -> FeaturePlatf
 # --- the issue's scenario -------------------------------------------------------------------------------
 
 
-def test_a_bad_raw_row_mid_range_keeps_the_days_before_it_in_all_three_places(tmp_path, profile):
+def test_a_bad_raw_row_mid_range_keeps_the_days_before_it_in_all_three_places(tmp_path, profile, monkeypatch):
     """38 raw days, one session with duration_sec=-5 on 2026-12-01, materialize 2026-11-06..2026-12-05: the
     first chunk of 16 days was written before the second chunk's raw read failed."""
+    monkeypatch.setattr(runtime, "COMPUTE_CHUNK_DAYS", 16)  # the issue's chunks
     first, last = date(2026, 11, 6), date(2026, 12, 5)
     sessions = raw(date(2026, 10, 29), last)
     bad = sessions.index[sessions[EVENT_TIMESTAMP].dt.date == date(2026, 12, 1)][0]
