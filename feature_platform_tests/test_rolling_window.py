@@ -332,6 +332,28 @@ def test_arrow_backed_strings_equal_the_per_day_definition(raw, n_days, models, 
         assert_same(frame, aggregate_day(SPEC, raw, day))
 
 
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=event_logs(), n_days=st.integers(1, 6), cuts=st.lists(st.integers(0, 200), max_size=4),
+       shard_events=st.sampled_from([1, 7, 10**6]))
+def test_arrow_strings_in_several_chunks_equal_the_per_day_definition(raw, n_days, cuts, shard_events):
+    """Session ids as the reader gives them: one Arrow chunk per file read, taken from a range of entities at a
+    time (after the chunks are made one)."""
+    from unittest import mock
+
+    from feature_platform.compute import rolling_window
+
+    values = raw["session_id"].tolist()
+    bounds = sorted({min(c, len(values)) for c in cuts} | {0, len(values)})
+    chunked = pa.chunked_array([pa.array(values[a:b], pa.string()) for a, b in zip(bounds[:-1], bounds[1:])],
+                               type=pa.string())
+    arrow = raw.assign(session_id=pd.Series(pd.arrays.ArrowStringArray(chunked), index=raw.index))
+    days = [FIRST + timedelta(days=i) for i in range(n_days)]
+    with mock.patch.object(rolling_window, "SHARD_EVENTS", shard_events):
+        got = list(aggregate_chunk(SPEC, arrow, days))
+    for day, frame in got:
+        assert_same(frame, aggregate_day(SPEC, raw, day))
+
+
 def test_arrow_backed_strings_in_several_chunks_factorize_as_one():
     """A column of several Arrow chunks (one per file read) is encoded with one dictionary, as pandas would."""
     from feature_platform.compute.rolling_window import _distinct_codes, _sorted_codes
