@@ -22,7 +22,7 @@ from feature_platform.dtypes import DTYPES
 
 _STRING_TYPE, _INT64_TYPE = DTYPES["string"].value_type, DTYPES["int64"].value_type  # of the entity key
 _NULL = b""  # an empty Value: Feast's encoding of a missing value
-SMALL = 32  # up to this many values (a push), a plain loop encodes faster than factorizing them
+_SMALL = 32
 _INT64, _UINT32 = struct.Struct("<q"), struct.Struct("<I")
 
 
@@ -93,11 +93,12 @@ def _key_head(join_key: str) -> bytes:
     return struct.pack("<III", 1, _STRING_TYPE, len(name)) + name
 
 
-def _by_distinct(values: pd.Series, encode) -> list[bytes]:
-    """Encode each distinct value once and gather (counts, names and timestamps repeat a lot)."""
-    if len(values) <= SMALL:  # a pushed event or two: a plain loop beats factorizing
-        return [_NULL if v is None or v is pd.NA or v != v else encode(v) for v in values.tolist()]
+def by_distinct(values: pd.Series, encode, null=_NULL) -> list:
+    """Encode each distinct value once and gather (counts, names and timestamps repeat a lot); a null is `null`."""
+    if len(values) <= _SMALL:  # a pushed event or two: a plain loop beats factorizing
+        return [null if v is None or v is pd.NA or v != v else encode(v) for v in values.tolist()]
     codes, table = distinct(values, encode)
+    table[-1] = null
     return np.array(table, dtype=object)[codes].tolist()
 
 
@@ -134,12 +135,12 @@ def encode_values(values: pd.Series, dtype: str) -> list[bytes]:
         for i in np.flatnonzero(np.isnan(arr)):
             out[i] = _NULL  # pandas cannot tell NaN from missing; Feast writes both as an empty Value
         return out
-    return _by_distinct(values, scalar_encoder(dtype))
+    return by_distinct(values, scalar_encoder(dtype))
 
 
 def encode_timestamps(stamps: pd.Series) -> list[bytes]:
     """Serialized `google.protobuf.Timestamp` of each (UTC) feature timestamp."""
-    return _by_distinct(pd.to_datetime(stamps, utc=True, format="ISO8601"), lambda ts: encode_timestamp_ns(pd.Timestamp(ts).value))
+    return by_distinct(pd.to_datetime(stamps, utc=True, format="ISO8601"), lambda ts: encode_timestamp_ns(pd.Timestamp(ts).value))
 
 
 def encode_timestamp_ns(ns: int) -> bytes:

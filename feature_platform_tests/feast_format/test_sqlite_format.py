@@ -44,7 +44,7 @@ def test_value_text_is_what_feast_stores(data, dtype):
 @settings(max_examples=40, deadline=None)
 @given(data=st.data(), dtype=st.sampled_from(sorted(VALUES)))
 def test_value_text_of_a_large_column_made_once_per_distinct_value_is_what_feast_stores(data, dtype):
-    from feature_platform.feast_format.codec import SMALL
+    from feature_platform.feast_format.codec import _SMALL as SMALL
 
     pool = data.draw(st.lists(st.one_of(st.none(), VALUES[dtype]), min_size=1, max_size=6))
     values = data.draw(st.lists(st.sampled_from(pool), min_size=SMALL + 1, max_size=3 * SMALL))  # repeats
@@ -88,7 +88,7 @@ def runtimes(tmp_path_factory):
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(users=st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=40, unique=True), seed=st.integers(0, 99))
 @example(users=[7], seed=0)  # one row: its parameters made alone
-@example(users=list(range(-50, 150)), seed=1)  # over codec.SMALL: value texts made per distinct value
+@example(users=list(range(-50, 150)), seed=1)  # over codec._SMALL: value texts made per distinct value
 def test_rows_are_identical_to_feast_write_to_online_store(runtimes, users, seed):
     feast_rt, platform_rt = runtimes
     rows = frame(users, "2026-03-02", seed)
