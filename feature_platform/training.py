@@ -1,14 +1,15 @@
 """Training sets: point-in-time correct features for an entity frame of keys, timestamps and labels.
 
-Input checks run before any heavy work. The join itself is `compute.point_in_time` over the
-offline tables (DuckDB), or Feast's `get_historical_features` when asked (`engine="feast"`), the
-reference the fast path is tested against, or the same join in Spark (`engine="spark"`,
-`compute.spark_point_in_time`) for feature tables too large for one machine.
+Input checks run before any heavy work. The join itself is `compute.daily_join` for a batch view whose
+offline table is daily partition files and `compute.point_in_time` (DuckDB) over any other table, or Feast's
+`get_historical_features` when asked (`engine="feast"`), the reference the fast path is tested against, or
+the same join in Spark (`engine="spark"`, `compute.spark_point_in_time`) for tables too large for one machine.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ import pandas as pd
 
 from feature_platform import request_time
 from feature_platform.arguments import PATH_LIMIT, os_reason
-from feature_platform.compute import spark_entity_sets, spark_point_in_time
+from feature_platform.compute import daily_join, spark_entity_sets, spark_point_in_time
 from feature_platform.compute.point_in_time import ViewJoin, point_in_time_join
 from feature_platform.dtypes import is_key_dtype, serving_dtype, spark_type
 from feature_platform.errors import (
@@ -31,9 +32,12 @@ from feature_platform.errors import (
 from feature_platform.features import resolve_features
 from feature_platform.runtime import Runtime
 from feature_platform.spec import FeatureViewSpec, TrainingSetSpec
+from feature_platform.stores.schema import arrow_schema
 from feature_platform.util.parquet_files import read_frame, write_frame
 from feature_platform.versioning.deprecation import warn_deprecated
 from feature_platform.vocabulary import EVENT_TIMESTAMP, full_feature_name
+
+log = logging.getLogger(__name__)
 
 
 class EntityFrameError(FeaturePlatformError, ValueError):
@@ -95,7 +99,7 @@ def training_set(runtime: Runtime, entity_df: pd.DataFrame, features, *, full_fe
         raise ValueError(f"engine must be 'duckdb', 'spark' or 'feast', not {shorten(engine)}")
     out = entity_df.copy()
     for c in columns:
-        out[c.column] = pd.Series(values[c.column].to_numpy(), index=out.index).astype(
+        out[c.column] = pd.Series(values[c.column].array, index=out.index).astype(
             serving_dtype(specs[c.view].field(c.feature).dtype))
     return out
 
@@ -166,23 +170,49 @@ def _duckdb_join(runtime: Runtime, entity_df: pd.DataFrame, columns, specs) -> p
     if entity_df.empty:
         return pd.DataFrame({c.column: pd.Series([], dtype=object) for c in columns})
     ts = entity_df[EVENT_TIMESTAMP].dt.tz_convert("UTC")
+    values = {}
     con = duckdb.connect()
     try:
         joins = []
         for i, (view, spec) in enumerate(specs.items()):
-            name = f"__fp_view_{i}"
-            runtime.offline.register_duckdb(con, spec, name, ts.min() - pd.Timedelta(spec.ttl), ts.max())
+            lo, hi = ts.min() - pd.Timedelta(spec.ttl), ts.max()
             mine = [c for c in columns if c.view == view]
             # A batch view's offline table has one row per (key, partition timestamp) by construction, and
             # every partition timestamp is a UTC midnight (the end of its day).
             batch = spec.aggregation is not None
+            if batch and (read := _from_partition_files(runtime, entity_df[spec.entity.join_key], ts, spec, mine,
+                                                        lo, hi)) is not None:
+                values.update(read)
+                continue
+            name = f"__fp_view_{i}"
+            runtime.offline.register_duckdb(con, spec, name, lo, hi)
             joins.append(ViewJoin(table=name, join_key=spec.entity.join_key, ttl=spec.ttl,
                                   features=tuple(c.feature for c in mine), outputs=tuple(c.column for c in mine),
                                   unique=batch, daily=batch))
-        frame = entity_df.assign(**{EVENT_TIMESTAMP: ts})
-        return point_in_time_join(con, frame, joins)
+        if joins:
+            frame = entity_df.assign(**{EVENT_TIMESTAMP: ts})
+            values.update(point_in_time_join(con, frame, joins))
     finally:
         con.close()
+    return pd.DataFrame(values)  # every column positional (0..n-1), as the caller reads them
+
+
+def _from_partition_files(runtime: Runtime, keys: pd.Series, ts: pd.Series, spec: FeatureViewSpec, columns, lo,
+                          hi) -> dict[str, pd.Series] | None:
+    """A batch view's columns read straight from its partition files (`compute.daily_join`), where the offline
+    store keeps it as such files and they fit that plan; else None (the DuckDB plan)."""
+    partitions = runtime.offline.partition_files(spec, lo, hi)
+    if partitions is None:
+        return None
+    schema = arrow_schema(spec, reading=True)
+    wanted = {c.feature: schema.field(c.feature).type for c in columns}
+    try:
+        table = daily_join.join_partitions(keys, ts, partitions, spec.entity.join_key, spec.ttl, wanted)
+    except daily_join.Unsupported as exc:
+        log.debug("training set: %s read by DuckDB: %s", spec.name, exc)
+        return None
+    frame = daily_join.to_pandas(table)
+    return {c.column: frame[c.feature] for c in columns}
 
 
 def _spark_join(runtime: Runtime, entity_df: pd.DataFrame, columns, specs) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from chat_activity.churn import CHURN_FEATURES
 from chat_activity.user_activity import SPEC
 
 import feature_platform as fp
+from feature_platform.compute import daily_join
 from feature_platform.definitions import build_definitions
 from feature_platform.demo.generator import generate_day
 from feature_platform.training import EntityFrameError
@@ -81,6 +82,28 @@ def test_fast_path_equals_feast_on_real_data(platform):
     assert kept.sum() > 100
     for name in NAMES:
         pd.testing.assert_series_equal(ours.loc[kept, name], feast.loc[kept, name], check_exact=False, rtol=1e-6)
+
+
+def test_a_batch_view_kept_as_partition_files_is_read_from_them_as_the_duckdb_plan_reads_it(platform, monkeypatch):
+    """The Parquet store's daily partitions are read by `compute.daily_join`; the same set as DuckDB's plan (the
+    one a store without such files uses, here forced) to the last value and dtype; a file that plan cannot
+    read falls back to DuckDB."""
+    entity = entity_frame(400, seed=3)
+    calls = []
+    read = daily_join.join_partitions
+    monkeypatch.setattr(daily_join, "join_partitions", lambda *a, **k: calls.append(a) or read(*a, **k))
+    got = platform.training_set(entity, FEATURES)
+    assert len(calls) == (1 if platform.runtime.offline.kind == "parquet" else 0)
+    with monkeypatch.context() as m:
+        m.setattr(type(platform.runtime.offline), "partition_files", lambda *a: None)
+        pd.testing.assert_frame_equal(got, platform.training_set(entity, FEATURES))
+
+    def refuse(*a, **k):
+        raise daily_join.Unsupported("a column stored as a type the plan does not read")
+
+    monkeypatch.setattr(daily_join, "join_partitions", refuse)
+    pd.testing.assert_frame_equal(got, platform.training_set(entity, FEATURES))
+    assert got["sessions_7d"].notna().sum() > 100
 
 
 def test_ttl_upper_edge_against_a_single_value(embedded_settings):

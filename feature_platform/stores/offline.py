@@ -44,6 +44,11 @@ class OfflineStore(ABC):
     def register_duckdb(self, con, spec: FeatureViewSpec, name: str, lo: pd.Timestamp, hi: pd.Timestamp) -> None:
         """Expose rows with `lo <= event_timestamp <= hi` to DuckDB connection `con` as relation `name`."""
 
+    def partition_files(self, spec: FeatureViewSpec, lo: pd.Timestamp, hi: pd.Timestamp) -> list[tuple[pd.Timestamp, str]] | None:
+        """A batch view's partitions stamped within `[lo, hi]` as (the timestamp of every row, local Parquet file),
+        for a reader that takes only the rows it needs; None where the table is not kept as such files."""
+        return None
+
     @abstractmethod
     def spark_frame(self, spark, spec: FeatureViewSpec, lo: pd.Timestamp, hi: pd.Timestamp):
         """Rows with `lo <= event_timestamp <= hi` as a Spark DataFrame in the reading schema."""

@@ -153,6 +153,14 @@ class ParquetOfflineStore(OfflineStore):
         con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet({listing}, union_by_name = true)"
                     + where)
 
+    def partition_files(self, spec: FeatureViewSpec, lo: pd.Timestamp, hi: pd.Timestamp) -> list[tuple[pd.Timestamp, str]] | None:
+        files = [str(f) for f in self._files(spec)]
+        days = self._partition_days(spec, files)
+        if days is None:
+            return None
+        stamps = [self.partition_timestamp(day) for day in days]
+        return [(stamp, f) for stamp, f in zip(stamps, files) if lo <= stamp <= hi]
+
     @staticmethod
     def _partition_days(spec: FeatureViewSpec, files: list[str]) -> list[date] | None:
         """Each file's partition day, when `spec` is a batch view and every file is a partition (named by its day:
