@@ -377,7 +377,19 @@ class CarefulReader:
         self.tail = project.encode()
         self.fields = [b"_ts:user_activity", *(_mmh3(f"user_activity:{f}") for f in FEATURES)]
         self.ttl_ns = ttl_sec * 1e9
-        from feature_platform.feast_format.codec import decode_timestamp, decode_value  # protobuf's parser
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        from feature_platform.feast_format.codec import parse_timestamp
+
+        def decode_value(raw: bytes | None):  # protobuf's parser, every time (the platform remembers repeated bytes)
+            if not raw:
+                return None
+            value = Value.FromString(raw)
+            field = value.WhichOneof("val")
+            return None if field is None or field == "null_val" else getattr(value, field)
+
+        def decode_timestamp(raw: bytes | None) -> int | None:
+            return None if raw is None else parse_timestamp(raw)
 
         self.decode_timestamp, self.decode_value = decode_timestamp, decode_value
 

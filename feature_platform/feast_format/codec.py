@@ -161,10 +161,37 @@ def encode_list(values: list, dtype: str) -> list[bytes]:
     return [encode(v) for v in values]
 
 
+# Decoded values and timestamps by their bytes: entities share most of them (a partition's one timestamp, small
+# counts, a few categories), and a dict lookup costs ~1/6 of protobuf's parse. Bounded: emptied when full.
+_DECODED: dict[bytes, object] = {}
+_STAMPS: dict[bytes, int] = {}
+_DECODED_MAX = 1 << 16
+_UNSEEN = object()
+_FLOAT, _DOUBLE = struct.Struct("<f"), struct.Struct("<d")
+_FLOAT_TAG, _DOUBLE_TAG = DTYPES["float32"].proto_tag, DTYPES["float64"].proto_tag
+
+
 def decode_value(raw: bytes | None):
     """A stored Value back to Python (None for a missing or null value)."""
     if not raw:
         return None
+    value = _DECODED.get(raw, _UNSEEN)
+    if value is not _UNSEEN:
+        return value
+    # A float or double alone (tag and fixed-width bits): mostly distinct, so unpacked, not remembered.
+    if len(raw) == 5 and raw[0] == _FLOAT_TAG:
+        return _FLOAT.unpack_from(raw, 1)[0]
+    if len(raw) == 9 and raw[0] == _DOUBLE_TAG:
+        return _DOUBLE.unpack_from(raw, 1)[0]
+    value = parse_value(raw)
+    if len(_DECODED) >= _DECODED_MAX:
+        _DECODED.clear()
+    _DECODED[raw] = value
+    return value
+
+
+def parse_value(raw: bytes):
+    """`decode_value` by protobuf's parser, every time."""
     value = ValueProto.FromString(raw)
     field = value.WhichOneof("val")
     return None if field is None or field == "null_val" else getattr(value, field)
@@ -174,6 +201,17 @@ def decode_timestamp(raw: bytes | None) -> int | None:
     """A stored Timestamp as nanoseconds since the epoch (None when absent)."""
     if raw is None:
         return None
+    stamp = _STAMPS.get(raw)
+    if stamp is None:
+        stamp = parse_timestamp(raw)
+        if len(_STAMPS) >= _DECODED_MAX:
+            _STAMPS.clear()
+        _STAMPS[raw] = stamp
+    return stamp
+
+
+def parse_timestamp(raw: bytes) -> int:
+    """`decode_timestamp` of present bytes, parsed every time."""
     seconds = nanos = 0
     i = 0
     while i < len(raw):

@@ -249,7 +249,7 @@ class RedisFeatures:
         """`read_many` with the values by feature: each request's timestamps and one list per feature."""
         plans, commands = [], []
         for spec, keys, features, view in requests:
-            fields = self._fields(view or spec.name, features)
+            fields = self._fields(view or spec.name, features)[0]
             if len(keys) <= _FEW_KEYS:  # a request's few entities: one key at a time beats numpy's set-up
                 join_key, dtype = spec.entity.join_key, spec.entity.dtype
                 commands += [(fmt.entity_key(join_key, dtype, k, self.project), fields) for k in keys]
@@ -276,20 +276,34 @@ class RedisFeatures:
         return out
 
     def read_one(self, spec: FeatureViewSpec, key, features: Sequence[str]) -> tuple[list[int | None], list[list]]:
-        """`read_many_columns` of one entity of one view (a serving request's usual read): one HMGET."""
-        reply = self.reads.hmget(fmt.entity_key(spec.entity.join_key, spec.entity.dtype, key, self.project),
-                                 self._fields(spec.name, features))
+        """`read_many_columns` of one entity of one view (a serving request's usual read): one HMGET, its fields
+        packed once per feature list and sent on a pooled connection as they are (`_hmget`)."""
+        key = fmt.entity_key(spec.entity.join_key, spec.entity.dtype, key, self.project)
+        reply = self._hmget(key, spec.name, features)
         decode = fmt.decode_value
         return [fmt.decode_timestamp(reply[0])], [[decode(v)] for v in reply[1:]]
 
-    def _fields(self, view: str, features: Sequence[str]) -> list[bytes]:
-        """The hash fields of a read (its timestamp, then the features), cached: serving reads the same lists."""
+    def _hmget(self, key: bytes, view: str, features: Sequence[str]) -> list:
+        fields, packed = self._fields(view, features)
+        if not hasattr(self.reads, "connection_pool"):  # a cluster client: a pool per node
+            return self.reads.hmget(key, fields)
+        try:
+            return redis_internals.call_packed(self.reads, b"*%d\r\n$5\r\nHMGET\r\n$%d\r\n%b\r\n%b" % (
+                len(fields) + 2, len(key), key, packed))
+        except redis.exceptions.ConnectionError:  # e.g. a pooled connection a Redis restart dropped: the client's
+            return self.reads.hmget(key, fields)  # own call retries it, within the read budget
+        # A timeout is not retried: the read's one wait may take its whole budget (`redis_client`).
+
+    def _fields(self, view: str, features: Sequence[str]) -> tuple[list[bytes], bytes]:
+        """The hash fields of a read (its timestamp, then the features) and them packed as RESP arguments,
+        cached: serving reads the same lists."""
         key = (view, tuple(features))
         fields = self._read_fields.get(key)
         if fields is None:
             if len(self._read_fields) >= 4096:
                 self._read_fields.clear()
-            fields = self._read_fields[key] = [fmt.timestamp_field(view), *(fmt.field_key(view, f) for f in features)]
+            names = [fmt.timestamp_field(view), *(fmt.field_key(view, f) for f in features)]
+            fields = self._read_fields[key] = (names, b"".join(b"$%d\r\n%b\r\n" % (len(f), f) for f in names))
         return fields
 
     def _script(self, n_features: int) -> bytes:

@@ -186,3 +186,108 @@ def test_writer_reloads_its_script_after_a_flush(services_settings):
     client.script_flush()
     assert writer.write(SPEC, frame([1, 2, 3], "2026-03-06", seed=2)) == 3
     assert writer.read(SPEC, [3], ["s"])[1] == [["model-2-é"]]
+
+
+# --- decoding: remembered by bytes, equal to protobuf's parse ----------------------------------------------
+
+def _value_bytes(kind: str, v) -> bytes:
+    return ValueProto(**{kind: v}).SerializeToString()
+
+
+any_value = st.one_of(
+    INT64.map(lambda v: _value_bytes("int64_val", v)),
+    st.integers(-(2**31), 2**31 - 1).map(lambda v: _value_bytes("int32_val", v)),
+    st.floats(width=32, allow_nan=True).map(lambda v: _value_bytes("float_val", v)),
+    st.floats(allow_nan=True).map(lambda v: _value_bytes("double_val", v)),
+    st.text(max_size=12).map(lambda v: _value_bytes("string_val", v)),
+    st.booleans().map(lambda v: _value_bytes("bool_val", v)),
+    st.just(ValueProto(null_val=0).SerializeToString()),
+    st.binary(max_size=12),  # anything at all: decoded as protobuf decodes it, or refused as it refuses it
+)
+
+
+def _parsed(raw):
+    try:
+        return ("ok", fmt.parse_value(raw) if raw else None)
+    except Exception as exc:  # noqa: BLE001 - the same refusal is expected
+        return ("error", type(exc))
+
+
+def _decoded(raw):
+    try:
+        return ("ok", fmt.decode_value(raw))
+    except Exception as exc:  # noqa: BLE001
+        return ("error", type(exc))
+
+
+def _equal(a, b) -> bool:
+    if a[0] == "ok" and b[0] == "ok" and isinstance(a[1], float) and isinstance(b[1], float):
+        return (math.isnan(a[1]) and math.isnan(b[1])) or a[1] == b[1]
+    return a == b and type(a[1]) is type(b[1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(any_value, min_size=1, max_size=20))
+def test_decoding_equals_protobufs_parse_first_time_and_remembered(raws):
+    for _ in range(2):  # the second pass reads what the first remembered
+        for raw in raws:
+            assert _equal(_decoded(raw), _parsed(raw)), raw
+    assert fmt.decode_value(None) is None and fmt.decode_value(b"") is None
+
+
+def test_what_decoding_remembers_is_bounded(monkeypatch):
+    monkeypatch.setattr(fmt, "_DECODED_MAX", 8)
+    monkeypatch.setattr(fmt, "_DECODED", {})
+    monkeypatch.setattr(fmt, "_STAMPS", {})
+    raws = [_value_bytes("int64_val", v) for v in range(50)]
+    stamps = [Timestamp(seconds=s, nanos=7).SerializeToString() for s in range(50)]
+    for _ in range(2):
+        assert [fmt.decode_value(r) for r in raws] == list(range(50))
+        assert [fmt.decode_timestamp(s) for s in stamps] == [s * 10**9 + 7 for s in range(50)]
+    assert len(fmt._DECODED) <= 8 and len(fmt._STAMPS) <= 8
+
+
+# --- the one-entity read: one packed HMGET on a pooled connection --------------------------------
+
+@pytest.mark.services
+def test_a_one_entity_read_is_one_packed_hmget_and_rides_out_a_dropped_connection(services_settings, monkeypatch):
+    client = redis.Redis(host=services_settings.redis_host, port=services_settings.redis_port,
+                         db=services_settings.redis_db)
+    features = RedisFeatures(client, "proj")
+    rows = frame([1, 2, 3, 4], "2026-03-05", seed=3)
+    assert features.write(SPEC, rows) == 4
+    names = [f.name for f in SPEC.fields]
+    want = features.read_many_columns([(SPEC, [1, 2, 3, 4, 99], names, None)])[0]  # the pipelined read
+    for i, user in enumerate([1, 2, 3, 4, 99]):
+        stamps, values = features.read_one(SPEC, user, names)
+        assert stamps == [want[0][i]] and values == [[column[i]] for column in want[1]], user
+    # The pool's connection killed by the server (a restart, a failover): the read reconnects and answers.
+    pooled = client.client_id()  # the pool's one connection, which the reads use
+    other = redis.Redis(host=services_settings.redis_host, port=services_settings.redis_port)
+    assert other.client_kill_filter(_id=pooled) == 1
+    assert features.read_one(SPEC, 2, ["i"]) == ([want[0][1]], [[want[1][0][1]]])
+    # A connection lost mid-command is retried by the client's own call (its retries within the read budget);
+    # a timeout is not: the read's one wait may have taken its whole budget.
+    from feature_platform.compat import redis_internals
+
+    retried = []
+    hmget = client.hmget
+    client.hmget = lambda *a: retried.append(a) or hmget(*a)
+    for error in (redis.exceptions.ConnectionError("lost"), redis.exceptions.TimeoutError("no answer")):
+        def fail(*_, error=error):
+            raise error
+
+        monkeypatch.setattr(redis_internals, "call_packed", fail)
+        if isinstance(error, redis.exceptions.TimeoutError):
+            with pytest.raises(redis.exceptions.TimeoutError):
+                features.read_one(SPEC, 2, ["i"])
+        else:
+            assert features.read_one(SPEC, 2, ["i"]) == ([want[0][1]], [[want[1][0][1]]])
+    assert len(retried) == 1
+    del client.hmget
+    monkeypatch.undo()
+    # An error reply is raised, and the connection it came on is not handed out again with a reply unread.
+    client.set(b"not-a-hash", b"x")
+    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+        redis_internals.call_packed(client, b"*3\r\n$5\r\nHMGET\r\n$10\r\nnot-a-hash\r\n$1\r\na\r\n")
+    assert features.read_one(SPEC, 3, ["i"]) == ([want[0][2]], [[want[1][0][2]]])
