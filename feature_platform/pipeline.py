@@ -18,7 +18,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from feature_platform.compat.pandera_internals import validate as validate_frame
-from feature_platform.compute.partition_stats import feature_stats
+from feature_platform.compute.partition_stats import SortedValues, feature_stats
 from feature_platform.derive.pandera_schema import ordered_unique, pandera_schema, uncoerced_unit
 from feature_platform.errors import ValidationFailedError
 from feature_platform.runtime import Runtime
@@ -78,7 +78,8 @@ def check_partition(runtime: Runtime, spec: FeatureViewSpec, day: date, rows: pd
     )
 
 
-def _result(spec: FeatureViewSpec, day: date, rows: pd.DataFrame, online: int, started: float) -> PartitionResult:
+def _result(spec: FeatureViewSpec, day: date, rows: pd.DataFrame, online: int, started: float,
+            sorted_values: SortedValues | None = None) -> PartitionResult:
     return PartitionResult(
         view=spec.name,
         day=day,
@@ -86,17 +87,19 @@ def _result(spec: FeatureViewSpec, day: date, rows: pd.DataFrame, online: int, s
         closing_rows=_closing_rows(spec, rows),
         rows_online=online,
         duration_sec=time.perf_counter() - started,
-        stats=feature_stats(spec, rows),
+        stats=feature_stats(spec, rows, sorted_values),
     )
 
 
 def materialize_range(runtime: Runtime, spec: FeatureViewSpec, first: date, last: date,
                       progress: Callable[[int, int, date], None] | None = None,
-                      on_written: Callable[[date, pd.DataFrame], None] | None = None) -> list[PartitionResult]:
+                      on_written: Callable[[date, pd.DataFrame, SortedValues], None] | None = None
+                      ) -> list[PartitionResult]:
     """Materialize partitions `first..last` in one pass (a backfill run).
 
     Days are computed a chunk at a time (`Runtime.compute_chunks`), each validated before its offline
-    partition is replaced (then `on_written(day, rows)`). Online, only each entity's newest row of the range is
+    partition is replaced (then `on_written(day, rows, sorted_values)`: its numeric columns' sorted values, shared
+    with its statistics). Online, only each entity's newest row of the range is
     written, once at the end: the older rows would be overwritten within the same run anyway.
 
     A run that fails part-way keeps the days before the failure in both stores or in neither, so the stores
@@ -130,9 +133,10 @@ def materialize_range(runtime: Runtime, spec: FeatureViewSpec, first: date, last
                         writes.write(day, rows)
                     written = chunk.bounds[i + 1]
                     with phase("checks"):  # the partition's statistics, and the caller's checks (drift)
-                        done.append(_result(spec, day, rows, 0, started))
+                        sorted_values = SortedValues(rows)  # each numeric column sorted once, for both
+                        done.append(_result(spec, day, rows, 0, started, sorted_values))
                         if on_written:
-                            on_written(day, rows)
+                            on_written(day, rows, sorted_values)
                     if progress:
                         progress(len(done), total, day)
             finally:
@@ -140,7 +144,7 @@ def materialize_range(runtime: Runtime, spec: FeatureViewSpec, first: date, last
                     with phase("write_online"):
                             newest = _newest(spec, newest, chunk.frame if written == len(chunk.frame)
                                          else chunk.frame.iloc[:written])
-            chunk = rows = None  # released before the next chunk is computed, not after
+            chunk = rows = sorted_values = None  # released before the next chunk is computed, not after
             release_unused()  # and given back, so the next chunk's peak does not stack on this one's leftovers
     except BaseException as exc:
         _keep_or_restore(runtime, spec, writes, done, newest, exc)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import feature_platform as fp
 from feature_platform.compute.drift import Distribution, distribution_psi, psi
-from feature_platform.compute.partition_stats import feature_stats
+from feature_platform.compute.partition_stats import SortedValues, feature_stats
 from feature_platform.demo.generator import generate_day
 from feature_platform.skew import RunSamples, sample_rows, skew_reports
 from feature_platform_tests.helpers import write_sessions
@@ -196,6 +196,23 @@ def test_column_statistics_equal_pandas_reductions(kind, data):
     spec = type("Spec", (), {"fields": [Field("x", dtype, nullable=True)]})()
     rows = pd.DataFrame({"x": column})
     assert same_stats(feature_stats(spec, rows), plain_feature_stats(spec, rows))
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(sorted(NUMBERS)), data=st.data(), bins=st.integers(1, 12))
+def test_statistics_and_drift_sharing_one_sort_equal_the_plain_definitions(kind, data, bins):
+    """A range run sorts each numeric column of a partition once (`SortedValues`), for its statistics and its drift
+    distribution: both equal their plain definitions."""
+    from feature_platform.spec import Field
+
+    spec = type("Spec", (), {"fields": [Field("x", {"Int64": "int64"}.get(kind, kind), nullable=True)]})()
+    frames = [pd.DataFrame({"x": data.draw(NUMBERS[kind])}) for _ in range(2)]
+    shared = [SortedValues(f) for f in frames]
+    for frame, sorted_values in zip(frames, shared):
+        assert same_stats(feature_stats(spec, frame, sorted_values), plain_feature_stats(spec, frame))
+    expected, actual = (Distribution(f["x"], s.of("x")) for f, s in zip(frames, shared))
+    assert ("sorted" in vars(expected)) == (kind in ("int64", "float64", "float32"))  # handed over, not re-sorted
+    assert same_float(distribution_psi(expected, actual, bins), plain_psi(frames[0]["x"], frames[1]["x"], bins))
 
 
 def test_statistics_of_a_range_runs_partitions_equal_pandas_reductions(ranged):

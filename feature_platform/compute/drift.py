@@ -20,12 +20,15 @@ class Distribution:
     drops the sorted copy once only the expected side is left.
     """
 
-    def __init__(self, values: pd.Series):
+    def __init__(self, values: pd.Series, ordered: np.ndarray | None = None):
+        """`ordered`: the values' non-null ones already sorted (`partition_stats.SortedValues`), if the caller has them."""
         # Objects keep their nulls: factorizing drops them with its own null test (a second one costs as much).
         self.dtype = values.dtype
         self._values = values.copy() if values.dtype == object else values.dropna().copy()
         self._edges: dict[int, np.ndarray] = {}
         self._own: dict[int, np.ndarray] = {}
+        if ordered is not None and self.numeric:  # as floats, as `sorted` makes them (an order-keeping conversion)
+            self.__dict__["sorted"] = ordered.astype(float)
 
     @cached_property
     def values(self) -> pd.Series:

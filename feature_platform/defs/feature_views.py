@@ -16,6 +16,7 @@ from datetime import date
 
 import dagster as dg
 
+from feature_platform.compute.partition_stats import SortedValues
 from feature_platform.config import Settings
 from feature_platform.defs.automation import daily_view_condition
 from feature_platform.defs.freshness_checks import (
@@ -160,12 +161,12 @@ class _Report:
             return dg.AssetCheckResult(asset_key=self.key, check_name=name, **result)
         return dg.AssetCheckEvaluation(asset_key=self.key, check_name=name, partition=day.isoformat(), **result)
 
-    def written(self, day: date, rows) -> None:
+    def written(self, day: date, rows, sorted_values: SortedValues | None = None) -> None:
         if DRIFT_CHECK in self.selected:
             baseline = self.recent.pop(day - BASELINE, None)
             if baseline is None:
                 baseline = self.runtime.offline.read(self.spec, day - BASELINE, day - BASELINE)
-            current = drift_partition(self.spec, rows)  # its features' values copied (a view keeps the chunk alive)
+            current = drift_partition(self.spec, rows, sorted_values)  # values copied (a view keeps the chunk alive)
             self.drift[day] = drift_evaluation(self.spec, day, current, baseline)
             for distribution in current.features.values():
                 distribution.keep_as_baseline()

@@ -14,6 +14,7 @@ from datetime import date, timedelta
 import dagster as dg
 
 from feature_platform.compute.drift import Distribution, distribution_psi
+from feature_platform.compute.partition_stats import SortedValues
 from feature_platform.defs.resources import FeaturePlatformResource
 from feature_platform.freshness import FRESH, WARN, view_freshness
 from feature_platform.skew import skew_report
@@ -106,8 +107,10 @@ class DriftPartition:
     features: dict[str, Distribution]
 
 
-def drift_partition(spec: FeatureViewSpec, rows) -> DriftPartition:
-    return DriftPartition(len(rows), {f: Distribution(rows[f]) for f in spec.feature_names})
+def drift_partition(spec: FeatureViewSpec, rows, sorted_values: SortedValues | None = None) -> DriftPartition:
+    """`rows` as drift compares them; `sorted_values`: their `SortedValues`, where the caller has them."""
+    return DriftPartition(len(rows), {f: Distribution(rows[f], sorted_values.of(f) if sorted_values else None)
+                                      for f in spec.feature_names})
 
 
 def drift_evaluation(spec: FeatureViewSpec, day: date, current, previous) -> dict:
