@@ -147,3 +147,11 @@ def test_keys_sorted_in_the_file_are_found_by_search_and_unsorted_by_hash():
     assert daily_join._positions(unsorted, pa.array([9, 2, 1, 10])).tolist() == [0, -1, 1, -1]
     assert daily_join._positions(pa.chunked_array([pa.array(["b", "a"])]), pa.array(["a", "c"])).tolist() == [1, -1]
     assert np.asarray(daily_join._positions(pa.chunked_array([pa.array([], pa.int64())]), pa.array([1]))).tolist() == [-1]
+
+
+def test_keys_of_another_integer_type_are_compared_exactly_or_left_to_the_general_plan():
+    big = 2**62 + 1  # past float64's exact integers: a comparison through floats would match its neighbour
+    stored = pa.chunked_array([pa.array([big - 1, big, big + 1], pa.int64())])
+    assert daily_join._positions(stored, pa.array([big + 1, big, 5], pa.uint64())).tolist() == [2, 1, -1]
+    with pytest.raises(daily_join.Unsupported, match="cannot be looked up"):
+        daily_join._positions(stored, pa.array([2**64 - 1], pa.uint64()))

@@ -98,20 +98,20 @@ def _positions(file_keys: pa.ChunkedArray, wanted: pa.Array) -> np.ndarray:
     file_keys = file_keys.chunk(0) if file_keys.num_chunks == 1 else file_keys.combine_chunks()  # no copy of one
     if pa.types.is_null(file_keys.type):  # no row (or only null keys): nothing to find
         return np.full(len(wanted), -1, np.int64)
-    if pa.types.is_integer(file_keys.type) and pa.types.is_integer(wanted.type) and not file_keys.null_count:
-        stored = file_keys.to_numpy()
-        if len(stored) < 2 or bool(np.all(stored[1:] > stored[:-1])):  # sorted and unique: binary search
-            asked = wanted.to_numpy()
-            at = np.searchsorted(stored, asked)
-            inside = at < len(stored)
-            found = np.zeros(len(asked), bool)
-            found[inside] = stored[at[inside]] == asked[inside]
-            return np.where(found, at, -1)
-    try:
+    try:  # the file's type on both sides: numpy would compare int64 with uint64 as floats
         asked = wanted if wanted.type == file_keys.type else wanted.cast(file_keys.type)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise Unsupported(f"keys of type {wanted.type} cannot be looked up in a column of {file_keys.type}: {exc}") \
             from None
+    if pa.types.is_integer(file_keys.type) and not file_keys.null_count and not asked.null_count:
+        stored = file_keys.to_numpy()
+        if len(stored) < 2 or bool(np.all(stored[1:] > stored[:-1])):  # sorted and unique: binary search
+            keys = asked.to_numpy()
+            at = np.searchsorted(stored, keys)
+            inside = at < len(stored)
+            found = np.zeros(len(keys), bool)
+            found[inside] = stored[at[inside]] == keys[inside]
+            return np.where(found, at, -1)
     return pc.index_in(asked, value_set=file_keys).fill_null(-1).to_numpy().astype(np.int64, copy=False)
 
 
