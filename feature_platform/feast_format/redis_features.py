@@ -284,15 +284,17 @@ class RedisFeatures:
         return [fmt.decode_timestamp(reply[0])], [[decode(v)] for v in reply[1:]]
 
     def _hmget(self, key: bytes, view: str, features: Sequence[str]) -> list:
+        """HMGET of the read's fields on a pooled connection, packed by hand. A connection lost mid-command (a
+        Redis restart) is retried by the client's own call, within the read budget; a timeout is raised as it is:
+        the read's one wait may have taken the whole budget (`stores.online.redis_client`)."""
         fields, packed = self._fields(view, features)
         if not hasattr(self.reads, "connection_pool"):  # a cluster client: a pool per node
             return self.reads.hmget(key, fields)
         try:
             return redis_internals.call_packed(self.reads, b"*%d\r\n$5\r\nHMGET\r\n$%d\r\n%b\r\n%b" % (
                 len(fields) + 2, len(key), key, packed))
-        except redis.exceptions.ConnectionError:  # e.g. a pooled connection a Redis restart dropped: the client's
-            return self.reads.hmget(key, fields)  # own call retries it, within the read budget
-        # A timeout is not retried: the read's one wait may take its whole budget (`redis_client`).
+        except redis.exceptions.ConnectionError:
+            return self.reads.hmget(key, fields)
 
     def _fields(self, view: str, features: Sequence[str]) -> tuple[list[bytes], bytes]:
         """The hash fields of a read (its timestamp, then the features) and them packed as RESP arguments,
