@@ -79,7 +79,7 @@ def check_partition(runtime: Runtime, spec: FeatureViewSpec, day: date, rows: pd
 
 
 def _result(spec: FeatureViewSpec, day: date, rows: pd.DataFrame, online: int, started: float,
-            sorted_values: SortedValues | None = None) -> PartitionResult:
+            sorted_values: SortedValues) -> PartitionResult:
     return PartitionResult(
         view=spec.name,
         day=day,

@@ -70,11 +70,11 @@ def _read_rows(path: str, join_key: str, key_array: pa.Array, rows: np.ndarray,
     """The entity `rows` whose key the file holds, and those rows' features (declared types)."""
     file = pq.ParquetFile(path)
     present = set(file.schema_arrow.names)
+    if join_key not in present:
+        raise Unsupported(f"{path} has no column {join_key!r}")
     strings = [f for f, t in features.items() if f in present and (pa.types.is_string(t) or pa.types.is_large_string(t))]
     if strings:  # as dictionaries, as they are stored: only the rows taken get their strings
         file = pq.ParquetFile(path, metadata=file.metadata, read_dictionary=strings)
-    if join_key not in present:
-        raise Unsupported(f"{path} has no column {join_key!r}")
     wanted = [f for f in features if f in present]
     table = file.read(columns=[join_key, *wanted], use_threads=False)
     positions = _positions(table.column(join_key), key_array.take(pa.array(rows)))
@@ -136,5 +136,5 @@ def _concat(chunks: list[pa.Array], declared: pa.DataType) -> pa.Array:
 
 def to_pandas(table: pa.Table) -> pd.DataFrame:
     """Nullable where a null would turn a column's type (ints and bools stay exact), as the serving dtypes are."""
-    mapping = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int32Dtype(), pa.bool_(): pd.BooleanDtype()}
+    mapping = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}  # the declared types' (dtypes.DTYPES)
     return table.to_pandas(types_mapper=mapping.get)

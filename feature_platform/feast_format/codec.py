@@ -183,10 +183,13 @@ def decode_value(raw: bytes | None):
         return _FLOAT.unpack_from(raw, 1)[0]
     if len(raw) == 9 and raw[0] == _DOUBLE_TAG:
         return _DOUBLE.unpack_from(raw, 1)[0]
-    value = parse_value(raw)
-    if len(_DECODED) >= _DECODED_MAX:
-        _DECODED.clear()
-    _DECODED[raw] = value
+    return _remember(_DECODED, raw, parse_value(raw))
+
+
+def _remember(cache: dict, raw: bytes, value):
+    if len(cache) >= _DECODED_MAX:
+        cache.clear()
+    cache[raw] = value
     return value
 
 
@@ -202,12 +205,7 @@ def decode_timestamp(raw: bytes | None) -> int | None:
     if raw is None:
         return None
     stamp = _STAMPS.get(raw)
-    if stamp is None:
-        stamp = parse_timestamp(raw)
-        if len(_STAMPS) >= _DECODED_MAX:
-            _STAMPS.clear()
-        _STAMPS[raw] = stamp
-    return stamp
+    return _remember(_STAMPS, raw, parse_timestamp(raw)) if stamp is None else stamp
 
 
 def parse_timestamp(raw: bytes) -> int:

@@ -142,6 +142,7 @@ class RedisFeatures:
         self._shas: dict[int, bytes] = {}  # by feature count
         self._read_fields: dict[tuple, list[bytes]] = {}
         self.cluster = isinstance(client, RedisCluster)
+        self._packed_reads = not isinstance(self.reads, RedisCluster)  # a cluster client has a pool per node
 
     def keys(self, spec: FeatureViewSpec, values: Sequence) -> list[bytes]:
         return fmt.entity_keys(spec.entity.join_key, spec.entity.dtype, values, self.project)
@@ -288,7 +289,7 @@ class RedisFeatures:
         Redis restart) is retried by the client's own call, within the read budget; a timeout is raised as it is:
         the read's one wait may have taken the whole budget (`stores.online.redis_client`)."""
         fields, packed = self._fields(view, features)
-        if not hasattr(self.reads, "connection_pool"):  # a cluster client: a pool per node
+        if not self._packed_reads:
             return self.reads.hmget(key, fields)
         try:
             return redis_internals.call_packed(self.reads, b"*%d\r\n$5\r\nHMGET\r\n$%d\r\n%b\r\n%b" % (
