@@ -147,8 +147,16 @@ def test_a_distribution_prepared_once_serves_both_sides():
             assert distribution_psi(p_before[c], p_after[c]) == plain_psi(before[c], after[c])
             p_after[c].keep_as_baseline()  # as a range run keeps it for the week after
             assert "sorted" not in vars(p_after[c])
-    for c in frames[0]:  # a baseline kept is still compared right, in other bins too
-        assert distribution_psi(prepared[-1][c], prepared[0][c], bins=4) == plain_psi(frames[-1][c], frames[0][c], 4)
+    # A baseline kept holds its counts, not its values: categories compare right in any bins, numbers in the bins
+    # it was kept for; in others they cannot, and say so.
+    assert distribution_psi(prepared[-1]["m"], prepared[0]["m"], bins=4) == plain_psi(frames[-1]["m"], frames[0]["m"], 4)
+    for c in ("n", "x"):
+        assert vars(prepared[-1][c])["_values"] is None
+        with pytest.raises(ValueError, match="kept as a baseline"):
+            distribution_psi(prepared[-1][c], prepared[0][c], bins=4)
+    empty = Distribution(pd.Series([np.nan, np.nan]))
+    empty.keep_as_baseline()
+    assert empty.empty and distribution_psi(empty, prepared[0]["x"]) is None
 
 
 # --- partition statistics --------------------------------------------------------------------------------------
