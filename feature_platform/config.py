@@ -29,6 +29,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "FEATURE_PLATFORM_SESSIONS_PATH": ("$FEATURE_PLATFORM_HOME/raw/sessions", "The example repository's `sessions` source: Parquet file or directory of the raw sessions log; when set, the demo generator is not used"),
     "FEATURE_PLATFORM_PARTITIONS_START": ("2025-01-01", "First daily partition of every feature view"),
     "FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN": ("92", "Partitions per Dagster run in a backfill (BackfillPolicy.multi_run); each run computes them in one pass"),
+    "FEATURE_PLATFORM_COMPUTE_AHEAD": ("1", "`1`: a range run computes its next chunk of days (a thread beside the run) while the current one is validated, written and checked (~20% faster on 2 cores, one more chunk in memory); `0`: one chunk at a time"),
     "FEATURE_PLATFORM_ENGINE": ("pandas", "Compute engine of the window aggregations: `pandas` (single machine) or `spark` (PySpark)"),
     "FEATURE_PLATFORM_SPARK_MASTER": ("local[2]", "Spark master URL of the `spark` engine (e.g. `spark://host:7077`)"),
     "FEATURE_PLATFORM_EXECUTOR": ("in_process", "Dagster executor of every run: `in_process`, `multiprocess`, `celery` (dagster-celery) or `k8s` (dagster-k8s' `k8s_job_executor`)"),
@@ -256,6 +257,7 @@ class Settings:
     alert_webhook_url: str = field(default="", repr=False)
     alert_slack_webhook_url: str = field(default="", repr=False)
     backfill_days_per_run: int = 92
+    compute_ahead: bool = True  # a range run computes its next chunk while it writes the current one
     serving_tokens_file: str = ""
     serving_max_body_bytes: int = 4 * 1024 * 1024
     serving_max_entities: int = 10_000
@@ -311,6 +313,7 @@ class Settings:
             alert_webhook_url=_webhook("FEATURE_PLATFORM_ALERT_WEBHOOK_URL", env),
             alert_slack_webhook_url=_webhook("FEATURE_PLATFORM_ALERT_SLACK_WEBHOOK_URL", env),
             backfill_days_per_run=_positive_int("FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN", env),
+            compute_ahead=_choice("FEATURE_PLATFORM_COMPUTE_AHEAD", env, ("1", "0"), "1 or 0") == "1",
             serving_tokens_file=_path("FEATURE_PLATFORM_SERVING_TOKENS_FILE", env, empty=True),
             serving_max_body_bytes=_positive_int("FEATURE_PLATFORM_SERVING_MAX_BODY_BYTES", env),
             serving_max_entities=_positive_int("FEATURE_PLATFORM_SERVING_MAX_ENTITIES", env),
@@ -400,6 +403,8 @@ def env_reference(field_name: str) -> str:
 
 
 def _as_text(value) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, float):

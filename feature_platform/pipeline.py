@@ -115,8 +115,9 @@ def materialize_range(runtime: Runtime, spec: FeatureViewSpec, first: date, last
     newest: pd.DataFrame | None = None  # each entity's newest row written offline so far
     created = pd.Timestamp(datetime.now(timezone.utc))
     writes = runtime.offline.partition_writes(spec)
+    chunks = runtime.compute_chunks(spec, first, last)
     try:
-        for chunk in runtime.compute_chunks(spec, first, last):
+        for chunk in chunks:
             # One Pandera pass over the chunk (most of its cost is per call); on a failure, day by day to
             # report the first bad day as its own partition would, after writing the days before it.
             with phase("validate"):
@@ -147,6 +148,7 @@ def materialize_range(runtime: Runtime, spec: FeatureViewSpec, first: date, last
             chunk = rows = sorted_values = None  # released before the next chunk is computed, not after
             release_unused()  # and given back, so the next chunk's peak does not stack on this one's leftovers
     except BaseException as exc:
+        chunks.close()  # the chunk being computed ahead is waited for and dropped before anything is restored
         _keep_or_restore(runtime, spec, writes, done, newest, exc)
         raise
     try:

@@ -94,7 +94,7 @@ def test_the_resource_carries_every_field_of_explicit_settings(settings, monkeyp
                              pg_password="pw", pg_db="d1", dagster_pg_db="d2", redis_host="r", redis_port=6380,
                              redis_db=2, redis_password="rpw", redis_cluster_nodes="",
                              alert_webhook_url="https://hook.example/x", alert_slack_webhook_url="https://s.example/y",
-                             backfill_days_per_run=5, serving_tokens_file="/t.yaml", serving_max_body_bytes=7,
+                             backfill_days_per_run=5, compute_ahead=False, serving_tokens_file="/t.yaml", serving_max_body_bytes=7,
                              serving_max_entities=8, online_read_timeout_sec=0.25, online_write_timeout_sec=3.5,
                              engine="spark", spark_master="local[1]", executor="multiprocess",
                              executor_config="/e.yaml", partitions_start=date(2025, 6, 1), repo="/teams/features")

@@ -43,6 +43,7 @@ class FeaturePlatformResource(dg.ConfigurableResource):
     alert_webhook_url: str = Field(repr=False)  # a secret: not in repr
     alert_slack_webhook_url: str = Field(repr=False)  # a secret: not in repr
     backfill_days_per_run: int
+    compute_ahead: bool
     serving_tokens_file: str
     serving_max_body_bytes: int
     serving_max_entities: int
