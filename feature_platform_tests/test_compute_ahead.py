@@ -85,16 +85,22 @@ def test_at_most_one_chunk_is_computed_ahead_of_the_caller(tmp_path, chunks_of_t
     assert [d for kind, d in engine.events if kind == "end"] == held
 
 
+@pytest.mark.parametrize("bad_day", range(11))
 def test_a_chunk_that_fails_raises_after_the_chunks_before_it_and_nothing_after_it_is_computed(tmp_path,
-                                                                                           chunks_of_three):
-    bad = FIRST + timedelta(days=4)  # in the second chunk
-    engine = RecordingEngine(fail_on=bad)
-    chunks = runtime_with(tmp_path, engine, True).compute_chunks(SPEC, FIRST, LAST)
-    first = next(chunks)
-    assert first.days[0] == FIRST
-    with pytest.raises(RuntimeError, match="injected"):
-        next(chunks)
-    assert [d for kind, d in engine.events if kind == "start"] == [FIRST, FIRST + timedelta(days=3)]
+                                                                                           chunks_of_three, bad_day):
+    """Whichever chunk fails (the first, the last, one between), and however long the caller takes."""
+    bad = FIRST + timedelta(days=bad_day)
+    failing = bad_day // 3  # the failing chunk's position
+    for ahead in (True, False):
+        engine = RecordingEngine(fail_on=bad)
+        got = []
+        with pytest.raises(RuntimeError, match="injected"):
+            for chunk in runtime_with(tmp_path, engine, ahead).compute_chunks(SPEC, FIRST, LAST):
+                time.sleep(0.01 * (bad_day % 3))  # the caller's work: none, or more than a chunk's compute
+                got.append(chunk.days[0])
+        assert got == [FIRST + timedelta(days=3 * i) for i in range(failing)]
+        assert [d for kind, d in engine.events if kind == "start"] == [
+            FIRST + timedelta(days=3 * i) for i in range(failing + 1)]
 
 
 def test_closing_the_chunks_waits_for_the_one_being_computed(tmp_path, chunks_of_three):
