@@ -107,7 +107,8 @@ def materialize_range(runtime: Runtime, spec: FeatureViewSpec, first: date, last
     validation, an offline write, `on_written`), the days already written offline are written online and
     listed in the exception's `completed`; nothing of the failing day or later is kept. If the online write
     fails, the offline partitions of the run are put back as they were and `completed` is empty.
-    Memory: one chunk of days (the days' rows are views of the chunk's frame), plus one row per entity.
+    Memory: one chunk of days (the days' rows are views of the chunk's frame; computing ahead, the next one too,
+    being computed), plus one row per entity.
     """
     runtime.check_raw_days(spec, first, last)  # no partial window: refused before anything is read or written
     total = (last - first).days + 1

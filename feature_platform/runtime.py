@@ -29,7 +29,7 @@ _runtimes_lock = threading.Lock()
 # 595-603 MB at 16 days, 555 MB at 12, ~3% more time (each pass re-reads its window's look-back). Computing one
 # chunk ahead (`compute_ahead`), 2 runs: 8 days 592-602 MB, 10 days 612-619 MB, 12 days 638-650 MB with the time
 # 22.0-23.0 s (8 days 25.3-28.0 s, none ahead 27.9-30.0 s); a week of drift baselines kept as counts, not values,
-# brought 12 days back to 577-579 MB.
+# brought 12 days back to 577-579 MB (the year backfill, 4 runs: 593 MB).
 COMPUTE_CHUNK_DAYS = 12
 
 
