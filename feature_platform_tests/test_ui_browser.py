@@ -238,10 +238,11 @@ def test_asset_page_shows_freshness_policy_and_asset_checks(page, dagster_url, s
     expect(page.get_by_text(f"Warns if more than {warn_h} hours since last materialization")).to_be_visible()
     # the state comes from Dagster's freshness daemon (every 30 s): the view was just materialized
     expect(page.get_by_text("Passing").first).to_be_visible(timeout=90_000)
-    body = page.inner_text("body")
-    assert re.search(r"Upstream assets\s+raw_sessions", body)
-    assert re.search(r"Downstream assets\s+churn_training_set", body)
-    assert f"version: {USER_ACTIVITY.version}" in body
+    # The lineage lists load after the headings: waited for (Playwright retries), not read once.
+    body = page.locator("body")
+    expect(body).to_contain_text(re.compile(r"Upstream assets\s+raw_sessions"), use_inner_text=True)
+    expect(body).to_contain_text(re.compile(r"Downstream assets\s+churn_training_set"), use_inner_text=True)
+    expect(body).to_contain_text(f"version: {USER_ACTIVITY.version}", use_inner_text=True)
     shot(page, screenshots, "asset-overview")
 
     checks = ["data_freshness", "feature_drift", "freshness_check", "online_offline_skew", "pandera_schema"]
@@ -322,5 +323,6 @@ def test_a_scaffolded_repository_shows_its_source_and_view_in_the_asset_graph(pa
         shot(page, screenshots, "asset-graph-init-repository")
         page.goto(f"{url}/assets/user_events_7d")
         expect(page.get_by_text("Upstream assets").first).to_be_visible()
-        assert re.search(r"Upstream assets\s+raw_events", page.inner_text("body"))
+        # The list loads after its heading: waited for (Playwright retries), not read once.
+        expect(page.locator("body")).to_contain_text(re.compile(r"Upstream assets\s+raw_events"), use_inner_text=True)
         context.close()
