@@ -446,3 +446,32 @@ def test_an_arrow_backed_column_with_no_value_in_the_chunk_gives_the_empty_mode(
     assert [d for d, _ in got] == days
     for day, frame in got:
         assert_same(frame, aggregate_day(SPEC, raw, day))
+
+
+CAST_INPUTS = {
+    "int64": np.array([3, -1, 0], dtype=np.int64), "uint8": np.array([1, 2, 255], dtype=np.uint8),
+    "bool": np.array([True, False, True]), "float64": np.array([1.0, 2.5, -3.0]),
+    "float32": np.array([1.5, 2.0, 0.0], dtype=np.float32), "float with NaN": np.array([1.0, np.nan, 2.0]),
+    "float with inf": np.array([1.0, np.inf, 2.0]), "whole floats": np.array([1.0, 2.0, 3.0]),
+    "strings": np.array(["a", "b", "a"], dtype=object), "strings with nulls": np.array(["a", None, np.nan], dtype=object),
+    "objects": np.array([1, "b", None], dtype=object),
+}
+
+
+@pytest.mark.parametrize("dtype", ["int64", "float32", "float64", "string", "bool"])
+@pytest.mark.parametrize("name", sorted(CAST_INPUTS))
+def test_cast_array_is_cast_to_spec_or_declines(dtype, name):
+    """The pass's numpy cast of a column: where it casts, the same dtype and values as `cast_to_spec` (which defines
+    them); where it declines (None), `cast_to_spec` decides (a nullable integer, a refused inf, ...)."""
+    from feature_platform.compute.chunks import cast_array, cast_to_spec
+
+    spec = replace(SPEC, fields=[Field("f", dtype)], aggregation=replace(SPEC.aggregation, aggs=[Agg("f", "count", "x")]))
+    values = CAST_INPUTS[name]
+    got = cast_array(values.copy(), dtype)
+    if got is None:
+        return
+    want = cast_to_spec(spec, pd.DataFrame({SPEC.entity.join_key: np.arange(3), "f": values}))["f"]
+    assert isinstance(want.dtype, np.dtype) and got.dtype == want.dtype
+    assert [v if v == v else "nan" for v in got.tolist()] == [v if v == v else "nan" for v in want.tolist()]
+    if dtype == "string":
+        assert [v is None for v in got.tolist()] == [v is None for v in want.tolist()]

@@ -76,3 +76,28 @@ def cast_to_spec(spec: FeatureViewSpec, df: pd.DataFrame, copy: bool = True) -> 
         else:
             df[f.name] = df[f.name].astype(pandas_dtype(f.dtype))
     return df
+
+
+def cast_array(values, dtype: str) -> np.ndarray | None:
+    """What `cast_to_spec` makes of a column of `values` (spec dtype `dtype`) when `values` is a numpy array it casts
+    without pandas: numbers to a numeric dtype, objects to strings (nulls as None); None otherwise (a frame decides:
+    e.g. a nullable integer, or NaN in an integer column, which `cast_to_spec` keeps as a null)."""
+    if not isinstance(values, np.ndarray):
+        return None
+    kind = values.dtype.kind
+    if dtype == "string":
+        if kind != "O":
+            return None
+        nulls = pd.isna(values)
+        if nulls.any():
+            values = values.copy()
+            values[nulls] = None
+        return values
+    target = np.dtype(pandas_dtype(dtype))
+    if dtype.startswith("int") and kind == "f":
+        return values.astype(target) if np.isfinite(values).all() else None  # NaN: kept as a null; inf: pandas refuses
+    if kind in "iub" if dtype != "bool" else kind == "b":
+        return values if values.dtype == target else values.astype(target)
+    if kind == "f" and target.kind == "f":
+        return values if values.dtype == target else values.astype(target)
+    return None

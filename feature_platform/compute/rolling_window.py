@@ -22,7 +22,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from feature_platform.compat.pandas_internals import frame_from_blocks
-from feature_platform.compute.chunks import DayChunk, cast_to_spec, empty_chunk, may_overflow, overflow_error
+from feature_platform.compute.chunks import (
+    DayChunk,
+    cast_array,
+    cast_to_spec,
+    empty_chunk,
+    may_overflow,
+    overflow_error,
+)
 from feature_platform.errors import AggregationOverflowError
 from feature_platform.spec import FeatureViewSpec
 from feature_platform.vocabulary import EVENT_TIMESTAMP, day_end
@@ -418,15 +425,28 @@ def _aggregate_chunk(spec: FeatureViewSpec, events: Events, wanted: list[date], 
     closing = n_events[pick] == 0
     if overflows:
         _check_fits(spec, wanted, wanted_offsets, grid, pick, events.key_values, overflows, exact)
-    frame = pd.DataFrame({key: events.key_values.take(grid.group[pick])})
+    rows = {key: events.key_values.take(grid.group[pick])}
     for a in agg.aggs:
         if a.feature in mode_labels:  # the best value's label; -1 (no value in the window) takes the empty value
-            frame[a.feature] = _fill(mode_labels[a.feature][columns[a.feature][pick]], closing, a.empty_value)
+            rows[a.feature] = _fill(mode_labels[a.feature][columns[a.feature][pick]], closing, a.empty_value)
         else:
-            frame[a.feature] = _fill(columns[a.feature][pick], closing, a.empty_value)
+            rows[a.feature] = _fill(columns[a.feature][pick], closing, a.empty_value)
     bounds = np.searchsorted(grid.day[pick], np.append(wanted_offsets, wanted_offsets[-1] + 1))
-    typed = cast_to_spec(spec, frame, copy=False)
-    return bounds, {name: _array(typed[name]) for name in typed.columns}
+    return bounds, _typed_columns(spec, rows)
+
+
+def _typed_columns(spec: FeatureViewSpec, rows: dict) -> dict:
+    """`cast_to_spec` of the columns `rows` (the key, then the features), as arrays: numpy columns are cast by numpy
+    (a frame built and cast per range of entities cost ~0.3 s of a 92-day run); anything else through a frame."""
+    typed = {}
+    for name, values in rows.items():
+        dtype = spec.entity.dtype if name == spec.entity.join_key else spec.field(name).dtype
+        typed[name] = cast_array(values.to_numpy() if isinstance(values, pd.Index) and isinstance(values.dtype, np.dtype)
+                                 else values, dtype)
+        if typed[name] is None:
+            frame = cast_to_spec(spec, pd.DataFrame(rows), copy=False)
+            return {name: _array(frame[name]) for name in frame.columns}
+    return typed
 
 
 def _array(column: pd.Series):
@@ -510,12 +530,17 @@ def _mode(grid: _Grid, k, d, partial, n_partials: int, values: np.ndarray, n_val
     if n_values == 0:
         return np.full(len(grid), -1, dtype=np.int64)
     if n_values <= MODE_DIRECT_MAX_VALUES:
-        best_count = np.zeros(len(grid), dtype=np.int64)
-        best = np.full(len(grid), -1, dtype=np.int64)
-        for v in range(n_values):  # ascending values: a tie keeps the smaller one (strict >)
-            count = grid.spread(np.bincount(partial[values == v], minlength=n_partials), width)
-            better = count > best_count
-            best_count[better], best[better] = count[better], v
+        # Every value's count per window at once: each day's counts per value (one bincount), entered into the
+        # windows that hold the day and left after them, summed down the grid (int32: counts are at most the events).
+        ok = values >= 0
+        daily = np.bincount(partial[ok] * n_values + values[ok], minlength=n_partials * n_values)
+        diff = np.zeros((len(grid) + 1, n_values), dtype=np.int32)
+        diff[grid.at] += daily.reshape(n_partials, n_values).astype(np.int32)  # grid rows are unique
+        diff[grid.at + width] -= diff[grid.at]
+        counts = np.cumsum(diff[:-1], axis=0, dtype=np.int32)
+        best = counts.argmax(axis=1)  # the first of the largest counts: ties go to the smaller value
+        best[counts[np.arange(len(grid)), best] == 0] = -1
+        best = best.astype(np.int64, copy=False)
     else:
         ok = values >= 0
         k, d, v = k[ok], d[ok], values[ok].astype(np.int64)
