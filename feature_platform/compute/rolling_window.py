@@ -530,17 +530,19 @@ def _mode(grid: _Grid, k, d, partial, n_partials: int, values: np.ndarray, n_val
     if n_values == 0:
         return np.full(len(grid), -1, dtype=np.int64)
     if n_values <= MODE_DIRECT_MAX_VALUES:
-        # Every value's count per window at once: each day's counts per value (one bincount), entered into the
-        # windows that hold the day and left after them, summed down the grid (int32: counts are at most the events).
+        # Every value's count per window at once: each day's count of each value (one bincount) put on its grid row,
+        # summed down the grid, less the sum `width` rows up. A key's rows are consecutive days and end `width` days
+        # after its last event, so those rows up are its own or a previous key's empty tail: the difference is the
+        # window's count. int32 (a window holds fewer events; a running sum that wraps still differs right).
         ok = values >= 0
-        daily = np.bincount(partial[ok] * n_values + values[ok], minlength=n_partials * n_values)
-        diff = np.zeros((len(grid) + 1, n_values), dtype=np.int32)
-        diff[grid.at] += daily.reshape(n_partials, n_values).astype(np.int32)  # grid rows are unique
-        diff[grid.at + width] -= diff[grid.at]
-        counts = np.cumsum(diff[:-1], axis=0, dtype=np.int32)
+        daily = np.bincount(partial[ok] * n_values + values[ok], minlength=n_partials * n_values).astype(np.int32)
+        row = np.dtype((np.void, 4 * n_values))  # a grid row of counts as one item: one fancy assignment, not n_values
+        counts = np.zeros((len(grid), n_values), dtype=np.int32)
+        counts.view(row).reshape(len(grid))[grid.at] = daily.view(row)
+        np.cumsum(counts, axis=0, out=counts)
+        counts[width:] -= counts[:-width].copy()
         best = counts.argmax(axis=1)  # the first of the largest counts: ties go to the smaller value
         best[counts[np.arange(len(grid)), best] == 0] = -1
-        best = best.astype(np.int64, copy=False)
     else:
         ok = values >= 0
         k, d, v = k[ok], d[ok], values[ok].astype(np.int64)
