@@ -133,8 +133,11 @@ def _among(keys: pd.Series, entities: list) -> list:
 
 
 def sample_rows(offline: pd.DataFrame, sample: int = SAMPLE, seed: int = 0) -> pd.DataFrame:
-    """The rows of a partition the skew check compares; a sample passed back in is compared whole."""
-    return offline.sample(n=min(sample, len(offline)), random_state=seed).reset_index(drop=True)
+    """The rows of a partition the skew check compares (seeded, in the partition's order); a sample passed back in is
+    compared whole. numpy's sampler draws `sample` positions (pandas' `sample` shuffled every row: ~1 ms a partition,
+    twice per partition of a range run)."""
+    rows = np.random.default_rng(seed).choice(len(offline), min(sample, len(offline)), replace=False)
+    return offline.take(np.sort(rows)).reset_index(drop=True)
 
 
 def _same(x, y) -> bool:

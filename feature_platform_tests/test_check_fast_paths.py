@@ -367,3 +367,15 @@ def test_timestamps_beyond_the_ns_range_fail_validation_as_before():
     got, want = validate(ACTIVITY, rows), plain_failures(rows)
     assert want is not None  # the coercion to ns fails there
     pd.testing.assert_frame_equal(got, want)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.floats(allow_nan=False), st.integers(-10**6, 10**6).map(float)), min_size=1, max_size=300),
+       st.integers(1, 20))
+def test_sorted_quantiles_are_numpys(values, bins):
+    """Drift's quantile edges read off sorted values are `np.quantile`'s to the bit (infinities included)."""
+    from feature_platform.compute.drift import sorted_quantiles
+
+    ordered = np.sort(np.array(values, dtype=float))
+    q = np.linspace(0, 1, bins + 1)
+    np.testing.assert_array_equal(sorted_quantiles(ordered, q), np.quantile(ordered, q))

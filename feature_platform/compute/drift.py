@@ -58,7 +58,7 @@ class Distribution:
         """The quantile edges of its values as the expected side (bins `[e_i, e_i+1)`, the outer ones open)."""
         if bins not in self._edges:
             # The quantiles of the sorted values are those of the values (the same order statistics), found faster.
-            edges = np.unique(np.quantile(self.sorted, np.linspace(0, 1, bins + 1)))
+            edges = np.unique(sorted_quantiles(self.sorted, np.linspace(0, 1, bins + 1)))
             if len(edges) < 2:
                 edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
             self._edges[bins] = edges[1:-1]  # as np.histogram counts them, with the outer edges at -inf/+inf
@@ -98,6 +98,22 @@ class Distribution:
         """Its distinct values in order of first appearance, and their counts (object values only)."""
         codes, uniques = pd.factorize(self._values.to_numpy(dtype=object))  # nulls: code -1
         return pd.Index(uniques, dtype=object), np.bincount(codes[codes >= 0], minlength=len(uniques))
+
+
+def sorted_quantiles(ordered: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """`np.quantile(ordered, q)` (its default, linear method) of values already sorted, without NaN: the order
+    statistics are read where they are, not found again by a partition of every value (~0.2 ms a feature of a day's
+    ~65k rows, twice a partition); interpolated as numpy does, so the results are numpy's to the bit."""
+    at = (len(ordered) - 1) * q
+    below = np.floor(at)
+    above = below + 1
+    last = at >= len(ordered) - 1  # numpy takes the last value on both sides (index -1), and measures gamma from -1
+    below[last] = above[last] = -1
+    gamma = at - below
+    a, b = ordered[below.astype(np.intp)], ordered[above.astype(np.intp)]
+    diff = b - a
+    out = a + diff * gamma
+    return np.where(gamma >= 0.5, b - diff * (1 - gamma), out)
 
 
 def psi(expected: pd.Series, actual: pd.Series, bins: int = BINS) -> float | None:
