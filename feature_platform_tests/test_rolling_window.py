@@ -286,6 +286,43 @@ def test_entity_ranges_on_generated_data_equal_one_pass():
     assert ranged.bounds.tolist() == one.bounds.tolist() and ranged.days == one.days
 
 
+def test_entity_ranges_finishing_out_of_order_are_placed_in_order(monkeypatch):
+    """The ranges run on `PASS_THREADS` threads: each range's rows go to its place whichever finishes first (here
+    every range waits longer than the next one), and a range that fails raises after the ranges before it, with
+    the ranges not started yet never started."""
+    import threading
+    import time
+
+    from feature_platform.compute import rolling_window
+
+    days = [FIRST + timedelta(days=i) for i in range(10)]
+    raw = pd.concat([generate_day(d, 300, seed=4) for d in [FIRST - timedelta(days=8), *days]], ignore_index=True)
+    one = aggregate_chunk(SPEC, raw, days)
+    monkeypatch.setattr(rolling_window, "SHARD_EVENTS", 300)
+    monkeypatch.setattr(rolling_window, "PASS_THREADS", 2)
+    real, started, threads = rolling_window._aggregate_chunk, [], set()
+
+    def slower_first(spec, events, *args, fail_at=None):
+        first_key = int(events.k[0])
+        started.append(first_key)
+        threads.add(threading.current_thread().name)
+        time.sleep(max(0.0, 0.02 - 0.002 * len(started)))
+        if fail_at is not None and len(started) == fail_at:
+            raise RuntimeError("range failed (injected)")
+        return real(spec, events, *args)
+
+    monkeypatch.setattr(rolling_window, "_aggregate_chunk", slower_first)
+    ranged = aggregate_chunk(SPEC, raw, days)
+    pd.testing.assert_frame_equal(ranged.frame, one.frame, check_exact=True)
+    assert len(started) > 4 and len(threads) == 2
+    started.clear()
+    monkeypatch.setattr(rolling_window, "_aggregate_chunk", lambda *a: slower_first(*a, fail_at=3))
+    with pytest.raises(RuntimeError, match="range failed"):
+        aggregate_chunk(SPEC, raw, days)
+    time.sleep(0.1)
+    assert len(started) <= 5  # the two running when it failed may finish; the rest never start
+
+
 def test_an_overflow_in_a_later_entity_range_is_the_first_by_day():
     """Entity ranges are computed in key order, but the error names the first overflow by day, then key."""
     from unittest import mock
