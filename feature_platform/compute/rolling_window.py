@@ -126,8 +126,8 @@ MODE_DIRECT_MAX_VALUES = 64
 # the chunk's start at 250,000; now under the +223 MB of making the events), in the same time.
 SHARD_EVENTS = 62_500
 # Ranges of entities aggregated at once, each on its own thread: their numpy kernels release the GIL, so a chunk's
-# pass uses the core the run's own thread leaves idle (a range run computing ahead: 4 runs of the year 29.5-29.7
-# -> 27.3-27.7 s, peak RSS within the noise). Two ranges' working memory at once, as the ranges are bounded for.
+# pass uses the core the run's own thread leaves idle (a range run computing ahead, 4 runs of the year in one process,
+# 4 interleaved pairs: 29.2-31.9 -> 27.3-30.3 s, peak RSS within the noise). Two ranges' working memory at once.
 PASS_THREADS = min(2, os.cpu_count() or 1)
 
 
