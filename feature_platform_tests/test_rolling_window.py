@@ -298,29 +298,35 @@ def test_entity_ranges_finishing_out_of_order_are_placed_in_order(monkeypatch):
     days = [FIRST + timedelta(days=i) for i in range(10)]
     raw = pd.concat([generate_day(d, 300, seed=4) for d in [FIRST - timedelta(days=8), *days]], ignore_index=True)
     one = aggregate_chunk(SPEC, raw, days)
-    monkeypatch.setattr(rolling_window, "SHARD_EVENTS", 300)
+    monkeypatch.setattr(rolling_window, "SHARD_EVENTS", 100)
     monkeypatch.setattr(rolling_window, "PASS_THREADS", 2)
-    real, started, threads = rolling_window._aggregate_chunk, [], set()
+    real, lock, started, threads = rolling_window._aggregate_chunk, threading.Lock(), [], set()
+    released = threading.Event()
 
-    def slower_first(spec, events, *args, fail_at=None):
-        first_key = int(events.k[0])
-        started.append(first_key)
-        threads.add(threading.current_thread().name)
-        time.sleep(max(0.0, 0.02 - 0.002 * len(started)))
-        if fail_at is not None and len(started) == fail_at:
+    def fake(spec, events, *args, fail_at=None):
+        with lock:
+            started.append(int(events.k[0]))
+            n = len(started)
+            threads.add(threading.current_thread().name)
+        if fail_at is None:
+            time.sleep(max(0.0, 0.02 - 0.002 * n))  # the earlier a range starts, the later it finishes
+        elif n == fail_at:
             raise RuntimeError("range failed (injected)")
+        elif n > fail_at:  # the ranges that started beside it are still running when the failure is raised
+            released.wait(0.5)
         return real(spec, events, *args)
 
-    monkeypatch.setattr(rolling_window, "_aggregate_chunk", slower_first)
+    monkeypatch.setattr(rolling_window, "_aggregate_chunk", fake)
     ranged = aggregate_chunk(SPEC, raw, days)
     pd.testing.assert_frame_equal(ranged.frame, one.frame, check_exact=True)
-    assert len(started) > 4 and len(threads) == 2
+    total = len(started)
+    assert total > 6 and len(threads) == 2
     started.clear()
-    monkeypatch.setattr(rolling_window, "_aggregate_chunk", lambda *a: slower_first(*a, fail_at=3))
+    monkeypatch.setattr(rolling_window, "_aggregate_chunk", lambda *a: fake(*a, fail_at=3))
     with pytest.raises(RuntimeError, match="range failed"):
         aggregate_chunk(SPEC, raw, days)
-    time.sleep(0.1)
-    assert len(started) <= 5  # the two running when it failed may finish; the rest never start
+    released.set()
+    assert len(started) <= 3 + 2 < total  # the failing one, and one more on each thread at most; the rest never start
 
 
 def test_an_overflow_in_a_later_entity_range_is_the_first_by_day():
