@@ -94,10 +94,12 @@ def cast_array(values, dtype: str) -> np.ndarray | None:
             values[nulls] = None
         return values
     target = np.dtype(pandas_dtype(dtype))
-    if dtype.startswith("int") and kind == "f":
-        return values.astype(target) if np.isfinite(values).all() else None  # NaN: kept as a null; inf: pandas refuses
-    if kind in "iub" if dtype != "bool" else kind == "b":
-        return values if values.dtype == target else values.astype(target)
-    if kind == "f" and target.kind == "f":
-        return values if values.dtype == target else values.astype(target)
-    return None
+    if dtype == "bool":
+        castable = kind == "b"
+    elif dtype.startswith("int") and kind == "f":
+        castable = bool(np.isfinite(values).all())  # NaN: kept as a null; inf: pandas refuses
+    else:
+        castable = kind in "iub" or (kind == "f" and target.kind == "f")
+    if not castable:
+        return None
+    return values if values.dtype == target else values.astype(target)
