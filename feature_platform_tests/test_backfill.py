@@ -19,6 +19,7 @@ from feature_platform.defs.freshness_checks import DRIFT_CHECK, SKEW_CHECK
 from feature_platform.defs.resources import resources_for
 from feature_platform.demo.generator import generate_day
 from feature_platform.platform import FeaturePlatform
+from feature_platform.vocabulary import day_end
 from feature_platform_tests.example_repo import build_raw_sessions_asset
 from feature_platform_tests.helpers import make_embedded_settings, services_settings_in, write_sessions
 
@@ -68,12 +69,18 @@ def test_range_runs_equal_one_run_per_partition(pair):
         assert result.success
         mats = result.get_asset_materialization_events()
         assert [m.partition for m in mats] == [d.isoformat() for d in days]
-        md = mats[0].materialization.metadata  # shared by the run's partitions, with a row per partition
         wants = {d.isoformat(): aggregate_day(SPEC, RAW, d) for d in days}
-        assert md["rows_by_partition"].value == {d: len(w) for d, w in wants.items()}
+        # Each partition's own figures, as a one-partition run reports them, beside the run's totals.
+        for m in mats:
+            md, want = m.materialization.metadata, wants[m.partition]
+            assert md["dagster/row_count"].value == len(want)
+            assert md["closing_rows"].value == int((want["sessions_7d"] == 0).sum())
+            assert md["messages_sent_7d.max"].value == float(want["messages_sent_7d"].max())
+            assert md["partitions_in_run"].value == len(days)
+            assert (md["first_partition"].value, md["last_partition"].value) == (days[0].isoformat(), days[-1].isoformat())
+        md = mats[0].materialization.metadata
         assert md["rows_in_run"].value == sum(len(w) for w in wants.values())
         assert md["closing_rows_in_run"].value == sum(int((w["sessions_7d"] == 0).sum()) for w in wants.values())
-        assert md["partitions_in_run"].value == len(days) and "| 2026-02-24 |" in md["by_partition"].value
         checks = result.get_asset_check_evaluations()
         by_name = {name: [c.partition for c in checks if c.check_name == name] for name in (PANDERA_CHECK, DRIFT_CHECK, SKEW_CHECK)}
         assert by_name[PANDERA_CHECK] == by_name[DRIFT_CHECK] == [d.isoformat() for d in days]
@@ -87,8 +94,12 @@ def test_range_runs_equal_one_run_per_partition(pair):
         assert skew[-1].passed and skew[-1].metadata["compared"].value > 0
         assert instance.get_materialized_partitions(dg.AssetKey("user_activity")) == {d.isoformat() for d in days}
         # Online, a range run writes each entity's newest row once.
-        assert md["rows_written_online"].value == \
-            len(pd.concat(wants.values()).drop_duplicates("user_id", keep="last"))
+        newest = pd.concat(wants.values()).drop_duplicates("user_id", keep="last")
+        assert md["rows_written_online_in_run"].value == len(newest)
+        # Each day: the entities whose newest row of the run is that day's.
+        sent = newest["event_timestamp"].value_counts()
+        assert [m.materialization.metadata["rows_written_online"].value for m in mats] == \
+            [int(sent.get(pd.Timestamp(day_end(d)), 0)) for d in days]
 
     daily_platform = FeaturePlatform(daily.with_(backfill_days_per_run=1))  # one run per partition
     daily_platform.materialize("user_activity", FIRST, LAST)

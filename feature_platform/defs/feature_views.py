@@ -189,6 +189,9 @@ class _Report:
             if results:
                 yield dg.MaterializeResult(asset_key=self.key, metadata=materialization_metadata(self.spec, results[0]))
         elif complete:
+            for result in results:  # each partition's own figures, as a one-partition run reports them
+                self.context.add_asset_metadata(materialization_metadata(self.spec, result), asset_key=self.key,
+                                                partition_key=result.day.isoformat())
             yield dg.MaterializeResult(asset_key=self.key, metadata=range_metadata(self.spec, results))
         else:
             for result in results:
