@@ -261,14 +261,16 @@ def test_a_one_entity_read_is_one_packed_hmget_and_rides_out_a_dropped_connectio
     for i, user in enumerate([1, 2, 3, 4, 99]):
         stamps, values = features.read_one(SPEC, user, names)
         assert stamps == [want[0][i]] and values == [[column[i]] for column in want[1]], user
-    # The pool's connection killed by the server (a restart, a failover): the read reconnects and answers.
-    pooled = client.client_id()  # the pool's one connection, which the reads use
+    # The connection the reads keep killed by the server (a restart, a failover): the read reconnects and answers.
+    from feature_platform.compat import redis_internals
+
+    pooled = _kept_connection_id(client)
     other = redis.Redis(host=services_settings.redis_host, port=services_settings.redis_port)
     assert other.client_kill_filter(_id=pooled) == 1
     assert features.read_one(SPEC, 2, ["i"]) == ([want[0][1]], [[want[1][0][1]]])
+    assert _kept_connection_id(client) != pooled  # the dead one was given back, not kept
     # A connection lost mid-command is retried by the client's own call (its retries within the read budget);
     # a timeout is not: the read's one wait may have taken its whole budget.
-    from feature_platform.compat import redis_internals
 
     retried = []
     hmget = client.hmget
@@ -288,6 +290,62 @@ def test_a_one_entity_read_is_one_packed_hmget_and_rides_out_a_dropped_connectio
     monkeypatch.undo()
     # An error reply is raised, and the connection it came on is not handed out again with a reply unread.
     client.set(b"not-a-hash", b"x")
+    before = _kept_connection_id(client)
     with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
         redis_internals.call_packed(client, b"*3\r\n$5\r\nHMGET\r\n$10\r\nnot-a-hash\r\n$1\r\na\r\n")
     assert features.read_one(SPEC, 3, ["i"]) == ([want[0][2]], [[want[1][0][2]]])
+    assert _kept_connection_id(client) != before
+
+
+def _kept_connection_id(client) -> int:
+    """The Redis client id of the connection the calling thread's packed calls on `client` use."""
+    from feature_platform.compat import redis_internals
+
+    return redis_internals.call_packed(client, b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n")
+
+
+@pytest.mark.services
+def test_each_thread_keeps_one_connection_for_its_packed_reads_and_gives_it_back_when_it_ends(services_settings):
+    import gc
+    import multiprocessing
+    import threading
+
+    client = redis.Redis(host=services_settings.redis_host, port=services_settings.redis_port,
+                         db=services_settings.redis_db)
+    features = RedisFeatures(client, "proj")
+    assert features.write(SPEC, frame([1, 2], "2026-03-05", seed=3)) == 2
+    names = [f.name for f in SPEC.fields]
+    want = features.read_many_columns([(SPEC, [1, 2], names, None)])[0]
+    mine = _kept_connection_id(client)
+    for _ in range(20):  # one connection, read after read, answers intact
+        assert features.read_one(SPEC, 2, names) == ([want[0][1]], [[column[1]] for column in want[1]])
+    assert _kept_connection_id(client) == mine
+
+    seen = {}
+
+    def reader(name):
+        seen[name] = [_kept_connection_id(client), features.read_one(SPEC, 1, names), _kept_connection_id(client)]
+
+    first = threading.Thread(target=reader, args=("first",))
+    first.start()
+    first.join()
+    theirs, answer, again = seen["first"]
+    assert theirs == again != mine and answer == ([want[0][0]], [[column[0]] for column in want[1]])
+    del first
+    gc.collect()  # the ended thread's data goes: its connection is back in the pool, and the next thread's
+    second = threading.Thread(target=reader, args=("second",))
+    second.start()
+    second.join()
+    assert seen["second"][0] == theirs
+
+    # A forked child checks out its own connection (the parent's socket is never read by two processes).
+    context = multiprocessing.get_context("fork")
+    parent_end, child_end = context.Pipe()
+    child = context.Process(target=lambda: child_end.send([_kept_connection_id(client),
+                                                           features.read_one(SPEC, 2, names)]))
+    child.start()
+    child_id, child_answer = parent_end.recv()
+    child.join(10)
+    assert child.exitcode == 0 and child_id not in (mine, theirs)
+    assert child_answer == ([want[0][1]], [[column[1]] for column in want[1]])
+    assert _kept_connection_id(client) == mine and features.read_one(SPEC, 1, names)[0] == [want[0][0]]
