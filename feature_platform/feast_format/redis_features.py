@@ -278,16 +278,17 @@ class RedisFeatures:
 
     def read_one(self, spec: FeatureViewSpec, key, features: Sequence[str]) -> tuple[list[int | None], list[list]]:
         """`read_many_columns` of one entity of one view (a serving request's usual read): one HMGET, its fields
-        packed once per feature list and sent on a pooled connection as they are (`_hmget`)."""
+        packed once per feature list and sent as they are on the connection the thread keeps (`_hmget`)."""
         key = fmt.entity_key(spec.entity.join_key, spec.entity.dtype, key, self.project)
         reply = self._hmget(key, spec.name, features)
         decode = fmt.decode_value
         return [fmt.decode_timestamp(reply[0])], [[decode(v)] for v in reply[1:]]
 
     def _hmget(self, key: bytes, view: str, features: Sequence[str]) -> list:
-        """HMGET of the read's fields on a pooled connection, packed by hand. A connection lost mid-command (a
-        Redis restart) is retried by the client's own call, within the read budget; a timeout is raised as it is:
-        the read's one wait may have taken the whole budget (`stores.online.redis_client`)."""
+        """HMGET of the read's fields, packed by hand, on the connection the thread keeps of the reads' pool
+        (`redis_internals.call_packed`). A connection lost mid-command (a Redis restart) is retried by the client's
+        own call, within the read budget; a timeout is raised as it is: the read's one wait may have taken the
+        whole budget (`stores.online.redis_client`)."""
         fields, packed = self._fields(view, features)
         if not self._packed_reads:
             return self.reads.hmget(key, fields)
