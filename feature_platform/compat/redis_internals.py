@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -70,36 +71,44 @@ def call_packed(client: redis.Redis, data: bytes):
 
 
 class _Kept:
-    """A connection a thread checked out of a pool and keeps; given back to the pool when the thread's local data
-    goes (the thread ended) or after an error."""
+    """A connection a thread checked out of a pool and keeps. Given back to the pool after an error or when the
+    thread's local data goes (the thread ended); closed if the pool itself is gone (held weakly: a client the
+    caller dropped is not kept alive by the threads that read through it)."""
 
     __slots__ = ("pool", "connection", "pid")
 
     def __init__(self, pool):
-        self.pool, self.connection, self.pid = pool, pool.get_connection(), os.getpid()
+        self.pool, self.connection, self.pid = weakref.ref(pool), pool.get_connection(), os.getpid()
 
     def give_back(self) -> None:
         connection, self.connection = self.connection, None
         if connection is not None and self.pid == os.getpid():  # a forked child never touches its parent's socket
             connection.disconnect()
-            self.pool.release(connection)
+            pool = self.pool()
+            if pool is not None:
+                pool.release(connection)
 
     def __del__(self) -> None:
         connection = self.connection
-        if connection is not None and self.pid == os.getpid():
-            try:
-                self.pool.release(connection)  # idle, whole replies read: reusable as it is
-            except Exception:  # noqa: BLE001 - at interpreter exit the pool may be gone already
-                pass
+        if connection is None or self.pid != os.getpid():
+            return
+        try:
+            pool = self.pool()
+            if pool is not None:
+                pool.release(connection)  # idle, whole replies read: reusable as it is
+            else:
+                connection.disconnect()
+        except Exception:  # noqa: BLE001 - at interpreter exit the pool or the socket module may be gone already
+            pass
 
 
-_kept = threading.local()  # .by_pool: {pool: _Kept} of the thread
+_kept = threading.local()  # .by_pool: {pool (weakly): _Kept} of the thread
 
 
 def _kept_connection(pool):
     by_pool = getattr(_kept, "by_pool", None)
     if by_pool is None:
-        by_pool = _kept.by_pool = {}
+        by_pool = _kept.by_pool = weakref.WeakKeyDictionary()
     kept = by_pool.get(pool)
     if kept is None or kept.pid != os.getpid():  # first use in this thread, or in a forked child (its own, new)
         kept = by_pool[pool] = _Kept(pool)

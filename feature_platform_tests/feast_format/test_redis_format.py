@@ -309,6 +309,8 @@ def test_each_thread_keeps_one_connection_for_its_packed_reads_and_gives_it_back
     import gc
     import multiprocessing
     import threading
+    import time
+    import weakref
 
     client = redis.Redis(host=services_settings.redis_host, port=services_settings.redis_port,
                          db=services_settings.redis_db)
@@ -349,3 +351,17 @@ def test_each_thread_keeps_one_connection_for_its_packed_reads_and_gives_it_back
     assert child.exitcode == 0 and child_id not in (mine, theirs)
     assert child_answer == ([want[0][1]], [[column[1]] for column in want[1]])
     assert _kept_connection_id(client) == mine and features.read_one(SPEC, 1, names)[0] == [want[0][0]]
+
+    # A client the caller drops is not kept alive by the threads that read through it: its connection is closed.
+    dropped = redis.Redis(host=services_settings.redis_host, port=services_settings.redis_port,
+                          db=services_settings.redis_db, client_name="kept-by-a-dropped-client")
+    _kept_connection_id(dropped)
+    assert [c for c in client.client_list() if c.get("name") == "kept-by-a-dropped-client"]
+    pool = weakref.ref(dropped.connection_pool)
+    del dropped
+    gc.collect()
+    assert pool() is None
+    deadline = time.monotonic() + 5  # the server sees the socket closed on its next turn
+    while [c for c in client.client_list() if c.get("name") == "kept-by-a-dropped-client"]:
+        assert time.monotonic() < deadline, "the dropped client's kept connection is still open"
+        time.sleep(0.01)
