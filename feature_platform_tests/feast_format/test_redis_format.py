@@ -122,8 +122,7 @@ STRING_KEYED = dataclasses.replace(SPEC, name="format_probe_text", push_source="
 def test_writer_bytes_equal_feast_write_and_feast_reads_them(services_settings, key_dtype):
     platform = fp.FeaturePlatform(services_settings)
     store = platform.runtime.feast
-    client = redis.Redis(host=services_settings.redis_host, port=services_settings.redis_port,
-                         db=services_settings.redis_db)
+    client = _redis(services_settings)
     from feature_platform.derive.feast_objects import feast_objects
 
     spec = SPEC if key_dtype == "int64" else STRING_KEYED
@@ -155,8 +154,7 @@ def test_writer_bytes_equal_feast_write_and_feast_reads_them(services_settings, 
 @pytest.mark.services
 def test_writer_is_newest_wins_without_reading_first(services_settings):
     platform = fp.FeaturePlatform(services_settings)
-    client = redis.Redis(host=services_settings.redis_host, port=services_settings.redis_port,
-                         db=services_settings.redis_db)
+    client = _redis(services_settings)
     writer = RedisFeatures(client, platform.runtime.feast.config.project)
     users = list(range(1, 11))
     assert writer.write(SPEC, frame(users, "2026-03-05", seed=5)) == 10
@@ -179,8 +177,7 @@ def test_writer_is_newest_wins_without_reading_first(services_settings):
 
 @pytest.mark.services
 def test_writer_reloads_its_script_after_a_flush(services_settings):
-    client = redis.Redis(host=services_settings.redis_host, port=services_settings.redis_port,
-                         db=services_settings.redis_db)
+    client = _redis(services_settings)
     writer = RedisFeatures(client, "proj")
     assert writer.write(SPEC, frame([1, 2], "2026-03-05", seed=1)) == 2
     client.script_flush()
@@ -251,8 +248,7 @@ def test_what_decoding_remembers_is_bounded(monkeypatch):
 
 @pytest.mark.services
 def test_a_one_entity_read_is_one_packed_hmget_and_rides_out_a_dropped_connection(services_settings, monkeypatch):
-    client = redis.Redis(host=services_settings.redis_host, port=services_settings.redis_port,
-                         db=services_settings.redis_db)
+    client = _redis(services_settings)
     features = RedisFeatures(client, "proj")
     rows = frame([1, 2, 3, 4], "2026-03-05", seed=3)
     assert features.write(SPEC, rows) == 4
@@ -297,6 +293,11 @@ def test_a_one_entity_read_is_one_packed_hmget_and_rides_out_a_dropped_connectio
     assert _kept_connection_id(client) != before
 
 
+def _redis(settings, **options) -> redis.Redis:
+    """A client of the test's Redis database."""
+    return redis.Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db, **options)
+
+
 def _kept_connection_id(client) -> int:
     """The Redis client id of the connection the calling thread's packed calls on `client` use."""
     from feature_platform.compat import redis_internals
@@ -312,8 +313,7 @@ def test_each_thread_keeps_one_connection_for_its_packed_reads_and_gives_it_back
     import time
     import weakref
 
-    client = redis.Redis(host=services_settings.redis_host, port=services_settings.redis_port,
-                         db=services_settings.redis_db)
+    client = _redis(services_settings)
     features = RedisFeatures(client, "proj")
     assert features.write(SPEC, frame([1, 2], "2026-03-05", seed=3)) == 2
     names = [f.name for f in SPEC.fields]
@@ -353,8 +353,7 @@ def test_each_thread_keeps_one_connection_for_its_packed_reads_and_gives_it_back
     assert _kept_connection_id(client) == mine and features.read_one(SPEC, 1, names)[0] == [want[0][0]]
 
     # A client the caller drops is not kept alive by the threads that read through it: its connection is closed.
-    dropped = redis.Redis(host=services_settings.redis_host, port=services_settings.redis_port,
-                          db=services_settings.redis_db, client_name="kept-by-a-dropped-client")
+    dropped = _redis(services_settings, client_name="kept-by-a-dropped-client")
     _kept_connection_id(dropped)
     assert [c for c in client.client_list() if c.get("name") == "kept-by-a-dropped-client"]
     pool = weakref.ref(dropped.connection_pool)
