@@ -80,24 +80,21 @@ class _Kept:
     def __init__(self, pool):
         self.pool, self.connection, self.pid = weakref.ref(pool), pool.get_connection(), os.getpid()
 
-    def give_back(self) -> None:
+    def give_back(self, disconnect: bool = True) -> None:
+        """Return the connection to its pool (closed first unless `disconnect` is False: idle, whole replies read,
+        reusable as it is); closed if the pool is gone. A forked child never touches its parent's socket."""
         connection, self.connection = self.connection, None
-        if connection is not None and self.pid == os.getpid():  # a forked child never touches its parent's socket
-            connection.disconnect()
-            pool = self.pool()
-            if pool is not None:
-                pool.release(connection)
-
-    def __del__(self) -> None:
-        connection = self.connection
         if connection is None or self.pid != os.getpid():
             return
+        pool = self.pool()
+        if disconnect or pool is None:
+            connection.disconnect()
+        if pool is not None:
+            pool.release(connection)
+
+    def __del__(self) -> None:
         try:
-            pool = self.pool()
-            if pool is not None:
-                pool.release(connection)  # idle, whole replies read: reusable as it is
-            else:
-                connection.disconnect()
+            self.give_back(disconnect=False)
         except Exception:  # noqa: BLE001 - at interpreter exit the pool or the socket module may be gone already
             pass
 

@@ -192,7 +192,7 @@ class _Report:
             for result in results:  # each partition's own figures, as a one-partition run reports them
                 self.context.add_asset_metadata(materialization_metadata(self.spec, result), asset_key=self.key,
                                                 partition_key=result.day.isoformat())
-            yield dg.MaterializeResult(asset_key=self.key, metadata=range_metadata(self.spec, results))
+            yield dg.MaterializeResult(asset_key=self.key, metadata=range_metadata(results))
         else:
             for result in results:
                 yield dg.AssetMaterialization(asset_key=self.key, partition=result.day.isoformat(),

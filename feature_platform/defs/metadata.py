@@ -73,7 +73,7 @@ def materialization_metadata(spec: FeatureViewSpec, result: PartitionResult) -> 
     return metadata
 
 
-def range_metadata(spec: FeatureViewSpec, results: list[PartitionResult]) -> dict:
+def range_metadata(results: list[PartitionResult]) -> dict:
     """The metadata a range run's partitions share: the run's totals (each partition has its own figures too)."""
     return {
         "partitions_in_run": len(results),

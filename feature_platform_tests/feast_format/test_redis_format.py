@@ -267,7 +267,6 @@ def test_a_one_entity_read_is_one_packed_hmget_and_rides_out_a_dropped_connectio
     assert _kept_connection_id(client) != pooled  # the dead one was given back, not kept
     # A connection lost mid-command is retried by the client's own call (its retries within the read budget);
     # a timeout is not: the read's one wait may have taken its whole budget.
-
     retried = []
     hmget = client.hmget
     client.hmget = lambda *a: retried.append(a) or hmget(*a)
