@@ -518,3 +518,30 @@ def test_cast_array_is_cast_to_spec_or_declines(dtype, name):
     assert [v if v == v else "nan" for v in got.tolist()] == [v if v == v else "nan" for v in want.tolist()]
     if dtype == "string":
         assert [v is None for v in got.tolist()] == [v is None for v in want.tolist()]
+
+
+INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+
+
+@st.composite
+def integer_keys(draw):
+    """Integer keys of any width: spans narrow (ranked by a table) and wide (pandas' hash table), at the dtype's ends."""
+    dtype = np.dtype(draw(st.sampled_from(INT_DTYPES)))
+    info = np.iinfo(dtype)
+    base = draw(st.sampled_from([int(info.min), int(info.max), 0, -5 if dtype.kind == "i" else 5]))
+    spread = draw(st.sampled_from([3, 300, 2**17, 2**40]))
+    offsets = draw(st.lists(st.integers(0, spread), max_size=40))
+    values = [min(max(base + o if base <= 0 else base - o, int(info.min)), int(info.max)) for o in offsets]
+    return pd.Series(np.array(values, dtype=dtype))
+
+
+@settings(max_examples=400, deadline=None)
+@given(keys=integer_keys())
+def test_entity_keys_rank_as_pandas_sorted_factorize(keys):
+    """The events' key codes and key values are `pd.factorize(sort=True)`'s, whichever way they are found."""
+    from feature_platform.compute.rolling_window import factorize_sorted
+
+    codes, uniques = factorize_sorted(keys)
+    want_codes, want_uniques = pd.factorize(keys, sort=True)
+    assert codes.tolist() == want_codes.tolist()
+    assert uniques.dtype == want_uniques.dtype and uniques.tolist() == want_uniques.tolist()

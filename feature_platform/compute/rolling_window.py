@@ -193,7 +193,7 @@ def events_of(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date], *,
 
     lo, last = _offsets(spec, wanted)
     eday = day_numbers(raw[agg.timestamp_column]) - lo
-    keys, key_values = pd.factorize(raw[spec.entity.join_key], sort=True)
+    keys, key_values = factorize_sorted(raw[spec.entity.join_key])
     done_with(agg.timestamp_column, -1)
     done_with(spec.entity.join_key, -1)
     keep = (eday >= 0) & (eday <= last) & (keys >= 0)
@@ -210,6 +210,24 @@ def events_of(spec: FeatureViewSpec, raw: pd.DataFrame, days: Sequence[date], *,
         inputs[need] = _input_of(need[0], raw[need[1]], index, pieces)
         done_with(need[1], i)
     return Events(wanted, k, d, {need: inputs[need] for need in needs}, key_values)
+
+
+def factorize_sorted(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """`pd.factorize(column, sort=True)`. Integer keys spanning at most as many values as there are rows (ids, mostly)
+    are ranked by a table of the span instead of a hash table (~6 vs ~50 ms for 860k rows of 100k keys)."""
+    values = column.to_numpy() if isinstance(column.dtype, np.dtype) else None
+    if values is None or values.dtype.kind not in "iu" or not len(values):
+        return pd.factorize(column, sort=True)
+    lo, hi = values.min(), values.max()
+    if int(hi) - int(lo) >= max(len(values), 1 << 16):  # Python ints: no overflow at the ends of int64
+        return pd.factorize(column, sort=True)
+    # Offsets from the smallest as int64: exact (they are below the span) even where the dtype's own subtraction
+    # would wrap (int8 from -128 to 127).
+    offsets = values.astype(np.int64, copy=False) - np.int64(lo) if values.dtype.kind == "i" else (values - lo).astype(np.int64)
+    present = np.zeros(int(hi) - int(lo) + 1, dtype=bool)
+    present[offsets] = True
+    rank = np.cumsum(present, dtype=np.int64) - 1
+    return rank[offsets], pd.Index(np.flatnonzero(present).astype(values.dtype) + lo)
 
 
 def _input_of(kind: str, column: pd.Series, index: np.ndarray, pieces: np.ndarray):
