@@ -16,6 +16,7 @@ from feast.value_type import ValueType
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from feature_platform.feast_format import codec as fmt
 from feature_platform.feast_format.sqlite_features import SqliteFeatures, value_texts
 from feature_platform.platform import FeaturePlatform
 from feature_platform.runtime import Runtime
@@ -230,3 +231,53 @@ def test_the_one_row_per_entity_fast_path_is_pandas_uniqueness(keys):
     column = pd.Series(keys, dtype="int64")
     assert _one_row_per_entity(column) == column.is_unique
     assert _one_row_per_entity(column.astype("Int64")) == column.is_unique
+
+
+def test_a_write_in_several_slices_is_identical_to_feast_and_keeps_each_entitys_last_row(runtimes, monkeypatch):
+    """A write encodes and binds its rows a slice at a time (`WRITE_SLICE_ROWS`, in key order): the table is the one
+    stock Feast writes, and an entity whose rows fall in two slices keeps its last one."""
+    from feature_platform.feast_format import sqlite_features
+
+    monkeypatch.setattr(sqlite_features, "WRITE_SLICE_ROWS", 7)
+    feast_rt, platform_rt = runtimes
+    rows = frame(list(range(-40, 60)), "2026-03-03", seed=5)
+    feast_rt.feast.write_to_online_store("user_activity", rows)
+    written = SqliteFeatures(platform_rt.settings.feast_dir / "online.db", "feature_platform").write(SPEC, rows)
+    assert written == len(rows)
+    assert table_rows(platform_rt.settings.feast_dir / "online.db") == table_rows(feast_rt.settings.feast_dir / "online.db")
+
+    twice = pd.concat([frame(list(range(20)), "2026-03-04", seed=6), frame(list(range(19, -1, -1)), "2026-03-04", seed=7)],
+                      ignore_index=True)
+    path = platform_rt.settings.feast_dir / "online.db"
+    assert SqliteFeatures(path, "feature_platform").write(SPEC, twice) == len(twice)  # ties rewrite
+    last = twice.drop_duplicates("user_id", keep="last").set_index("user_id")
+    with sqlite3.connect(path) as conn:
+        stored = dict(conn.execute("SELECT entity_key, value_text FROM feature_platform_user_activity "
+                                   "WHERE feature_name = 'total_tokens_7d'").fetchall())
+    keys = fmt.entity_keys("user_id", "int64", pd.Series(range(20), dtype="int64"), project="")
+    assert [stored[k] for k in keys] == [str(last.loc[u, "total_tokens_7d"]) for u in range(20)]
+
+
+def test_a_write_that_fails_in_a_later_slice_writes_nothing(tmp_path, monkeypatch):
+    """Every slice of a write is in one transaction: one that fails part-way leaves the table as it was."""
+    from feature_platform.feast_format import sqlite_features
+
+    platform = FeaturePlatform(make_embedded_settings(tmp_path))
+    platform.apply()
+    path = platform.settings.feast_dir / "online.db"
+    first = frame([1, 2, 3], "2026-03-02", seed=1)
+    SqliteFeatures(path, "feature_platform").write(SPEC, first)
+    before = table_rows(path)
+    monkeypatch.setattr(sqlite_features, "WRITE_SLICE_ROWS", 4)
+    cells, calls = sqlite_features._cells, []
+
+    def failing(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return cells(*args)
+
+    monkeypatch.setattr(sqlite_features, "_cells", failing)
+    with pytest.raises(OSError, match="disk full"):
+        SqliteFeatures(path, "feature_platform").write(SPEC, frame(list(range(1, 12)), "2026-03-05", seed=2))
+    assert len(calls) == 3 and table_rows(path) == before
