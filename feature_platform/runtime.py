@@ -29,8 +29,10 @@ _runtimes_lock = threading.Lock()
 # 595-603 MB at 16 days, 555 MB at 12, ~3% more time (each pass re-reads its window's look-back). Computing one
 # chunk ahead (`compute_ahead`), 2 runs: 8 days 592-602 MB, 10 days 612-619 MB, 12 days 638-650 MB with the time
 # 22.0-23.0 s (8 days 25.3-28.0 s, none ahead 27.9-30.0 s); a week of drift baselines kept as counts, not values,
-# brought 12 days back to 577-579 MB (the year backfill, 4 runs: 593 MB).
-COMPUTE_CHUNK_DAYS = 12
+# brought 12 days back to 577-579 MB (the year backfill, 4 runs: 593 MB). With the year's 4 runs at 593-614 MB
+# at 12 days, 10 days: 564-566 MB (11: 575-585), the time within the noise of 12 (2 interleaved rounds of the 4
+# runs: 46.1 and 43.8 s vs 45.6 and 47.9 s; each pass reads 18 days for 10, not 20 for 12).
+COMPUTE_CHUNK_DAYS = 10
 
 
 class Runtime:
