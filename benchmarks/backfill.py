@@ -331,7 +331,7 @@ ENGINE_LABELS = {"floor": "DuckDB per-partition loop, 8 files per day (compute o
 def run_engines(*, users: int, days: int, seed: int, per_run: int, mem_cap_mb: float, log) -> tuple[dict, str]:
     """The same backfill with each compute engine, one run at a time, beside the DuckDB floor (one run each)."""
     sessions, n_sessions = ensure_sessions(users, days, seed, log=log)
-    from feature_platform.runtime import COMPUTE_CHUNK_DAYS  # recorded: results before it was ran 16-day chunks
+    from feature_platform.runtime import COMPUTE_CHUNK_DAYS  # recorded (results from before it ran 16-day chunks)
 
     results: dict = {"users": users, "days": days, "seed": seed, "sessions": n_sessions, "per_run": per_run,
                      "chunk_days": COMPUTE_CHUNK_DAYS, "environment": environment()}
