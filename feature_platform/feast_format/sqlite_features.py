@@ -5,8 +5,8 @@ feature) cell on its own (~8k rows/s), and it has no newest-wins: the platform h
 timestamps first, which is also a race between two writers. This writer produces the same rows
 (entity key bytes, feature name, serialized Value, value_text, event_ts and created_ts as Feast's
 sqlite3 adapter stores them: see `feast_format/test_sqlite_format.py`), encodes them per column (`codec.py`), and upserts them in one
-`executemany` (one statement per entity, writing its row of each feature) whose `ON CONFLICT ... WHERE` keeps the
-newer value inside SQLite: an older write never replaces a newer one, ties rewrite, and concurrent writers cannot
+transaction, an `executemany` per slice of rows in key order (one statement per entity, writing its row of each feature) whose
+`ON CONFLICT ... WHERE` keeps the newer value inside SQLite: an older write never replaces a newer one, ties rewrite, and concurrent writers cannot
 interleave a read and a write.
 Stock Feast reads the table as its own.
 """
