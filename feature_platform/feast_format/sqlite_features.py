@@ -120,7 +120,7 @@ class SqliteFeatures:
             before = conn.total_changes
             for start in range(0, len(order), WRITE_SLICE_ROWS):
                 at = order[start:start + WRITE_SLICE_ROWS]
-                conn.executemany(upsert, _in_order(_cells(rows.take(at), fields, [keys[i] for i in at]), range(len(at))))
+                conn.executemany(upsert, zip(*_cells(rows.take(at), fields, [keys[i] for i in at])))  # rows made as bound
             changed = conn.total_changes - before
         conn.close()
         return changed // len(spec.fields)
