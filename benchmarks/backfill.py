@@ -330,9 +330,9 @@ ENGINE_LABELS = {"floor": "DuckDB per-partition loop, 8 files per day (compute o
 
 def run_engines(*, users: int, days: int, seed: int, per_run: int, mem_cap_mb: float, log) -> tuple[dict, str]:
     """The same backfill with each compute engine, one run at a time, beside the DuckDB floor (one run each)."""
-    sessions, n_sessions = ensure_sessions(users, days, seed, log=log)
-    from feature_platform.runtime import COMPUTE_CHUNK_DAYS  # recorded (results from before it ran 16-day chunks)
+    from feature_platform.runtime import COMPUTE_CHUNK_DAYS
 
+    sessions, n_sessions = ensure_sessions(users, days, seed, log=log)
     results: dict = {"users": users, "days": days, "seed": seed, "sessions": n_sessions, "per_run": per_run,
                      "chunk_days": COMPUTE_CHUNK_DAYS, "environment": environment()}
     base = {"sessions": str(sessions), "days": days, "users": users, "per_run": per_run}
@@ -385,9 +385,9 @@ def render_engines(r: dict) -> str:
         lines += [
             f"On {r['environment']['cpu_count'] if 'environment' in r else '?'} cores the Spark engine takes "
             f"{ratio:.1f}x the pandas engine's time for the same, identical year (the issue expects it to be "
+            # Results recorded before the chunk length was: 16-day chunks.
             f"slower here). Where its time goes: each {r.get('chunk_days', 16)}-day chunk (`COMPUTE_CHUNK_DAYS`) is one "
-            "Spark job that "
-            "reads its raw days (plus the 6 days before) with the source checks as one more pass, explodes every "
+            "Spark job that reads its raw days (plus the 6 days before) with the source checks as one more pass, explodes every "
             "event into the 8 days whose window or closing row it feeds (~8x its raw rows), aggregates them in "
             "one `groupBy` (the distinct count makes it a two-stage aggregation, a second shuffle) over the local shuffle "
             "partitions, then sorts and sends the chunk's rows to the run's process through Arrow, where the "
