@@ -138,9 +138,18 @@ def encode_values(values: pd.Series, dtype: str) -> list[bytes]:
     return by_distinct(values, scalar_encoder(dtype))
 
 
+def utc_times(stamps: pd.Series) -> pd.Series:
+    """`pd.to_datetime(stamps, utc=True, format="ISO8601")`, a datetime64 column (naive: UTC) converted as it is:
+    `to_datetime` first boxes up to a tenth of a column's values as Timestamps to decide whether to cache parsing
+    (~0.15 s of the SQLite write of 65k rows), which a column of times never needs."""
+    if isinstance(stamps, pd.Series) and stamps.dtype.kind == "M":
+        return stamps.dt.tz_convert("UTC") if stamps.dt.tz is not None else stamps.dt.tz_localize("UTC")
+    return pd.to_datetime(stamps, utc=True, format="ISO8601")
+
+
 def encode_timestamps(stamps: pd.Series) -> list[bytes]:
     """Serialized `google.protobuf.Timestamp` of each (UTC) feature timestamp."""
-    return by_distinct(pd.to_datetime(stamps, utc=True, format="ISO8601"), lambda ts: encode_timestamp_ns(pd.Timestamp(ts).value))
+    return by_distinct(utc_times(stamps), lambda ts: encode_timestamp_ns(pd.Timestamp(ts).value))
 
 
 def encode_timestamp_ns(ns: int) -> bytes:

@@ -194,6 +194,6 @@ def value_texts(values: pd.Series, dtype: str) -> list:
 def _sqlite_timestamps(stamps: pd.Series) -> list[int]:
     """What Feast's registered sqlite3 adapter stores for a timestamp: `int(naive_utc.timestamp())`, whole
     seconds (a naive datetime's `timestamp()` reads it as local time, as Feast's does)."""
-    codes, uniques = pd.factorize(pd.to_datetime(stamps, utc=True, format="ISO8601"))
+    codes, uniques = pd.factorize(fmt.utc_times(stamps))
     table = np.array([int(u.to_pydatetime().replace(tzinfo=None).timestamp()) for u in uniques], dtype=object)
     return table[codes].tolist()

@@ -281,3 +281,22 @@ def test_a_write_that_fails_in_a_later_slice_writes_nothing(tmp_path, monkeypatc
     with pytest.raises(OSError, match="disk full"):
         SqliteFeatures(path, "feature_platform").write(SPEC, frame(list(range(1, 12)), "2026-03-05", seed=2))
     assert len(calls) == 3 and table_rows(path) == before
+
+
+@settings(max_examples=80, deadline=None)
+@given(seconds=st.lists(st.one_of(st.none(), st.integers(-(2**33), 2**33)), max_size=30),
+       unit=st.sampled_from(["s", "ms", "us", "ns"]),
+       tz=st.sampled_from([None, "UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata"]))
+def test_times_made_utc_without_parsing_are_pandas_to_datetime(seconds, unit, tz):
+    """`codec.utc_times` converts a datetime64 column as it is (naive: UTC) instead of `pd.to_datetime`: the same
+    values, unit and dtype; anything else (text, objects) still goes through `pd.to_datetime`."""
+    naive = pd.Series(pd.to_datetime([None if s is None else s * 1_000_000_007 for s in seconds], unit="ns"))
+    column = naive.astype(f"datetime64[{unit}]")
+    if tz is not None:
+        column = column.dt.tz_localize("UTC").dt.tz_convert(tz)
+    want = pd.to_datetime(column, utc=True, format="ISO8601")
+    got = fmt.utc_times(column)
+    assert got.dtype == want.dtype
+    pd.testing.assert_series_equal(got, want)
+    text = column.astype(str).where(column.notna(), None)
+    pd.testing.assert_series_equal(fmt.utc_times(text), pd.to_datetime(text, utc=True, format="ISO8601"))
