@@ -5,10 +5,12 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 import pytest
+import pytz
 from chat_activity.user_activity import SPEC
 from feast.infra.online_stores.helpers import extract_text_and_num
 from feast.type_map import python_values_to_proto_values
@@ -286,10 +288,11 @@ def test_a_write_that_fails_in_a_later_slice_writes_nothing(tmp_path, monkeypatc
 @settings(max_examples=80, deadline=None)
 @given(seconds=st.lists(st.one_of(st.none(), st.integers(-(2**33), 2**33)), max_size=30),
        unit=st.sampled_from(["s", "ms", "us", "ns"]),
-       tz=st.sampled_from([None, "UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata"]))
+       tz=st.sampled_from([None, "UTC", pytz.UTC, ZoneInfo("UTC"), "Europe/Paris", "America/New_York", "Asia/Kolkata"]))
 def test_times_made_utc_without_parsing_are_pandas_to_datetime(seconds, unit, tz):
-    """`codec.utc_times` converts a datetime64 column as it is (naive: UTC) instead of `pd.to_datetime`: the same
-    values, unit and dtype; anything else (text, objects) still goes through `pd.to_datetime`."""
+    """`codec.utc_times` converts a datetime64 column as it is (naive: UTC; already UTC, whichever library's UTC:
+    as pandas' own) instead of `pd.to_datetime`: the same values, unit and dtype; anything else (text, objects) still
+    goes through `pd.to_datetime`."""
     naive = pd.Series(pd.to_datetime([None if s is None else s * 1_000_000_007 for s in seconds], unit="ns"))
     column = naive.astype(f"datetime64[{unit}]")
     if tz is not None:
