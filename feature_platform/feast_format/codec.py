@@ -140,10 +140,10 @@ def encode_values(values: pd.Series, dtype: str) -> list[bytes]:
 
 
 def utc_times(stamps: pd.Series) -> pd.Series:
-    """`pd.to_datetime(stamps, utc=True, format="ISO8601")` (not to be modified: a column already in UTC is returned
-    as it is), a datetime64 column (naive: UTC) converted as it is: `to_datetime` first boxes up to a tenth of a
-    column's values as Timestamps to decide whether to cache parsing (~0.15 s of the SQLite write of 65k rows),
-    which a column of times never needs; a pushed row's column costs ~1 µs instead of ~70."""
+    """`pd.to_datetime(stamps, utc=True, format="ISO8601")`, for reading only: a datetime64 column is converted as it
+    is (naive: read as UTC; already in UTC: returned itself). `to_datetime` first boxes up to a tenth of a column's
+    values as Timestamps to decide whether to cache parsing (~0.15 s of the SQLite write of 65k rows), which a column
+    of times never needs; a pushed row's column costs ~1 µs instead of ~70."""
     if isinstance(stamps, pd.Series) and stamps.dtype.kind == "M":
         tz = getattr(stamps.dtype, "tz", None)
         if tz is timezone.utc:  # what "UTC" is in pandas' dtypes: to_datetime would copy the values unchanged
