@@ -3,8 +3,8 @@
 Data: the seeded sessions log (`generate_day`, the demo generator) for `days` partition days plus the
 8 days before them, stored as one Parquet file per day (`benchmarks/data/sessions-users<N>-days<D>-
 seed<S>/`, written once, reused). Each job is a fresh spawned process (benchmarks/measure.py); the jobs
-are interleaved (loop, platform; then again), `--repeat` times, then the single pass `--repeat` times (after
-the others: see `AFTER_ROUNDS`).
+are interleaved (loop, platform, engine; then again), `--repeat` times, then the single pass `--repeat` times
+(after the others: see `AFTER_ROUNDS`).
 
 - **loop**: the careful per-partition DuckDB loop: one query per partition day over only the 8 daily files
   its window needs (the 7 days, and the day before for the closing rows), computing the six aggregates and
@@ -20,6 +20,9 @@ the others: see `AFTER_ROUNDS`).
   Dagster's). Then, outside the timer: every partition materialized in Dagster and offline, every day's rows
   equal to the loop's of the same round (count, a hash of the exact columns, the sum of the mean column), and
   2,000 random entities read online equal to their newest offline row.
+- **engine**: the platform's compute engine alone over the same chunks of the same range runs, nothing validated,
+  written or checked, each chunk's rows digested outside the timer and equal to the loop's: the work the loop does
+  too, so the platform's time splits into what the loop does and what it does beyond it.
 """
 
 from __future__ import annotations
@@ -95,13 +98,14 @@ def ensure_sessions(users: int, days: int, seed: int, log=print) -> tuple[Path, 
     return path, total
 
 
-def _settings(home: Path, sessions: Path, days: int, per_run: int, engine: str = "pandas"):
+def _settings(home: Path, sessions: Path, days: int, per_run: int, engine: str = "pandas", compute_ahead: bool = True):
     from feature_platform.config import Settings
 
     return Settings.from_env({
         "FEATURE_PLATFORM_HOME": str(home), "FEATURE_PLATFORM_SESSIONS_PATH": str(sessions),
         "FEATURE_PLATFORM_PARTITIONS_START": first_day(days).isoformat(),
         "FEATURE_PLATFORM_BACKFILL_DAYS_PER_RUN": str(per_run), "FEATURE_PLATFORM_ENGINE": engine,
+        "FEATURE_PLATFORM_COMPUTE_AHEAD": "1" if compute_ahead else "0",
     })
 
 
@@ -245,6 +249,40 @@ def job_platform(args: dict, timer: Timer) -> dict:
     return {"runs": len(runs), "split": split, "backfill_peak_rss_mb": round(backfill_peak, 1), **verify(platform, args)}
 
 
+def job_engine(args: dict, timer: Timer) -> dict:
+    """The platform's compute engine alone, on the same chunks its range runs compute, nothing validated, written or
+    checked: the part of the platform's work that the loop does too. Each chunk's rows are digested outside the
+    timer, for equality with the loop's; not computing ahead, so no chunk is computed while the timer is paused
+    (with nothing else to run, computing ahead would overlap the chunks with nothing but that digest)."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import duckdb
+
+    from feature_platform.platform import FeaturePlatform
+
+    home = Path(args["home"] + "-engine")
+    shutil.rmtree(home, ignore_errors=True)
+    platform = FeaturePlatform(_settings(home, Path(args["sessions"]), args["days"], args["per_run"], compute_ahead=False))
+    spec = platform.view("user_activity")
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET memory_limit = '300MB'")  # the check must not set the process's peak
+    digests: dict[str, list] = {}
+    with timer:
+        for first, last in _runs_of(args["days"], args["per_run"]):
+            for chunk in platform.runtime.compute_chunks(spec, first, last):
+                with timer.paused():
+                    con.register("chunk", chunk.frame)
+                    digests |= _digest_rows(con.execute(DIGEST_SQL.format(
+                        day="CAST(event_timestamp - INTERVAL 1 DAY AS DATE)", relation="chunk", where="")).fetchall())
+                    con.unregister("chunk")
+                chunk = None
+    backfill_peak = peak_rss_mb()
+    shutil.rmtree(home, ignore_errors=True)
+    return {"rows": sum(v[0] for v in digests.values()), "digests": digests, "backfill_peak_rss_mb": round(backfill_peak, 1)}
+
+
 def verify(platform, args: dict) -> dict:
     """Outside the timer: what the backfill left behind, checked against the loop and itself."""
     import dagster as dg
@@ -302,7 +340,7 @@ def differing_days(got: dict, want: dict) -> list[str]:
 # rounds follow them (`AFTER_ROUNDS`): its ~8 GB leave this VM slower for minutes after it exits, and between the
 # others it weighed on whichever ran next (measured here, right after it: the loop 54.7 s against 49-52, the
 # platform 49-52 s against 42-45), i.e. always on the platform.
-ROUND_JOBS = (("loop", "job_loop"), ("platform", "job_platform"))
+ROUND_JOBS = (("loop", "job_loop"), ("platform", "job_platform"), ("engine", "job_engine"))
 AFTER_ROUNDS = (("single_pass", "job_single_pass"),)
 JOBS = ROUND_JOBS + AFTER_ROUNDS
 
@@ -422,8 +460,11 @@ def _median(runs: list[dict]) -> dict | None:
 def render(r: dict) -> str:
     labels = {"loop": "DuckDB per-partition loop, 8 files per day (compute only)",
               "single_pass": "DuckDB single pass over the year (compute only, result kept as a table)",
-              "platform": "platform through Dagster, 1 run at a time: compute + validate + offline + online + checks"}
-    order = (f"{r['repeat']} rounds; each round runs the loop then the platform, each in a fresh process (interleaved); "
+              "platform": "platform through Dagster, 1 run at a time: compute + validate + offline + online + checks",
+              "engine": "platform's compute engine alone, the same chunks (compute only, nothing written)"}
+    paths = "the loop, the platform, then the platform's engine alone" if "engine" in r.get("order", []) else \
+        "the loop then the platform"
+    order = (f"{r['repeat']} rounds; each round runs {paths}, each in a fresh process (interleaved); "
              f"then the single pass, {r['repeat']} times (its ~8 GB leave the machine slower for minutes after it: between "
              "the others it slowed whichever ran next). " if r.get("order") else
              f"{r['repeat']} rounds; each round runs every path once, in this order, each in a fresh process (interleaved). ")
@@ -460,6 +501,12 @@ def render(r: dict) -> str:
         lines.append(f"| {label} | {min(x['wall_sec'] for x in ok):.1f} | {m['wall_sec']:.1f} | {walls} | {peak:,.0f} | "
                      f"{wait4:,.0f} | {m['info']['rows']:,} | {ratio:.2f}x | {equal} |")
     lines.append("")
+    if {"platform", "engine"} <= verdict.keys() and loop:
+        # Median rounds' walls: what the platform does beyond what the loop does too (the rows), in the loop's time.
+        beyond = verdict["platform"][0] - verdict["engine"][0]
+        lines += [f"The same rows, computed by the platform's engine alone: {verdict['engine'][2]:.2f}x the loop. Its "
+                  f"work beyond them (Pandera validation, the offline and online writes, the checks, Dagster's runs and "
+                  f"event storage): {beyond:.1f} s, {beyond / loop['wall_sec']:.2f}x the loop's time.", ""]
     m = _median(r.get("platform", []))
     if m is not None:
         i = m["info"]
