@@ -154,6 +154,21 @@ def floor_day(con, files: list[str], day: date):
     return con.sql(FLOOR_SQL, params={"files": files, "start": start, "end": start + pd.Timedelta(days=7)}).to_arrow_table()
 
 
+# A feature row's partition day: its timestamp is the end of that day (the next day's midnight).
+FEATURE_DAY = "CAST(event_timestamp - INTERVAL 1 DAY AS DATE)"
+
+
+def _check_connection():
+    """A DuckDB connection for the correctness checks that run in a measured process: bounded, so a check does not
+    set the process's peak."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET memory_limit = '300MB'")
+    return con
+
+
 def _digest_rows(rows) -> dict[str, list]:
     return {str(day): [int(n), h, float(mean)] for day, n, h, mean in rows}
 
@@ -257,7 +272,6 @@ def job_engine(args: dict, timer: Timer) -> dict:
     import warnings
 
     warnings.filterwarnings("ignore")
-    import duckdb
 
     from feature_platform.platform import FeaturePlatform
 
@@ -265,17 +279,15 @@ def job_engine(args: dict, timer: Timer) -> dict:
     shutil.rmtree(home, ignore_errors=True)
     platform = FeaturePlatform(_settings(home, Path(args["sessions"]), args["days"], args["per_run"], compute_ahead=False))
     spec = platform.view("user_activity")
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET memory_limit = '300MB'")  # the check must not set the process's peak
+    con = _check_connection()
     digests: dict[str, list] = {}
     with timer:
         for first, last in _runs_of(args["days"], args["per_run"]):
             for chunk in platform.runtime.compute_chunks(spec, first, last):
                 with timer.paused():
                     con.register("chunk", chunk.frame)
-                    digests |= _digest_rows(con.execute(DIGEST_SQL.format(
-                        day="CAST(event_timestamp - INTERVAL 1 DAY AS DATE)", relation="chunk", where="")).fetchall())
+                    digests |= _digest_rows(con.execute(DIGEST_SQL.format(day=FEATURE_DAY, relation="chunk",
+                                                                          where="")).fetchall())
                     con.unregister("chunk")
                 chunk = None
     backfill_peak = peak_rss_mb()
@@ -286,16 +298,13 @@ def job_engine(args: dict, timer: Timer) -> dict:
 def verify(platform, args: dict) -> dict:
     """Outside the timer: what the backfill left behind, checked against the loop and itself."""
     import dagster as dg
-    import duckdb
     from chat_activity.user_activity import SPEC
 
     materialized = platform.instance().get_materialized_partitions(dg.AssetKey("user_activity"))
     table = platform.settings.offline_dir / "user_activity"
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET memory_limit = '300MB'")  # the check must not set the process's peak
+    con = _check_connection()
     digests = _digest_rows(con.execute(DIGEST_SQL.format(
-        day="CAST(event_timestamp - INTERVAL 1 DAY AS DATE)", relation=f"read_parquet('{table}/*.parquet')",
+        day=FEATURE_DAY, relation=f"read_parquet('{table}/*.parquet')",
         where="")).fetchall())
     rng = np.random.default_rng(3)
     users = sorted({int(u) for u in rng.integers(1, args["users"] + 1, 2000)})
